@@ -1,0 +1,62 @@
+"""Operations endpoints: health, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from handlers.base import BaseHandler, route
+
+
+class HealthHandler(BaseHandler):
+    """``GET /healthz``: 200 when the database and Redis answer, else 503."""
+
+    openapi = {
+        "get": {
+            "summary": "Health: database and Redis checked",
+            "responses": {"200": {"description": "healthy"}, "503": {"description": "unhealthy"}},
+        }
+    }
+
+    async def get(self) -> None:
+        checks = {"database": "ok", "redis": "ok"}
+        try:
+            await asyncio.wait_for(self.ctx.db.run(self.ctx.db.ping), timeout=2)
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self.ctx.redis.ping(), timeout=2)
+        except Exception as exc:  # noqa: BLE001
+            checks["redis"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        self.send({"status": "ok" if ok else "unhealthy", "checks": checks}, 200 if ok else 503)
+
+
+class MetricsHandler(BaseHandler):
+    """``GET /metrics``: Prometheus text format."""
+
+    openapi = {
+        "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}
+    }
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.ctx.metrics.render())
+
+
+class OpenApiHandler(BaseHandler):
+    """``GET /openapi.json``: every route of this server, described."""
+
+    openapi = {
+        "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
+    }
+
+    def get(self) -> None:
+        self.finish(json.dumps(self.application.settings["openapi"], ensure_ascii=False))
+
+
+default_handlers = [
+    route("/healthz", HealthHandler),
+    route("/metrics", MetricsHandler),
+    route("/openapi.json", OpenApiHandler),
+]

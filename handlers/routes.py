@@ -1,0 +1,16 @@
+"""Every route of the server, gathered from each handler module's ``default_handlers``."""
+
+from __future__ import annotations
+
+import tornado.web
+
+from handlers import auth, health
+
+MODULES = [health, auth]
+
+
+def all_routes() -> list[tornado.web.URLSpec]:
+    rules: list[tornado.web.URLSpec] = []
+    for module in MODULES:
+        rules.extend(module.default_handlers)
+    return rules

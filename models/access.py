@@ -1,0 +1,33 @@
+"""Who may call the server besides citizens: partner systems and administrators."""
+
+from __future__ import annotations
+
+import peewee
+
+from models.base import BaseModel, utcnow
+from models.catalog import Center, Department
+
+ADMIN_ROLES = ("superadmin", "center_admin", "handler", "viewer")
+
+
+class Partner(BaseModel):
+    """A window/case system that signs its requests (HMAC) with a shared secret."""
+
+    key_id = peewee.CharField(max_length=64, unique=True)
+    name = peewee.CharField(max_length=200)
+    # The secret, AES-GCM encrypted: the server needs it to check signatures.
+    secret_enc = peewee.TextField()
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+
+
+class Admin(BaseModel):
+    """An administrator of the web console."""
+
+    username = peewee.CharField(max_length=64, unique=True)
+    password_hash = peewee.CharField(max_length=200)
+    role = peewee.CharField(max_length=16)
+    center = peewee.ForeignKeyField(Center, null=True, on_delete="RESTRICT")
+    department = peewee.ForeignKeyField(Department, null=True, on_delete="RESTRICT")
+    disabled = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)

@@ -1,0 +1,78 @@
+"""Schema migrations, applied in order by ``wxbackend migrate`` (and by ``serve`` on an
+empty database). Each migration runs once, in its own transaction, and is recorded in
+``schema_version``. Add new migrations at the end; never edit an applied one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import peewee
+
+from models.access import Admin, Partner
+from models.base import BaseModel, utcnow
+from models.catalog import Center, Department, ServiceItem, Staff, Window
+from models.identity import FaceAttempt, Identity
+from models.user import User
+
+log = logging.getLogger("wxbackend.migrations")
+
+
+class SchemaVersion(BaseModel):
+    version = peewee.IntegerField(primary_key=True)
+    name = peewee.CharField(max_length=100)
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+
+def _create(*models: type[BaseModel]) -> Callable[[peewee.Database], None]:
+    def apply(db: peewee.Database) -> None:
+        db.create_tables(models, safe=True)
+
+    return apply
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
+    (
+        1,
+        "users, identities, catalogue, partners, admins",
+        _create(
+            User,
+            Identity,
+            FaceAttempt,
+            Center,
+            Department,
+            ServiceItem,
+            Staff,
+            Window,
+            Partner,
+            Admin,
+        ),
+    ),
+]
+
+
+def applied_versions(db: peewee.Database) -> set[int]:
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return set()
+    return {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+
+
+def migrate(db: peewee.Database) -> list[int]:
+    """Apply every pending migration; return the versions applied now."""
+    db.create_tables([SchemaVersion], safe=True)
+    done = applied_versions(db)
+    applied = []
+    for version, name, apply in MIGRATIONS:
+        if version in done:
+            continue
+        with db.atomic():
+            apply(db)
+            SchemaVersion.create(version=version, name=name)
+        log.info("applied migration %d: %s", version, name)
+        applied.append(version)
+    return applied
+
+
+def is_empty(db: peewee.Database) -> bool:
+    return not applied_versions(db)

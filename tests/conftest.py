@@ -1,0 +1,325 @@
+"""Test fixtures: a real redis-server, SQLite (or PostgreSQL), the WeChat sandbox over HTTP.
+
+pytest-tornado is not used (it breaks with setuptools ≥ 82 and current pytest, and cannot
+use async fixtures); these few pytest-asyncio fixtures give the same ``app``,
+``http_server``, ``http_client`` and ``base_url``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis
+import tornado.httpserver
+import tornado.testing
+from tornado.httpclient import AsyncHTTPClient
+
+from models.migrations import migrate
+from wxbackend.app import make_app
+from wxbackend.context import Context, build_context
+from wxbackend.settings import Settings, load_settings
+from wxbackend.wechat.sandbox import SandboxState, start_sandbox
+
+APPID = "wx00000000000000a1"
+SECRET = "00000000000000000000000000000001"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- servers for the whole session -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Any:
+    """A real redis-server on a free port (WXB_TEST_REDIS_URL reuses a running one)."""
+    if os.environ.get("WXB_TEST_REDIS_URL"):
+        yield os.environ["WXB_TEST_REDIS_URL"]
+        return
+    exe = shutil.which("redis-server")
+    if not exe:
+        pytest.exit("redis-server is not installed: run scripts/test.sh", returncode=3)
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    client.close()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)
+
+
+def _pg_bindir() -> Path | None:
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+        candidate = Path(out.stdout.strip())
+        if (candidate / "initdb").exists():
+            return candidate
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Any:
+    """A throw-away PostgreSQL cluster in a temp folder (WXB_TEST_POSTGRES_URL reuses one)."""
+    if os.environ.get("WXB_TEST_POSTGRES_URL"):
+        yield os.environ["WXB_TEST_POSTGRES_URL"]
+        return
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.exit("PostgreSQL is not installed: run scripts/test.sh", returncode=3)
+    folder = Path(tempfile.mkdtemp(prefix="wxb-pg-"))
+    port = free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data = folder / "data"
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "wxb",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(folder / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "wxb",
+            "wxb",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield f"postgresql://wxb@127.0.0.1:{port}/wxb"
+    subprocess.run(
+        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+        capture_output=True,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---- per test --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_flushed(redis_url: str) -> str:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return redis_url
+
+
+class Sandbox:
+    """The WeChat sandbox of one test, with helpers for its control API."""
+
+    def __init__(self, server: tornado.httpserver.HTTPServer, state: SandboxState):
+        self.server = server
+        self.state = state
+        self.url = f"http://127.0.0.1:{state.port}/"
+        self.client = AsyncHTTPClient(force_instance=True)
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        response = await self.client.fetch(
+            self.url + "_sandbox/" + path,
+            method=method,
+            body=json.dumps(body) if body is not None else (None if method == "GET" else b""),
+            headers={"Content-Type": "application/json"},
+            raise_error=False,
+            allow_nonstandard_methods=True,
+        )
+        return json.loads(response.body) if response.body else None
+
+    async def login_code(self, openid: str | None = None, unionid: str | None = None) -> dict:
+        body: dict[str, str] = {}
+        if openid:
+            body["openid"] = openid
+        if unionid:
+            body["unionid"] = unionid
+        return await self.control("POST", "login-code", body)
+
+    async def fault(self, path: str, **kwargs: Any) -> None:
+        await self.control("POST", "faults", {"path": path, **kwargs})
+
+    async def stats(self) -> dict:
+        return await self.control("GET", "stats")
+
+
+@pytest_asyncio.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    server, state = await start_sandbox(port=0, state=SandboxState(APPID, SECRET))
+    box = Sandbox(server, state)
+    yield box
+    box.client.close()
+    server.stop()
+    await server.close_all_connections()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, dict[str, Any]]:
+    """Tests override this fixture (or parametrize it) to change settings."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    redis_flushed: str, data_dir: Path, settings_overrides: dict[str, dict[str, Any]]
+) -> Settings:
+    layers: dict[str, dict[str, Any]] = {
+        "database": {"url": f"sqlite:///{data_dir}/test.db"},
+        "redis": {"url": redis_flushed},
+        "server": {"data_dir": str(data_dir)},
+        "wechat": {"timeout_seconds": 1.0, "appid": APPID, "secret": SECRET},
+    }
+    for section, values in settings_overrides.items():
+        layers.setdefault(section, {}).update(values)
+    return load_settings(env={}, overrides=layers)
+
+
+@pytest_asyncio.fixture
+async def ctx(settings: Settings, sandbox: Sandbox) -> AsyncIterator[Context]:
+    context = build_context(settings, api_base=sandbox.url)
+    await context.db.run(migrate, context.db.db)
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+def app(ctx: Context):
+    return make_app(ctx)
+
+
+@pytest_asyncio.fixture
+async def http_server(app) -> AsyncIterator[tuple[tornado.httpserver.HTTPServer, int]]:
+    sock, port = tornado.testing.bind_unused_port()
+    server = tornado.httpserver.HTTPServer(app, max_body_size=1 << 20)
+    server.add_sockets([sock])
+    yield server, port
+    server.stop()
+    await server.close_all_connections()
+
+
+@pytest.fixture
+def base_url(http_server) -> str:
+    return f"http://127.0.0.1:{http_server[1]}"
+
+
+@pytest_asyncio.fixture
+async def http_client() -> AsyncIterator[AsyncHTTPClient]:
+    client = AsyncHTTPClient(force_instance=True, max_clients=100)
+    yield client
+    client.close()
+
+
+class Api:
+    """Calls the server over real HTTP and decodes the JSON answer."""
+
+    def __init__(self, client: AsyncHTTPClient, base_url: str):
+        self.client = client
+        self.base_url = base_url
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, Any]:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if raw is not None:
+            payload: bytes | None = raw
+        elif body is not None:
+            payload = json.dumps(body).encode()
+        else:
+            payload = None if method in ("GET", "DELETE") else b""
+        response = await self.client.fetch(
+            self.base_url + path,
+            method=method,
+            body=payload,
+            headers=hdrs,
+            raise_error=False,
+            allow_nonstandard_methods=True,
+            request_timeout=timeout,
+        )
+        ctype = response.headers.get("Content-Type", "")
+        if response.body and "json" in ctype:
+            return response.code, json.loads(response.body)
+        return response.code, response.body
+
+    async def login(self, sandbox: Sandbox, openid: str | None = None) -> tuple[str, dict]:
+        code = await sandbox.login_code(openid)
+        status, answer = await self("POST", "/api/v1/auth/login", {"code": code["code"]})
+        assert status == 200, answer
+        return answer["token"], answer
+
+
+@pytest.fixture
+def api(http_client: AsyncHTTPClient, base_url: str) -> Api:
+    return Api(http_client, base_url)

@@ -1,0 +1,213 @@
+"""The ``wxbackend`` command: serve, migrate, sandbox, admin, partner, catalog."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from wxbackend.logsetup import setup_logging
+from wxbackend.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("wxbackend")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wxbackend", description="政务服务好差评 backend")
+    p.add_argument("--config", help="an extra TOML file layered on conf/default.toml")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the HTTP server")
+    s.add_argument("--port", type=int)
+    s.add_argument("--address")
+    s.add_argument("--processes", type=int)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+
+    sb = sub.add_parser("sandbox", help="run the WeChat emulator alone")
+    sb.add_argument("--port", type=int)
+    sb.add_argument("--address")
+
+    admin = sub.add_parser("admin", help="administrator accounts").add_subparsers(
+        dest="action", required=True
+    )
+    ac = admin.add_parser("create")
+    ac.add_argument("--username", required=True)
+    ac.add_argument("--password-stdin", action="store_true", required=True)
+    ac.add_argument("--role", required=True)
+    ac.add_argument("--center")
+    au = admin.add_parser("unlock")
+    au.add_argument("username")
+
+    partner = sub.add_parser("partner", help="partner (window system) keys").add_subparsers(
+        dest="action", required=True
+    )
+    pc = partner.add_parser("create")
+    pc.add_argument("--name", required=True)
+    pc.add_argument("--json", action="store_true")
+
+    catalog = sub.add_parser("catalog", help="the catalogue").add_subparsers(
+        dest="action", required=True
+    )
+    ci = catalog.add_parser("import")
+    ci.add_argument("file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"wxbackend: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log.level, settings.log.format)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(settings, args) or 0
+    except SettingsError as exc:
+        print(f"wxbackend: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print(f"wxbackend: {exc}", file=sys.stderr)
+        return 1
+
+
+class CliError(Exception):
+    """A command failed in a way the user can fix; printed without a traceback."""
+
+
+def _open_db(settings: Settings):
+    """The database for one-shot commands, migrated (keys loaded first: PostgreSQL checks)."""
+    from models.migrations import migrate
+    from wxbackend.db import database, make_peewee_database
+    from wxbackend.security import StartupError, load_keys
+
+    try:
+        keys = load_keys(settings)
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    db = make_peewee_database(settings)
+    database.initialize(db)
+    migrate(db)
+    return db, keys
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from models.migrations import migrate
+    from wxbackend.db import database, make_peewee_database
+
+    db = make_peewee_database(settings)
+    database.initialize(db)
+    applied = migrate(db)
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    db.close()
+    return 0
+
+
+def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from wxbackend.wechat.sandbox import run_sandbox_forever
+
+    run_sandbox_forever(
+        args.address or settings.sandbox.address,
+        args.port or settings.sandbox.port,
+        settings.wechat.appid,
+        settings.wechat.secret,
+    )
+    return 0
+
+
+def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "unlock":
+        return _unlock(settings, args.username)
+    from wxbackend.services.accounts import AccountError, create_admin
+
+    password = sys.stdin.readline().rstrip("\n")
+    db, _ = _open_db(settings)
+    try:
+        with db.atomic():
+            admin = create_admin(args.username, password, args.role, args.center)
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    print(f"created {admin.role} {admin.username}")
+    return 0
+
+
+def _unlock(settings: Settings, username: str) -> int:
+    from wxbackend.cache import Keys, make_redis
+    from wxbackend.services.lockout import unlock
+
+    if settings.redis.url == "embedded":
+        raise CliError(
+            "redis.url is 'embedded': locks live inside the server process and end with it "
+            f"(or after admin.lockout_seconds = {settings.admin.lockout_seconds})"
+        )
+
+    async def run() -> int:
+        client = make_redis(settings)
+        try:
+            return await unlock(client, Keys(settings.redis.key_prefix), username)
+        finally:
+            await client.aclose()
+
+    n = asyncio.run(run())
+    print(f"unlocked {username} ({n} locked address(es))")
+    return 0
+
+
+def cmd_partner(settings: Settings, args: argparse.Namespace) -> int:
+    from wxbackend.security import FieldCipher
+    from wxbackend.services.accounts import AccountError, create_partner
+
+    db, keys = _open_db(settings)
+    try:
+        with db.atomic():
+            key = create_partner(args.name, FieldCipher(keys))
+    except AccountError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"key_id": key.key_id, "secret": key.secret}))
+    else:
+        print(f"key_id: {key.key_id}\nsecret: {key.secret}\n(the secret is shown only this once)")
+    return 0
+
+
+def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
+    from wxbackend.security import LookupHasher
+    from wxbackend.services.catalog import CatalogError, import_catalog, load_catalog_file
+
+    db, keys = _open_db(settings)
+    try:
+        report = import_catalog(load_catalog_file(args.file), LookupHasher(keys))
+    except CatalogError as exc:
+        raise CliError(f"catalog import failed, nothing written: {exc}") from None
+    for section, counts in report.counts.items():
+        print(f"{section}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from wxbackend.server import serve
+
+    return serve(
+        settings,
+        port=args.port or settings.server.port,
+        address=args.address or settings.server.address,
+        processes=args.processes or settings.server.processes,
+    )
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "migrate": cmd_migrate,
+    "sandbox": cmd_sandbox,
+    "admin": cmd_admin,
+    "partner": cmd_partner,
+    "catalog": cmd_catalog,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The resources one server process shares: settings, database, Redis, keys, WeChat.
+
+Built once at start (:func:`build_context`) and handed to the application and services.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from wxbackend.cache import Keys, make_redis
+from wxbackend.db import Database
+from wxbackend.metrics import Metrics
+from wxbackend.security import FieldCipher, LookupHasher, load_keys
+from wxbackend.settings import Settings
+from wxbackend.wechat.client import Credentials, WeChatGateway
+
+log = logging.getLogger("wxbackend")
+
+
+def resolve_api_base(settings: Settings) -> str:
+    """``"sandbox"`` means the built-in emulator at ``sandbox.address:sandbox.port``."""
+    if settings.sandbox_mode:
+        return f"http://{settings.sandbox.address}:{settings.sandbox.port}/"
+    return settings.wechat.api_base
+
+
+@dataclass
+class Context:
+    """Everything a handler or service needs, wired in one place."""
+
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    rkeys: Keys
+    cipher: FieldCipher
+    hasher: LookupHasher
+    metrics: Metrics
+    wechat: WeChatGateway
+    extras: dict = field(default_factory=dict)
+
+    async def close(self) -> None:
+        self.wechat.close()
+        await self.redis.aclose()
+        self.db.close()
+
+
+def settings_credentials(settings: Settings):
+    creds = Credentials(settings.wechat.appid, settings.wechat.secret)
+    return lambda: creds
+
+
+def build_context(
+    settings: Settings, api_base: str | None = None, redis: aioredis.Redis | None = None
+) -> Context:
+    """Wire the resources. ``api_base`` overrides the WeChat base URL (tests, sandbox port)."""
+    keys = load_keys(settings)
+    metrics = Metrics()
+    redis = redis if redis is not None else make_redis(settings)
+    rkeys = Keys(settings.redis.key_prefix)
+    db = Database(settings)
+    gateway = WeChatGateway(
+        api_base or resolve_api_base(settings),
+        settings_credentials(settings),
+        redis,
+        rkeys,
+        settings.wechat.timeout_seconds,
+        metrics,
+    )
+    return Context(
+        settings=settings,
+        db=db,
+        redis=redis,
+        rkeys=rkeys,
+        cipher=FieldCipher(keys),
+        hasher=LookupHasher(keys),
+        metrics=metrics,
+        wechat=gateway,
+    )

@@ -1,0 +1,110 @@
+"""The database: peewee on SQLite (embedded default) or PostgreSQL (pooled).
+
+Models bind to :data:`database` (a proxy). peewee is synchronous, so every call from the
+server goes through :meth:`Database.run`, which runs it on a bounded thread pool kept off
+the IOLoop. SQLite runs in WAL mode with foreign keys and a busy timeout, and begins every
+write transaction ``IMMEDIATE`` (a deferred transaction that reads, then writes fails with
+``database is locked`` under concurrency; see stack-notes.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase
+
+from wxbackend.settings import Settings
+
+log = logging.getLogger("wxbackend.db")
+T = TypeVar("T")
+
+database = peewee.DatabaseProxy()
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///data/x.db`` → ``data/x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
+    return url[len("sqlite:///") :]
+
+
+def make_peewee_database(settings: Settings) -> peewee.Database:
+    url = settings.database.url
+    if url.startswith("sqlite:///"):
+        path = sqlite_path(url)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return peewee.SqliteDatabase(
+            path,
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "busy_timeout": settings.database.sqlite_busy_timeout_ms,
+                "synchronous": "normal",
+            },
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+        )
+    parts = urlparse(url)
+    return PooledPostgresqlDatabase(
+        parts.path.lstrip("/"),
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        host=parts.hostname,
+        port=parts.port,
+        max_connections=settings.database.threads + 2,
+        stale_timeout=300,
+        timeout=10,
+    )
+
+
+class Database:
+    """The bound database plus the thread pool that runs its calls."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = make_peewee_database(settings)
+        database.initialize(self.db)
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.database.threads, thread_name_prefix="db"
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return isinstance(self.db, peewee.SqliteDatabase)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` on the database pool and await its result."""
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        call = functools.partial(ctx.run, self._call, fn, args, kwargs)
+        return await loop.run_in_executor(self.executor, call)
+
+    def _call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError):
+            # A broken connection must not stay bound to this thread.
+            if not self.db.is_closed() and not self.db.in_transaction():
+                self.db.close()
+            raise
+
+    def atomic(self):
+        return self.db.atomic()
+
+    def ping(self) -> None:
+        self.db.execute_sql("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        if not self.db.is_closed():
+            self.db.close()
+        if isinstance(self.db, PooledPostgresqlDatabase):
+            self.db.close_all()

@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per application (so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
+
+
+class Metrics:
+    """HTTP requests and latency by route; WeChat calls by endpoint and errcode."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "wxb_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "wxb_http_request_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.wechat_calls = Counter(
+            "wxb_wechat_calls",
+            "WeChat API calls by endpoint and errcode (0 = ok; 'timeout', 'http_5xx', ...)",
+            ["endpoint", "errcode"],
+            registry=self.registry,
+        )
+        self.wechat_latency = Histogram(
+            "wxb_wechat_call_seconds",
+            "WeChat API call latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def observe_wechat(self, endpoint: str, errcode: str, seconds: float) -> None:
+        self.wechat_calls.labels(endpoint, errcode).inc()
+        self.wechat_latency.labels(endpoint).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,184 @@
+"""``wxbackend serve``: bind, migrate, optionally fork, run the app; stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+
+import tornado.httpserver
+import tornado.netutil
+
+from models.migrations import is_empty, migrate
+from wxbackend.db import database, make_peewee_database
+from wxbackend.security import StartupError, load_keys
+from wxbackend.settings import Settings, SettingsError
+
+log = logging.getLogger("wxbackend")
+
+#: Tornado refuses bodies above this outright; up to it the app answers 413 (over 64 KiB).
+SERVER_MAX_BODY = 8 << 20
+DRAIN_SECONDS = 5.0
+
+
+def serve(settings: Settings, port: int, address: str, processes: int) -> int:
+    if processes > 1 and settings.redis.url == "embedded":
+        raise SettingsError(
+            "--processes above 1 needs a real Redis: set redis.url (WXB_REDIS_URL); "
+            "'embedded' lives inside one process"
+        )
+    try:
+        load_keys(settings)  # generate keys once, before any fork
+    except StartupError as exc:
+        raise SettingsError(str(exc)) from None
+    _migrate(settings)
+    sockets = tornado.netutil.bind_sockets(port, address)
+    log.info("listening on http://%s:%d/ with %d process(es)", address, port, processes)
+    sandbox_pid = None
+    if settings.sandbox_mode:
+        log.warning(
+            "wechat.api_base is 'sandbox': using the built-in WeChat emulator at "
+            "http://%s:%d/ (not real WeChat; its control API is under /_sandbox/)",
+            settings.sandbox.address,
+            settings.sandbox.port,
+        )
+        if processes > 1:
+            sandbox_pid = _fork_sandbox(settings)
+    if processes > 1:
+        return _supervise(settings, sockets, processes, sandbox_pid)
+    asyncio.run(run_process(settings, sockets, with_sandbox=settings.sandbox_mode))
+    return 0
+
+
+def _migrate(settings: Settings) -> None:
+    db = make_peewee_database(settings)
+    database.initialize(db)
+    if is_empty(db):
+        log.info("empty database: creating the schema")
+    migrate(db)
+    db.close()
+
+
+async def run_process(
+    settings: Settings, sockets: list[socket.socket], with_sandbox: bool = False
+) -> None:
+    """One server process: the app on ``sockets`` until SIGTERM/SIGINT."""
+    from wxbackend.app import make_app
+    from wxbackend.context import build_context
+
+    sandbox_server = None
+    if with_sandbox:
+        from wxbackend.wechat.sandbox import SandboxState, start_sandbox
+
+        sandbox_server, _ = await start_sandbox(
+            settings.sandbox.address,
+            settings.sandbox.port,
+            SandboxState(settings.wechat.appid, settings.wechat.secret),
+        )
+    ctx = build_context(settings)
+    server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=SERVER_MAX_BODY)
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: no new connections, draining for up to %.0f s", DRAIN_SECONDS)
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), DRAIN_SECONDS)
+    except TimeoutError:
+        log.warning("stopping: connections still open after the drain period")
+    if sandbox_server is not None:
+        sandbox_server.stop()
+    await ctx.close()
+
+
+def _fork_sandbox(settings: Settings) -> int:
+    pid = os.fork()
+    if pid == 0:  # child
+        from wxbackend.wechat.sandbox import run_sandbox_forever
+
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        try:
+            run_sandbox_forever(
+                settings.sandbox.address,
+                settings.sandbox.port,
+                settings.wechat.appid,
+                settings.wechat.secret,
+            )
+        finally:
+            os._exit(0)
+    return pid
+
+
+def _supervise(
+    settings: Settings, sockets: list[socket.socket], processes: int, sandbox_pid: int | None
+) -> int:
+    """Fork ``processes`` workers sharing ``sockets``; restart a crashed one; forward SIGTERM."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def start(task_id: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                asyncio.run(run_process(settings, sockets))
+            except Exception:
+                log.exception("server process %d failed", task_id)
+                os._exit(1)
+            os._exit(0)
+        children[pid] = task_id
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            _kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for task_id in range(processes):
+        start(task_id)
+    restarts = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == sandbox_pid:
+            continue
+        task_id = children.pop(pid, None)
+        if task_id is None or stopping:
+            continue
+        if os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0:
+            restarts += 1
+            log.warning("server process %d (pid %d) died; restarting it", task_id, pid)
+            if restarts > 100:
+                log.error("too many restarts; stopping")
+                on_signal(signal.SIGTERM, None)
+                continue
+            time.sleep(0.5)
+            start(task_id)
+    if sandbox_pid:
+        _kill(sandbox_pid, signal.SIGTERM)
+        os.waitpid(sandbox_pid, 0)
+    return 0
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: wxbackend serve")

@@ -1,0 +1,318 @@
+"""The gateway to WeChat's server API: one async facade every service calls.
+
+HTTP goes through its own Tornado ``AsyncHTTPClient`` (kept apart from the database pool),
+so hanging WeChat calls never block the IOLoop or starve other work. Each method maps one
+WeChat endpoint (the shape of wechatpy's API classes) and raises a typed
+:class:`~wxbackend.wechat.errors.WeChatError` on failure.
+
+Rules:
+- at most 3 attempts, ``timeout`` seconds each, retrying -1 / HTTP 5xx / timeouts / network
+  errors with backoff, never longer than ``2 × timeout + 2`` seconds in all;
+- the access token comes from ``cgi-bin/stable_token``, cached in Redis and shared by every
+  process; on 40001/42001 it is refreshed under a Redis lock, only if the cached token is
+  still the one that failed, and the call is retried once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import redis.asyncio as aioredis
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+
+from wxbackend.cache import Keys
+from wxbackend.metrics import Metrics
+from wxbackend.wechat import errors as e
+
+log = logging.getLogger("wxbackend.wechat")
+
+BACKOFF_SECONDS = (0.2, 0.5)
+TOKEN_MARGIN_SECONDS = 300  # refresh a cached token this long before WeChat expires it
+LOCK_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The mini-program's appid and secret (from settings, or stored by an admin)."""
+
+    appid: str
+    secret: str
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way worth another try."""
+
+    def __init__(self, errcode: str, message: str):
+        self.errcode = errcode
+        super().__init__(message)
+
+
+class WeChatGateway:
+    """Async client of the WeChat server API (see ../shared/docs/wechat.md)."""
+
+    def __init__(
+        self,
+        api_base: str,
+        credentials: Callable[[], Credentials],
+        redis: aioredis.Redis,
+        rkeys: Keys,
+        timeout: float,
+        metrics: Metrics | None = None,
+        max_clients: int = 512,
+    ):
+        self.api_base = api_base
+        self.credentials = credentials
+        self.redis = redis
+        self.rkeys = rkeys
+        self.timeout = timeout
+        self.metrics = metrics
+        self.http = AsyncHTTPClient(force_instance=True, max_clients=max_clients)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ---- endpoints -----------------------------------------------------------------------
+
+    async def code2session(self, js_code: str) -> dict[str, Any]:
+        """``sns/jscode2session``: a login code → ``{openid, session_key, unionid?}``."""
+        cred = self.credentials()
+        query = {
+            "appid": cred.appid,
+            "secret": cred.secret,
+            "js_code": js_code,
+            "grant_type": "authorization_code",
+        }
+        return await self._call("sns/jscode2session", query=query)
+
+    async def get_verify_id(
+        self, out_seq_no: str, cert_name: str, cert_no: str, openid: str
+    ) -> dict[str, Any]:
+        """``cityservice/face/identify/getverifyid`` → ``{verify_id, expires_in}``."""
+        body = {
+            "out_seq_no": out_seq_no,
+            "cert_info": {"cert_type": "IDENTITY_CARD", "cert_name": cert_name, "cert_no": cert_no},
+            "openid": openid,
+        }
+        return await self._call_with_token("cityservice/face/identify/getverifyid", body)
+
+    async def query_verify_info(
+        self, verify_id: str, out_seq_no: str, cert_hash: str, openid: str
+    ) -> dict[str, Any]:
+        """``cityservice/face/identify/queryverifyinfo`` → ``{errcode, verify_ret}``."""
+        body = {
+            "verify_id": verify_id,
+            "out_seq_no": out_seq_no,
+            "cert_hash": cert_hash,
+            "openid": openid,
+        }
+        return await self._call_with_token("cityservice/face/identify/queryverifyinfo", body)
+
+    async def get_wxacode_unlimit(
+        self,
+        scene: str,
+        page: str | None = None,
+        check_path: bool = True,
+        env_version: str = "release",
+        width: int = 430,
+    ) -> bytes:
+        """``wxa/getwxacodeunlimit``: the mini-program code image (PNG/JPEG bytes)."""
+        body: dict[str, Any] = {
+            "scene": scene,
+            "check_path": check_path,
+            "env_version": env_version,
+            "width": width,
+        }
+        if page:
+            body["page"] = page
+        return await self._call_with_token("wxa/getwxacodeunlimit", body, binary=True)
+
+    async def send_subscribe_message(
+        self,
+        touser: str,
+        template_id: str,
+        data: dict[str, dict[str, str]],
+        page: str | None = None,
+        miniprogram_state: str | None = None,
+        lang: str = "zh_CN",
+    ) -> dict[str, Any]:
+        """``cgi-bin/message/subscribe/send``: one subscribe message (spends one quota)."""
+        body: dict[str, Any] = {
+            "touser": touser,
+            "template_id": template_id,
+            "data": data,
+            "lang": lang,
+        }
+        if page:
+            body["page"] = page
+        if miniprogram_state:
+            body["miniprogram_state"] = miniprogram_state
+        return await self._call_with_token("cgi-bin/message/subscribe/send", body)
+
+    async def msg_sec_check(self, openid: str, content: str, scene: int = 2) -> dict[str, Any]:
+        """``wxa/msg_sec_check`` v2 → ``{result: {suggest: pass|review|risky, label}}``."""
+        body = {"version": 2, "openid": openid, "scene": scene, "content": content}
+        return await self._call_with_token("wxa/msg_sec_check", body)
+
+    # ---- access token --------------------------------------------------------------------
+
+    def _token_key(self, appid: str) -> str:
+        return self.rkeys("wechat", "token", appid)
+
+    async def access_token(self) -> str:
+        """The shared access token, fetched through ``stable_token`` only when none is cached."""
+        return await self._token(stale=None, deadline=time.monotonic() + 2 * self.timeout + 2)
+
+    async def _token(self, stale: str | None, deadline: float) -> str:
+        """A valid token. ``stale``: the token WeChat just rejected (forces a refresh)."""
+        cred = self.credentials()
+        key = self._token_key(cred.appid)
+        cached = await self.redis.get(key)
+        if cached and cached != stale:
+            return cached
+        lock_key = key + ":lock"
+        owner = secrets.token_hex(8)
+        while True:
+            if await self.redis.set(lock_key, owner, nx=True, ex=LOCK_SECONDS):
+                break
+            if time.monotonic() >= deadline:
+                raise e.WeChatUnavailableError("cgi-bin/stable_token", "lock", "token refresh busy")
+            await asyncio.sleep(0.05)
+            cached = await self.redis.get(key)
+            if cached and cached != stale:
+                return cached
+        try:
+            cached = await self.redis.get(key)
+            if cached and cached != stale:
+                return cached  # another process refreshed it while we waited
+            body = {
+                "grant_type": "client_credential",
+                "appid": cred.appid,
+                "secret": cred.secret,
+                "force_refresh": stale is not None,
+            }
+            answer = await self._call("cgi-bin/stable_token", body=body, deadline=deadline)
+            token = answer["access_token"]
+            ttl = max(int(answer.get("expires_in", 7200)) - TOKEN_MARGIN_SECONDS, 60)
+            await self.redis.set(key, token, ex=ttl)
+            log.info("fetched a WeChat access token", extra={"fields": {"ttl": ttl}})
+            return token
+        finally:
+            # Release only our own lock (compare-and-delete).
+            await self.redis.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                "return redis.call('del', KEYS[1]) end return 0",
+                1,
+                lock_key,
+                owner,
+            )
+
+    async def _call_with_token(self, path: str, body: dict[str, Any], binary: bool = False) -> Any:
+        deadline = time.monotonic() + 2 * self.timeout + 2
+        token = await self._token(stale=None, deadline=deadline)
+        try:
+            return await self._call(path, body=body, token=token, binary=binary, deadline=deadline)
+        except e.AccessTokenError as exc:
+            if exc.errcode not in e.TOKEN_INVALID:
+                raise
+            token = await self._token(stale=token, deadline=deadline)
+            return await self._call(path, body=body, token=token, binary=binary, deadline=deadline)
+
+    # ---- transport -----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        token: str | None = None,
+        binary: bool = False,
+        deadline: float | None = None,
+    ) -> Any:
+        """One WeChat call with retries inside the overall deadline."""
+        deadline = deadline or time.monotonic() + 2 * self.timeout + 2
+        params = dict(query or {})
+        if token:
+            params["access_token"] = token
+        url = self.api_base + path + ("?" + urlencode(params) if params else "")
+        last: _Retryable | None = None
+        for attempt in range(3):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                break
+            try:
+                return await self._attempt(path, url, body, binary, min(self.timeout, remaining))
+            except _Retryable as exc:
+                last = exc
+            if attempt < 2:
+                pause = BACKOFF_SECONDS[attempt] * (0.5 + secrets.randbelow(1000) / 1000)
+                if deadline - time.monotonic() <= pause + 0.05:
+                    break
+                await asyncio.sleep(pause)
+        errcode = last.errcode if last else "deadline"
+        raise e.WeChatUnavailableError(path, errcode, str(last) if last else "deadline passed")
+
+    async def _attempt(
+        self, path: str, url: str, body: dict[str, Any] | None, binary: bool, timeout: float
+    ) -> Any:
+        request = HTTPRequest(
+            url,
+            method="POST" if body is not None else "GET",
+            body=json.dumps(body, ensure_ascii=False).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            connect_timeout=timeout,
+            request_timeout=timeout,
+        )
+        started = time.monotonic()
+        errcode = "0"
+        try:
+            try:
+                response = await self.http.fetch(request, raise_error=False)
+            except HTTPClientError as exc:  # 599: timeout or connection closed
+                errcode = "timeout" if "Timeout" in str(exc) else "network"
+                raise _Retryable(errcode, f"{errcode}: {exc}") from None
+            except OSError as exc:  # refused, unreachable, DNS
+                errcode = "network"
+                raise _Retryable(errcode, f"network: {type(exc).__name__}") from None
+            if response.code >= 500:
+                errcode = f"http_{response.code}"
+                raise _Retryable(errcode, f"HTTP {response.code}")
+            if response.code != 200:
+                errcode = f"http_{response.code}"
+                raise e.InvalidArgumentError(path, errcode, f"HTTP {response.code}")
+            if binary and not _is_json(response):
+                return response.body
+            answer = _parse_json(path, response)
+            code = int(answer.get("errcode") or 0)
+            errcode = str(code)
+            if code == e.BUSY:
+                raise _Retryable(errcode, "WeChat busy (-1)")
+            if code != 0:
+                raise e.error_for(path, code, str(answer.get("errmsg", "")))
+            return answer
+        finally:
+            if self.metrics:
+                self.metrics.observe_wechat(path, errcode, time.monotonic() - started)
+
+
+def _is_json(response: HTTPResponse) -> bool:
+    ctype = response.headers.get("Content-Type", "")
+    return "json" in ctype or "text/plain" in ctype or response.body[:1] == b"{"
+
+
+def _parse_json(path: str, response: HTTPResponse) -> dict[str, Any]:
+    try:
+        answer = json.loads(response.body)
+    except ValueError:
+        raise _Retryable("bad_json", "WeChat answered something that is not JSON") from None
+    if not isinstance(answer, dict):
+        raise _Retryable("bad_json", "WeChat answered JSON that is not an object")
+    return answer
