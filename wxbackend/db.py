@@ -25,6 +25,9 @@ from playhouse.pool import PooledPostgresqlDatabase
 from wxbackend.settings import Settings
 
 log = logging.getLogger("wxbackend.db")
+# peewee's DEBUG lines carry every query's parameters (openids, hashes, ciphertexts): never
+# let them reach a log, whatever the configured level.
+logging.getLogger("peewee").setLevel(logging.WARNING)
 T = TypeVar("T")
 
 database = peewee.DatabaseProxy()

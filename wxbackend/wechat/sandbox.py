@@ -342,7 +342,7 @@ def check_template_value(field_type: str, value: str) -> str | None:
         fits = _NAME_CJK_RE.fullmatch(value) or _NAME_LATIN_RE.fullmatch(value)
         if fits:
             return None
-        too_long = len(value) > 20 or (re.search(f"[{_CJK}]", value) and len(value) > 10)
+        too_long = len(value) > 20 or (bool(re.search(f"[{_CJK}]", value)) and len(value) > 10)
         return "exceeds limit" if too_long else "invalid"
     if field_type in ("time", "date"):
         return None if _date_time_value(value, field_type) else "invalid"

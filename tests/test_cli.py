@@ -1,0 +1,214 @@
+"""The `wxbackend` command as an operator runs it: serve, migrate, admin, partner, catalog."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXB_")}
+    env.update(extra)
+    return env
+
+
+def http(method: str, url: str, body: dict | None = None, token: str | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.communicate()[1].decode()[-2000:]}")
+        try:
+            if http("GET", url + "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not become healthy")
+
+
+def stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err.decode()
+
+
+def login_and_me(base: str, sandbox: str) -> dict:
+    status, code = http("POST", sandbox + "/_sandbox/login-code", {})
+    assert status == 200, code
+    status, answer = http("POST", base + "/api/v1/auth/login", {"code": code["code"]})
+    assert status == 200, answer
+    status, me = http("GET", base + "/api/v1/me", token=answer["token"])
+    assert status == 200, me
+    return me
+
+
+def test_serve_with_no_configuration(tmp_path):
+    """The README's first command: embedded defaults, sandbox, a login that /me accepts."""
+    port, sandbox_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [WXBACKEND, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(WXB_SANDBOX_PORT=str(sandbox_port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proc)
+        me = login_and_me(base, f"http://127.0.0.1:{sandbox_port}")
+        assert me["identity"]["verified"] is False
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err[-2000:]
+    assert "sandbox" in err and "embedded" in err
+    assert (tmp_path / "data" / "wxbackend.db").exists()
+    assert oct((tmp_path / "data" / "master.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_processes_refuse_embedded_redis(tmp_path):
+    result = subprocess.run(
+        [WXBACKEND, "serve", "--port", str(free_port()), "--processes", "2"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "redis.url" in result.stderr.decode()
+
+
+def test_two_processes_with_real_redis(tmp_path, redis_flushed):
+    port, sandbox_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [WXBACKEND, "serve", "--port", str(port), "--processes", "2"],
+        cwd=tmp_path,
+        env=clean_env(WXB_SANDBOX_PORT=str(sandbox_port), WXB_REDIS_URL=redis_flushed),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proc)
+        for _ in range(6):
+            login_and_me(base, f"http://127.0.0.1:{sandbox_port}")
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 3  # two server processes and the sandbox
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err[-2000:]
+    for pid in children:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+
+
+def run_cli(tmp_path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [WXBACKEND, *args],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        input=stdin.encode(),
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_migrate_admin_partner_catalog(tmp_path):
+    first = run_cli(tmp_path, "migrate")
+    assert first.returncode == 0 and b"applied migrations" in first.stdout
+    assert b"up to date" in run_cli(tmp_path, "migrate").stdout
+
+    catalog = str(ROOT / "conf" / "catalog.example.json")
+    imported = run_cli(tmp_path, "catalog", "import", catalog)
+    assert imported.returncode == 0, imported.stderr
+    again = run_cli(tmp_path, "catalog", "import", catalog)
+    assert b"created 0" in again.stdout or b"unchanged" in again.stdout
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"items": [{"code": "X1", "name": "n", "department": "NOPE"}]}')
+    failed = run_cli(tmp_path, "catalog", "import", str(bad))
+    assert failed.returncode == 1 and b"NOPE" in failed.stderr
+
+    made = run_cli(
+        tmp_path,
+        "admin",
+        "create",
+        "--username",
+        "root",
+        "--password-stdin",
+        "--role",
+        "superadmin",
+        stdin="a-long-password\n",
+    )
+    assert made.returncode == 0, made.stderr
+    weak = run_cli(
+        tmp_path,
+        "admin",
+        "create",
+        "--username",
+        "weak",
+        "--password-stdin",
+        "--role",
+        "viewer",
+        stdin="short\n",
+    )
+    assert weak.returncode == 1 and b"password" in weak.stderr
+
+    partner = run_cli(tmp_path, "partner", "create", "--name", "Window system", "--json")
+    assert partner.returncode == 0, partner.stderr
+    key = json.loads(partner.stdout)
+    assert key["key_id"].startswith("pk_") and len(key["secret"]) >= 40
+
+    db = sqlite3.connect(tmp_path / "data" / "wxbackend.db")
+    try:
+        (password_hash,) = db.execute("select password_hash from admin").fetchone()
+        (secret_enc,) = db.execute("select secret_enc from partner").fetchone()
+    finally:
+        db.close()
+    assert password_hash.startswith("scrypt$") and "a-long-password" not in password_hash
+    assert key["secret"] not in secret_enc
+
+
+def test_bad_configuration_names_the_key(tmp_path):
+    result = run_cli(tmp_path, "migrate", WXB_QR_TTL_DAYS="many")
+    assert result.returncode == 2 and b"WXB_QR_TTL_DAYS" in result.stderr
+
+
+@pytest.mark.postgres
+def test_postgres_needs_keys(tmp_path, postgres_url):
+    result = run_cli(tmp_path, "partner", "create", "--name", "x", WXB_DATABASE_URL=postgres_url)
+    assert result.returncode == 1
+    assert b"security.master_key" in result.stderr
