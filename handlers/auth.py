@@ -22,7 +22,9 @@ class LoginHandler(BaseHandler):
     async def post(self) -> None:
         body = self.json_body({"code": Field(str, required=True)})
         result = await auth.login(self.ctx, body["code"], self.client_ip())
-        profile = await self.ctx.db.run(users.profile, result.user_id)
+        profile = await self.ctx.db.run(
+            users.profile, result.user_id, self.ctx.settings.rating.default_after_days
+        )
         self.send({"token": result.token, "expires_in": result.expires_in, "user": profile["user"]})
 
 
@@ -54,7 +56,8 @@ class MeHandler(CitizenHandler):
     }
 
     async def get(self) -> None:
-        self.send(await self.ctx.db.run(users.profile, self.user_id))
+        days = self.ctx.settings.rating.default_after_days
+        self.send(await self.ctx.db.run(users.profile, self.user_id, days))
 
 
 default_handlers = [

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import tornado.web
 
-from handlers import auth, health
+from handlers import (
+    admin,
+    admin_accounts,
+    admin_catalog,
+    auth,
+    evaluations,
+    health,
+    identity,
+    partner,
+    public,
+)
 
-MODULES = [health, auth]
+MODULES = [
+    health,
+    auth,
+    identity,
+    partner,
+    evaluations,
+    admin,
+    public,
+    admin_catalog,
+    admin_accounts,
+]
 
 
 def all_routes() -> list[tornado.web.URLSpec]:

@@ -11,9 +11,22 @@ from collections.abc import Callable
 import peewee
 
 from models.access import Admin, Partner
+from models.audit import AuditEntry
 from models.base import BaseModel, utcnow
+from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
+from models.evaluation import (
+    DEFAULT_INDICATORS,
+    Evaluation,
+    EvaluationIndicator,
+    Indicator,
+    Like,
+    Reply,
+)
 from models.identity import FaceAttempt, Identity
+from models.job import Job
+from models.settings_store import WeChatConfigVersion
+from models.ticket import Ticket, TicketEvent
 from models.user import User
 
 log = logging.getLogger("wxbackend.migrations")
@@ -30,6 +43,25 @@ def _create(*models: type[BaseModel]) -> Callable[[peewee.Database], None]:
         db.create_tables(models, safe=True)
 
     return apply
+
+
+def _cases_and_ratings(db: peewee.Database) -> None:
+    db.create_tables(
+        [
+            Case,
+            QrToken,
+            Indicator,
+            Evaluation,
+            EvaluationIndicator,
+            Like,
+            Reply,
+            Ticket,
+            TicketEvent,
+        ],
+        safe=True,
+    )
+    for order, (code, label) in enumerate(DEFAULT_INDICATORS):
+        Indicator.insert(code=code, label=label, sort_order=order).on_conflict_ignore().execute()
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
@@ -49,6 +81,9 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
             Admin,
         ),
     ),
+    (2, "cases, QR tokens, evaluations, likes, replies, tickets", _cases_and_ratings),
+    (3, "audit log, WeChat configuration versions", _create(AuditEntry, WeChatConfigVersion)),
+    (4, "scheduled jobs", _create(Job)),
 ]
 
 

@@ -7,6 +7,7 @@ use async fixtures); these few pytest-asyncio fixtures give the same ``app``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -165,6 +166,21 @@ def redis_flushed(redis_url: str) -> str:
     return redis_url
 
 
+async def _bounded(awaitable, what: str, seconds: float = 10) -> None:
+    """Teardown must never hang the suite: give up (loudly) after ``seconds``."""
+    try:
+        await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        import faulthandler
+        import sys
+
+        print(f"\nTEARDOWN HANG: {what}", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        faulthandler.dump_traceback(file=sys.stderr)
+        raise
+
+
 class Sandbox:
     """The WeChat sandbox of one test, with helpers for its control API."""
 
@@ -207,7 +223,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     yield box
     box.client.close()
     server.stop()
-    await server.close_all_connections()
+    await _bounded(server.close_all_connections(), "sandbox connections")
 
 
 @pytest.fixture
@@ -242,8 +258,9 @@ def settings(
 async def ctx(settings: Settings, sandbox: Sandbox) -> AsyncIterator[Context]:
     context = build_context(settings, api_base=sandbox.url)
     await context.db.run(migrate, context.db.db)
+    await context.start()
     yield context
-    await context.close()
+    await _bounded(context.close(), "context")
 
 
 @pytest.fixture
@@ -258,7 +275,7 @@ async def http_server(app) -> AsyncIterator[tuple[tornado.httpserver.HTTPServer,
     server.add_sockets([sock])
     yield server, port
     server.stop()
-    await server.close_all_connections()
+    await _bounded(server.close_all_connections(), "server connections")
 
 
 @pytest.fixture
@@ -323,3 +340,20 @@ class Api:
 @pytest.fixture
 def api(http_client: AsyncHTTPClient, base_url: str) -> Api:
     return Api(http_client, base_url)
+
+
+@pytest_asyncio.fixture
+async def partner(api: Api, ctx: Context) -> Any:
+    """A signed partner client (tests/partner_client.py) with a fresh partner key, after
+    importing conf/catalog.example.json (centers, departments, items, staff, windows)."""
+    from partner_client import PartnerClient
+
+    from models.access import Partner
+    from wxbackend.services.accounts import create_partner
+    from wxbackend.services.catalog import import_catalog, load_catalog_file
+
+    catalog = load_catalog_file(str(Path(__file__).parent.parent / "conf/catalog.example.json"))
+    await ctx.db.run(import_catalog, catalog, ctx.hasher)
+    key = await ctx.db.run(create_partner, "测试窗口系统", ctx.cipher)
+    row = await ctx.db.run(Partner.get, Partner.key_id == key.key_id)
+    return PartnerClient(api, key.key_id, key.secret, row.id)

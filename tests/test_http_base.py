@@ -74,9 +74,11 @@ async def test_healthz_ok(api):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "settings_overrides", [{"redis": {"url": "redis://127.0.0.1:9/0", "timeout_seconds": 0.5}}]
+)
 async def test_healthz_503_when_redis_is_down(api, ctx):
-    ctx.redis.connection_pool.connection_kwargs["port"] = 9  # nothing listens there
-    await ctx.redis.connection_pool.disconnect()
+    """Port 9 (discard): nothing listens there."""
     status, answer = await api("GET", "/healthz")
     assert status == 503
     assert answer["checks"]["redis"].startswith("error")

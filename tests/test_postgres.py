@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from models.catalog import Center, Staff
-from models.migrations import SchemaVersion, migrate
+from models.migrations import MIGRATIONS, SchemaVersion, migrate
 from models.user import User
 from tests.test_cli import ROOT
 from wxbackend.services.catalog import import_catalog, load_catalog_file
@@ -35,7 +35,7 @@ def settings_overrides(postgres_url):
 async def test_migrate_is_idempotent(ctx):
     assert await ctx.db.run(migrate, ctx.db.db) == []
     versions = await ctx.db.run(lambda: [v.version for v in SchemaVersion.select()])
-    assert versions == [1]
+    assert versions == [version for version, _, _ in MIGRATIONS]
 
 
 @pytest.mark.asyncio

@@ -28,6 +28,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         default_handler_args={"route_template": "unmatched"},
         compress_response=False,
+        xsrf_cookies=True,  # enforced only by AdminHandler for cookie (console) sessions
         log_function=lambda handler: None,  # BaseHandler.on_finish logs each request once
         xheaders=False,
     )

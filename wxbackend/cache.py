@@ -8,7 +8,10 @@ laptop, not durable and not shared, so ``--processes`` above 1 refuses it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import redis.asyncio as aioredis
@@ -75,3 +78,74 @@ class Keys:
 
     def __call__(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+
+class ChannelWatcher:
+    """Runs ``on_message(data)`` for each message on a Redis channel, and ``on_idle()``
+    after each ``interval`` without one (the polling fallback), until :meth:`stop`.
+
+    A Redis outage is survived (it resubscribes each interval). It is never cancelled in the
+    middle of a pub/sub read (that can leave the connection stuck): :meth:`stop` sets a flag
+    and publishes a wake-up on the channel, so the loop ends at once.
+    """
+
+    WAKE = "__stop__"
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        channel: str,
+        on_message: Callable[[str], Awaitable[None]],
+        on_idle: Callable[[], Awaitable[None]] | None = None,
+        interval: float = 1.0,
+    ):
+        self.redis = redis
+        self.channel = channel
+        self.on_message = on_message
+        self.on_idle = on_idle
+        self.interval = interval
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            await self.redis.publish(self.channel, self.WAKE)
+        await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        pubsub = None
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self.redis.pubsub()
+                    await pubsub.subscribe(self.channel)
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=self.interval
+                )
+                data = str(message.get("data", "")) if message is not None else None
+                if self._stop.is_set():
+                    break
+                if data is not None and data != self.WAKE:
+                    await self.on_message(data)
+                elif data is None and self.on_idle is not None:
+                    await self.on_idle()
+            except Exception as exc:  # noqa: BLE001 - keep watching whatever happens
+                log.warning("watching %s: %s", self.channel, type(exc).__name__)
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
+                pubsub = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.interval)
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     pc = partner.add_parser("create")
     pc.add_argument("--name", required=True)
     pc.add_argument("--json", action="store_true")
+
+    wc = sub.add_parser("wechat-config", help="the WeChat configuration").add_subparsers(
+        dest="action", required=True
+    )
+    wc.add_parser("show")
+    ws = wc.add_parser("set")
+    ws.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
 
     catalog = sub.add_parser("catalog", help="the catalogue").add_subparsers(
         dest="action", required=True
@@ -175,6 +183,64 @@ def cmd_partner(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_pairs(pairs: list[str]) -> dict:
+    changes: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CliError(f"expected KEY=VALUE, got {pair!r}")
+        if key.startswith("templates."):
+            changes.setdefault("templates", {})[key.split(".", 1)[1]] = value
+        elif key == "check_path":
+            if value.lower() not in ("true", "false"):
+                raise CliError("check_path: true or false")
+            changes[key] = value.lower() == "true"
+        else:
+            changes[key] = value
+    return changes
+
+
+def cmd_wechat_config(settings: Settings, args: argparse.Namespace) -> int:
+    from wxbackend.security import FieldCipher
+    from wxbackend.services.audit import Actor
+    from wxbackend.services.wechat_config import ConfigError, load_effective, save_changes
+
+    db, keys = _open_db(settings)
+    cipher = FieldCipher(keys)
+    if args.action == "show":
+        print(
+            json.dumps(load_effective(settings, cipher).public_view(), ensure_ascii=False, indent=2)
+        )
+        return 0
+    actor = Actor(None, f"cli:{os.environ.get('USER', 'unknown')}")
+    try:
+        config = save_changes(settings, cipher, actor, _parse_pairs(args.pairs))
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    _announce_config(settings, config.version)
+    print(json.dumps(config.public_view(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _announce_config(settings: Settings, version: int) -> None:
+    """Tell running servers at once (they also poll the version every second)."""
+    if settings.redis.url == "embedded":
+        return
+    from wxbackend.cache import Keys, make_redis
+
+    async def run() -> None:
+        client = make_redis(settings)
+        try:
+            await client.publish(Keys(settings.redis.key_prefix)("wechat-config"), str(version))
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - the servers' polling still picks it up
+        log.warning("could not announce the change on Redis: %s", type(exc).__name__)
+
+
 def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import LookupHasher
     from wxbackend.services.catalog import CatalogError, import_catalog, load_catalog_file
@@ -207,6 +273,7 @@ COMMANDS = {
     "admin": cmd_admin,
     "partner": cmd_partner,
     "catalog": cmd_catalog,
+    "wechat-config": cmd_wechat_config,
 }
 
 if __name__ == "__main__":

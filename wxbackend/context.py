@@ -14,8 +14,9 @@ from wxbackend.cache import Keys, make_redis
 from wxbackend.db import Database
 from wxbackend.metrics import Metrics
 from wxbackend.security import FieldCipher, LookupHasher, load_keys
+from wxbackend.services.wechat_config import WeChatConfigStore
 from wxbackend.settings import Settings
-from wxbackend.wechat.client import Credentials, WeChatGateway
+from wxbackend.wechat.client import WeChatGateway
 
 log = logging.getLogger("wxbackend")
 
@@ -39,17 +40,19 @@ class Context:
     hasher: LookupHasher
     metrics: Metrics
     wechat: WeChatGateway
+    wechat_config: WeChatConfigStore = None  # type: ignore[assignment]
     extras: dict = field(default_factory=dict)
 
+    async def start(self) -> None:
+        """Load the stored WeChat configuration and start watching for changes."""
+        await self.wechat_config.reload()
+        self.wechat_config.start()
+
     async def close(self) -> None:
+        await self.wechat_config.stop()
         self.wechat.close()
         await self.redis.aclose()
         self.db.close()
-
-
-def settings_credentials(settings: Settings):
-    creds = Credentials(settings.wechat.appid, settings.wechat.secret)
-    return lambda: creds
 
 
 def build_context(
@@ -61,15 +64,16 @@ def build_context(
     redis = redis if redis is not None else make_redis(settings)
     rkeys = Keys(settings.redis.key_prefix)
     db = Database(settings)
+    holder: list[Context] = []
     gateway = WeChatGateway(
         api_base or resolve_api_base(settings),
-        settings_credentials(settings),
+        lambda: holder[0].wechat_config.credentials(),
         redis,
         rkeys,
         settings.wechat.timeout_seconds,
         metrics,
     )
-    return Context(
+    ctx = Context(
         settings=settings,
         db=db,
         redis=redis,
@@ -79,3 +83,9 @@ def build_context(
         metrics=metrics,
         wechat=gateway,
     )
+    ctx.wechat_config = WeChatConfigStore(ctx)
+    holder.append(ctx)
+    from wxbackend.services.realtime import install_publisher  # imports models: keep it lazy
+
+    install_publisher(ctx)
+    return ctx

@@ -35,6 +35,7 @@ def _error(name: str, status: int, code: str, message: str) -> type[ContractErro
 
 # Generic
 InvalidBody = _error("InvalidBody", 400, "invalid_body", "The request body is not valid.")
+InvalidQuery = _error("InvalidQuery", 400, "invalid_query", "The query parameters are not valid.")
 BodyTooLarge = _error("BodyTooLarge", 413, "body_too_large", "The request body is too large.")
 Unauthenticated = _error("Unauthenticated", 401, "unauthenticated", "Log in first.")
 Forbidden = _error("Forbidden", 403, "forbidden", "Your role does not allow this.")
@@ -69,6 +70,88 @@ VerifyIdExpired = _error(
 IdentityRequired = _error(
     "IdentityRequired", 403, "identity_required", "Verify your real name first."
 )
+IdentityBoundElsewhere = _error(
+    "IdentityBoundElsewhere",
+    409,
+    "identity_bound_elsewhere",
+    "This identity is already bound to another WeChat user.",
+)
 
 # Partners
 BadSignature = _error("BadSignature", 401, "bad_signature", "The request signature is not valid.")
+
+# Cases and one-time QR tokens (办件, 一次性二维码)
+CaseExists = _error("CaseExists", 409, "case_exists", "A case with this case_no already exists.")
+UnknownItem = _error(
+    "UnknownItem", 422, "unknown_item", "Unknown service item for this department."
+)
+UnknownCenter = _error("UnknownCenter", 422, "unknown_center", "Unknown service center.")
+UnknownDepartment = _error(
+    "UnknownDepartment", 422, "unknown_department", "Unknown department for this center."
+)
+UnknownStaff = _error("UnknownStaff", 422, "unknown_staff", "Unknown staff member for this center.")
+InvalidField = _error("InvalidField", 422, "invalid_field", "A field has an invalid value.")
+#: The applicant's ID number in a partner's case report (422 there; the citizen's own is 400).
+InvalidApplicantIdNumber = _error(
+    "InvalidApplicantIdNumber",
+    422,
+    "invalid_id_number",
+    "The applicant's ID number is not a valid resident ID.",
+)
+AlreadyEvaluated = _error(
+    "AlreadyEvaluated", 409, "already_evaluated", "This case has already been rated."
+)
+TokenNotFound = _error("TokenNotFound", 404, "token_not_found", "No such QR code.")
+TokenExpired = _error("TokenExpired", 410, "token_expired", "This QR code has expired.")
+TokenUsed = _error("TokenUsed", 410, "token_used", "This QR code has already been used.")
+TokenRevoked = _error(
+    "TokenRevoked", 410, "token_revoked", "This QR code was replaced by a newer one."
+)
+
+# Ratings (好差评, 追评)
+NotApplicant = _error(
+    "NotApplicant", 403, "not_applicant", "Only the applicant of this case may rate it."
+)
+SelfEvaluationForbidden = _error(
+    "SelfEvaluationForbidden",
+    403,
+    "self_evaluation_forbidden",
+    "Staff may not rate a case they handled.",
+)
+InvalidRating = _error(
+    "InvalidRating", 422, "invalid_rating", "Every level must be an integer from 1 to 5."
+)
+ReasonRequired = _error(
+    "ReasonRequired",
+    422,
+    "reason_required",
+    "A rating of 1 or 2 needs a reason: choose an indicator or write a comment.",
+)
+CommentRejected = _error(
+    "CommentRejected", 422, "comment_rejected", "The comment did not pass the content check."
+)
+CommentTooLong = _error("CommentTooLong", 422, "comment_too_long", "The comment is too long.")
+UnknownIndicator = _error("UnknownIndicator", 422, "unknown_indicator", "Unknown indicator code.")
+NotOwner = _error("NotOwner", 403, "not_owner", "Only the author of this rating may do this.")
+FollowUpExists = _error(
+    "FollowUpExists", 409, "follow_up_exists", "This rating already has its follow-up."
+)
+
+# Administration
+BadCredentials = _error("BadCredentials", 401, "bad_credentials", "Wrong username or password.")
+Locked = _error(
+    "Locked", 429, "locked", "Too many failed logins from here; try again in 15 minutes."
+)
+InvalidConfig = _error(
+    "InvalidConfig", 400, "invalid_config", "A configuration value is not valid."
+)
+
+# Catalogue and accounts (admin API)
+Exists = _error("Exists", 409, "exists", "A row with this code already exists.")
+InUse = _error("InUse", 409, "in_use", "This row is still referenced; it cannot be deleted.")
+LastSuperadmin = _error(
+    "LastSuperadmin",
+    409,
+    "last_superadmin",
+    "This is the last active superadmin; it cannot be disabled or demoted.",
+)

@@ -81,6 +81,7 @@ async def run_process(
             SandboxState(settings.wechat.appid, settings.wechat.secret),
         )
     ctx = build_context(settings)
+    await ctx.start()
     server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=SERVER_MAX_BODY)
     server.add_sockets(sockets)
     stop = asyncio.Event()

@@ -53,13 +53,23 @@ class CatalogError(ValueError):
     ``section`` is the file's section (``"centers"`` … ``"windows"``, or ``"catalog"`` for the
     file as a whole) and ``index`` the 0-based row in it (None when no row is at fault). The
     message names both, and the row's code when it has one:
-    ``staff[3] (HL009): unknown department "X"``.
+    ``staff[3] (HL009): unknown department "X"``. ``field`` names the faulty field when one
+    is at fault (the admin API answers it as 422 ``invalid_field`` with that ``field``).
     """
 
-    def __init__(self, section: str, index: int | None, message: str, key: str | None = None):
+    def __init__(
+        self,
+        section: str,
+        index: int | None,
+        message: str,
+        key: str | None = None,
+        field: str | None = None,
+    ):
         self.section = section
         self.index = index
         self.key = key
+        self.field = field
+        self.reason = message
         where = section if index is None else f"{section}[{index}]"
         if key:
             where += f" ({key})"
@@ -138,7 +148,7 @@ def _quote(value: str, limit: int = 80) -> str:
 class _Row:
     """One raw row being checked: reads fields and raises CatalogError naming the row."""
 
-    def __init__(self, section: str, index: int, raw: Any):
+    def __init__(self, section: str, index: int | None, raw: Any):
         self.section, self.index = section, index
         key_field, required, optional = _FIELDS[section]
         self.key: str | None = None
@@ -149,11 +159,11 @@ class _Row:
             self.key = key.strip()
         for name in raw:
             if name not in required and name not in optional:
-                self.fail(f"unknown field {_quote(str(name))}")
+                self.fail(f"unknown field {_quote(str(name))}", str(name))
         self.raw: dict[str, Any] = raw
 
-    def fail(self, message: str) -> None:
-        raise CatalogError(self.section, self.index, message, self.key)
+    def fail(self, message: str, field: str | None = None) -> None:
+        raise CatalogError(self.section, self.index, message, self.key, field)
 
     def text(self, name: str, max_length: int, optional: bool = False) -> str:
         """A trimmed, non-empty string without control characters (optional: "" if absent)."""
@@ -161,22 +171,22 @@ class _Row:
         if value is None or (optional and isinstance(value, str) and not value.strip()):
             if optional:
                 return ""
-            self.fail(f"missing field {name}")
+            self.fail(f"missing field {name}", name)
         if not isinstance(value, str):
-            self.fail(f"{name} must be a string")
+            self.fail(f"{name} must be a string", name)
         value = value.strip()
         if not value:
-            self.fail(f"{name} must not be empty")
+            self.fail(f"{name} must not be empty", name)
         if len(value) > max_length:
-            self.fail(f"{name} is longer than {max_length} characters")
+            self.fail(f"{name} is longer than {max_length} characters", name)
         if any(unicodedata.category(c) == "Cc" for c in value):
-            self.fail(f"{name} contains control characters")
+            self.fail(f"{name} contains control characters", name)
         return value
 
     def code(self, name: str, optional: bool = False) -> str:
         value = self.text(name, 64, optional)
         if value and not _CODE_RE.fullmatch(value):
-            self.fail(f"{name} {_quote(value)} is not a code (letters, digits, _ . -)")
+            self.fail(f"{name} {_quote(value)} is not a code (letters, digits, _ . -)", name)
         return value
 
 
@@ -187,7 +197,7 @@ def _max(model_field: peewee.Field) -> int:
 def _check_center(row: _Row) -> dict[str, Any]:
     area = row.text("area_code", _max(Center.area_code))
     if not _AREA_RE.fullmatch(area):
-        row.fail(f"area_code {_quote(area)} must be 6 to 12 digits")
+        row.fail(f"area_code {_quote(area)} must be 6 to 12 digits", "area_code")
     return {"code": row.code("code"), "name": row.text("name", _max(Center.name)), "area": area}
 
 
@@ -196,7 +206,7 @@ def _check_department(row: _Row) -> dict[str, Any]:
     if credit:
         credit = uscc.compact(credit)
         if not uscc.is_valid(credit):
-            row.fail(f"invalid credit_code {_quote(credit)} (统一社会信用代码)")
+            row.fail(f"invalid credit_code {_quote(credit)} (统一社会信用代码)", "credit_code")
     return {
         "code": row.code("code"),
         "name": row.text("name", _max(Department.name)),
@@ -216,18 +226,18 @@ def _check_item(row: _Row) -> dict[str, Any]:
 def _check_staff(row: _Row, hasher: LookupHasher) -> dict[str, Any]:
     role = row.text("role", _max(Staff.role))
     if role not in STAFF_ROLES:
-        row.fail(f"role {_quote(role)} must be one of {', '.join(STAFF_ROLES)}")
+        row.fail(f"role {_quote(role)} must be one of {', '.join(STAFF_ROLES)}", "role")
     photo = row.text("photo_url", _max(Staff.photo_url), optional=True)
     if photo:
         parts = urlsplit(photo)
         if parts.scheme not in ("http", "https") or not parts.hostname or " " in photo:
-            row.fail("photo_url must be an http(s) URL")
+            row.fail("photo_url must be an http(s) URL", "photo_url")
     id_hash = None
     raw_id = row.raw.get("id_number")
     if raw_id is not None and not (isinstance(raw_id, str) and not raw_id.strip()):
         number = normalize_id_number(raw_id) if isinstance(raw_id, str) else ""
         if not ric.is_valid(number):
-            row.fail("invalid id_number")  # never echo the number
+            row.fail("invalid id_number", "id_number")  # never echo the number
         id_hash = hasher.hash(number, ID_HASH_PURPOSE)
     return {
         "staff_no": row.code("staff_no"),
@@ -288,6 +298,32 @@ _CHECKERS = {
     "items": _check_item,
     "windows": _check_window,
 }
+
+
+def validate_row(section: str, raw: Any, hasher: LookupHasher) -> dict[str, Any]:
+    """Check one row of ``section`` exactly as the import checks a row of the file (fields,
+    formats, the ID number's checksum; not references) and return it normalised as the import
+    does: references stay codes, a center's area code is under ``"area"``, a staff row carries
+    ``id_hash`` (None without an ID number) and never the number.
+
+    Raises :class:`CatalogError` (index None) whose ``field`` names the faulty field. Needs no
+    database. The admin API's catalogue CRUD validates through this.
+    """
+    if section not in _FIELDS:
+        raise ValueError(f"unknown catalogue section {section!r}")
+    row = _Row(section, None, raw)
+    return _check_staff(row, hasher) if section == "staff" else _CHECKERS[section](row)
+
+
+def key_field(section: str) -> str:
+    """The field that identifies a row of ``section``: ``staff_no`` for staff, else ``code``."""
+    return _FIELDS[section][0]
+
+
+def row_fields(section: str) -> tuple[str, ...]:
+    """Every field a row of ``section`` may carry in the catalogue file (required first)."""
+    _, required, optional = _FIELDS[section]
+    return required + optional
 
 
 # --------------------------------------------------------------------------- references

@@ -6,6 +6,7 @@ from typing import Any
 
 from models.base import utcnow
 from models.user import User
+from wxbackend.services.scan import pending_cases
 
 
 def upsert_wechat_user(openid: str, unionid: str | None, session_key_enc: str) -> int:
@@ -48,8 +49,9 @@ def identity_summary(user_id: int) -> dict[str, Any]:
     }
 
 
-def profile(user_id: int) -> dict[str, Any]:
-    """What ``GET /me`` shows: the user, their identity summary, their unrated cases."""
+def profile(user_id: int, default_after_days: int = 7) -> dict[str, Any]:
+    """What ``GET /me`` shows: the user, their identity summary, their unrated cases
+    (``pending_cases``: still inside the ``rating.default_after_days`` window)."""
     identity = identity_summary(user_id)
     return {
         "user": {
@@ -58,5 +60,5 @@ def profile(user_id: int) -> dict[str, Any]:
             "name_masked": identity["name_masked"],
         },
         "identity": identity,
-        "pending_cases": [],
+        "pending_cases": pending_cases(user_id, default_after_days) if identity["verified"] else [],
     }

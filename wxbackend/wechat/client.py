@@ -170,6 +170,15 @@ class WeChatGateway:
         """The shared access token, fetched through ``stable_token`` only when none is cached."""
         return await self._token(stale=None, deadline=time.monotonic() + 2 * self.timeout + 2)
 
+    async def check_credentials(self) -> None:
+        """Ask ``stable_token`` with the credentials in force, bypassing the cache (the
+        console's "test" button); a good answer refreshes the cache."""
+        cred = self.credentials()
+        body = {"grant_type": "client_credential", "appid": cred.appid, "secret": cred.secret}
+        answer = await self._call("cgi-bin/stable_token", body=body)
+        ttl = max(int(answer.get("expires_in", 7200)) - TOKEN_MARGIN_SECONDS, 60)
+        await self.redis.set(self._token_key(cred.appid), answer["access_token"], ex=ttl)
+
     async def _token(self, stale: str | None, deadline: float) -> str:
         """A valid token. ``stale``: the token WeChat just rejected (forces a refresh)."""
         cred = self.credentials()

@@ -1,0 +1,265 @@
+"""Public list p50 with 1,000,000 stored ratings as a ratio of the p50 with 10,000 (target ≤ 1.5).
+
+    .venv/bin/python benchmarks/public_list.py [--small 10000] [--large 1000000] [--samples 400]
+
+1. Creates a SQLite database in a temp folder with the real schema (``models.migrations``)
+   and the example catalogue plus a second center.
+2. Fills it to ``--small`` first ratings (with their cases, and around them: follow-ups,
+   indicator rows, likes, replies, tickets) by ``executemany`` in large transactions with
+   ``PRAGMA synchronous=OFF`` — bulk data, not the rating flow; the ciphertexts are dummies.
+3. Measures the p50 of :func:`wxbackend.services.public.list_public` run in-process (the
+   same function the handler calls, 20 items, every related row batch-loaded) for: the first
+   page; a deep page (cursor at 5% of the id range, i.e. among the oldest ratings); a deep
+   page filtered by center; a deep page filtered by level.
+4. Grows the same database to ``--large`` and measures again; prints both p50s per case and
+   their ratios, PASS/FAIL against 1.5 (the worst ratio). Bounded to 170 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import TimeLimitExceeded, time_limit  # noqa: E402
+
+from models.catalog import Center, Department, ServiceItem, Staff  # noqa: E402
+from models.evaluation import Indicator  # noqa: E402
+from models.migrations import migrate  # noqa: E402
+from wxbackend.db import Database  # noqa: E402
+from wxbackend.security import LookupHasher, load_keys  # noqa: E402
+from wxbackend.services.catalog import import_catalog, load_catalog_file  # noqa: E402
+from wxbackend.services.public import ListQuery, StatsQuery, list_public, stats_public  # noqa: E402
+from wxbackend.settings import load_settings  # noqa: E402
+
+TARGET = 1.5
+BATCH = 50_000
+MASKS = [c + "**" for c in "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜"]
+COMMENTS = ["办事很快", "窗口人员很耐心", "排队时间有点长", None, None, "材料一次性告知，点赞"]
+CASE_COLUMNS = (
+    "id, case_no, item_id, center_id, department_id, window_id, window_staff_id, approver_id, "
+    "applicant_name_enc, applicant_id_enc, applicant_id_hash, applicant_phone_enc, "
+    "accepted_at, completed_at, reported_at, first_rated_at"
+)
+EVALUATION_COLUMNS = (
+    "id, case_id, assess_number, channel, user_id, rater_id_hash, name_masked, overall, "
+    "stage_appointment, stage_handling, stage_delivery, target_window_staff, target_approver, "
+    "target_department, comment, comment_status, like_count, created_at, center_id, item_id, "
+    "department_id, window_staff_id, approver_id"
+)
+
+
+def placeholders(columns: str) -> str:
+    return ", ".join("?" for _ in columns.split(","))
+
+
+class Filler:
+    """Appends cases and their ratings to the database in bulk (explicit, increasing ids;
+    a follow-up takes the next id after its first rating, as it would in production)."""
+
+    def __init__(self, db, seed: int = 7):
+        self.db = db
+        self.rng = random.Random(seed)
+        self.count = 0
+        self.last_id = 0  # the highest evaluation id so far
+        self.catalogue = self._catalogue()
+        self.indicators = [i.id for i in Indicator.select(Indicator.id)]
+        self.start = datetime(2024, 1, 1)
+
+    def _catalogue(self) -> list[tuple[int, int, int, int]]:
+        """(item, center, department, clerk) combinations of the catalogue."""
+        combos = []
+        for item in ServiceItem.select():
+            department = Department.get_by_id(item.department_id)
+            clerk = Staff.get_or_none(
+                (Staff.department == department.id) & (Staff.role == "window")
+            )
+            combos.append((item.id, department.center_id, department.id, clerk and clerk.id))
+        return combos
+
+    def grow_to(self, total: int) -> float:
+        started = time.perf_counter()
+        conn = self.db.connection()
+        conn.execute("PRAGMA synchronous=OFF")
+        while self.count < total:
+            n = min(BATCH, total - self.count)
+            self._batch(conn, self.count + 1, n)
+            self.count += n
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return time.perf_counter() - started
+
+    def _batch(self, conn, first: int, n: int) -> None:
+        rng = self.rng
+        cases, ratings, follow_ups, chosen, likes, replies, tickets = [], [], [], [], [], [], []
+        for i in range(first, first + n):  # i: the case id
+            item, center, department, clerk = rng.choice(self.catalogue)
+            done = self.start + timedelta(seconds=i * 30)
+            rated = str(done + timedelta(minutes=rng.randrange(5, 600)))
+            self.last_id += 1
+            e = self.last_id
+            overall = rng.choices((1, 2, 3, 4, 5), (3, 4, 10, 30, 53))[0]
+            channel = "default" if rng.random() < 0.1 else "qr"
+            cases.append(
+                (i, f"B{i:09d}", item, center, department, None, clerk, None, "x", "x")
+                + (f"{i:064d}", None, str(done - timedelta(hours=1)), str(done), str(done), rated)
+            )
+            like_count = rng.choice((0, 0, 0, 1, 2, 14))
+            ratings.append(
+                (e, i, 1, channel, None, None, None if channel == "default" else rng.choice(MASKS))
+                + (overall, rng.randint(1, 5), overall, None, overall, None, None)
+                + (rng.choice(COMMENTS), "visible", like_count, rated)
+                + (center, item, department, clerk, None)
+            )
+            if overall <= 2:
+                chosen += [(e, code) for code in rng.sample(self.indicators, 2)]
+                tickets.append((e, i, center, department, "open", rated, rated, rated))
+                if rng.random() < 0.3:
+                    self.last_id += 1
+                    follow_ups.append(
+                        (self.last_id, i, 2, "qr", None, None, "赵**", 4)
+                        + (None,) * 6
+                        + ("问题已解决", "visible", 0, rated)
+                        + (center, item, department, clerk, None)
+                    )
+                    replies.append((e, "已整改，感谢监督", rated))
+            likes += [(e, f"{e:056d}{k:08d}", MASKS[k % 30], rated) for k in range(like_count)]
+        with self.db.atomic():
+            conn.executemany(
+                f'INSERT INTO "case" ({CASE_COLUMNS}) VALUES ({placeholders(CASE_COLUMNS)})', cases
+            )
+            insert = f"INSERT INTO evaluation ({EVALUATION_COLUMNS}) "
+            insert += f"VALUES ({placeholders(EVALUATION_COLUMNS)})"
+            conn.executemany(insert, ratings)
+            conn.executemany(insert, follow_ups)
+            conn.executemany(
+                "INSERT INTO evaluation_indicator (evaluation_id, indicator_id) VALUES (?, ?)",
+                chosen,
+            )
+            conn.executemany(
+                'INSERT INTO "like" (evaluation_id, liker_id_hash, name_masked, created_at) '
+                "VALUES (?, ?, ?, ?)",
+                likes,
+            )
+            conn.executemany(
+                "INSERT INTO reply (evaluation_id, text, created_at) VALUES (?, ?, ?)", replies
+            )
+            conn.executemany(
+                "INSERT INTO ticket (evaluation_id, case_id, center_id, department_id, status, "
+                "opened_at, verify_due, rectify_due, overdue) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                tickets,
+            )
+
+
+def p50_ms(query_of, samples: int) -> float:
+    """p50 of ``list_public`` over ``samples`` calls (after a warm-up); each call's query
+    comes from ``query_of(k)`` so deep pages vary a little."""
+    for k in range(20):
+        list_public(query_of(k))
+    times = []
+    for k in range(samples):
+        started = time.perf_counter()
+        page = list_public(query_of(k))
+        times.append((time.perf_counter() - started) * 1000)
+        assert len(page["items"]) == 20, len(page["items"])
+    return statistics.median(times)
+
+
+def measure(last_id: int, samples: int, center_code: str) -> dict[str, float]:
+    deep = max(1000, last_id // 20)  # among the oldest 5 %
+    return {
+        "first page": p50_ms(lambda k: ListQuery(), samples),
+        "deep page (cursor)": p50_ms(lambda k: ListQuery(before_id=deep + 37 * k), samples),
+        "deep page, center filter": p50_ms(
+            lambda k: ListQuery(center=center_code, before_id=deep + 37 * k), samples
+        ),
+        "deep page, level=2": p50_ms(
+            lambda k: ListQuery(level=2, before_id=deep + 37 * k), samples
+        ),
+    }
+
+
+def add_second_center() -> str:
+    center = Center.create(code="440104-XX", name="荔湾区西村街政务服务中心", area_code="440104")
+    department = Department.create(code="XX-GENERAL", name="综合受理", center=center)
+    ServiceItem.create(code="440104-XX-001", name="居住证办理", department=department)
+    Staff.create(
+        staff_no="XX001", name="周丽娟", role="window", department=department, center=center
+    )
+    return center.code
+
+
+def random_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=10_000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="wxb-bench-public-") as folder:
+        settings = load_settings(
+            env={},
+            overrides={
+                "database": {"url": f"sqlite:///{folder}/bench.db"},
+                "server": {"data_dir": folder},
+                "redis": {"url": "embedded"},
+                "security": {"master_key": random_key(), "hash_key": random_key()},
+            },
+        )
+        db = Database(settings)
+        try:
+            with time_limit(170):
+                return run(db, settings, args)
+        except TimeLimitExceeded as exc:
+            print(f"FAIL: {exc}")
+            return 2
+        finally:
+            db.close()
+
+
+def run(db: Database, settings, args) -> int:
+    migrate(db.db)
+    import_catalog(
+        load_catalog_file(str(ROOT / "conf" / "catalog.example.json")),
+        LookupHasher(load_keys(settings)),
+    )
+    other = add_second_center()
+    filler = Filler(db.db)
+    took = filler.grow_to(args.small)
+    print(f"filled {args.small:,} ratings in {took:.1f} s")
+    small = measure(filler.last_id, args.samples, other)
+    took = filler.grow_to(args.large)
+    print(f"grew to {args.large:,} ratings in {took:.1f} s")
+    db.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    large = measure(filler.last_id, args.samples, other)
+    worst = 0.0
+    print(f"{'p50 of list_public (20 items)':32} {args.small:>12,} {args.large:>12,}   ratio")
+    for name in small:
+        ratio = large[name] / small[name]
+        worst = max(worst, ratio)
+        print(f"{name:32} {small[name]:>9.3f} ms {large[name]:>9.3f} ms   {ratio:.2f}")
+    started = time.perf_counter()
+    for _ in range(3):
+        stats_public(StatsQuery())
+    took = (time.perf_counter() - started) / 3 * 1000
+    print(f"(for information) public stats over all {args.large:,} ratings: {took:.0f} ms each")
+    verdict = "PASS" if worst <= TARGET else "FAIL"
+    print(f"worst ratio: {worst:.2f} (target <= {TARGET})  {verdict}")
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Admin login and the WeChat configuration (``/admin/api/login``, ``/admin/api/wechat-config``)."""
+
+from __future__ import annotations
+
+from handlers.admin_base import ADMIN_COOKIE, AdminHandler, admin_security
+from handlers.base import BaseHandler, Field, route
+from handlers.openapi import errors_of, json_body
+from wxbackend import errors
+from wxbackend.services import admin_auth, wechat_config
+from wxbackend.wechat import errors as wx
+
+
+class AdminLoginHandler(BaseHandler):
+    openapi = {
+        "post": {
+            "summary": "Admin login → bearer token (also sets the console cookie)",
+            "requestBody": json_body(
+                {"username": {"type": "string"}, "password": {"type": "string"}},
+                required=["username", "password"],
+            ),
+            "responses": {
+                "200": {"description": "{token, role, expires_in}"},
+                **errors_of(401, 429),
+            },
+        }
+    }
+
+    async def post(self) -> None:
+        body = self.json_body(
+            {"username": Field(str, required=True), "password": Field(str, required=True)}
+        )
+        token, principal = await admin_auth.login(
+            self.ctx, body["username"][:64], body["password"][:256], self.client_ip()
+        )
+        ttl = self.ctx.settings.admin.token_ttl_seconds
+        self.set_cookie(
+            ADMIN_COOKIE,
+            token,
+            httponly=True,
+            secure=self.request.protocol == "https",
+            samesite="Strict",
+            expires_days=ttl / 86400,
+            path="/admin",
+        )
+        self.xsrf_token  # noqa: B018 - sets the _xsrf cookie the console echoes back
+        self.send({"token": token, "role": principal.role, "expires_in": ttl})
+
+
+class AdminLogoutHandler(AdminHandler):
+    write_roles = ("superadmin", "center_admin", "handler", "viewer")
+    openapi = {
+        "post": {
+            "summary": "End this admin session",
+            **admin_security(),
+            "responses": {"204": {"description": "logged out"}, **errors_of(401)},
+        }
+    }
+
+    async def post(self) -> None:
+        self.json_body({})
+        await admin_auth.logout(self.ctx, self.admin_token)
+        self.clear_cookie(ADMIN_COOKIE, path="/admin")
+        self.no_content()
+
+
+class AdminMeHandler(AdminHandler):
+    openapi = {
+        "get": {
+            "summary": "The logged-in administrator and their scope",
+            **admin_security(),
+            "responses": {"200": {"description": "{username, role, center_id, department_id}"}},
+        }
+    }
+
+    def get(self) -> None:
+        a = self.admin
+        self.send(
+            {
+                "id": str(a.admin_id),
+                "username": a.username,
+                "role": a.role,
+                "center_id": str(a.center_id) if a.center_id else None,
+                "department_id": str(a.department_id) if a.department_id else None,
+            }
+        )
+
+
+CONFIG_FIELDS = {
+    "appid": Field(str),
+    "secret": Field(str),
+    "push_token": Field(str),
+    "aes_key": Field(str),
+    "templates": Field(dict),
+    "api_base": Field(),
+    "miniprogram_page": Field(str),
+    "env_version": Field(str),
+    "check_path": Field(bool),
+}
+
+
+class WeChatConfigHandler(AdminHandler):
+    read_roles = ("superadmin", "center_admin", "viewer")
+    openapi = {
+        "get": {
+            "summary": "The WeChat configuration in force (secrets masked)",
+            **admin_security(),
+            "responses": {"200": {"description": "the configuration"}, **errors_of(401, 403)},
+        },
+        "put": {
+            "summary": "Change any subset of the WeChat configuration (superadmin)",
+            **admin_security(),
+            "requestBody": json_body({k: {} for k in CONFIG_FIELDS}),
+            "responses": {"200": {"description": "the new configuration"}, **errors_of(400, 403)},
+        },
+    }
+
+    def get(self) -> None:
+        self.send(self.ctx.wechat_config.config().public_view())
+
+    async def put(self) -> None:
+        body = self.json_body(CONFIG_FIELDS)
+        try:
+            config = await self.ctx.wechat_config.save(self.actor, body)
+        except wechat_config.ConfigError as exc:
+            raise errors.InvalidConfig(str(exc), field=exc.field) from None
+        self.send(config.public_view())
+
+
+class WeChatConfigTestHandler(AdminHandler):
+    openapi = {
+        "post": {
+            "summary": "Fetch an access token with the configuration in force",
+            **admin_security(),
+            "responses": {"200": {"description": "{ok, errcode?, errmsg?}"}, **errors_of(403)},
+        }
+    }
+
+    async def post(self) -> None:
+        self.json_body({})
+        try:
+            await self.ctx.wechat.check_credentials()
+        except wx.WeChatError as exc:
+            self.send({"ok": False, "errcode": exc.errcode, "errmsg": exc.errmsg})
+            return
+        self.send({"ok": True})
+
+
+class WeChatConfigHistoryHandler(AdminHandler):
+    read_roles = ("superadmin",)
+    openapi = {
+        "get": {
+            "summary": "Versions of the WeChat configuration: who, when, which fields",
+            **admin_security(),
+            "responses": {"200": {"description": "{items}"}, **errors_of(403)},
+        }
+    }
+
+    async def get(self) -> None:
+        self.send({"items": await self.ctx.db.run(wechat_config.history)})
+
+
+default_handlers = [
+    route("/admin/api/login", AdminLoginHandler),
+    route("/admin/api/logout", AdminLogoutHandler),
+    route("/admin/api/me", AdminMeHandler),
+    route("/admin/api/wechat-config", WeChatConfigHandler),
+    route("/admin/api/wechat-config/test", WeChatConfigTestHandler),
+    route("/admin/api/wechat-config/history", WeChatConfigHistoryHandler),
+]

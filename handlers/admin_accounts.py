@@ -1,0 +1,154 @@
+"""Administrator accounts and the audit log (``/admin/api/admins``, ``/admin/api/audit-log``).
+
+* ``/admins``: superadmins only. Any change to an admin (role, scope, password, disabled)
+  ends every session of that admin at once; DELETE disables (the row stays for the audit
+  log). The last active superadmin cannot be disabled or demoted (409 ``last_superadmin``).
+* ``/audit-log``: a superadmin, or a viewer with no center (an auditor of every center);
+  other roles 403 (entries of every center would leak across scopes).
+"""
+
+from __future__ import annotations
+
+from handlers.admin_base import AdminHandler, admin_security
+from handlers.base import Field, route
+from handlers.openapi import errors_of, json_body
+from wxbackend.services import accounts, admin_auth, audit_search, scope
+
+_STR = {"type": "string"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_ROLE = {"type": "string", "enum": ["superadmin", "center_admin", "handler", "viewer"]}
+
+
+class AdminsHandler(AdminHandler):
+    read_roles = ("superadmin",)
+    openapi = {
+        "get": {
+            "summary": "Administrators: username, role, center, department, disabled",
+            **admin_security(),
+            "responses": {"200": {"description": "{items}"}, **errors_of(401, 403)},
+        },
+        "post": {
+            "summary": "Create an administrator (a center_admin needs a center, a handler a "
+            "department of it)",
+            **admin_security(),
+            "requestBody": json_body(
+                {
+                    "username": _STR,
+                    "password": _STR,
+                    "role": _ROLE,
+                    "center": _NULLABLE_STR,
+                    "department": _NULLABLE_STR,
+                },
+                required=["username", "password", "role"],
+            ),
+            "responses": {
+                "201": {"description": "the admin"},
+                **errors_of(400, 401, 403, 409, 422),
+            },
+        },
+    }
+
+    async def get(self) -> None:
+        self.send({"items": await self.ctx.db.run(accounts.list_admins)})
+
+    async def post(self) -> None:
+        body = self.json_body(
+            {
+                "username": Field(str, required=True),
+                "password": Field(str, required=True),
+                "role": Field(str, required=True),
+                "center": Field(str, nullable=True),
+                "department": Field(str, nullable=True),
+            }
+        )
+        self.send(await self.ctx.db.run(accounts.add_admin, self.actor, body), status=201)
+
+
+class AdminAccountHandler(AdminHandler):
+    read_roles = ("superadmin",)
+    openapi = {
+        "get": {
+            "summary": "One administrator",
+            **admin_security(),
+            "responses": {"200": {"description": "the admin"}, **errors_of(401, 403, 404)},
+        },
+        "put": {
+            "summary": "Change role, center, department, disabled or password; ends the "
+            "admin's sessions",
+            **admin_security(),
+            "requestBody": json_body(
+                {
+                    "role": _ROLE,
+                    "center": _NULLABLE_STR,
+                    "department": _NULLABLE_STR,
+                    "disabled": {"type": "boolean"},
+                    "password": _STR,
+                }
+            ),
+            "responses": {
+                "200": {"description": "the admin"},
+                **errors_of(400, 403, 404, 409, 422),
+            },
+        },
+        "delete": {
+            "summary": "Disable an administrator (kept for the audit log); ends their sessions",
+            **admin_security(),
+            "responses": {"204": {"description": "disabled"}, **errors_of(403, 404, 409)},
+        },
+    }
+
+    async def get(self, username: str) -> None:
+        self.send(await self.ctx.db.run(accounts.get_admin, username))
+
+    async def put(self, username: str) -> None:
+        changes = self.json_body(
+            {
+                "role": Field(str),
+                "center": Field(str, nullable=True),
+                "department": Field(str, nullable=True),
+                "disabled": Field(bool),
+                "password": Field(str),
+            }
+        )
+        view, admin_id = await self.ctx.db.run(accounts.update_admin, self.actor, username, changes)
+        if changes:
+            await admin_auth.revoke_all(self.ctx, admin_id)
+        self.send(view)
+
+    async def delete(self, username: str) -> None:
+        admin_id = await self.ctx.db.run(accounts.disable_admin, self.actor, username)
+        await admin_auth.revoke_all(self.ctx, admin_id)
+        self.no_content()
+
+
+class AuditLogHandler(AdminHandler):
+    read_roles = ("superadmin", "viewer")
+    openapi = {
+        "get": {
+            "summary": "The audit log, newest first: who did what, when, from where",
+            **admin_security(),
+            "parameters": [
+                {"name": n, "in": "query", "required": False, "schema": _STR}
+                for n in ("action", "username", "from", "to", "cursor", "limit")
+            ],
+            "responses": {
+                "200": {
+                    "description": "{items:[{id, at, username, action, target_type, "
+                    "target_id, detail, client_ip}], next_cursor}"
+                },
+                **errors_of(400, 401, 403),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        scope.ensure_unconfined(self.admin)
+        query = audit_search.parse_query(lambda name: self.get_query_argument(name, None))
+        self.send(await self.ctx.db.run(audit_search.search, query))
+
+
+default_handlers = [
+    route("/admin/api/admins", AdminsHandler),
+    route("/admin/api/admins/{username}", AdminAccountHandler),
+    route("/admin/api/audit-log", AuditLogHandler),
+]

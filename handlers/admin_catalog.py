@@ -1,0 +1,308 @@
+"""Catalogue CRUD and partner keys of the admin API (``/admin/api/centers`` … ``/windows``,
+``/admin/api/partners``).
+
+Thin handlers over ``wxbackend.services.admin_catalog`` (rules, validation, scope, audit).
+Who may call what:
+
+* GET (list, one row): every role, within their scope (``wxbackend.services.scope``): a
+  center_admin, a handler, or a viewer/superadmin with a center see their center only.
+* POST / PUT / DELETE centers: superadmin. Departments, items, staff, windows: superadmin or
+  the center_admin of the row's center (a row outside the scope is 404).
+* Partners: superadmin only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.admin_base import AdminHandler, admin_security
+from handlers.base import Field, route
+from handlers.openapi import errors_of, json_body
+from wxbackend import errors
+from wxbackend.services import admin_catalog, partner_auth
+from wxbackend.services.admin_catalog import ListQuery
+from wxbackend.services.audit_search import parse_limit
+
+_STR = {"type": "string"}
+#: The path parameter naming one row, per section (default ``code``).
+_KEYS = {"staff": "staff_no"}
+
+#: Body fields per section: (JSON type, nullable). Optional fields may be null (cleared).
+_SECTION_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "centers": {"code": (str, False), "name": (str, False), "area_code": (str, False)},
+    "departments": {
+        "code": (str, False),
+        "name": (str, False),
+        "center": (str, False),
+        "credit_code": (str, True),
+    },
+    "items": {"code": (str, False), "name": (str, False), "department": (str, False)},
+    "staff": {
+        "staff_no": (str, False),
+        "name": (str, False),
+        "role": (str, False),
+        "department": (str, False),
+        "center": (str, False),
+        "photo_url": (str, True),
+        "id_number": (str, True),
+        "active": (bool, False),
+    },
+    "windows": {
+        "code": (str, False),
+        "name": (str, False),
+        "center": (str, False),
+        "staff_no": (str, True),
+    },
+}
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "centers": ("code", "name", "area_code"),
+    "departments": ("code", "name", "center"),
+    "items": ("code", "name", "department"),
+    "staff": ("staff_no", "name", "role", "department", "center"),
+    "windows": ("code", "name", "center"),
+}
+_LIST_FILTERS: dict[str, tuple[str, ...]] = {
+    "centers": (),
+    "departments": ("center",),
+    "items": ("center", "department"),
+    "staff": ("center", "department", "active"),
+    "windows": ("center",),
+}
+
+
+def _fields(section: str, create: bool) -> dict[str, Field]:
+    required = _REQUIRED[section] if create else ()
+    return {
+        name: Field(kind, required=name in required, nullable=nullable)
+        for name, (kind, nullable) in _SECTION_FIELDS[section].items()
+    }
+
+
+def _schema(section: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (kind, nullable) in _SECTION_FIELDS[section].items():
+        base = "boolean" if kind is bool else "string"
+        out[name] = {"type": [base, "null"]} if nullable else {"type": base}
+    if section == "staff":
+        out["id_number"]["description"] = "Stored only as its keyed hash; never returned."
+    return out
+
+
+def _list_params(section: str) -> list[dict[str, Any]]:
+    names = (*_LIST_FILTERS[section], "cursor", "limit")
+    return [{"name": n, "in": "query", "required": False, "schema": _STR} for n in names]
+
+
+def _collection_openapi(section: str, writers: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": f"List {section} in your scope (by code, keyset pagination)",
+            **admin_security(),
+            "parameters": _list_params(section),
+            "responses": {"200": {"description": "{items, next_cursor}"}, **errors_of(400, 401)},
+        },
+        "post": {
+            "summary": f"Create one of the {section} ({writers})",
+            **admin_security(),
+            "requestBody": json_body(_schema(section), required=list(_REQUIRED[section])),
+            "responses": {
+                "201": {"description": "the new row"},
+                **errors_of(400, 401, 403, 409, 422),
+            },
+        },
+    }
+
+
+def _item_openapi(section: str, writers: str) -> dict[str, Any]:
+    delete = (
+        "Deactivate a staff member (active=false; never deleted: cases name them)"
+        if section == "staff"
+        else f"Delete one of the {section} no longer referenced"
+    )
+    return {
+        "get": {
+            "summary": f"One of the {section}",
+            **admin_security(),
+            "responses": {"200": {"description": "the row"}, **errors_of(401, 404)},
+        },
+        "put": {
+            "summary": f"Change any subset of a row of {section} ({writers})",
+            **admin_security(),
+            "requestBody": json_body(_schema(section)),
+            "responses": {"200": {"description": "the row"}, **errors_of(400, 403, 404, 409, 422)},
+        },
+        "delete": {
+            "summary": f"{delete} ({writers})",
+            **admin_security(),
+            "responses": {"204": {"description": "done"}, **errors_of(403, 404, 409)},
+        },
+    }
+
+
+class CatalogHandler(AdminHandler):
+    """Base of the catalogue handlers; ``section`` names the catalogue section."""
+
+    section = "centers"
+    write_roles = ("superadmin", "center_admin")
+
+    def list_query(self) -> ListQuery:
+        filters = _LIST_FILTERS[self.section]
+
+        def arg(name: str) -> str | None:
+            return self.get_query_argument(name, None) if name in filters else None
+
+        active = arg("active")
+        if active not in (None, "", "true", "false"):
+            raise errors.InvalidQuery("active must be true or false.", field="active")
+        return ListQuery(
+            center=arg("center") or None,
+            department=arg("department") or None,
+            active=None if not active else active == "true",
+            cursor=self.get_query_argument("cursor", None) or None,
+            limit=parse_limit(
+                self.get_query_argument("limit", None),
+                admin_catalog.DEFAULT_LIMIT,
+                admin_catalog.MAX_LIMIT,
+            ),
+        )
+
+
+class CatalogCollectionHandler(CatalogHandler):
+    async def get(self) -> None:
+        page = await self.ctx.db.run(
+            admin_catalog.list_rows, self.section, self.admin, self.list_query()
+        )
+        self.send(page)
+
+    async def post(self) -> None:
+        body = self.json_body(_fields(self.section, create=True))
+        row = await self.ctx.db.run(
+            admin_catalog.create_row, self.section, self.actor, self.admin, body, self.ctx.hasher
+        )
+        self.send(row, status=201)
+
+
+class CatalogItemHandler(CatalogHandler):
+    """One row, by the path's ``{code}`` (``{staff_no}`` for staff)."""
+
+    @property
+    def key(self) -> str:
+        return self.path_kwargs[_KEYS.get(self.section, "code")]
+
+    async def get(self, **_: str) -> None:
+        row = await self.ctx.db.run(admin_catalog.get_row, self.section, self.admin, self.key)
+        self.send(row)
+
+    async def put(self, **_: str) -> None:
+        body = self.json_body(_fields(self.section, create=False))
+        row = await self.ctx.db.run(
+            admin_catalog.update_row,
+            self.section,
+            self.actor,
+            self.admin,
+            self.key,
+            body,
+            self.ctx.hasher,
+        )
+        self.send(row)
+
+    async def delete(self, **_: str) -> None:
+        await self.ctx.db.run(
+            admin_catalog.delete_row, self.section, self.actor, self.admin, self.key
+        )
+        self.no_content()
+
+
+def _pair(section: str, writers: str) -> tuple[type[CatalogHandler], type[CatalogHandler]]:
+    """The collection and the one-row handler classes of a section."""
+    roles = ("superadmin",) if section == "centers" else ("superadmin", "center_admin")
+    name = section.title().replace("_", "")
+    collection = type(
+        f"{name}Handler",
+        (CatalogCollectionHandler,),
+        {
+            "section": section,
+            "write_roles": roles,
+            "openapi": _collection_openapi(section, writers),
+            "__doc__": f"``/admin/api/{section}``: list and create.",
+        },
+    )
+    one = type(
+        f"{name}ItemHandler",
+        (CatalogItemHandler,),
+        {
+            "section": section,
+            "write_roles": roles,
+            "openapi": _item_openapi(section, writers),
+            "__doc__": f"``/admin/api/{section}/{{code}}``: read, change, delete.",
+        },
+    )
+    return collection, one
+
+
+# --------------------------------------------------------------------------- partners
+
+
+class PartnersHandler(AdminHandler):
+    read_roles = ("superadmin",)
+    openapi = {
+        "get": {
+            "summary": "Partner keys: key_id, name, created_at, revoked_at (never a secret)",
+            **admin_security(),
+            "responses": {"200": {"description": "{items}"}, **errors_of(401, 403)},
+        },
+        "post": {
+            "summary": "Create a partner key; the answer shows its secret this once",
+            **admin_security(),
+            "requestBody": json_body({"name": _STR}, required=["name"]),
+            "responses": {
+                "201": {"description": "{key_id, name, created_at, revoked_at, secret}"},
+                **errors_of(400, 401, 403, 422),
+            },
+        },
+    }
+
+    async def get(self) -> None:
+        self.send({"items": await self.ctx.db.run(admin_catalog.list_partners)})
+
+    async def post(self) -> None:
+        body = self.json_body({"name": Field(str, required=True)})
+        key = await self.ctx.db.run(
+            admin_catalog.add_partner, self.actor, body["name"], self.ctx.cipher
+        )
+        self.send(key, status=201)
+
+
+class PartnerRevokeHandler(AdminHandler):
+    openapi = {
+        "post": {
+            "summary": "Revoke a partner key: its signed requests fail from now on (idempotent)",
+            **admin_security(),
+            "responses": {"200": {"description": "the key"}, **errors_of(401, 403, 404)},
+        }
+    }
+
+    async def post(self, key_id: str) -> None:
+        self.json_body({})
+        view = await self.ctx.db.run(admin_catalog.revoke_partner, self.actor, key_id)
+        partner_auth.forget_cached_secrets(self.ctx)
+        self.send(view)
+
+
+_WRITERS = {
+    "centers": "superadmin",
+    "departments": "superadmin or the center's center_admin",
+    "items": "superadmin or the center's center_admin",
+    "staff": "superadmin or the center's center_admin",
+    "windows": "superadmin or the center's center_admin",
+}
+default_handlers = []
+for _section in admin_catalog.SECTIONS:
+    _collection, _one = _pair(_section, _WRITERS[_section])
+    _key = _KEYS.get(_section, "code")
+    default_handlers.append(route(f"/admin/api/{_section}", _collection))
+    default_handlers.append(route(f"/admin/api/{_section}/{{{_key}}}", _one))
+default_handlers += [
+    route("/admin/api/partners", PartnersHandler),
+    route("/admin/api/partners/{key_id}/revoke", PartnerRevokeHandler),
+]

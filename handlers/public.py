@@ -1,0 +1,113 @@
+"""The public record and likes.
+
+``GET /api/v1/public/evaluations`` and ``GET /api/v1/public/stats`` (no login);
+``PUT`` / ``DELETE /api/v1/evaluations/{evaluation_id}/like`` (a citizen's token).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.base import BaseHandler, CitizenHandler, route
+from handlers.openapi import bearer, errors_of
+from wxbackend.services import likes, public
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+class PublicEvaluationsHandler(BaseHandler):
+    openapi = {
+        "get": {
+            "summary": "Public ratings, newest first (first ratings only; keyset pagination)",
+            "parameters": [
+                _query("center", "center code"),
+                _query("item", "service item code (事项编码)"),
+                _query("staff", "window clerk's staff_no"),
+                _query("level", "overall level", {"type": "integer", "minimum": 1, "maximum": 5}),
+                _query("cursor", "next_cursor of the previous page (opaque)"),
+                _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 50}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "{items:[{id, overall, stages, targets, indicators, comment, "
+                    "name_masked, channel, item, center, window_staff, created_at, like_count, "
+                    "likers, replies, follow_up, ticket_status}], next_cursor}"
+                },
+                **errors_of(400),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        args = {name: self.get_query_argument(name, None) for name in public.LIST_PARAMETERS}
+        self.send(await public.public_evaluations(self.ctx, args))
+
+
+class PublicStatsHandler(BaseHandler):
+    openapi = {
+        "get": {
+            "summary": "Public figures: counts per level and the rates (first ratings only)",
+            "parameters": [
+                _query("center", "center code"),
+                _query("item", "service item code"),
+                _query("from", "first day, YYYY-MM-DD (Asia/Shanghai)", {"format": "date"}),
+                _query("to", "last day, inclusive, YYYY-MM-DD", {"format": "date"}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "{total, by_level:{'1'..'5'}, satisfaction_rate, bad_rate, "
+                    "active_good_rate, unrated_rate, active_total, finished_cases, unrated_cases}"
+                },
+                **errors_of(400),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        args = {name: self.get_query_argument(name, None) for name in public.STATS_PARAMETERS}
+        self.send(await public.public_stats(self.ctx, args))
+
+
+class LikeHandler(CitizenHandler):
+    openapi = {
+        "put": {
+            "summary": "Like a rating (idempotent; a verified identity, one like per person)",
+            **bearer(),
+            "responses": {
+                "200": {"description": "{liked: true, like_count}"},
+                **errors_of(401, 403, 404),
+            },
+        },
+        "delete": {
+            "summary": "Withdraw a like (idempotent)",
+            **bearer(),
+            "responses": {
+                "200": {"description": "{liked: false, like_count}"},
+                **errors_of(401, 404),
+            },
+        },
+    }
+
+    async def put(self, evaluation_id: str) -> None:
+        self.json_body({})  # no data: an empty body or {}
+        state = await likes.like(self.ctx, evaluation_id, self.user_id)
+        self.send(state.as_dict())
+
+    async def delete(self, evaluation_id: str) -> None:
+        state = await likes.unlike(self.ctx, evaluation_id, self.user_id)
+        self.send(state.as_dict())
+
+
+default_handlers = [
+    route("/api/v1/public/evaluations", PublicEvaluationsHandler),
+    route("/api/v1/public/stats", PublicStatsHandler),
+    route("/api/v1/evaluations/{evaluation_id}/like", LikeHandler),
+]

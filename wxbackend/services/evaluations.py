@@ -1,0 +1,654 @@
+"""Citizens' ratings (好差评): the first rating of a case (一事一评) and its follow-up (追评).
+
+A first rating (``POST /evaluations``) comes either with the ``scene`` of a scanned QR code
+(channel ``qr``) or with a ``case_id`` from a reminder or the pending list (channel
+``miniprogram``, the case's own applicant only). It needs a login and a verified identity.
+
+Order of the work, so a rejected request stores nothing and an accepted one is never lost:
+
+1. Read-only checks (:func:`prepare_first_rating`): identity, the case (through its token for
+   a scene), ``rating.require_applicant``, staff rating their own case, already rated.
+2. The rating itself (:func:`parse_rating`, :func:`check_indicators`): levels are integers
+   1–5, indicator codes are known, a 差评 (overall ≤2) says why, the comment is not too long.
+3. The comment through WeChat's ``msg_sec_check`` v2 *before* the transaction: ``risky`` →
+   422 ``comment_rejected``; ``review`` — or WeChat unavailable — stores it
+   ``pending_review`` (the rating is kept, its text withheld until a moderator decides).
+4. Single use, twice: an atomic Redis claim per case (``SET NX EX``) turns concurrent
+   submissions away fast; the transaction (:func:`store_first_rating`) re-reads the case and
+   the token, and the unique (case, assess_number) index is the final word — it holds when
+   Redis is flushed or down. The same transaction marks the token used, revokes every other
+   token of the case, stores the indicators and opens the 差评 ticket.
+5. After commit: the answer, and the optional publisher hook
+   ``ctx.extras["publish_evaluation"](evaluation_id)`` (failures are logged, never raised).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee
+from redis.exceptions import RedisError
+
+from models.base import utcnow
+from models.case import Case, QrToken
+from models.catalog import Staff
+from models.evaluation import (
+    BAD_LEVELS,
+    LEVELS,
+    STAGES,
+    TARGETS,
+    Evaluation,
+    EvaluationIndicator,
+    Indicator,
+)
+from models.ticket import Ticket, TicketEvent
+from models.user import User
+from wxbackend import errors
+from wxbackend.context import Context
+from wxbackend.db import database
+from wxbackend.services import cases, scan
+from wxbackend.services.workdays import WorkCalendar
+from wxbackend.settings import Settings
+from wxbackend.timefmt import iso
+from wxbackend.wechat import errors as wx
+
+log = logging.getLogger("wxbackend.evaluations")
+
+#: Seconds a Redis claim on a case lasts (covers the text check and the transaction).
+CLAIM_SECONDS = 30
+#: Scene of ``msg_sec_check`` for a comment (评论).
+SEC_CHECK_SCENE = 2
+_RELEASE_CLAIM = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+# --------------------------------------------------------------------------- the rating
+
+
+@dataclass(frozen=True)
+class Rating:
+    """A validated rating: levels 1–5, indicator codes (unique, in order), a trimmed comment."""
+
+    overall: int
+    stages: Mapping[str, int]
+    targets: Mapping[str, int]
+    indicators: tuple[str, ...]
+    comment: str | None
+
+    @property
+    def is_bad(self) -> bool:
+        """A 差评: overall 1 or 2."""
+        return self.overall in BAD_LEVELS
+
+
+def check_level(value: Any, name: str = "overall") -> int:
+    """``value`` if it is an integer 1–5 (not a bool, not ``"5"``, not 4.5), else 422
+    ``invalid_rating`` naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in LEVELS:
+        raise errors.InvalidRating(f"{name} must be an integer from 1 to 5.", field=name)
+    return value
+
+
+def _levels(value: Any, allowed: tuple[str, ...], group: str) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise errors.InvalidRating(f"{group} must be an object of levels.", field=group)
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise errors.InvalidRating(f"Unknown {group} key: {unknown[0]}.", field=group)
+    return {key: check_level(value[key], f"{group}.{key}") for key in allowed if key in value}
+
+
+def parse_rating(
+    overall: Any,
+    *,
+    stages: Any = None,
+    targets: Any = None,
+    indicators: Any = None,
+    comment: Any = None,
+    comment_max_chars: int = 500,
+) -> Rating:
+    """Check a rating as the citizen sent it (pure: indicator codes are checked against the
+    database by :func:`check_indicators`).
+
+    Levels (overall, each given stage and target) must be integers 1–5 and stage/target keys
+    known (422 ``invalid_rating``); ``indicators`` is a list of code strings (anything else is
+    422 ``unknown_indicator``; repeats are dropped); the comment is trimmed (blank → None) and
+    at most ``comment_max_chars`` characters (422 ``comment_too_long``); a 差评 needs an
+    indicator or a comment (422 ``reason_required``).
+    """
+    level = check_level(overall)
+    stage_levels = _levels(stages, STAGES, "stages")
+    target_levels = _levels(targets, TARGETS, "targets")
+    codes = _indicator_codes(indicators)
+    text = _comment(comment, comment_max_chars)
+    if level in BAD_LEVELS and not codes and text is None:
+        raise errors.ReasonRequired()
+    return Rating(level, stage_levels, target_levels, codes, text)
+
+
+def _indicator_codes(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+        raise errors.UnknownIndicator("indicators must be a list of indicator codes.")
+    return tuple(dict.fromkeys(value))
+
+
+def _comment(value: Any, max_chars: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise errors.InvalidBody("comment must be a string.", field="comment")
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) > max_chars:
+        raise errors.CommentTooLong(
+            f"The comment has {len(text)} characters; at most {max_chars} are allowed.",
+            max_chars=max_chars,
+        )
+    return text
+
+
+def check_indicators(codes: Iterable[str]) -> dict[str, int]:
+    """``{code: indicator id}`` for ``codes``; any code not active → 422 ``unknown_indicator``."""
+    wanted = list(codes)
+    if not wanted:
+        return {}
+    found = {
+        row.code: row.id
+        for row in Indicator.select(Indicator.id, Indicator.code).where(
+            Indicator.code.in_(wanted) & (Indicator.active == True)  # noqa: E712
+        )
+    }
+    for code in wanted:
+        if code not in found:
+            raise errors.UnknownIndicator(
+                f"Unknown indicator code: {code[:32]}.", indicator=code[:32]
+            )
+    return found
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def stages_of(evaluation: Evaluation) -> dict[str, int]:
+    """The stage levels the citizen gave (``{"appointment": 5, ...}``, given ones only)."""
+    values = {key: getattr(evaluation, f"stage_{key}") for key in STAGES}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def targets_of(evaluation: Evaluation) -> dict[str, int]:
+    """The target levels the citizen gave (``{"window_staff": 4, ...}``, given ones only)."""
+    values = {key: getattr(evaluation, f"target_{key}") for key in TARGETS}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def indicator_codes_of(evaluation_ids: Iterable[int]) -> dict[int, list[str]]:
+    """``{evaluation id: [indicator codes]}`` in the indicators' display order (one query)."""
+    ids = list(evaluation_ids)
+    codes: dict[int, list[str]] = {i: [] for i in ids}
+    if not ids:
+        return codes
+    rows = (
+        EvaluationIndicator.select(EvaluationIndicator.evaluation, Indicator.code)
+        .join(Indicator)
+        .where(EvaluationIndicator.evaluation.in_(ids))
+        .order_by(Indicator.sort_order, Indicator.id)
+    )
+    for row in rows:
+        codes[row.evaluation_id].append(row.indicator.code)
+    return codes
+
+
+def owner_view(evaluation: Evaluation, indicators: list[str]) -> dict[str, Any]:
+    """An evaluation as returned to its owner (api.md): ``{id, case_id, overall, stages,
+    targets, indicators, comment, comment_status, channel, assess_number, like_count,
+    created_at}``. The owner sees their own comment whatever its moderation status."""
+    return {
+        "id": str(evaluation.id),
+        "case_id": str(evaluation.case_id),
+        "overall": evaluation.overall,
+        "stages": stages_of(evaluation),
+        "targets": targets_of(evaluation),
+        "indicators": indicators,
+        "comment": evaluation.comment,
+        "comment_status": evaluation.comment_status,
+        "channel": evaluation.channel,
+        "assess_number": evaluation.assess_number,
+        "like_count": evaluation.like_count,
+        "created_at": iso(evaluation.created_at),
+    }
+
+
+def owner_view_of(evaluation_id: int) -> dict[str, Any]:
+    """:func:`owner_view` of one stored evaluation (by id)."""
+    evaluation = Evaluation.get_by_id(evaluation_id)
+    return owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
+
+
+def my_evaluations(user_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """``GET /me/evaluations``: the user's ratings and follow-ups, newest first."""
+    rows = list(
+        Evaluation.select()
+        .where(Evaluation.user == user_id)
+        .order_by(Evaluation.id.desc())
+        .limit(limit)
+    )
+    codes = indicator_codes_of(row.id for row in rows)
+    return [owner_view(row, codes[row.id]) for row in rows]
+
+
+# --------------------------------------------------------------------------- first rating: DB
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the checks before the transaction established about a first rating."""
+
+    case_id: int
+    token_id: int | None
+    channel: str
+    user_id: int
+    openid: str
+    rater_id_hash: str
+    name_masked: str
+
+
+def prepare_first_rating(
+    user_id: int, scene: str | None, case_id: Any, require_applicant: bool
+) -> Prepared:
+    """The read-only checks of a first rating (no writes; the transaction repeats the ones
+    that can change meanwhile).
+
+    403 ``identity_required`` without a valid identity; a scene must be a usable token (404
+    ``token_not_found`` / 410 ``token_*``); a case id must exist (404); 409
+    ``already_evaluated`` if the case has its rating; 403 ``not_applicant`` when the identity
+    is not the applicant (always for ``case_id``, for a scene when ``require_applicant``);
+    403 ``self_evaluation_forbidden`` when the identity is the case's window staff or approver.
+    """
+    now = utcnow()
+    identity = scan.active_identity(user_id, now)
+    if identity is None:
+        raise errors.IdentityRequired()
+    token_id: int | None = None
+    if scene is not None:
+        token, case = cases.token_state(scene)
+        cases.check_token_usable(token, case, now)
+        token_id, channel, must_be_applicant = token.id, "qr", require_applicant
+    else:
+        number = scan.parse_id(case_id)
+        case = Case.get_or_none(Case.id == number) if number is not None else None
+        channel, must_be_applicant = "miniprogram", True
+    if case is None:
+        raise errors.NotFound("No such case.")
+    if must_be_applicant and identity.id_hash != case.applicant_id_hash:
+        raise errors.NotApplicant()
+    if is_case_staff(case, identity.id_hash):
+        raise errors.SelfEvaluationForbidden()
+    if case.first_rated_at is not None:
+        raise errors.AlreadyEvaluated()
+    openid = User.select(User.openid).where(User.id == user_id).scalar()
+    return Prepared(
+        case_id=case.id,
+        token_id=token_id,
+        channel=channel,
+        user_id=user_id,
+        openid=openid or "",
+        rater_id_hash=identity.id_hash,
+        name_masked=identity.name_masked,
+    )
+
+
+def is_case_staff(case: Case, id_hash: str) -> bool:
+    """True when ``id_hash`` is the keyed ID hash of the case's window staff or approver."""
+    staff_ids = [i for i in (case.window_staff_id, case.approver_id) if i is not None]
+    if not staff_ids:
+        return False
+    return (
+        Staff.select()
+        .where(Staff.id.in_(staff_ids) & (Staff.id_hash == id_hash) & Staff.id_hash.is_null(False))
+        .exists()
+    )
+
+
+@dataclass(frozen=True)
+class NewRating:
+    """Everything :func:`store_first_rating` writes."""
+
+    prepared: Prepared
+    rating: Rating
+    indicator_ids: Mapping[str, int]
+    comment_status: str
+
+
+def store_first_rating(new: NewRating, settings: Settings) -> int:
+    """Store a first rating in ONE transaction; returns the evaluation id.
+
+    Re-reads the case (409 ``already_evaluated`` when rated meanwhile) and, for a scene, the
+    token (410 when used, revoked or expired meanwhile); inserts the evaluation (the unique
+    (case, assess_number) index turns a concurrent second rating into 409
+    ``already_evaluated`` — the guard that holds without Redis); sets ``case.first_rated_at``;
+    marks the token used and revokes every other active token of the case; stores the
+    indicators; opens the ticket of a 差评.
+    """
+    prepared, rating = new.prepared, new.rating
+    now = utcnow()
+    try:
+        with database.atomic():
+            case = Case.get_by_id(prepared.case_id)
+            if case.first_rated_at is not None:
+                raise errors.AlreadyEvaluated()
+            if prepared.token_id is not None:
+                token = QrToken.get_or_none(QrToken.id == prepared.token_id)
+                cases.check_token_usable(token, None, now)
+            evaluation = _insert_evaluation(case, new, now)
+            updated = (
+                Case.update(first_rated_at=now)
+                .where((Case.id == case.id) & Case.first_rated_at.is_null())
+                .execute()
+            )
+            if updated != 1:
+                raise errors.AlreadyEvaluated()
+            _close_tokens(case.id, prepared.token_id, now)
+            _insert_indicators(evaluation.id, rating.indicators, new.indicator_ids)
+            if rating.is_bad:
+                open_ticket(evaluation, case, now, settings)
+    except peewee.IntegrityError:
+        raise errors.AlreadyEvaluated() from None
+    return evaluation.id
+
+
+def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> Evaluation:
+    prepared, rating = new.prepared, new.rating
+    levels = {f"stage_{k}": v for k, v in rating.stages.items()}
+    levels.update({f"target_{k}": v for k, v in rating.targets.items()})
+    return Evaluation.create(
+        case=case.id,
+        assess_number=1,
+        channel=prepared.channel,
+        user=prepared.user_id,
+        rater_id_hash=prepared.rater_id_hash,
+        name_masked=prepared.name_masked,
+        overall=rating.overall,
+        comment=rating.comment,
+        comment_status=new.comment_status,
+        created_at=now,
+        center=case.center_id,
+        item=case.item_id,
+        department=case.department_id,
+        window_staff=case.window_staff_id,
+        approver=case.approver_id,
+        **levels,
+    )
+
+
+def _close_tokens(case_id: int, used_token_id: int | None, now: datetime) -> None:
+    """Rating a case closes it to every token: the scanned one used, the others revoked."""
+    if used_token_id is not None:
+        (
+            QrToken.update(status="used", used_at=now)
+            .where((QrToken.id == used_token_id) & (QrToken.status == "active"))
+            .execute()
+        )
+    (
+        QrToken.update(status="revoked")
+        .where((QrToken.case == case_id) & (QrToken.status == "active"))
+        .execute()
+    )
+
+
+def _insert_indicators(
+    evaluation_id: int, codes: Iterable[str], indicator_ids: Mapping[str, int]
+) -> None:
+    rows = [{"evaluation": evaluation_id, "indicator": indicator_ids[code]} for code in codes]
+    if rows:
+        EvaluationIndicator.insert_many(rows).execute()
+
+
+@functools.lru_cache(maxsize=8)
+def _calendar(extra_holidays: tuple[str, ...], extra_workdays: tuple[str, ...]) -> WorkCalendar:
+    return WorkCalendar(list(extra_holidays), list(extra_workdays))
+
+
+def open_ticket(evaluation: Evaluation, case: Case, opened_at: datetime, settings: Settings) -> int:
+    """Open the 差评 ticket of ``evaluation`` (status ``open``, deadlines in working days from
+    ``tickets.*``) with its first event. Call it inside the transaction that stores the
+    rating. Returns the ticket id."""
+    policy = settings.tickets
+    calendar = _calendar(tuple(policy.extra_holidays), tuple(policy.extra_workdays))
+    ticket = Ticket.create(
+        evaluation=evaluation.id,
+        case=case.id,
+        center=case.center_id,
+        department=case.department_id,
+        status="open",
+        opened_at=opened_at,
+        verify_due=calendar.due(opened_at, policy.verify_working_days),
+        rectify_due=calendar.due(opened_at, policy.rectify_working_days),
+    )
+    TicketEvent.create(ticket=ticket.id, status="open", action="open", by="system", at=opened_at)
+    return ticket.id
+
+
+# --------------------------------------------------------------------------- follow-up: DB
+
+
+@dataclass(frozen=True)
+class FollowUpBase:
+    """The first rating a follow-up (追评) is added to, as the checks found it."""
+
+    evaluation_id: int
+    openid: str
+
+
+def prepare_follow_up(user_id: int, evaluation_id: str) -> FollowUpBase:
+    """Checks of a follow-up: the evaluation exists (404), is the caller's (403
+    ``not_owner``), is a first rating and has no follow-up yet (409 ``follow_up_exists``)."""
+    number = scan.parse_id(evaluation_id)
+    original = Evaluation.get_or_none(Evaluation.id == number) if number is not None else None
+    if original is None:
+        raise errors.NotFound("No such evaluation.")
+    if original.user_id is None or original.user_id != user_id:
+        raise errors.NotOwner()
+    if original.assess_number != 1:
+        raise errors.FollowUpExists("A follow-up cannot itself be followed up.")
+    if _has_follow_up(original.case_id):
+        raise errors.FollowUpExists()
+    openid = User.select(User.openid).where(User.id == user_id).scalar()
+    return FollowUpBase(original.id, openid or "")
+
+
+def _has_follow_up(case_id: int) -> bool:
+    return (
+        Evaluation.select()
+        .where((Evaluation.case == case_id) & (Evaluation.assess_number == 2))
+        .exists()
+    )
+
+
+def store_follow_up(
+    base: FollowUpBase, rating: Rating, indicator_ids: Mapping[str, int], comment_status: str
+) -> int:
+    """Store the follow-up (``assess_number`` 2, the original's channel, no ticket) in one
+    transaction; the unique (case, assess_number) index makes a concurrent second one 409
+    ``follow_up_exists``. Returns its id."""
+    now = utcnow()
+    try:
+        with database.atomic():
+            original = Evaluation.get_by_id(base.evaluation_id)
+            follow_up = Evaluation.create(
+                case=original.case_id,
+                assess_number=2,
+                channel=original.channel,
+                user=original.user_id,
+                rater_id_hash=original.rater_id_hash,
+                name_masked=original.name_masked,
+                overall=rating.overall,
+                comment=rating.comment,
+                comment_status=comment_status,
+                created_at=now,
+                center=original.center_id,
+                item=original.item_id,
+                department=original.department_id,
+                window_staff=original.window_staff_id,
+                approver=original.approver_id,
+            )
+            _insert_indicators(follow_up.id, rating.indicators, indicator_ids)
+    except peewee.IntegrityError:
+        raise errors.FollowUpExists() from None
+    return follow_up.id
+
+
+# --------------------------------------------------------------------------- the flow
+
+
+async def comment_status(ctx: Context, openid: str, comment: str | None) -> str:
+    """The text check of a comment (``msg_sec_check`` v2, scene 2), before any write.
+
+    ``pass`` (or no comment) → ``visible``; ``review`` → ``pending_review``; ``risky`` → 422
+    ``comment_rejected``. WeChat failing or answering oddly → ``pending_review``: the rating
+    is never lost, a moderator decides on the text. Only the errcode is logged.
+    """
+    if comment is None:
+        return "visible"
+    try:
+        answer = await ctx.wechat.msg_sec_check(openid, comment, scene=SEC_CHECK_SCENE)
+    except wx.WeChatError as exc:
+        log.warning(
+            "msg_sec_check failed: comment held for review",
+            extra={"fields": {"errcode": str(exc.errcode)}},
+        )
+        return "pending_review"
+    suggest = (answer.get("result") or {}).get("suggest")
+    if suggest == "risky":
+        raise errors.CommentRejected()
+    if suggest == "pass":
+        return "visible"
+    return "pending_review"
+
+
+async def submit(
+    ctx: Context,
+    user_id: int,
+    *,
+    scene: str | None = None,
+    case_id: Any = None,
+    overall: Any = None,
+    stages: Any = None,
+    targets: Any = None,
+    indicators: Any = None,
+    comment: Any = None,
+) -> dict[str, Any]:
+    """``POST /evaluations``: check, text-check, claim, store; answers the owner view.
+
+    Exactly one of ``scene`` and ``case_id`` (else 400 ``invalid_body``).
+    """
+    if (scene is None) == (case_id is None):
+        raise errors.InvalidBody("Give either scene or case_id.")
+    settings = ctx.settings.rating
+    prepared = await ctx.db.run(
+        prepare_first_rating, user_id, scene, case_id, settings.require_applicant
+    )
+    rating = parse_rating(
+        overall,
+        stages=stages,
+        targets=targets,
+        indicators=indicators,
+        comment=comment,
+        comment_max_chars=settings.comment_max_chars,
+    )
+    indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
+    status = await comment_status(ctx, prepared.openid, rating.comment)
+    new = NewRating(prepared, rating, indicator_ids, status)
+    evaluation_id = await _store_with_claim(ctx, new)
+    await _publish(ctx, evaluation_id)
+    return await ctx.db.run(owner_view_of, evaluation_id)
+
+
+def claim_key(ctx: Context, case_id: int) -> str:
+    """The Redis key of the one-time claim on a case's rating."""
+    return ctx.rkeys("claim", str(case_id))
+
+
+async def _store_with_claim(ctx: Context, new: NewRating) -> int:
+    """Claim the case in Redis (taken → 409 ``already_evaluated``), then store; the claim is
+    released on failure and kept (until it expires) on success. Redis being down skips the
+    claim: the database constraint still decides."""
+    key = claim_key(ctx, new.prepared.case_id)
+    owner = secrets.token_hex(8)
+    claimed = True
+    try:
+        if not await ctx.redis.set(key, owner, nx=True, ex=CLAIM_SECONDS):
+            raise errors.AlreadyEvaluated("A rating of this case is being submitted.")
+    except RedisError as exc:
+        claimed = False
+        log.warning(
+            "redis claim unavailable: relying on the database constraint",
+            extra={"fields": {"error": type(exc).__name__}},
+        )
+    try:
+        return await ctx.db.run(store_first_rating, new, ctx.settings)
+    except BaseException:
+        if claimed:
+            await _release_claim(ctx, key, owner)
+        raise
+
+
+async def _release_claim(ctx: Context, key: str, owner: str) -> None:
+    try:
+        await ctx.redis.eval(_RELEASE_CLAIM, 1, key, owner)
+    except RedisError as exc:
+        log.warning("releasing a claim failed", extra={"fields": {"error": type(exc).__name__}})
+
+
+async def _publish(ctx: Context, evaluation_id: int) -> None:
+    """Call the real-time publisher, if one is installed; never fail the request."""
+    publish = ctx.extras.get("publish_evaluation")
+    if publish is None:
+        return
+    try:
+        await publish(evaluation_id)
+    except Exception as exc:  # noqa: BLE001 - the rating is stored; publishing is best effort
+        log.warning(
+            "publishing an evaluation failed",
+            extra={"fields": {"evaluation_id": evaluation_id, "error": type(exc).__name__}},
+        )
+
+
+async def follow_up(
+    ctx: Context,
+    user_id: int,
+    evaluation_id: str,
+    *,
+    overall: Any = None,
+    indicators: Any = None,
+    comment: Any = None,
+) -> dict[str, Any]:
+    """``POST /evaluations/{id}/follow-up`` (追评): the owner's one follow-up of a first
+    rating; same checks as a rating (levels, indicators, reason, text check), no ticket."""
+    base = await ctx.db.run(prepare_follow_up, user_id, evaluation_id)
+    rating = parse_rating(
+        overall,
+        indicators=indicators,
+        comment=comment,
+        comment_max_chars=ctx.settings.rating.comment_max_chars,
+    )
+    indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
+    status = await comment_status(ctx, base.openid, rating.comment)
+    new_id = await ctx.db.run(store_follow_up, base, rating, indicator_ids, status)
+    return await ctx.db.run(owner_view_of, new_id)
+
+
+async def list_mine(ctx: Context, user_id: int) -> list[dict[str, Any]]:
+    """``GET /me/evaluations``: see :func:`my_evaluations`."""
+    return await ctx.db.run(my_evaluations, user_id)

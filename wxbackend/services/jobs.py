@@ -1,0 +1,148 @@
+"""Durable scheduled jobs: schedule, claim with a lease, finish. Synchronous (DB thread).
+
+The database is the one arbiter of who runs a job: a claim is a conditional UPDATE that
+only one worker can win per row (SQLite serialises it with IMMEDIATE transactions;
+PostgreSQL re-checks the WHERE clause under the row lock). A worker that dies keeps its
+jobs only until ``lease_until``; then any worker takes them over.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import peewee
+
+from models.base import utcnow
+from models.job import Job
+from wxbackend.db import database
+
+
+def schedule(kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None) -> bool:
+    """Schedule a job once per ``key`` (idempotent). Returns True if it was new.
+
+    Call it inside the transaction of the change that makes the work due.
+    """
+    inserted = (
+        Job.insert(
+            kind=kind,
+            key=key,
+            due_at=due_at,
+            payload=json.dumps(payload or {}, ensure_ascii=False),
+        )
+        .on_conflict_ignore()
+        .as_rowcount()
+        .execute()
+    )
+    return inserted > 0
+
+
+def cancel(keys: Iterable[str]) -> int:
+    """Cancel pending jobs by key (e.g. the reminders of a case that was just rated)."""
+    keys = list(keys)
+    if not keys:
+        return 0
+    return (
+        Job.update(status="cancelled", finished_at=utcnow())
+        .where(Job.key.in_(keys) & (Job.status == "pending"))
+        .execute()
+    )
+
+
+def _claimable(now: datetime) -> peewee.Expression:
+    pending = (Job.status == "pending") & (Job.due_at <= now)
+    abandoned = (Job.status == "running") & (Job.lease_until < now)
+    return pending | abandoned
+
+
+def claim(
+    owner: str, lease_seconds: float, limit: int, kinds: Iterable[str] | None = None
+) -> list[Job]:
+    """Claim up to ``limit`` due jobs (oldest due first) for ``owner``."""
+    now = utcnow()
+    lease_until = now + timedelta(seconds=lease_seconds)
+    condition = _claimable(now)
+    if kinds is not None:
+        condition &= Job.kind.in_(list(kinds))
+    with database.atomic():
+        ids = [
+            row.id
+            for row in Job.select(Job.id).where(condition).order_by(Job.due_at, Job.id).limit(limit)
+        ]
+        if not ids:
+            return []
+        (
+            Job.update(
+                status="running",
+                lease_owner=owner,
+                lease_until=lease_until,
+                attempts=Job.attempts + 1,
+            )
+            .where(Job.id.in_(ids) & condition)
+            .execute()
+        )
+        return list(
+            Job.select().where(
+                Job.id.in_(ids) & (Job.lease_owner == owner) & (Job.lease_until == lease_until)
+            )
+        )
+
+
+def _mine(job_id: int, owner: str) -> peewee.Expression:
+    return (Job.id == job_id) & (Job.lease_owner == owner) & (Job.status == "running")
+
+
+def complete(job_id: int, owner: str) -> bool:
+    """Mark done; False if the lease was lost meanwhile (another worker owns it now)."""
+    return bool(
+        Job.update(status="done", finished_at=utcnow(), lease_until=None, last_error=None)
+        .where(_mine(job_id, owner))
+        .execute()
+    )
+
+
+def retry(job_id: int, owner: str, due_at: datetime, error: str) -> bool:
+    return bool(
+        Job.update(
+            status="pending",
+            due_at=due_at,
+            lease_owner=None,
+            lease_until=None,
+            last_error=error[:300],
+        )
+        .where(_mine(job_id, owner))
+        .execute()
+    )
+
+
+def fail(job_id: int, owner: str, error: str) -> bool:
+    return bool(
+        Job.update(status="failed", finished_at=utcnow(), lease_until=None, last_error=error[:300])
+        .where(_mine(job_id, owner))
+        .execute()
+    )
+
+
+def release(job_ids: Iterable[int], owner: str) -> int:
+    """Give unstarted claimed jobs back (graceful stop)."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    return (
+        Job.update(status="pending", lease_owner=None, lease_until=None, attempts=Job.attempts - 1)
+        .where(Job.id.in_(ids) & (Job.lease_owner == owner) & (Job.status == "running"))
+        .execute()
+    )
+
+
+def due_count(kinds: Iterable[str] | None = None) -> int:
+    condition = _claimable(utcnow())
+    if kinds is not None:
+        condition &= Job.kind.in_(list(kinds))
+    return Job.select().where(condition).count()
+
+
+def next_due_at() -> datetime | None:
+    return Job.select(peewee.fn.MIN(Job.due_at)).where(Job.status == "pending").scalar()

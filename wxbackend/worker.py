@@ -1,0 +1,171 @@
+"""The worker: runs due jobs (reminders, default ratings, housekeeping) within seconds.
+
+Several workers, in several processes or machines, share one job table: each claims a
+batch with a lease (see :mod:`wxbackend.services.jobs`), runs it, and records the outcome
+only while it still holds the lease. Redis carries wake-ups (``jobs`` channel) so new due
+work starts at once; without them a worker still polls every ``worker.poll_seconds``.
+SIGTERM lets in-flight jobs finish and hands unstarted ones back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from models.base import utcnow
+from models.job import Job
+from wxbackend.cache import ChannelWatcher
+from wxbackend.context import Context
+from wxbackend.services import jobs
+
+log = logging.getLogger("wxbackend.worker")
+
+MAX_ATTEMPTS = 8
+CONCURRENCY = 64
+PROGRESS_EVERY_SECONDS = 10.0
+
+
+class Retry(Exception):
+    """Run the job again at ``at`` (or after the default backoff)."""
+
+    def __init__(self, reason: str, at: datetime | None = None):
+        self.reason = reason
+        self.at = at
+        super().__init__(reason)
+
+
+class Fail(Exception):
+    """Give up on the job for good (a configuration error, a bad payload)."""
+
+
+Handler = Callable[[Context, Job], Awaitable[None]]
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+class Worker:
+    """Claims and runs jobs with the registered handlers until told to stop."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        handlers: dict[str, Handler],
+        owner: str | None = None,
+        concurrency: int = CONCURRENCY,
+    ):
+        self.ctx = ctx
+        self.handlers = handlers
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.wakeup = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.channel = ctx.rkeys("jobs")
+        self.processed = 0
+        self._last_progress = 0.0
+
+    async def run(self) -> None:
+        log.info("worker %s started", self.owner)
+
+        async def wake(_data: str) -> None:
+            self.wakeup.set()
+
+        # Wake up on Redis announcements of new due work (polling covers any gap).
+        listener = ChannelWatcher(self.ctx.redis, self.channel, wake)
+        listener.start()
+        try:
+            while not self.stopping.is_set():
+                ran = await self.run_once()
+                if ran == 0:
+                    await self._idle()
+        finally:
+            await listener.stop()
+            log.info("worker %s stopped after %d jobs", self.owner, self.processed)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wakeup.set()
+
+    async def run_once(self) -> int:
+        """Claim one batch and run it; returns how many jobs ran."""
+        settings = self.ctx.settings.worker
+        try:
+            batch = await self.ctx.db.run(
+                jobs.claim,
+                self.owner,
+                settings.lease_seconds,
+                settings.batch_size,
+                list(self.handlers),
+            )
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the worker
+            log.warning("worker: claim failed: %s", type(exc).__name__)
+            await asyncio.sleep(settings.poll_seconds)
+            return 0
+        if not batch:
+            return 0
+        tasks = [asyncio.ensure_future(self._run_job(job)) for job in batch]
+        await asyncio.gather(*tasks)
+        self.processed += len(batch)
+        await self._progress(len(batch))
+        return len(batch)
+
+    async def _run_job(self, job: Job) -> None:
+        async with self.semaphore:
+            if self.stopping.is_set():
+                await self.ctx.db.run(jobs.release, [job.id], self.owner)
+                return
+            try:
+                await self.handlers[job.kind](self.ctx, job)
+            except Retry as exc:
+                at = exc.at or utcnow() + backoff(job.attempts)
+                if job.attempts >= MAX_ATTEMPTS:
+                    await self.ctx.db.run(jobs.fail, job.id, self.owner, f"gave up: {exc.reason}")
+                else:
+                    await self.ctx.db.run(jobs.retry, job.id, self.owner, at, exc.reason)
+                return
+            except Fail as exc:
+                await self.ctx.db.run(jobs.fail, job.id, self.owner, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - record it, retry later
+                log.exception("job %s (%s) failed", job.id, job.kind)
+                reason = f"{type(exc).__name__}"
+                if job.attempts >= MAX_ATTEMPTS:
+                    await self.ctx.db.run(jobs.fail, job.id, self.owner, reason)
+                else:
+                    due = utcnow() + backoff(job.attempts)
+                    await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
+                return
+            await self.ctx.db.run(jobs.complete, job.id, self.owner)
+
+    async def _progress(self, ran: int) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self._last_progress = now
+        left = await self.ctx.db.run(jobs.due_count, list(self.handlers))
+        if left:
+            log.info(
+                "worker catching up: %d due job(s) left, %d done so far",
+                left,
+                self.processed,
+                extra={"fields": {"due": left, "done": self.processed}},
+            )
+
+    async def _idle(self) -> None:
+        self.wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), self.ctx.settings.worker.poll_seconds)
+
+
+async def announce(ctx: Context) -> None:
+    """Tell workers that work became due now (best effort)."""
+    with contextlib.suppress(Exception):
+        await ctx.redis.publish(ctx.rkeys("jobs"), "1")
