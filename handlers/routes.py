@@ -8,12 +8,19 @@ from handlers import (
     admin,
     admin_accounts,
     admin_catalog,
+    admin_evaluations,
+    admin_stats,
+    admin_tickets,
     auth,
     evaluations,
     health,
     identity,
+    live,
+    pages,
     partner,
     public,
+    push,
+    subscriptions,
 )
 
 MODULES = [
@@ -26,6 +33,13 @@ MODULES = [
     public,
     admin_catalog,
     admin_accounts,
+    admin_stats,
+    push,
+    subscriptions,
+    admin_tickets,
+    admin_evaluations,
+    pages,
+    live,
 ]
 
 

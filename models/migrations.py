@@ -25,6 +25,7 @@ from models.evaluation import (
 )
 from models.identity import FaceAttempt, Identity
 from models.job import Job
+from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
 from models.user import User
@@ -84,6 +85,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (2, "cases, QR tokens, evaluations, likes, replies, tickets", _cases_and_ratings),
     (3, "audit log, WeChat configuration versions", _create(AuditEntry, WeChatConfigVersion)),
     (4, "scheduled jobs", _create(Job)),
+    (
+        5,
+        "subscriptions, messages, push receipts",
+        _create(Subscription, Message, MessageAttempt, PushReceipt),
+    ),
 ]
 
 

@@ -11,7 +11,9 @@ get. The roles (:data:`ROLES`) are logged in once per test run of the table:
 * ``anonymous``       — no token
 
 **Adding rows for your endpoints**: append ``Case``s to :data:`CASES` (build ``expected`` with
-:func:`expect`), and add your handler module to :data:`CHECKED_MODULES` so that
+:func:`expect`) — or keep them in a module of your own listed in :data:`CASE_MODULES` (a
+``CASES`` list run by :func:`run_table`) — and add your handler module to
+:data:`CHECKED_MODULES` so that
 ``test_every_admin_route_has_a_case`` insists every method of its routes appears. Templates
 and string values in bodies are ``str.format``-ed with :meth:`RoleEnv.values` — the fixed
 codes below, ``{uid}`` (unique per attempt, for rows you create), plus whatever your
@@ -70,7 +72,17 @@ FIXED = {
     "window_b": "XY-W01",
 }
 #: Handler modules whose every /admin/api route and method must appear in CASES.
-CHECKED_MODULES = ["handlers.admin", "handlers.admin_catalog", "handlers.admin_accounts"]
+CHECKED_MODULES = [
+    "handlers.admin",
+    "handlers.admin_catalog",
+    "handlers.admin_accounts",
+    "handlers.admin_tickets",
+    "handlers.admin_evaluations",
+    "handlers.admin_stats",
+]
+#: Test modules with rows of their own: each has a ``CASES`` list and runs it with
+#: :func:`run_table`; their rows count for ``test_every_admin_route_has_a_case``.
+CASE_MODULES = ["tests.test_admin_roles_ratings", "tests.test_admin_roles_stats"]
 #: Routes tested elsewhere that the table skips (login is public; logout ends the session).
 EXEMPT = {("POST", "/admin/api/login"), ("POST", "/admin/api/logout")}
 
@@ -407,11 +419,11 @@ async def attempt(env: RoleEnv, case: Case, role: str) -> tuple[int, Any, str]:
     return status, answer, path
 
 
-@pytest.mark.asyncio
-async def test_role_table(api, ctx, sandbox):
-    env = await role_env(api, ctx)
+async def run_table(env: RoleEnv, cases: list[Case]) -> None:
+    """Try every case as every role; fail listing each status that differs from the table,
+    then check that no case ended a session of the table's admins."""
     mismatches = []
-    for case in CASES:
+    for case in cases:
         assert set(case.expected) == set(ROLES), f"{case.method} {case.path}: every role"
         for role in ROLES:
             status, answer, path = await attempt(env, case, role)
@@ -424,7 +436,22 @@ async def test_role_table(api, ctx, sandbox):
     # every token is still good: no case ended a session of the table's admins
     for role, token in env.tokens.items():
         if token:
-            assert (await api("GET", "/admin/api/me", token=token))[0] == 200, role
+            assert (await env.api("GET", "/admin/api/me", token=token))[0] == 200, role
+
+
+def all_cases() -> list[Case]:
+    """:data:`CASES` plus the ``CASES`` of every module of :data:`CASE_MODULES`."""
+    import importlib
+
+    found = list(CASES)
+    for name in CASE_MODULES:
+        found.extend(importlib.import_module(name).CASES)
+    return found
+
+
+@pytest.mark.asyncio
+async def test_role_table(api, ctx, sandbox):
+    await run_table(await role_env(api, ctx), CASES)
 
 
 def test_every_admin_route_has_a_case():
@@ -434,7 +461,7 @@ def test_every_admin_route_has_a_case():
     checked = {m for m in routes.MODULES if m.__name__ in CHECKED_MODULES}
     assert {m.__name__ for m in checked} == set(CHECKED_MODULES)
     checked_rules = {id(r) for m in checked for r in m.default_handlers}
-    covered = {(c.method, c.path.split("?")[0]) for c in CASES}
+    covered = {(c.method, c.path.split("?")[0]) for c in all_cases()}
     covered_templates = {(m, _template_shape(p)) for m, p in covered}
     missing = []
     for rule in all_routes():

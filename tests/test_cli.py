@@ -174,6 +174,22 @@ def test_migrate_admin_partner_catalog(tmp_path):
         stdin="a-long-password\n",
     )
     assert made.returncode == 0, made.stderr
+    handler = run_cli(
+        tmp_path,
+        "admin",
+        "create",
+        "--username",
+        "clerk",
+        "--password-stdin",
+        "--role",
+        "handler",
+        "--center",
+        "440103-HL",
+        "--department",
+        "HL-LABOR",
+        stdin="a-long-password\n",
+    )
+    assert handler.returncode == 0, handler.stderr
     weak = run_cli(
         tmp_path,
         "admin",

@@ -499,3 +499,15 @@ def test_scene_format():
     scenes = {cases.new_scene() for _ in range(100)}
     assert len(scenes) == 100 and all(SCENE.match(s) for s in scenes)
     assert cases.valid_scene("a" * 22) and not cases.valid_scene("a" * 21)
+
+
+@pytest.mark.asyncio
+async def test_inactive_staff_cannot_be_named(partner, ctx):
+    from models.catalog import Staff
+
+    await ctx.db.run(
+        lambda: Staff.update(active=False).where(Staff.staff_no.in_(["HL001", "HL101"])).execute()
+    )
+    for field, staff_no in (("window_staff_no", "HL001"), ("approver_staff_no", "HL101")):
+        status, answer = await partner.report_case(**{field: staff_no})
+        assert status == 422 and answer["error"]["code"] == "unknown_staff", answer

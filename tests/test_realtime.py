@@ -100,6 +100,13 @@ async def test_rating_through_http_goes_live(api, sandbox, ctx):
         assert shape["name_masked"] == "黎**" and shape["overall"] == 4
         text = json.dumps(shape, ensure_ascii=False)
         assert "黎明辉" not in text and id_number not in text and "case" not in text
+        first_id = answer["evaluation"]["id"]
+        status, _ = await api(
+            "POST", f"/api/v1/evaluations/{first_id}/follow-up", {"overall": 5}, token=token
+        )
+        assert status == 201
+        again = await asyncio.wait_for(anext(feed), 5)
+        assert again["id"] == first_id and again["follow_up"]["overall"] == 5
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,4 @@
-"""The ``wxbackend`` command: serve, migrate, sandbox, admin, partner, catalog."""
+"""The ``wxbackend`` command: serve, migrate, worker, sandbox, admin, partner, catalog, demo."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="create or upgrade the database schema")
 
+    wk = sub.add_parser("worker", help="run due work: reminders, default ratings, housekeeping")
+    wk.add_argument("--owner", help="the worker's name in job leases (default host:pid:random)")
+
     sb = sub.add_parser("sandbox", help="run the WeChat emulator alone")
     sb.add_argument("--port", type=int)
     sb.add_argument("--address")
@@ -40,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     ac.add_argument("--password-stdin", action="store_true", required=True)
     ac.add_argument("--role", required=True)
     ac.add_argument("--center")
+    ac.add_argument("--department", help="the department of a handler")
     au = admin.add_parser("unlock")
     au.add_argument("username")
 
@@ -62,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     ci = catalog.add_parser("import")
     ci.add_argument("file")
+
+    dm = sub.add_parser(
+        "demo", help="the whole flow end to end against the WeChat sandbox, each step printed"
+    )
+    dm.add_argument("--port", type=int, help="the server's port (default: a free one)")
+    dm.add_argument(
+        "--keep-running", action="store_true", help="keep serving afterwards (until Ctrl-C)"
+    )
     return p
 
 
@@ -116,6 +128,34 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run a worker until SIGTERM: then it stops claiming, lets in-flight jobs finish and
+    hands unstarted ones back."""
+    from wxbackend.context import build_context
+    from wxbackend.jobs_registry import run_until_signalled
+    from wxbackend.server import migrate_schema
+
+    if settings.redis.url == "embedded":
+        log.warning(
+            "redis.url is 'embedded': this worker gets no wake-ups from servers (it still "
+            "polls every %.1f s)",
+            settings.worker.poll_seconds,
+        )
+    migrate_schema(settings)
+
+    async def run() -> int:
+        ctx = build_context(settings)
+        await ctx.start()
+        try:
+            return await run_until_signalled(ctx, args.owner)
+        finally:
+            await ctx.close()
+
+    processed = asyncio.run(run())
+    log.info("worker exited after %d job(s)", processed)
+    return 0
+
+
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.wechat.sandbox import run_sandbox_forever
 
@@ -137,7 +177,9 @@ def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     db, _ = _open_db(settings)
     try:
         with db.atomic():
-            admin = create_admin(args.username, password, args.role, args.center)
+            admin = create_admin(
+                args.username, password, args.role, args.center, department_code=args.department
+            )
     except AccountError as exc:
         raise CliError(str(exc)) from None
     print(f"created {admin.role} {admin.username}")
@@ -266,14 +308,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from wxbackend.demo import run_demo
+
+    return run_demo(settings, port=args.port, keep_running=args.keep_running)
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
+    "worker": cmd_worker,
     "sandbox": cmd_sandbox,
     "admin": cmd_admin,
     "partner": cmd_partner,
     "catalog": cmd_catalog,
     "wechat-config": cmd_wechat_config,
+    "demo": cmd_demo,
 }
 
 if __name__ == "__main__":

@@ -155,3 +155,11 @@ LastSuperadmin = _error(
     "last_superadmin",
     "This is the last active superadmin; it cannot be disabled or demoted.",
 )
+
+# Tickets (差评整改)
+InvalidTransition = _error(
+    "InvalidTransition",
+    409,
+    "invalid_transition",
+    "This step is not allowed in the ticket's current state.",
+)

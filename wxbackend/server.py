@@ -36,7 +36,7 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
         load_keys(settings)  # generate keys once, before any fork
     except StartupError as exc:
         raise SettingsError(str(exc)) from None
-    _migrate(settings)
+    migrate_schema(settings)
     sockets = tornado.netutil.bind_sockets(port, address)
     log.info("listening on http://%s:%d/ with %d process(es)", address, port, processes)
     sandbox_pid = None
@@ -55,7 +55,8 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
     return 0
 
 
-def _migrate(settings: Settings) -> None:
+def migrate_schema(settings: Settings) -> None:
+    """Apply pending migrations (once, before any fork)."""
     db = make_peewee_database(settings)
     database.initialize(db)
     if is_empty(db):
@@ -64,40 +65,94 @@ def _migrate(settings: Settings) -> None:
     db.close()
 
 
+class AppServer:
+    """One server process's pieces on the running loop, startable and stoppable: the WeChat
+    sandbox (when asked), the context, the app on ``sockets`` and the embedded worker.
+
+    ``run_process`` runs one until a signal; ``wxbackend demo`` runs one in-process and
+    drives it over HTTP. ``sandbox_port`` overrides ``sandbox.port`` (0 picks a free port);
+    the app then talks to the sandbox where it really listens.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sockets: list[socket.socket],
+        with_sandbox: bool = False,
+        sandbox_port: int | None = None,
+    ):
+        self.settings = settings
+        self.sockets = sockets
+        self.with_sandbox = with_sandbox
+        self.sandbox_port = settings.sandbox.port if sandbox_port is None else sandbox_port
+        self.sandbox_server: tornado.httpserver.HTTPServer | None = None
+        self.sandbox_state = None  # a wxbackend.wechat.sandbox.SandboxState when running
+        self.ctx = None  # the wxbackend.context.Context once started
+        self.http_server: tornado.httpserver.HTTPServer | None = None
+        self.worker = None
+
+    @property
+    def port(self) -> int:
+        return self.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        from wxbackend.app import make_app
+        from wxbackend.context import build_context
+
+        api_base = None
+        if self.with_sandbox:
+            from wxbackend.wechat.sandbox import SandboxState, start_sandbox
+
+            self.sandbox_server, self.sandbox_state = await start_sandbox(
+                self.settings.sandbox.address,
+                self.sandbox_port,
+                SandboxState(self.settings.wechat.appid, self.settings.wechat.secret),
+            )
+            api_base = self.sandbox_state.base_url
+        self.ctx = build_context(self.settings, api_base=api_base)
+        await self.ctx.start()
+        self.http_server = tornado.httpserver.HTTPServer(
+            make_app(self.ctx), max_body_size=SERVER_MAX_BODY
+        )
+        self.http_server.add_sockets(self.sockets)
+        if self.settings.worker.embedded:  # one per process: they share the job table safely
+            from wxbackend.jobs_registry import EmbeddedWorker
+
+            self.worker = EmbeddedWorker(self.ctx)
+            await self.worker.start()
+
+    async def stop(self) -> None:
+        """No new connections, drain for up to DRAIN_SECONDS, stop the worker, the sandbox
+        and the context."""
+        if self.http_server is not None:
+            self.http_server.stop()
+            try:
+                await asyncio.wait_for(self.http_server.close_all_connections(), DRAIN_SECONDS)
+            except TimeoutError:
+                log.warning("stopping: connections still open after the drain period")
+        if self.worker is not None:
+            await self.worker.stop()  # in-flight jobs finish; unstarted ones go back
+        if self.sandbox_server is not None:
+            from wxbackend.wechat.sandbox import stop_sandbox
+
+            await stop_sandbox(self.sandbox_server, self.sandbox_state)
+        if self.ctx is not None:
+            await self.ctx.close()
+
+
 async def run_process(
     settings: Settings, sockets: list[socket.socket], with_sandbox: bool = False
 ) -> None:
     """One server process: the app on ``sockets`` until SIGTERM/SIGINT."""
-    from wxbackend.app import make_app
-    from wxbackend.context import build_context
-
-    sandbox_server = None
-    if with_sandbox:
-        from wxbackend.wechat.sandbox import SandboxState, start_sandbox
-
-        sandbox_server, _ = await start_sandbox(
-            settings.sandbox.address,
-            settings.sandbox.port,
-            SandboxState(settings.wechat.appid, settings.wechat.secret),
-        )
-    ctx = build_context(settings)
-    await ctx.start()
-    server = tornado.httpserver.HTTPServer(make_app(ctx), max_body_size=SERVER_MAX_BODY)
-    server.add_sockets(sockets)
+    server = AppServer(settings, sockets, with_sandbox)
+    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping: no new connections, draining for up to %.0f s", DRAIN_SECONDS)
-    server.stop()
-    try:
-        await asyncio.wait_for(server.close_all_connections(), DRAIN_SECONDS)
-    except TimeoutError:
-        log.warning("stopping: connections still open after the drain period")
-    if sandbox_server is not None:
-        sandbox_server.stop()
-    await ctx.close()
+    await server.stop()
 
 
 def _fork_sandbox(settings: Settings) -> int:

@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from models.base import utcnow
 from models.job import Job
@@ -30,6 +31,7 @@ log = logging.getLogger("wxbackend.worker")
 MAX_ATTEMPTS = 8
 CONCURRENCY = 64
 PROGRESS_EVERY_SECONDS = 10.0
+PIPELINE = 2
 
 
 class Retry(Exception):
@@ -45,7 +47,22 @@ class Fail(Exception):
     """Give up on the job for good (a configuration error, a bad payload)."""
 
 
-Handler = Callable[[Context, Job], Awaitable[None]]
+class Defer(Exception):
+    """Not now: run the job at ``at`` without counting an attempt (e.g. quiet hours)."""
+
+    def __init__(self, reason: str, at: datetime):
+        self.reason = reason
+        self.at = at
+        super().__init__(reason)
+
+
+#: A handler returns this when it recorded the job's end itself (in its own transaction).
+FINISHED = object()
+
+
+#: ``async handler(ctx, job)``; or, with ``handler.batch = True``, ``async handler(ctx, jobs)``
+#: taking every claimed job of its kind at once and recording each job's end itself.
+Handler = Callable[[Context, Any], Awaitable[object]]
 
 
 def backoff(attempts: int) -> timedelta:
@@ -70,6 +87,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.channel = ctx.rkeys("jobs")
         self.processed = 0
+        self.held: set[int] = set()  # claimed jobs not finished yet (their leases are renewed)
         self._last_progress = 0.0
 
     async def run(self) -> None:
@@ -81,14 +99,23 @@ class Worker:
         # Wake up on Redis announcements of new due work (polling covers any gap).
         listener = ChannelWatcher(self.ctx.redis, self.channel, wake)
         listener.start()
+        heartbeat = asyncio.ensure_future(self._renew_leases())
         try:
-            while not self.stopping.is_set():
-                ran = await self.run_once()
-                if ran == 0:
-                    await self._idle()
+            # Two claim loops: one batch is claimed and prepared while the other's WeChat
+            # calls are in flight, so neither the database nor WeChat sits idle.
+            await asyncio.gather(*(self._loop() for _ in range(PIPELINE)))
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
             await listener.stop()
             log.info("worker %s stopped after %d jobs", self.owner, self.processed)
+
+    async def _loop(self) -> None:
+        while not self.stopping.is_set():
+            ran = await self.run_once()
+            if ran == 0:
+                await self._idle()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -111,11 +138,42 @@ class Worker:
             return 0
         if not batch:
             return 0
-        tasks = [asyncio.ensure_future(self._run_job(job)) for job in batch]
-        await asyncio.gather(*tasks)
+        self.held.update(job.id for job in batch)
+        by_kind: dict[str, list[Job]] = {}
+        for job in batch:
+            by_kind.setdefault(job.kind, []).append(job)
+        tasks = []
+        for kind, group in by_kind.items():
+            if getattr(self.handlers[kind], "batch", False):
+                tasks.append(asyncio.ensure_future(self._run_batch(group)))
+            else:
+                tasks += [asyncio.ensure_future(self._run_job(job)) for job in group]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self.held.difference_update(job.id for job in batch)
         self.processed += len(batch)
         await self._progress(len(batch))
         return len(batch)
+
+    async def _run_batch(self, group: list[Job]) -> None:
+        """A batch handler (``handler.batch = True``) gets every claimed job of its kind at
+        once and records each job's end itself; if it raises, the jobs it left running are
+        retried (or failed after :data:`MAX_ATTEMPTS`)."""
+        if self.stopping.is_set():
+            await self.ctx.db.run(jobs.release, [job.id for job in group], self.owner)
+            return
+        try:
+            await self.handlers[group[0].kind](self.ctx, group)
+        except Exception as exc:  # noqa: BLE001 - record it, retry later
+            log.exception("batch of %d %s job(s) failed", len(group), group[0].kind)
+            for job in group:
+                reason = type(exc).__name__
+                if job.attempts >= MAX_ATTEMPTS:
+                    await self.ctx.db.run(jobs.fail, job.id, self.owner, reason)
+                else:
+                    due = utcnow() + backoff(job.attempts)
+                    await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
 
     async def _run_job(self, job: Job) -> None:
         async with self.semaphore:
@@ -123,7 +181,10 @@ class Worker:
                 await self.ctx.db.run(jobs.release, [job.id], self.owner)
                 return
             try:
-                await self.handlers[job.kind](self.ctx, job)
+                result = await self.handlers[job.kind](self.ctx, job)
+            except Defer as exc:
+                await self.ctx.db.run(jobs.defer, job.id, self.owner, exc.at, exc.reason)
+                return
             except Retry as exc:
                 at = exc.at or utcnow() + backoff(job.attempts)
                 if job.attempts >= MAX_ATTEMPTS:
@@ -143,7 +204,24 @@ class Worker:
                     due = utcnow() + backoff(job.attempts)
                     await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
                 return
-            await self.ctx.db.run(jobs.complete, job.id, self.owner)
+            if result is not FINISHED:
+                await self.ctx.db.run(jobs.complete, job.id, self.owner)
+
+    async def _renew_leases(self) -> None:
+        """Keep the leases of held jobs alive while this worker lives (a slow send or a long
+        queue never lets another worker take over a job that is still being worked on)."""
+        settings = self.ctx.settings.worker
+        every = max(settings.lease_seconds / 3, 0.2)
+        while True:
+            await asyncio.sleep(every)
+            if not self.held:
+                continue
+            try:
+                await self.ctx.db.run(
+                    jobs.renew, list(self.held), self.owner, settings.lease_seconds
+                )
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                log.warning("worker: lease renewal failed: %s", type(exc).__name__)
 
     async def _progress(self, ran: int) -> None:
         now = time.monotonic()

@@ -366,6 +366,7 @@ def _values(section: str, principal: Principal, row: dict[str, Any]) -> dict[str
             "photo_url": row["photo_url"],
             "id_hash": row["id_hash"],
         }
+    # windows
     center = _center_ref(principal, row["center"])
     staff_id = None
     if row["staff_no"]:
@@ -391,7 +392,8 @@ def _split_body(section: str, body: dict[str, Any]) -> tuple[dict[str, Any], dic
 # --------------------------------------------------------------------------- audit detail
 
 
-def _audit_values(section: str, view: dict[str, Any]) -> dict[str, Any]:
+def _audit_values(view: dict[str, Any]) -> dict[str, Any]:
+    """A view as audit detail: the values, without timestamps or flags."""
     return {k: v for k, v in view.items() if k not in ("updated_at", "has_id_number")}
 
 
@@ -423,7 +425,7 @@ def create_row(
         except peewee.IntegrityError:
             raise errors.Exists(f"A {spec.singular} {key!r} exists.") from None
         view = spec.view(_fetch(section, key))
-        detail = {"values": _audit_values(section, view)}
+        detail = {"values": _audit_values(view)}
         if section == "staff" and values["id_hash"]:
             detail["values"]["id_number"] = "set"
         record(actor, f"{spec.singular}.create", spec.singular, key, detail)
@@ -463,7 +465,7 @@ def update_row(
             spec.model._meta.primary_key == row.get_id()
         ).execute()
         after = spec.view(_fetch(section, key))
-        detail = {k: v for k, v in _audit_values(section, after).items() if before.get(k) != v}
+        detail = {k: v for k, v in _audit_values(after).items() if before.get(k) != v}
         if "id_hash" in changed:
             detail["id_number"] = _id_number_note(changed["id_hash"])
         record(actor, f"{spec.singular}.update", spec.singular, key, {"changed": detail})

@@ -42,6 +42,8 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import normalize_id_number, token_digest
+from wxbackend.services import reminders
+from wxbackend.settings import Settings
 from wxbackend.timefmt import parse_iso
 from wxbackend.wechat import errors as wx
 
@@ -322,7 +324,7 @@ def _resolve_catalog(report: CaseReport) -> dict[str, Any]:
             )
     window_staff = None
     if report.window_staff_no:
-        window_staff = Staff.get_or_none(Staff.staff_no == report.window_staff_no)
+        window_staff = Staff.get_or_none((Staff.staff_no == report.window_staff_no) & Staff.active)
         if window_staff is None or window_staff.center_id != center.id:
             raise errors.UnknownStaff(
                 f"Unknown window staff {report.window_staff_no!r} in center {center.code!r}."
@@ -333,7 +335,7 @@ def _resolve_catalog(report: CaseReport) -> dict[str, Any]:
         window_staff = window.staff  # the clerk who staffs the window
     approver = None
     if report.approver_staff_no:
-        approver = Staff.get_or_none(Staff.staff_no == report.approver_staff_no)
+        approver = Staff.get_or_none((Staff.staff_no == report.approver_staff_no) & Staff.active)
         if approver is None or approver.center_id != center.id:
             raise errors.UnknownStaff(
                 f"Unknown approver {report.approver_staff_no!r} in center {center.code!r}."
@@ -354,11 +356,14 @@ def store_case(
     partner_id: int | None,
     token_hash: str,
     expires_at: datetime,
+    settings: Settings | None = None,
 ) -> int:
     """Insert the case and its first token in one transaction; the case id.
 
     409 ``case_exists`` when ``case_no`` is taken — the unique constraint decides, so
-    concurrent reports of one case_no give exactly one case. Sync: run via ``ctx.db.run``.
+    concurrent reports of one case_no give exactly one case. With ``settings``, the same
+    transaction schedules the case's default rating and reminders
+    (:func:`wxbackend.services.reminders.schedule_case_jobs`). Sync: run via ``ctx.db.run``.
     """
     refs = _resolve_catalog(report)
     if Case.select().where(Case.case_no == report.case_no).exists():
@@ -379,6 +384,8 @@ def store_case(
                 partner=partner_id,
             )
             QrToken.create(case=case, token_hash=token_hash, expires_at=expires_at)
+            if settings is not None:
+                reminders.schedule_case_jobs(case, settings)
     except peewee.IntegrityError:
         if Case.select().where(Case.case_no == report.case_no).exists():
             raise errors.CaseExists() from None
@@ -436,7 +443,9 @@ async def report_case(ctx: Context, partner_id: int, body: dict[str, Any]) -> Is
     sealed = seal_applicant(ctx, report.applicant)
     scene, token_hash = _new_token()
     expires_at = _expiry_for(ctx, report.completed_at)
-    case_id = await ctx.db.run(store_case, report, sealed, partner_id, token_hash, expires_at)
+    case_id = await ctx.db.run(
+        store_case, report, sealed, partner_id, token_hash, expires_at, ctx.settings
+    )
     return IssuedToken(case_id, scene, expires_at)
 
 
@@ -472,11 +481,9 @@ async def _forget_images(ctx: Context, token_hashes: list[str]) -> None:
 
 
 def code_options(ctx: Context) -> dict[str, Any]:
-    """``page`` / ``check_path`` / ``env_version`` / ``width`` of the mini-program code.
-
-    Read from the settings for now; the admin-managed WeChat configuration will take over here.
-    """
-    wechat = ctx.settings.wechat
+    """``page`` / ``check_path`` / ``env_version`` / ``width`` of the mini-program code, from
+    the WeChat configuration in force (admin-stored over environment over file)."""
+    wechat = ctx.wechat_config.config()
     return {
         "page": wechat.miniprogram_page,
         "check_path": wechat.check_path,

@@ -52,7 +52,7 @@ from models.user import User
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services import cases, scan
+from wxbackend.services import cases, reminders, scan
 from wxbackend.services.workdays import WorkCalendar
 from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
@@ -360,6 +360,7 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
             if updated != 1:
                 raise errors.AlreadyEvaluated()
             _close_tokens(case.id, prepared.token_id, now)
+            reminders.cancel_case_jobs(case.id)  # no reminder, no default rating any more
             _insert_indicators(evaluation.id, rating.indicators, new.indicator_ids)
             if rating.is_bad:
                 open_ticket(evaluation, case, now, settings)
@@ -405,6 +406,10 @@ def _close_tokens(case_id: int, used_token_id: int | None, now: datetime) -> Non
         .where((QrToken.case == case_id) & (QrToken.status == "active"))
         .execute()
     )
+
+
+#: Public name for the default ratings (same rule: rating a case closes every token).
+close_case_tokens = _close_tokens
 
 
 def _insert_indicators(
@@ -646,6 +651,7 @@ async def follow_up(
     indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
     status = await comment_status(ctx, base.openid, rating.comment)
     new_id = await ctx.db.run(store_follow_up, base, rating, indicator_ids, status)
+    await _publish(ctx, new_id)  # republishes the first rating with its follow-up
     return await ctx.db.run(owner_view_of, new_id)
 
 

@@ -36,7 +36,8 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import mask_name, normalize_id_number
-from wxbackend.services import ratelimit
+from wxbackend.services import ratelimit, reminders
+from wxbackend.settings import Settings
 from wxbackend.wechat import errors as wx
 
 log = logging.getLogger("wxbackend.identity")
@@ -245,6 +246,7 @@ def bind_identity(
     values: IdentityValues,
     valid_days: int,
     allow_rebind: bool,
+    settings: Settings | None = None,
 ) -> datetime:
     """Consume the attempt and bind the identity to ``user_id``, in one transaction.
 
@@ -252,7 +254,8 @@ def bind_identity(
     concurrent finishes through; the others get 409 ``verify_id_used``. An identity bound to
     another user is moved here (``allow_rebind``: the newest binding wins, logged without
     personal data) or refused with 409 ``identity_bound_elsewhere`` — then nothing is
-    consumed. Returns the verification time.
+    consumed. With ``settings``, the same transaction schedules the reminders of the
+    identity's unrated cases. Returns the verification time.
     """
     now = utcnow()
     with database.atomic():
@@ -278,6 +281,8 @@ def bind_identity(
             .on_conflict(conflict_target=[Identity.user], update=fields)
             .execute()
         )
+        if settings is not None:
+            reminders.schedule_for_identity(values.id_hash, settings, now)
     return now
 
 
@@ -434,6 +439,7 @@ async def _bind_with_retry(
                 values,
                 settings.valid_days,
                 settings.allow_rebind,
+                ctx.settings,
             )
             return
         except peewee.IntegrityError:

@@ -103,6 +103,18 @@ def complete(job_id: int, owner: str) -> bool:
     )
 
 
+def complete_many(job_ids: Iterable[int], owner: str) -> int:
+    """:func:`complete` for many jobs in one statement; returns how many were still ours."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    return (
+        Job.update(status="done", finished_at=utcnow(), lease_until=None, last_error=None)
+        .where(Job.id.in_(ids) & (Job.lease_owner == owner) & (Job.status == "running"))
+        .execute()
+    )
+
+
 def retry(job_id: int, owner: str, due_at: datetime, error: str) -> bool:
     return bool(
         Job.update(
@@ -121,6 +133,35 @@ def fail(job_id: int, owner: str, error: str) -> bool:
     return bool(
         Job.update(status="failed", finished_at=utcnow(), lease_until=None, last_error=error[:300])
         .where(_mine(job_id, owner))
+        .execute()
+    )
+
+
+def defer(job_id: int, owner: str, due_at: datetime, note: str) -> bool:
+    """Put a claimed job back until ``due_at`` without counting the attempt (quiet hours)."""
+    return bool(
+        Job.update(
+            status="pending",
+            due_at=due_at,
+            lease_owner=None,
+            lease_until=None,
+            attempts=Job.attempts - 1,
+            last_error=note[:300],
+        )
+        .where(_mine(job_id, owner))
+        .execute()
+    )
+
+
+def renew(job_ids: Iterable[int], owner: str, lease_seconds: float) -> int:
+    """Extend the leases of jobs ``owner`` still runs (the worker's heartbeat)."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
+    until = utcnow() + timedelta(seconds=lease_seconds)
+    return (
+        Job.update(lease_until=until)
+        .where(Job.id.in_(ids) & (Job.lease_owner == owner) & (Job.status == "running"))
         .execute()
     )
 

@@ -8,7 +8,9 @@ only as ``name_masked`` (黎**); no openid, ID number, phone or full name, no us
   inserts never shift a page. Related rows are loaded per page with one IN query each.
 - :func:`public_shapes` — the public shape of ratings (also published live, see realtime.py).
 - :func:`tallies` and :func:`figures` — the figures of product.md rule 10 by SQL aggregation,
-  optionally grouped by a catalogue column (the admin statistics reuse them).
+  optionally grouped by a catalogue column or by day; the admin statistics
+  (``wxbackend.services.stats``) reuse them, with follow-ups, rectification and the
+  upheld-appeal exclusion of staff figures (``extended``, ``Scope.exclude_upheld``).
 
 A comment held for review or hidden withholds only its text (``comment: null``); the rating
 stays in the list and in every figure. Default ratings (channel ``default``) are ratings too:
@@ -28,6 +30,7 @@ from typing import Any
 
 import peewee
 
+from models.base import utcnow
 from models.case import Case
 from models.catalog import Center, ServiceItem, Staff
 from models.evaluation import (
@@ -160,6 +163,7 @@ class Scope:
     start: datetime | None = None
     end: datetime | None = None
     empty: bool = False
+    exclude_upheld: bool = False  # staff figures: leave out ratings with an upheld appeal
 
 
 @dataclass(frozen=True)
@@ -396,15 +400,23 @@ def public_shape_of(evaluation_id: int) -> tuple[str, dict[str, Any]] | None:
 @dataclass
 class Tally:
     """Counts behind the figures of one group: first ratings per level (all, and without
-    default ratings), finished cases and the unrated ones among them."""
+    default ratings), finished cases and the unrated ones among them; with ``extended``
+    (the admin statistics) also follow-ups and the rectification deadlines of 差评 tickets."""
 
     by_level: dict[int, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
     active_by_level: dict[int, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
     finished_cases: int = 0
     unrated_cases: int = 0
+    follow_ups: int = 0
+    rectification_due: int = 0
+    rectified_on_time: int = 0
 
 
-GROUP_COLUMNS = ("center", "item", "department", "window_staff")
+#: What :func:`tallies` groups by: a catalogue column of both Evaluation and Case, or
+#: ``day`` (the Asia/Shanghai calendar day of the rating / of the case's completion).
+GROUP_COLUMNS = ("center", "item", "department", "window_staff", "approver", "day")
+#: Asia/Shanghai has kept UTC+8 without daylight saving since 1991.
+SHANGHAI_OFFSET_HOURS = 8
 
 
 def _rate(part: int, whole: int) -> float:
@@ -451,21 +463,71 @@ def _scope_where(model: type[peewee.Model], time_column: peewee.Field, scope: Sc
     return where
 
 
-def tallies(scope: Scope, group_by: str | None = None) -> dict[Any, Tally]:
-    """The counts of ``scope``, by SQL aggregation; keyed by the ``group_by`` column's id
-    (one of :data:`GROUP_COLUMNS`) or by None when not grouped.
+def shanghai_day(column: peewee.Field) -> peewee.Node:
+    """SQL for the Asia/Shanghai calendar day of a stored (naive UTC) time column.
 
-    Ratings: first ratings (``assess_number`` 1) created in the range, ``GROUP BY overall``.
+    SQLite answers a ``'YYYY-MM-DD'`` string, PostgreSQL a date (see :func:`day_key`).
+    """
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        shifted = column + peewee.SQL(f"INTERVAL '{SHANGHAI_OFFSET_HOURS} hours'")
+        return peewee.fn.DATE(shifted).coerce(False)
+    return peewee.fn.DATE(column, f"+{SHANGHAI_OFFSET_HOURS} hours").coerce(False)
+
+
+def day_key(value: Any) -> str:
+    """A ``day`` group key as ``YYYY-MM-DD`` whatever the database answered."""
+    if isinstance(value, datetime):
+        value = value.date()
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _group(model: type[peewee.Model], time_column: peewee.Field, group_by: str | None) -> list:
+    if group_by is None:
+        return []
+    if group_by == "day":
+        return [shanghai_day(time_column)]
+    return [getattr(model, group_by)]
+
+
+def _key(row: tuple, group_by: str | None) -> Any:
+    if group_by is None:
+        return None
+    return day_key(row[0]) if group_by == "day" and row[0] is not None else row[0]
+
+
+def not_upheld() -> peewee.Expression:
+    """Ratings whose 差评 ticket has no upheld appeal (申诉成立): staff figures leave those out."""
+    upheld = Ticket.select(Ticket.evaluation).where(Ticket.appeal_status == "upheld")
+    return Evaluation.id.not_in(upheld)
+
+
+def tallies(
+    scope: Scope,
+    group_by: str | None = None,
+    *,
+    extended: bool = False,
+    now: datetime | None = None,
+) -> dict[Any, Tally]:
+    """The counts of ``scope``, by SQL aggregation; keyed by the ``group_by`` column's id
+    (one of :data:`GROUP_COLUMNS`; ``day`` keys are ``YYYY-MM-DD``) or by None when not
+    grouped.
+
+    Ratings: first ratings (``assess_number`` 1) created in the range, ``GROUP BY overall``;
+    with ``scope.exclude_upheld`` those whose ticket's appeal was upheld are left out.
     Cases: finished (``completed_at``) in the range; unrated = ``first_rated_at IS NULL``.
+    With ``extended``: follow-ups (``assess_number`` 2) created in the range, and the
+    rectification of the tickets of ratings created in the range (see :func:`_tickets`).
     """
     if group_by is not None and group_by not in GROUP_COLUMNS:
         raise ValueError(f"cannot group by {group_by!r}")
     result: dict[Any, Tally] = defaultdict(Tally)
     if scope.empty:
         return result
-    e_group = [getattr(Evaluation, group_by)] if group_by else []
+    e_group = _group(Evaluation, Evaluation.created_at, group_by)
     is_default = peewee.Case(None, [(Evaluation.channel == "default", 1)], 0)
     rated_in_scope = _scope_where(Evaluation, Evaluation.created_at, scope)
+    if scope.exclude_upheld:
+        rated_in_scope.append(not_upheld())
     ratings = (
         Evaluation.select(
             *e_group,
@@ -478,12 +540,12 @@ def tallies(scope: Scope, group_by: str | None = None) -> dict[Any, Tally]:
         .tuples()
     )
     for row in ratings:
-        key = row[0] if group_by else None
+        key = _key(row, group_by)
         level, count, defaults = row[-3:]
         if level in result[key].by_level:
             result[key].by_level[level] += count
             result[key].active_by_level[level] += count - (defaults or 0)
-    c_group = [getattr(Case, group_by)] if group_by else []
+    c_group = _group(Case, Case.completed_at, group_by)
     unrated = peewee.Case(None, [(Case.first_rated_at.is_null(), 1)], 0)
     cases = (
         Case.select(*c_group, peewee.fn.COUNT(Case.id), peewee.fn.SUM(unrated))
@@ -492,10 +554,68 @@ def tallies(scope: Scope, group_by: str | None = None) -> dict[Any, Tally]:
         .tuples()
     )
     for row in cases:
-        key = row[0] if group_by else None
+        key = _key(row, group_by)
         result[key].finished_cases += row[-2]
         result[key].unrated_cases += row[-1] or 0
+    if extended:
+        _follow_ups(result, scope, group_by, e_group)
+        _tickets(result, scope, group_by, e_group, now or utcnow())
     return result
+
+
+def _follow_ups(result: dict[Any, Tally], scope: Scope, group_by: str | None, group: list) -> None:
+    """追评 (``assess_number`` 2) created in the range, counted by their own time and group."""
+    rows = (
+        Evaluation.select(*group, peewee.fn.COUNT(Evaluation.id))
+        .where(
+            Evaluation.assess_number == 2,
+            *_scope_where(Evaluation, Evaluation.created_at, scope),
+        )
+        .group_by(*group)
+        .tuples()
+    )
+    for row in rows:
+        result[_key(row, group_by)].follow_ups += row[-1]
+
+
+def _tickets(
+    result: dict[Any, Tally], scope: Scope, group_by: str | None, group: list, now: datetime
+) -> None:
+    """On-time rectification (按时整改) of the 差评 tickets of ratings created in the range.
+
+    Due: tickets not ``invalid`` (an invalid or upheld 差评 needs no rectification) that are
+    rectified (``rectified_at`` set) or whose ``rectify_due`` has passed (``< now``); tickets
+    still inside their deadline and not rectified are not decided yet and count nowhere.
+    On time: due tickets with ``rectified_at <= rectify_due``.
+    """
+    on_time = peewee.Case(
+        None,
+        [
+            (
+                Ticket.rectified_at.is_null(False) & (Ticket.rectified_at <= Ticket.rectify_due),
+                1,
+            )
+        ],
+        0,
+    )
+    where = _scope_where(Evaluation, Evaluation.created_at, scope)
+    if scope.exclude_upheld:
+        where.append((Ticket.appeal_status.is_null()) | (Ticket.appeal_status != "upheld"))
+    rows = (
+        Ticket.select(*group, peewee.fn.COUNT(Ticket.id), peewee.fn.SUM(on_time))
+        .join(Evaluation, on=(Ticket.evaluation == Evaluation.id))
+        .where(
+            Ticket.status != "invalid",
+            Ticket.rectified_at.is_null(False) | (Ticket.rectify_due < now),
+            *where,
+        )
+        .group_by(*group)
+        .tuples()
+    )
+    for row in rows:
+        tally = result[_key(row, group_by)]
+        tally.rectification_due += row[-2]
+        tally.rectified_on_time += row[-1] or 0
 
 
 def resolve_scope(query: StatsQuery) -> Scope:

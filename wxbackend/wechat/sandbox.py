@@ -96,6 +96,9 @@ pending|finished|expired, verify_ret, created_at, expires_at}]}``
 ``POST /_sandbox/quota {openid, template_id, count?, long_term?}`` → ``{count, long_term}``
     Sets the one-time count and/or the long-term flag; with neither given, adds one one-time
     quota (one "accept"). ``GET /_sandbox/quota?openid=&template_id=`` → ``{count, long_term}``.
+``POST /_sandbox/quota/bulk {template_id, openids: [...], count? (1)}`` → ``{users, count}``
+    Load tests: every openid becomes known (as after a login code) and gets ``count``
+    one-time quota for the template.
 ``GET /_sandbox/messages?openid=&template_id=`` → ``{items: [{msgid, touser, template_id, page,
 data, miniprogram_state, lang, at}]}``; ``DELETE /_sandbox/messages`` → ``{ok: true}``.
 ``POST /_sandbox/faults {path, errcode?, http_status?, hang_seconds?, times?}`` → ``{ok: true}``
@@ -795,6 +798,13 @@ class SandboxState:
             quota.long_term = long_term
         return quota.as_dict()
 
+    def set_quotas(self, template_id: str, openids: list[str], count: int = 1) -> JSONDict:
+        """Bulk (load tests): each openid becomes known and gets ``count`` one-time quota."""
+        for openid in openids:
+            self.data.openids.add(openid)
+            self.data.quotas[(openid, template_id)] = Quota(count=count)
+        return {"users": len(openids), "count": count}
+
     def get_quota(self, openid: str, template_id: str) -> JSONDict:
         return self.data.quotas.get((openid, template_id), Quota()).as_dict()
 
@@ -1280,6 +1290,21 @@ class QuotaHandler(ControlHandler):
         )
 
 
+class QuotaBulkHandler(ControlHandler):
+    """``POST /_sandbox/quota/bulk``: many users' quotas at once (load tests)."""
+
+    def post(self) -> None:
+        body = self.body()
+        openids = _req(body, "openids", list)
+        if not all(isinstance(o, str) and o for o in openids):
+            raise ControlError(400, "invalid_body", "openids must be non-empty strings")
+        count = _opt(body, "count", int)
+        if count is not None and count < 0:
+            raise ControlError(400, "invalid_body", "count must be >= 0")
+        template_id = _req(body, "template_id", str)
+        self.write_json(self.state.set_quotas(template_id, openids, 1 if count is None else count))
+
+
 class MessagesHandler(ControlHandler):
     """``/_sandbox/messages``: sent subscribe messages."""
 
@@ -1401,7 +1426,8 @@ Read what was sent: <code>GET {base}_sandbox/messages?openid=</code>.</li>
 <code>GET /_sandbox/face/attempts</code></li>
 <li><code>POST|GET /_sandbox/templates</code> {template_id, fields}</li>
 <li><code>POST /_sandbox/quota</code> {openid, template_id, count?, long_term?};
-<code>GET /_sandbox/quota?openid=&amp;template_id=</code></li>
+<code>GET /_sandbox/quota?openid=&amp;template_id=</code>;
+<code>POST /_sandbox/quota/bulk</code> {template_id, openids, count?}</li>
 <li><code>GET|DELETE /_sandbox/messages</code> ?openid=&amp;template_id=</li>
 <li><code>POST|GET|DELETE /_sandbox/faults</code>
 {path ("*" or e.g. "sns/jscode2session"), errcode?, http_status?, hang_seconds?, times?}</li>
@@ -1464,6 +1490,7 @@ def make_sandbox_app(state: SandboxState | None = None) -> tornado.web.Applicati
         tornado.web.url(r"/_sandbox/face/attempts", FaceAttemptsHandler),
         tornado.web.url(r"/_sandbox/templates", TemplatesHandler),
         tornado.web.url(r"/_sandbox/quota", QuotaHandler),
+        tornado.web.url(r"/_sandbox/quota/bulk", QuotaBulkHandler),
         tornado.web.url(r"/_sandbox/messages", MessagesHandler),
         tornado.web.url(r"/_sandbox/faults", FaultsHandler),
         tornado.web.url(r"/_sandbox/tokens/(invalidate|expire)", TokensHandler),

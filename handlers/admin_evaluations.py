@@ -1,0 +1,197 @@
+"""Ratings in the admin API: ``/admin/api/evaluations`` (listing, reply, moderation, reveal)
+and ``/admin/api/callback-evaluations`` (ratings taken by phone/SMS follow-up).
+
+Thin handlers over ``wxbackend.services.admin_evaluations``. Who:
+
+* GET: every role within its scope (a handler sees their department's ratings).
+* reply, moderate: superadmin, the center_admin of the rating's center.
+* reveal: superadmin only (audited as ``evaluation.reveal``).
+* callback-evaluations: superadmin, the center_admin of the case's center, a handler of its
+  department.
+"""
+
+from __future__ import annotations
+
+from handlers.admin_base import AdminHandler, admin_security
+from handlers.base import Field, route
+from handlers.openapi import errors_of, json_body
+from wxbackend.services import admin_evaluations
+
+_STR = {"type": "string"}
+_VIEW = (
+    "{id, case_id, case_no, assess_number, channel, overall, stages, targets, "
+    "indicators:[{code,label}], comment, comment_status, moderation_reason, name_masked, "
+    "like_count, created_at, center, department, item, window_staff, approver, "
+    "replies:[{id,text,created_at}], ticket:{id,status,appeal_status}, ticket_status, "
+    "excluded_from_staff_figures}"
+)
+_FILTERS = (
+    "center",
+    "item",
+    "staff",
+    "level",
+    "from",
+    "to",
+    "channel",
+    "comment_status",
+    "cursor",
+    "limit",
+)
+
+
+class EvaluationsHandler(AdminHandler):
+    """``GET /admin/api/evaluations``."""
+
+    openapi = {
+        "get": {
+            "summary": "Ratings in your scope with their full comment and moderation state, "
+            "newest first (names masked; keyset pagination)",
+            **admin_security(),
+            "parameters": [
+                {"name": n, "in": "query", "required": False, "schema": _STR} for n in _FILTERS
+            ],
+            "responses": {
+                "200": {"description": f"{{items:[{_VIEW}], next_cursor}}"},
+                **errors_of(400, 401),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        query = admin_evaluations.parse_evaluation_query(
+            lambda name: self.get_query_argument(name, None)
+        )
+        self.send(await admin_evaluations.list_for(self.ctx, self.admin, query))
+
+
+class EvaluationHandler(AdminHandler):
+    """``GET /admin/api/evaluations/{evaluation_id}``."""
+
+    openapi = {
+        "get": {
+            "summary": "One rating in the admin shape",
+            **admin_security(),
+            "responses": {"200": {"description": _VIEW}, **errors_of(401, 404)},
+        }
+    }
+
+    async def get(self, evaluation_id: str) -> None:
+        self.send(await admin_evaluations.one_for(self.ctx, self.admin, evaluation_id))
+
+
+class ReplyHandler(AdminHandler):
+    write_roles = ("superadmin", "center_admin")
+    openapi = {
+        "post": {
+            "summary": "A public reply of the center (1–500 characters)",
+            **admin_security(),
+            "requestBody": json_body({"text": _STR}, required=["text"]),
+            "responses": {
+                "201": {"description": "{id, evaluation_id, text, created_at}"},
+                **errors_of(400, 401, 403, 404, 422),
+            },
+        }
+    }
+
+    async def post(self, evaluation_id: str) -> None:
+        body = self.json_body({"text": Field(str, required=True)})
+        answer = await admin_evaluations.reply(
+            self.ctx, self.admin, self.actor, evaluation_id, body["text"]
+        )
+        self.send(answer, status=201)
+
+
+class ModerateHandler(AdminHandler):
+    write_roles = ("superadmin", "center_admin")
+    openapi = {
+        "post": {
+            "summary": "Show or hide a comment (hiding needs a reason); the rating stays public",
+            **admin_security(),
+            "requestBody": json_body(
+                {"visible": {"type": "boolean"}, "reason": {"type": ["string", "null"]}},
+                required=["visible"],
+            ),
+            "responses": {
+                "200": {"description": _VIEW},
+                **errors_of(400, 401, 403, 404, 409, 422),
+            },
+        }
+    }
+
+    async def post(self, evaluation_id: str) -> None:
+        body = self.json_body(
+            {"visible": Field(bool, required=True), "reason": Field(str, nullable=True)}
+        )
+        view = await admin_evaluations.set_visibility(
+            self.ctx, self.admin, self.actor, evaluation_id, body["visible"], body.get("reason")
+        )
+        self.send(view)
+
+
+class RevealHandler(AdminHandler):
+    write_roles = ("superadmin",)
+    openapi = {
+        "post": {
+            "summary": "The applicant's real name (superadmin; audited, never logged)",
+            **admin_security(),
+            "responses": {"200": {"description": "{name}"}, **errors_of(401, 403, 404)},
+        }
+    }
+
+    async def post(self, evaluation_id: str) -> None:
+        self.json_body({})
+        self.send(await admin_evaluations.reveal(self.ctx, self.admin, self.actor, evaluation_id))
+
+
+class CallbackEvaluationsHandler(AdminHandler):
+    write_roles = ("superadmin", "center_admin", "handler")
+    openapi = {
+        "post": {
+            "summary": "Record a rating taken by phone/SMS follow-up (回访评价); supersedes a "
+            "default rating; a 差评 opens a ticket",
+            **admin_security(),
+            "requestBody": json_body(
+                {
+                    "case_no": _STR,
+                    "channel": {"type": "string", "enum": ["phone", "sms"]},
+                    "overall": {"type": "integer", "minimum": 1, "maximum": 5},
+                    "stages": {"type": "object"},
+                    "targets": {"type": "object"},
+                    "indicators": {"type": "array", "items": _STR},
+                    "comment": {"type": ["string", "null"]},
+                },
+                required=["case_no", "channel", "overall"],
+            ),
+            "responses": {
+                "201": {"description": f"{{evaluation: {_VIEW}}}"},
+                **errors_of(400, 401, 403, 404, 409, 422),
+            },
+        }
+    }
+
+    async def post(self) -> None:
+        body = self.json_body(
+            {
+                "case_no": Field(str, required=True),
+                "channel": Field(str, required=True),
+                # Any JSON value: the service answers 422 invalid_rating, not 400.
+                "overall": Field(object, bool, required=True, nullable=True),
+                "stages": Field(dict, nullable=True),
+                "targets": Field(dict, nullable=True),
+                "indicators": Field(list, nullable=True),
+                "comment": Field(str, nullable=True),
+            }
+        )
+        answer = await admin_evaluations.record_callback(self.ctx, self.admin, self.actor, body)
+        self.send(answer, status=201)
+
+
+_E = "/admin/api/evaluations/{evaluation_id}"
+default_handlers = [
+    route("/admin/api/evaluations", EvaluationsHandler),
+    route(_E, EvaluationHandler),
+    route(f"{_E}/reply", ReplyHandler),
+    route(f"{_E}/moderate", ModerateHandler),
+    route(f"{_E}/reveal", RevealHandler),
+    route("/admin/api/callback-evaluations", CallbackEvaluationsHandler),
+]

@@ -1,0 +1,132 @@
+"""Statistics, the staff ranking and the export of the admin API.
+
+``GET /admin/api/stats``, ``GET /admin/api/staff-ranking``, ``GET /admin/api/export``: every
+role may call them, each scoped to what the admin sees (``wxbackend.services.scope``). The
+figures and the ranking's method are documented in ``wxbackend.services.stats``, the export's
+fields and streaming in ``wxbackend.services.export``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado.iostream import StreamClosedError
+
+from handlers.admin_base import AdminHandler, admin_security
+from handlers.base import route
+from handlers.openapi import errors_of
+from wxbackend.services import export, stats
+
+
+def _query(name: str, description: str, required: bool = False, **schema: Any) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+_FROM = _query("from", "first day, YYYY-MM-DD (Asia/Shanghai)", format="date")
+_TO = _query("to", "last day, inclusive, YYYY-MM-DD", format="date")
+
+
+class StatsHandler(AdminHandler):
+    openapi = {
+        "get": {
+            "summary": "Figures per center, item, department, staff member or day "
+            "(product.md rule 10; SQL aggregation; scoped)",
+            **admin_security(),
+            "parameters": [
+                _query("group_by", "what a row is", True, enum=list(stats.GROUPS)),
+                _FROM,
+                _TO,
+                _query("center", "only this center (code)"),
+                _query("item", "only this service item (code)"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "{group_by, from, to, rows:[{key:{code, name} (staff: "
+                    "+role window_staff|approver; day: {date}), total, by_level:{'1'..'5'}, "
+                    "satisfaction_rate, bad_rate, active_good_rate, unrated_rate, "
+                    "on_time_rectification_rate, follow_ups, active_total, finished_cases, "
+                    "unrated_cases, rectification_due, rectified_on_time}]}"
+                },
+                **errors_of(400, 401),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        args = {name: self.get_query_argument(name, None) for name in stats.STATS_PARAMETERS}
+        self.send(await stats.stats(self.ctx, self.admin, args))
+
+
+class StaffRankingHandler(AdminHandler):
+    openapi = {
+        "get": {
+            "summary": "Window clerks of a month ranked by a Bayesian-smoothed score (scoped)",
+            "description": stats.RANKING_METHOD,
+            **admin_security(),
+            "parameters": [_query("month", "YYYY-MM (Asia/Shanghai)", True)],
+            "responses": {
+                "200": {
+                    "description": "{month, method, prior_weight, bad_penalty, items:[{rank, "
+                    "staff:{staff_no, name, center:{code,name}, department:{code,name}}, "
+                    "ratings, mean, bad, center_mean, score}]}"
+                },
+                **errors_of(400, 401),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        month = self.get_query_argument("month", None)
+        self.send(await stats.ranking(self.ctx, self.admin, month))
+
+
+class ExportHandler(AdminHandler):
+    openapi = {
+        "get": {
+            "summary": "Ratings for the provincial platform (product.md rule 12), streamed "
+            "as CSV (UTF-8 BOM) or JSON Lines; scoped and audited",
+            **admin_security(),
+            "parameters": [
+                _FROM,
+                _TO,
+                _query("format", "csv (default) or jsonl", enum=list(export.FORMATS)),
+            ],
+            "responses": {
+                "200": {
+                    "description": "one row per evaluation: " + ", ".join(export.FIELDS),
+                    "content": {
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                    },
+                },
+                **errors_of(400, 401),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        args = {name: self.get_query_argument(name, None) for name in export.PARAMETERS}
+        query = export.parse_export_query(args)
+        await self.ctx.db.run(export.record_export, self.actor, self.admin, query)
+        self.set_header("Content-Type", export.media_type(query))
+        self.set_header("Content-Disposition", f'attachment; filename="{export.filename(query)}"')
+        try:
+            async for data in export.stream(self.ctx, self.admin, query):
+                self.write(data)
+                await self.flush()
+        except StreamClosedError:
+            return  # the client went away: stop reading
+        self.finish()
+
+
+default_handlers = [
+    route("/admin/api/stats", StatsHandler),
+    route("/admin/api/staff-ranking", StaffRankingHandler),
+    route("/admin/api/export", ExportHandler),
+]

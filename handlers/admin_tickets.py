@@ -1,0 +1,198 @@
+"""The 差评 tickets of the admin API (``/admin/api/tickets``): the queue and its steps.
+
+Thin handlers over ``wxbackend.services.tickets`` (states, deadlines, scope, audit). Who:
+
+* GET: every role within its scope (a handler: their department's tickets; a center_admin:
+  their center's); out of scope is 404.
+* verify, rectify, callback, close: superadmin, center_admin, handler (viewers 403).
+* appeal (申诉, filed by staff): center_admin, handler.
+* appeal/decide: superadmin, center_admin (a senior admin; never the appeal's own author).
+
+Invalid steps answer 409 ``invalid_transition``; every answer is the ticket with
+``verify_due``, ``rectify_due``, ``overdue`` and its history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.admin_base import AdminHandler, admin_security
+from handlers.base import Field, route
+from handlers.openapi import errors_of, json_body
+from wxbackend.services import tickets
+
+_STR = {"type": "string"}
+_BOOL = {"type": "boolean"}
+_NOTE = {"type": "string", "maxLength": tickets.NOTE_MAX_CHARS}
+_TICKET = (
+    "{id, evaluation_id, case_no, status, opened_at, verify_due, rectify_due, verified_at, "
+    "rectified_at, closed_at, overdue, appeal_status, excluded_from_staff_figures, "
+    "history:[{status, action, by, note, at}]}"
+)
+STAFF = ("superadmin", "center_admin", "handler")
+
+
+class TicketsHandler(AdminHandler):
+    """``GET /admin/api/tickets?status=&overdue=&cursor=&limit=``."""
+
+    openapi = {
+        "get": {
+            "summary": "差评 tickets in your scope, newest first (keyset pagination)",
+            **admin_security(),
+            "parameters": [
+                {"name": n, "in": "query", "required": False, "schema": _STR}
+                for n in ("status", "overdue", "cursor", "limit")
+            ],
+            "responses": {
+                "200": {"description": f"{{items:[{_TICKET}], next_cursor}}"},
+                **errors_of(400, 401),
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        query = tickets.parse_ticket_query(lambda name: self.get_query_argument(name, None))
+        self.send(await tickets.list_for(self.ctx, self.admin, query))
+
+
+class TicketHandler(AdminHandler):
+    """``GET /admin/api/tickets/{ticket_id}``."""
+
+    openapi = {
+        "get": {
+            "summary": "One ticket with its history",
+            **admin_security(),
+            "responses": {"200": {"description": _TICKET}, **errors_of(401, 404)},
+        }
+    }
+
+    async def get(self, ticket_id: str) -> None:
+        self.send(await tickets.one_for(self.ctx, self.admin, ticket_id))
+
+
+class StepHandler(AdminHandler):
+    """Base of the step handlers: ``step`` names the service step, ``fields`` the body."""
+
+    step = "verify"
+    write_roles = STAFF
+    fields: dict[str, Field] = {}
+
+    def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The service's keyword arguments from the checked body."""
+        return body
+
+    async def post(self, ticket_id: str) -> None:
+        body = self.json_body(self.fields)
+        view = await tickets.act(
+            self.ctx, self.step, self.admin, self.actor, ticket_id, **self.arguments(body)
+        )
+        self.send(view)
+
+
+def _step_openapi(summary: str, properties: dict[str, Any], required: list[str]) -> dict:
+    return {
+        "post": {
+            "summary": summary,
+            **admin_security(),
+            "requestBody": json_body(properties, required=required),
+            "responses": {
+                "200": {"description": _TICKET},
+                **errors_of(400, 401, 403, 404, 409, 422),
+            },
+        }
+    }
+
+
+class VerifyHandler(StepHandler):
+    step = "verify"
+    fields = {"valid": Field(bool, required=True), "note": Field(str)}
+    openapi = _step_openapi(
+        "核实: open → verified (valid) or invalid (not valid; the note is required)",
+        {"valid": _BOOL, "note": _NOTE},
+        ["valid"],
+    )
+
+    def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"valid": body["valid"], "note": body.get("note")}
+
+
+class RectifyHandler(StepHandler):
+    step = "rectify"
+    fields = {"note": Field(str, required=True)}
+    openapi = _step_openapi("整改: verified → rectified (note required)", {"note": _NOTE}, ["note"])
+
+
+class CallbackHandler(StepHandler):
+    step = "callback"
+    fields = {
+        "channel": Field(str, required=True),
+        "satisfied": Field(bool, required=True),
+        "note": Field(str),
+    }
+    openapi = _step_openapi(
+        "回访: rectified → called_back (satisfied) or back to verified (not satisfied)",
+        {
+            "channel": {"type": "string", "enum": ["phone", "sms", "wechat"]},
+            "satisfied": _BOOL,
+            "note": _NOTE,
+        },
+        ["channel", "satisfied"],
+    )
+
+    def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "channel": body["channel"],
+            "satisfied": body["satisfied"],
+            "note": body.get("note"),
+        }
+
+
+class CloseHandler(StepHandler):
+    step = "close"
+    fields = {"note": Field(str)}
+    openapi = _step_openapi(
+        "办结: called_back → closed (not while an appeal is pending); the body may be empty",
+        {"note": _NOTE},
+        [],
+    )
+
+    def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"note": body.get("note")}
+
+
+class AppealHandler(StepHandler):
+    step = "appeal"
+    write_roles = ("center_admin", "handler")
+    fields = {"reason": Field(str, required=True)}
+    openapi = _step_openapi(
+        "申诉: staff appeal a 差评 while the ticket is open or verified (one per ticket)",
+        {"reason": _NOTE},
+        ["reason"],
+    )
+
+
+class AppealDecideHandler(StepHandler):
+    step = "appeal_decide"
+    write_roles = ("superadmin", "center_admin")
+    fields = {"upheld": Field(bool, required=True), "note": Field(str)}
+    openapi = _step_openapi(
+        "Decide a pending appeal: upheld → invalid (excluded from staff figures, still public)",
+        {"upheld": _BOOL, "note": _NOTE},
+        ["upheld"],
+    )
+
+    def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"upheld": body["upheld"], "note": body.get("note")}
+
+
+_T = "/admin/api/tickets/{ticket_id}"
+default_handlers = [
+    route("/admin/api/tickets", TicketsHandler),
+    route(_T, TicketHandler),
+    route(f"{_T}/verify", VerifyHandler),
+    route(f"{_T}/rectify", RectifyHandler),
+    route(f"{_T}/callback", CallbackHandler),
+    route(f"{_T}/close", CloseHandler),
+    route(f"{_T}/appeal", AppealHandler),
+    route(f"{_T}/appeal/decide", AppealDecideHandler),
+]

@@ -1,0 +1,215 @@
+"""Live ratings for the public pages: ``GET /api/v1/public/live?center=`` (Server-Sent Events).
+
+Each stream holds one subscription of ``wxbackend.services.realtime`` (one Redis pub/sub
+connection) for as long as the browser stays connected:
+
+* every new public rating (and a rating whose follow-up 追评 just arrived) is one event,
+  ``id: <evaluation id>`` + ``data: <the public shape, one line of JSON>``;
+* a comment line (``: ping``) every :attr:`LiveHandler.heartbeat_seconds` keeps proxies from
+  closing an idle stream and notices a vanished client;
+* when the client goes away (``on_connection_close``, or a write that fails) the subscription
+  is closed at once, so nothing stays subscribed in Redis.
+
+A process serves at most :attr:`LiveHandler.max_streams` streams at a time; one more is 503
+``too_many_streams`` with ``Retry-After`` (the browser's EventSource retries by itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import Any
+
+from redis.exceptions import RedisError
+from tornado.iostream import StreamClosedError
+
+from handlers.base import BaseHandler, route
+from handlers.openapi import errors_of
+from wxbackend import errors
+from wxbackend.services import realtime
+
+log = logging.getLogger("wxbackend.live")
+
+MAX_STREAMS = 500
+HEARTBEAT_SECONDS = 15.0
+RETRY_MILLISECONDS = 5000
+_CENTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_SLOTS_KEY = "live_streams"
+
+RETRY_AFTER_SECONDS = 10
+
+
+class TooManyStreams(errors.ContractError):
+    """This process already serves :attr:`LiveHandler.max_streams` streams."""
+
+    status = 503
+    code = "too_many_streams"
+    default_message = "Too many live connections; try again shortly."
+
+
+class StreamSlots:
+    """The live streams open in this process (one per server process, kept in ctx.extras)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    def take(self, limit: int) -> bool:
+        if self.open >= limit:
+            return False
+        self.open += 1
+        return True
+
+    def release(self) -> None:
+        self.open = max(0, self.open - 1)
+
+
+def stream_slots(ctx: Any) -> StreamSlots:
+    """This process's :class:`StreamSlots`."""
+    return ctx.extras.setdefault(_SLOTS_KEY, StreamSlots())
+
+
+def sse_event(shape: dict[str, Any]) -> bytes:
+    """One SSE event for a public rating; JSON never contains a raw newline."""
+    data = json.dumps(shape, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {shape.get('id', '')}\ndata: {data}\n\n".encode()
+
+
+class LiveHandler(BaseHandler):
+    """``GET /api/v1/public/live``: new public ratings as Server-Sent Events."""
+
+    max_streams = MAX_STREAMS
+    heartbeat_seconds = HEARTBEAT_SECONDS
+
+    openapi = {
+        "get": {
+            "summary": "Live public ratings as Server-Sent Events (text/event-stream): one "
+            "`data: <json>` event per new rating, same shape as one item of "
+            "/api/v1/public/evaluations; a `: ping` comment every 15 s",
+            "parameters": [
+                {
+                    "name": "center",
+                    "in": "query",
+                    "required": False,
+                    "description": "center code (all centers when absent)",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "an endless event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **errors_of(400, 503),
+            },
+        }
+    }
+
+    def initialize(self, route_template: str = "unmatched") -> None:
+        super().initialize(route_template)
+        self._gone = asyncio.Event()
+        self._slot_taken = False
+
+    def on_connection_close(self) -> None:
+        self._gone.set()
+
+    async def get(self) -> None:
+        center = self.get_query_argument("center", None) or None
+        if center is not None and not _CENTER.fullmatch(center):
+            raise errors.InvalidQuery("Parameter center is not a center code.", parameter="center")
+        slots = stream_slots(self.ctx)
+        if not slots.take(self.max_streams):
+            raise TooManyStreams()
+        self._slot_taken = True
+        try:
+            feed = await realtime.subscribe(self.ctx, center)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("live: cannot subscribe", extra={"fields": {"error": type(exc).__name__}})
+            raise errors.Unavailable("Live ratings are unavailable; try again shortly.") from None
+        try:
+            await self._stream(feed)
+        finally:
+            await self._close_feed(feed)
+
+    async def _stream(self, feed: realtime.LiveFeed) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: pass events through unbuffered
+        if not await self._send(f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()):
+            return
+        gone = asyncio.ensure_future(self._gone.wait())
+        pending: asyncio.Future | None = None
+        try:
+            while not self._gone.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(feed))
+                done, _ = await asyncio.wait(
+                    {pending, gone},
+                    timeout=self.heartbeat_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if gone in done:
+                    break
+                if pending not in done:
+                    if not await self._send(b": ping\n\n"):
+                        break
+                    continue
+                result, pending = pending, None
+                try:
+                    shape = result.result()
+                except StopAsyncIteration:
+                    break  # unsubscribed underneath us: end; the browser reconnects
+                except Exception as exc:  # Redis gone, a broken message…: end this stream only
+                    log.warning(
+                        "live: the subscription failed; the stream ends (browsers reconnect)",
+                        extra={"fields": {"error": type(exc).__name__}},
+                    )
+                    break
+                if not await self._send(sse_event(shape)):
+                    break
+        finally:
+            for task in (pending, gone):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+        if not self._gone.is_set() and not self._finished:
+            with contextlib.suppress(StreamClosedError):
+                self.finish()
+
+    async def _send(self, chunk: bytes) -> bool:
+        """Write and flush; False when the client is gone."""
+        if self._gone.is_set():
+            return False
+        try:
+            self.write(chunk)
+            await self.flush()
+        except StreamClosedError:
+            self._gone.set()
+            return False
+        return True
+
+    async def _close_feed(self, feed: realtime.LiveFeed) -> None:
+        try:
+            await feed.aclose()
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning(
+                "live: closing a subscription failed",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 503:
+            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+        super().write_error(status_code, **kwargs)
+
+    def on_finish(self) -> None:
+        if self._slot_taken:
+            self._slot_taken = False
+            stream_slots(self.ctx).release()
+        super().on_finish()
+
+
+default_handlers = [route("/api/v1/public/live", LiveHandler)]

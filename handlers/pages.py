@@ -1,0 +1,196 @@
+"""The web pages: ``/public/`` (实时评价公示), ``/device/{window_code}`` (评价器 screen),
+``/admin/`` (管理后台), their static files under ``/static/``, and the small public window
+endpoint the evaluator screen reads (``/api/v1/public/windows/{window_code}``).
+
+Pages are plain HTML shells rendered from ``wxbackend/web/templates``; all behaviour is in
+``wxbackend/web/static/*.js`` (no inline script, so the Content-Security-Policy forbids it),
+which calls the JSON API. Every page answers with a strict CSP, ``X-Frame-Options: DENY`` and
+``Referrer-Policy: no-referrer``.
+
+The evaluator screen and the case's QR code: the code is a mini-program code that only a
+signed partner request may fetch, so the *window system* (which holds the partner key) calls
+``POST /api/v1/partner/cases/{case_no}/qrcode`` for a fresh scene, fetches
+``GET /api/v1/partner/qrcode.png?scene=…`` and shows the image by loading
+``/device/{window_code}?qr=<image URL>`` — an ``https:`` URL it serves, a
+``data:image/png;base64,…`` URL, or a path on this server. The page never signs anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+
+from handlers.base import BaseHandler, route
+from handlers.openapi import errors_of
+from wxbackend import errors
+from wxbackend.services import windows
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "wxbackend" / "web"
+TEMPLATE_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' https: data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _html(summary: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {"200": {"description": "text/html"}},
+        }
+    }
+
+
+def asset_url(path: str) -> str:
+    """``/static/<path>?v=<content hash>``: cached for long, never stale after a deploy."""
+    version = StaticHandler.get_version({"static_path": str(STATIC_DIR)}, path)
+    return f"/static/{path}?v={version[:16]}" if version else f"/static/{path}"
+
+
+class PageHandler(BaseHandler):
+    """An HTML page: security headers, templates from ``wxbackend/web/templates``."""
+
+    template_name = ""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Cache-Control", "no-cache")
+        for name, value in SECURITY_HEADERS.items():
+            self.set_header(name, value)
+
+    def get_template_path(self) -> str:
+        return str(TEMPLATE_DIR)
+
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace["asset"] = asset_url
+        return namespace
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, errors.ContractError):
+            message = "未找到该页面。" if status_code == 404 else "请求无法处理。"
+        elif status_code == 404:
+            message = "未找到该页面。"
+        else:
+            message = f"服务暂时不可用（请求编号 {self.request_id}）。"
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.render("error.html", status=status_code, message=message)
+
+
+class PublicPageHandler(PageHandler):
+    openapi = _html("Page: 实时评价公示 — live public ratings and figures (?center= to filter)")
+
+    def get(self) -> None:
+        self.render("public.html")
+
+
+class AdminPageHandler(PageHandler):
+    openapi = _html("Page: 管理后台 — the administrators' web console")
+
+    def get(self) -> None:
+        self.xsrf_token  # noqa: B018 - sets the _xsrf cookie the console echoes in X-XSRFToken
+        self.render("admin.html")
+
+
+class DevicePageHandler(PageHandler):
+    openapi = {
+        "get": {
+            "summary": "Page: 评价器 — a window's evaluator screen (staff, the case's QR code "
+            "shown by the window system via ?qr=, the center's live ratings)",
+            "parameters": [
+                {
+                    "name": "qr",
+                    "in": "query",
+                    "required": False,
+                    "description": "URL of the QR image the window system provides "
+                    "(https:, data:image/ or a path on this server)",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {"200": {"description": "text/html"}, "404": {"description": "html"}},
+        }
+    }
+
+    async def get(self, window_code: str) -> None:
+        card = await windows.public_window(self.ctx, window_code)
+        self.render("device.html", card=card)
+
+
+class SlashRedirectHandler(PageHandler):
+    """``/admin`` → ``/admin/``, ``/public`` → ``/public/``."""
+
+    openapi = _html("Redirect to the page's address with a trailing slash")
+
+    def get(self) -> None:
+        target = self.request.path + "/"
+        if self.request.query:
+            target += "?" + self.request.query
+        self.redirect(target, permanent=True)
+
+
+class StaticHandler(tornado.web.StaticFileHandler):
+    """The pages' CSS and JavaScript (``wxbackend/web/static``); long cache with ``?v=``."""
+
+    openapi = _html("Static files of the pages (CSS, JavaScript, images)")
+
+    def initialize(self, route_template: str = "unmatched") -> None:  # type: ignore[override]
+        super().initialize(path=str(STATIC_DIR))
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        self.finish(f"{status_code}\n")
+
+
+class PublicWindowHandler(BaseHandler):
+    openapi = {
+        "get": {
+            "summary": "A window as its evaluator screen shows it: the window, its center and "
+            "the clerk (name, staff_no, photo_url) or null — public, read-only",
+            "responses": {
+                "200": {
+                    "description": "{window:{code,name}, center:{code,name}, "
+                    "staff:{name, staff_no, photo_url}|null}"
+                },
+                **errors_of(404),
+            },
+        }
+    }
+
+    async def get(self, window_code: str) -> None:
+        self.send(await windows.public_window(self.ctx, window_code))
+
+
+default_handlers = [
+    route("/public/", PublicPageHandler),
+    route("/public", SlashRedirectHandler),
+    route("/admin/", AdminPageHandler),
+    route("/admin", SlashRedirectHandler),
+    route("/device/{window_code}", DevicePageHandler),
+    route("/static/{path}", StaticHandler),
+    route("/api/v1/public/windows/{window_code}", PublicWindowHandler),
+]

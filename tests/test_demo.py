@@ -1,0 +1,106 @@
+"""``wxbackend demo`` as a newcomer runs it: twice in a fresh folder, on the embedded defaults.
+
+Each run must exit 0 having done every step (none skipped), print the key values, never an
+ID number, and leave the data behind: the second run reports new cases while reusing the
+catalogue, the partner key and the demo admin.
+"""
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import free_port
+
+WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
+ID_NUMBER = re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")
+
+#: Lines (fragments) every successful run prints, in this order.
+STEP_LINES = [
+    "[1] ",
+    "catalogue imported",
+    "[2] ",
+    "templates configured: reminder=wxb-demo-reminder, rectified=wxb-demo-rectified",
+    "[3] ",
+    "case reported (signed POST /api/v1/partner/cases)",
+    "QR code image saved:",
+    "[4.1] ",
+    "[4.2] ",
+    "quota {'wxb-demo-reminder': 2, 'wxb-demo-rectified': 1}",
+    "[4.3] ",
+    "→ shown as 林**",
+    "[4.4] ",
+    "pending case: case_id",
+    "[4.5] ",
+    "POST /api/v1/scan → the case: 失业登记",
+    "[4.6] ",
+    "reminder in GET /_sandbox/messages: template wxb-demo-reminder",
+    "page pages/evaluate/index?case_id=",
+    "[4.7] ",
+    "POST /api/v1/evaluations → 201",
+    "[4.8] ",
+    "like_count 1",
+    "likers ['周**']",
+    "[5] ",
+    "POST …/verify: → verified",
+    "POST …/rectify: → rectified",
+    "POST …/callback: → called_back",
+    "POST …/close: → closed",
+    "verify_due 20",
+    "public ticket status: closed",
+    "rectified notice in GET /_sandbox/messages",
+    "[6] ",
+    "/public/",
+    "/admin/  user demo  password",
+    "demo finished",
+]
+
+
+def run_demo(cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXB_")}
+    env["WXB_SANDBOX_PORT"] = str(free_port())
+    proc = subprocess.run(
+        [WXBACKEND, "demo"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    position = 0
+    for fragment in STEP_LINES:
+        found = out.find(fragment, position)
+        assert found >= 0, f"missing (in order): {fragment!r}\n{out}"
+        position = found
+    assert "skipped" not in out, out
+    assert not ID_NUMBER.search(out + proc.stderr), "an ID number was printed"
+    return out
+
+
+def count(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+
+
+def test_demo_twice_leaves_browsable_data(tmp_path):
+    first = run_demo(tmp_path)
+    assert "partner key: pk_" in first and "(new;" in first
+    password = re.search(r"demo / password (\S+)", first)
+    assert password, first
+    password_file = tmp_path / "data" / "demo-admin-password.txt"
+    assert password_file.read_text().strip() == password.group(1)
+    assert password_file.stat().st_mode & 0o077 == 0
+    assert (tmp_path / "data" / "demo-qr.png").read_bytes().startswith(b"\x89PNG")
+
+    second = run_demo(tmp_path)
+    assert "(reused;" in second and "demo (reused; password in" in second
+    assert password.group(1) not in second  # printed once
+
+    db = tmp_path / "data" / "wxbackend.db"
+    assert count(db, "case") == 4  # two per run: the rated one and the reminded one
+    assert count(db, "evaluation") == 2
+    assert count(db, "ticket") == 2
+    assert count(db, "partner") == 1
+    assert count(db, "admin") == 1
+    with sqlite3.connect(db) as conn:
+        statuses = {row[0] for row in conn.execute("SELECT status FROM ticket")}
+    assert statuses == {"closed"}

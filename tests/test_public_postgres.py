@@ -1,0 +1,45 @@
+"""Likes, the public list, the figures and live publishing again, on PostgreSQL.
+
+The tests are those of test_likes.py, test_public.py and test_realtime.py, collected here a
+second time with this module's ``settings_overrides`` (a fresh PostgreSQL schema): the row
+lock that keeps like counts exact, the window function of the first likers and the
+aggregations must hold there too.
+"""
+
+import base64
+import os
+
+import psycopg
+import pytest
+
+from tests.test_likes import (  # noqa: F401 - collected again on PostgreSQL
+    test_counts_are_exact_under_concurrency,
+    test_one_like_per_person_across_wechat_accounts,
+    test_same_person_liking_twenty_times_at_once_is_one_like,
+)
+from tests.test_public import (  # noqa: F401
+    test_filters,
+    test_list_shape_masks_likers_replies_follow_up,
+    test_page_costs_a_fixed_number_of_queries,
+    test_pages_stay_stable_while_ratings_arrive,
+    test_stats_equal_a_brute_force_recount,
+    test_tallies_group_by_center,
+)
+from tests.test_realtime import test_hook_publishes_public_shape_to_other_connections  # noqa: F401
+
+pytestmark = pytest.mark.postgres
+
+
+def _key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def settings_overrides(postgres_url):
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return {
+        "database": {"url": postgres_url},
+        "security": {"master_key": _key(), "hash_key": _key()},
+    }

@@ -1,0 +1,110 @@
+/* 微信配置: GET/PUT /admin/api/wechat-config, POST …/test, GET …/history. */
+"use strict";
+
+(function () {
+  var el = WXB.el;
+  var A = ADMIN;
+
+  var LABELS = [
+    ["appid", "AppID"], ["secret", "AppSecret"], ["push_token", "消息推送 Token"],
+    ["aes_key", "EncodingAESKey"], ["api_base", "接口地址（只读）"], ["miniprogram_page", "评价页面路径"],
+    ["env_version", "小程序版本"], ["check_path", "校验页面路径"], ["version", "配置版本"],
+    ["updated_at", "更新时间"], ["updated_by", "更新人"],
+  ];
+
+  function current(box) {
+    var holder = el("div", null, el("p", { className: "hint", text: "加载中…" }));
+    box.appendChild(holder);
+    return A.api("GET", "/wechat-config").then(function (cfg) {
+      var rows = LABELS.map(function (l) {
+        var v = cfg[l[0]];
+        if (l[0] === "updated_at") v = WXB.fmtTime(v);
+        return { name: l[1], value: v };
+      });
+      rows.push({ name: "提醒模板 ID", value: cfg.templates && cfg.templates.reminder });
+      rows.push({ name: "整改反馈模板 ID", value: cfg.templates && cfg.templates.rectified });
+      WXB.clear(holder).appendChild(A.table([{ label: "项目", key: "name" }, { label: "当前值", key: "value" }], rows));
+      return cfg;
+    }).catch(function (err) {
+      WXB.clear(holder).appendChild(el("p", { className: "error", text: "无法读取配置：" + err.message }));
+      return null;
+    });
+  }
+
+  function editForm(cfg, reload) {
+    var fields = [
+      { name: "appid", label: "AppID", value: cfg ? cfg.appid : "", maxlength: 32 },
+      { name: "secret", label: "AppSecret（留空则不修改）", type: "password", maxlength: 64 },
+      { name: "push_token", label: "消息推送 Token（留空则不修改）", type: "password", maxlength: 32 },
+      { name: "aes_key", label: "EncodingAESKey（留空则不修改）", type: "password", maxlength: 43 },
+      { name: "reminder", label: "评价提醒模板 ID", value: cfg && cfg.templates ? cfg.templates.reminder : "", maxlength: 64 },
+      { name: "rectified", label: "整改反馈模板 ID", value: cfg && cfg.templates ? cfg.templates.rectified : "", maxlength: 64 },
+      { name: "miniprogram_page", label: "评价页面路径", value: cfg ? cfg.miniprogram_page : "" },
+      { name: "env_version", label: "小程序版本", type: "select", value: cfg ? cfg.env_version : "release",
+        options: [["release", "正式版 release"], ["trial", "体验版 trial"], ["develop", "开发版 develop"]] },
+      { name: "check_path", label: "校验页面路径", type: "checkbox", value: cfg ? cfg.check_path : true },
+    ];
+    return A.form(fields, "保存配置", function (v) {
+      var body = {};
+      ["appid", "secret", "push_token", "aes_key", "miniprogram_page", "env_version"].forEach(function (k) {
+        if (v[k] !== undefined) body[k] = v[k];
+      });
+      body.check_path = v.check_path;
+      var templates = {};
+      if (v.reminder !== undefined) templates.reminder = v.reminder;
+      if (v.rectified !== undefined) templates.rectified = v.rectified;
+      if (Object.keys(templates).length) body.templates = templates;
+      return A.api("PUT", "/wechat-config", body).then(function (saved) {
+        reload(true);
+        return "已保存，配置版本 " + saved.version + "，各进程无需重启即生效。";
+      });
+    });
+  }
+
+  function render(content) {
+    content.appendChild(A.heading("微信配置", "小程序 AppID、密钥、消息推送与订阅消息模板。密钥仅显示掩码。"));
+    var now = A.box("当前生效的配置");
+    var test = A.box("连接测试");
+    var edit = A.box("修改配置");
+    var hist = A.box("修改历史");
+    content.appendChild(now);
+    content.appendChild(test);
+    if (A.can("superadmin")) content.appendChild(edit);
+    if (A.can("superadmin")) content.appendChild(hist);
+
+    var note = A.status();
+    test.appendChild(el("p", { className: "hint", text: "用当前配置向微信获取一次 access_token。" }));
+    test.appendChild(A.button("测试连接", function () {
+      A.say(note, "测试中…");
+      A.api("POST", "/wechat-config/test", {}).then(function (r) {
+        if (r.ok) A.say(note, "连接正常。");
+        else A.say(note, "微信返回错误 " + r.errcode + "：" + r.errmsg, true);
+      }).catch(function (err) { A.say(note, err.message, true); });
+    }, "primary"));
+    test.appendChild(note);
+
+    var nowBody = el("div");
+    var editBody = el("div");
+    var histBody = el("div");
+    now.appendChild(nowBody);
+    edit.appendChild(editBody);
+    hist.appendChild(histBody);
+
+    function reload(keepForm) {
+      current(WXB.clear(nowBody)).then(function (cfg) {
+        if (!keepForm) WXB.clear(editBody).appendChild(editForm(cfg, reload));
+      });
+      if (A.can("superadmin")) {
+        A.pagedTable(WXB.clear(histBody), [
+          { label: "版本", key: "version" },
+          { label: "修改的项目", value: function (r) { return (r.changed_fields || []).join("、"); } },
+          { label: "修改人", key: "updated_by" },
+          { label: "时间", value: function (r) { return WXB.fmtTime(r.updated_at); } },
+        ], function () { return A.api("GET", "/wechat-config/history"); });
+      }
+    }
+    reload();
+  }
+
+  A.section({ id: "wechat", label: "微信配置", roles: ["superadmin", "center_admin", "viewer"], render: render });
+})();

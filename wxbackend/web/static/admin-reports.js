@@ -1,0 +1,123 @@
+/* 统计分析 (GET /admin/api/stats?group_by=, /staff-ranking?month=), 数据导出 (/export links),
+ * 审计日志 (GET /admin/api/audit-log). */
+"use strict";
+
+(function () {
+  var el = WXB.el;
+  var A = ADMIN;
+  var GROUPS = [["center", "按中心"], ["item", "按事项"], ["department", "按部门"], ["staff", "按工作人员"], ["day", "按日期"]];
+
+  function keyText(row) {
+    var key = row.key || {};
+    if (key.date) return key.date;
+    var text = key.name ? key.name + (key.code || key.staff_no ? "（" + (key.code || key.staff_no) + "）" : "") : (key.code || key.staff_no || "—");
+    if (key.role) text += key.role === "approver" ? " · 审批" : " · 窗口";
+    return text;
+  }
+
+  function rate(name, whole) {
+    return function (row) { return WXB.pct(row[name], whole ? row[whole] : 1); };
+  }
+
+  function renderStats(content) {
+    content.appendChild(A.heading("统计分析", "满意率 = 3–5 星 ÷ 全部；差评率 = 1–2 星 ÷ 全部；主动评价好评率不含默认评价；未评价率 = 未评价办件 ÷ 已办结办件。仅统计首次评价。"));
+    var out = el("div");
+    content.appendChild(A.form([
+      { name: "group_by", label: "分组", type: "select", options: GROUPS },
+      { name: "from", label: "开始日期", type: "date" },
+      { name: "to", label: "结束日期", type: "date" },
+      { name: "center", label: "中心编码", maxlength: 64 },
+    ], "统计", function (v) {
+      WXB.clear(out).appendChild(el("p", { className: "hint", text: "统计中…" }));
+      return A.api("GET", "/stats", null, v).then(function (answer) {
+        var columns = [{ label: "分组", value: keyText }, { label: "评价数", key: "total" }];
+        [5, 4, 3, 2, 1].forEach(function (n) {
+          columns.push({ label: WXB.LEVELS[n], value: function (r) { return r.by_level ? r.by_level[String(n)] : null; } });
+        });
+        columns.push(
+          { label: "满意率", value: rate("satisfaction_rate", "total") },
+          { label: "差评率", value: rate("bad_rate", "total") },
+          { label: "主动评价好评率", value: rate("active_good_rate", "active_total") },
+          { label: "未评价率", value: rate("unrated_rate", "finished_cases") },
+          { label: "按时整改率", value: rate("on_time_rectification_rate", "rectification_due") },
+          { label: "追评数", key: "follow_ups" }
+        );
+        WXB.clear(out).appendChild(A.table(columns, answer.rows || []));
+        return (answer.rows || []).length ? "" : "所选范围内没有数据。";
+      }, function (err) { WXB.clear(out); throw err; });
+    }, { inline: true }));
+    content.appendChild(out);
+
+    var ranking = A.box("窗口人员月度排名");
+    var rankOut = el("div");
+    var month = new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 7);
+    ranking.appendChild(A.form([{ name: "month", label: "月份", type: "month", value: month, required: true }], "查询", function (v) {
+      return A.api("GET", "/staff-ranking", null, { month: v.month }).then(function (answer) {
+        WXB.clear(rankOut);
+        if (answer.method) rankOut.appendChild(el("p", { className: "hint", text: answer.method }));
+        rankOut.appendChild(A.table([
+          { label: "名次", key: "rank" },
+          { label: "工作人员", value: function (r) { return r.staff ? r.staff.name + "（" + r.staff.staff_no + "）" : null; } },
+          { label: "中心", value: function (r) { return r.staff && r.staff.center ? r.staff.center.name : null; } },
+          { label: "部门", value: function (r) { return r.staff && r.staff.department ? r.staff.department.name : null; } },
+          { label: "评价数", key: "ratings" },
+          { label: "平均星级", value: function (r) { return typeof r.mean === "number" ? r.mean.toFixed(2) : r.mean; } },
+          { label: "差评", key: "bad" },
+          { label: "综合得分", value: function (r) { return typeof r.score === "number" ? r.score.toFixed(3) : r.score; } },
+        ], answer.items || []));
+        return "";
+      });
+    }, { inline: true }));
+    ranking.appendChild(rankOut);
+    content.appendChild(ranking);
+  }
+
+  function renderExport(content) {
+    content.appendChild(A.heading("数据导出", "按省级平台上报字段导出评价（地区与部门编码、事项编码、办件编号、渠道、等级、指标、内容、时间、评价次数、窗口与审批人员）。每次导出记入审计日志。"));
+    var links = el("p", { className: "export-links" });
+    function update(v) {
+      WXB.clear(links);
+      [["csv", "下载 CSV"], ["jsonl", "下载 JSONL"]].forEach(function (f) {
+        var href = "/admin/api/export" + WXB.query({ from: v.from, to: v.to, format: f[0] });
+        links.appendChild(el("a", { className: "button primary", href: href, download: "", text: f[1] }));
+        links.appendChild(document.createTextNode(" "));
+      });
+    }
+    content.appendChild(A.form([
+      { name: "from", label: "开始日期", type: "date" },
+      { name: "to", label: "结束日期", type: "date" },
+    ], "生成下载链接", function (v) { update(v); return "请点击下方链接下载。"; }, { inline: true }));
+    content.appendChild(links);
+    update({});
+  }
+
+  function renderAudit(content) {
+    content.appendChild(A.heading("审计日志", "谁在何时、从何处做了什么。"));
+    var out = el("div");
+    var filters = {};
+    content.appendChild(A.form([
+      { name: "action", label: "操作", maxlength: 64 },
+      { name: "username", label: "用户名", maxlength: 64 },
+      { name: "from", label: "开始日期", type: "date" },
+      { name: "to", label: "结束日期", type: "date" },
+    ], "查询", function (v) { filters = v; reload(); return ""; }, { inline: true }));
+    content.appendChild(out);
+    function reload() {
+      A.pagedTable(WXB.clear(out), [
+        { label: "时间", value: function (r) { return WXB.fmtTime(r.at); } },
+        { label: "用户", key: "username" },
+        { label: "操作", key: "action" },
+        { label: "对象", value: function (r) { return [r.target_type, r.target_id].filter(Boolean).join(" "); } },
+        { label: "详情", value: function (r) { return r.detail ? el("code", { className: "detail", text: typeof r.detail === "string" ? r.detail : JSON.stringify(r.detail) }) : null; } },
+        { label: "来源地址", key: "client_ip" },
+      ], function (cursor) {
+        return A.api("GET", "/audit-log", null, Object.assign({}, filters, { cursor: cursor }));
+      });
+    }
+    reload();
+  }
+
+  A.section({ id: "stats", label: "统计分析", render: renderStats });
+  A.section({ id: "export", label: "数据导出", render: renderExport });
+  A.section({ id: "audit", label: "审计日志", roles: ["superadmin", "viewer"], render: renderAudit });
+})();

@@ -1,0 +1,96 @@
+/* 实时评价公示: figures, the newest ratings (load more by cursor), new ratings live. */
+"use strict";
+
+(function () {
+  var $ = function (id) { return document.getElementById(id); };
+  var params = new URLSearchParams(window.location.search);
+  var center = params.get("center") || "";
+  var list = $("ratings");
+  var more = $("more");
+  var cursor = null;
+  var statsTimer = null;
+  var centerNamed = false;
+
+  function loadStats() {
+    return WXB.getJSON("/api/v1/public/stats" + WXB.query({ center: center })).then(function (s) {
+      WXB.showError($("stats-error"), "");
+      $("fig-satisfaction").textContent = WXB.pct(s.satisfaction_rate, s.total);
+      $("fig-bad").textContent = WXB.pct(s.bad_rate, s.total);
+      $("fig-active").textContent = WXB.pct(s.active_good_rate, s.active_total === undefined ? s.total : s.active_total);
+      $("fig-unrated").textContent = WXB.pct(s.unrated_rate, s.finished_cases === undefined ? 1 : s.finished_cases);
+      $("fig-total").textContent = String(s.total);
+      renderLevels(s);
+    }).catch(function (err) {
+      WXB.showError($("stats-error"), "统计数据暂时无法获取：" + err.message);
+    });
+  }
+
+  function renderLevels(s) {
+    var box = WXB.clear($("levels"));
+    var total = s.total || 0;
+    [5, 4, 3, 2, 1].forEach(function (level) {
+      var count = (s.by_level && s.by_level[String(level)]) || 0;
+      var bar = WXB.el("span", { className: "bar-fill level-" + level });
+      bar.style.width = (total ? (count / total) * 100 : 0).toFixed(1) + "%";
+      WXB.append(box, WXB.el(
+        "div", { className: "level-row" },
+        WXB.el("span", { className: "level-name", text: WXB.levelLabel(level) }),
+        WXB.el("span", { className: "bar" }, bar),
+        WXB.el("span", { className: "level-count", text: String(count) })
+      ));
+    });
+  }
+
+  /* Debounced: many ratings in a burst refresh the figures once. */
+  function refreshStatsSoon() {
+    if (statsTimer) return;
+    statsTimer = window.setTimeout(function () { statsTimer = null; loadStats(); }, 3000);
+  }
+
+  function nameCenter(items) {
+    if (!center || centerNamed) return;
+    $("filter").hidden = false;
+    var named = items.filter(function (e) { return e.center && e.center.code === center; })[0];
+    $("filter-name").textContent = named ? named.center.name : center;
+    centerNamed = Boolean(named);
+  }
+
+  function loadPage() {
+    more.disabled = true;
+    var url = "/api/v1/public/evaluations" + WXB.query({ center: center, cursor: cursor, limit: 20 });
+    return WXB.getJSON(url).then(function (page) {
+      WXB.showError($("list-error"), "");
+      page.items.forEach(function (e) {
+        var known = list.querySelector('[data-id="' + CSS.escape(String(e.id)) + '"]');
+        if (!known) list.appendChild(WXB.ratingCard(e, { linkCenter: !center }));
+      });
+      nameCenter(page.items);
+      cursor = page.next_cursor;
+      more.hidden = !cursor;
+      $("list-empty").hidden = list.children.length > 0;
+    }).catch(function (err) {
+      WXB.showError($("list-error"), "评价列表暂时无法获取：" + err.message);
+    }).then(function () {
+      more.disabled = false;
+    });
+  }
+
+  function onRating(shape) {
+    if (center && (!shape.center || shape.center.code !== center)) return;
+    var added = WXB.upsertCard(list, WXB.ratingCard(shape, { linkCenter: !center }));
+    $("list-empty").hidden = true;
+    nameCenter([shape]);
+    if (added) refreshStatsSoon();
+  }
+
+  more.addEventListener("click", loadPage);
+  if (center) {
+    $("filter").hidden = false;
+    $("filter-name").textContent = center;
+  }
+  // Subscribe first: a rating made while the first page loads is not missed (cards are
+  // keyed by id, so one that is in both appears once).
+  WXB.live("/api/v1/public/live" + WXB.query({ center: center }), $("live-status"), onRating);
+  loadStats();
+  loadPage();
+})();
