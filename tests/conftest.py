@@ -155,6 +155,32 @@ def postgres_url() -> Any:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
+    """Settings layers for a test on PostgreSQL: a fresh schema and keys (PostgreSQL never
+    generates them). A module runs its tests there with::
+
+        @pytest.fixture
+        def settings_overrides(postgres_settings):
+            return postgres_settings
+    """
+    import base64
+
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+    def key() -> str:
+        return base64.b64encode(os.urandom(32)).decode()
+
+    return {
+        "database": {"url": postgres_url},
+        "security": {"master_key": key(), "hash_key": key()},
+    }
+
+
 # ---- per test --------------------------------------------------------------------------------
 
 

@@ -1,10 +1,6 @@
 """Statistics, ranking and export again on PostgreSQL: the day grouping (``DATE(t + INTERVAL)``),
 the aggregations and the keyset export must hold there too (same tests, fresh schema)."""
 
-import base64
-import os
-
-import psycopg
 import pytest
 
 from tests.test_admin_stats import (  # noqa: F401 - collected again on PostgreSQL
@@ -17,16 +13,6 @@ from tests.test_export import test_csv_and_jsonl_parse_back_to_the_rows  # noqa:
 pytestmark = pytest.mark.postgres
 
 
-def _key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
 @pytest.fixture
-def settings_overrides(postgres_url):
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    return {
-        "database": {"url": postgres_url},
-        "security": {"master_key": _key(), "hash_key": _key()},
-    }
+def settings_overrides(postgres_settings):
+    return postgres_settings

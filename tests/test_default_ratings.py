@@ -86,9 +86,7 @@ async def _is(ctx, key: str, status: str) -> bool:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(
-    "settings_overrides", [{**FAST, "rating": {"default_enabled": False}}]
-)
+@pytest.mark.parametrize("settings_overrides", [{**FAST, "rating": {"default_enabled": False}}])
 async def test_default_ratings_can_be_turned_off(ctx, partner):
     case_id, _ = await report_old_case(partner)
     key = reminders.default_rating_key(case_id)

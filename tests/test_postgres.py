@@ -1,10 +1,7 @@
 """The same flows on PostgreSQL (Debian's server, started by the test session)."""
 
 import asyncio
-import base64
-import os
 
-import psycopg
 import pytest
 
 from models.catalog import Center, Staff
@@ -16,19 +13,9 @@ from wxbackend.services.catalog import import_catalog, load_catalog_file
 pytestmark = pytest.mark.postgres
 
 
-def _key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
 @pytest.fixture
-def settings_overrides(postgres_url):
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    return {
-        "database": {"url": postgres_url},
-        "security": {"master_key": _key(), "hash_key": _key()},
-    }
+def settings_overrides(postgres_settings):
+    return postgres_settings
 
 
 @pytest.mark.asyncio

@@ -6,10 +6,6 @@ lock that keeps like counts exact, the window function of the first likers and t
 aggregations must hold there too.
 """
 
-import base64
-import os
-
-import psycopg
 import pytest
 
 from tests.test_likes import (  # noqa: F401 - collected again on PostgreSQL
@@ -30,16 +26,6 @@ from tests.test_realtime import test_hook_publishes_public_shape_to_other_connec
 pytestmark = pytest.mark.postgres
 
 
-def _key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
 @pytest.fixture
-def settings_overrides(postgres_url):
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    return {
-        "database": {"url": postgres_url},
-        "security": {"master_key": _key(), "hash_key": _key()},
-    }
+def settings_overrides(postgres_settings):
+    return postgres_settings

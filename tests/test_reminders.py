@@ -204,14 +204,15 @@ async def test_rated_first_sends_nothing(api, sandbox, ctx, partner):
     assert (await ctx.db.run(job_of, key)).status == "cancelled"
     assert (await ctx.db.run(job_of, reminders.default_rating_key(case_id))).status == "cancelled"
     # Even a job that escaped the cancel (scheduled again) re-checks at send time.
-    await ctx.db.run(jobs.schedule, "reminder", "reminder:%d:9" % case_id, utcnow(),
-                     {"case_id": case_id, "n": 9})
+    await ctx.db.run(
+        jobs.schedule, "reminder", f"reminder:{case_id}:9", utcnow(), {"case_id": case_id, "n": 9}
+    )
     async with running_worker(ctx):
-        assert await wait_for(lambda: finished(ctx, "reminder:%d:9" % case_id))
+        assert await wait_for(lambda: finished(ctx, f"reminder:{case_id}:9"))
         await asyncio.sleep(0.5)
     assert await _messages(sandbox, openid) == []
     assert await sends(sandbox) == 0
-    skipped = await ctx.db.run(message_of, "reminder:%d:9" % case_id)
+    skipped = await ctx.db.run(message_of, f"reminder:{case_id}:9")
     assert (skipped.status, skipped.errcode) == ("skipped", "rated")
 
 
@@ -267,9 +268,7 @@ async def test_quiet_hours_defer(api, sandbox, ctx, partner):
     assert job.due_at == QUIET_END
     # A job that falls due inside quiet hours anyway (e.g. a retry) is deferred, not sent,
     # and the deferral does not count as an attempt.
-    await ctx.db.run(
-        lambda: Job.update(due_at=utcnow()).where(Job.id == job.id).execute()
-    )
+    await ctx.db.run(lambda: Job.update(due_at=utcnow()).where(Job.id == job.id).execute())
     async with running_worker(ctx):
         assert await wait_for(lambda: _pending_at(ctx, job.id, QUIET_END))
     assert await sends(sandbox) == 0

@@ -33,17 +33,7 @@ def settings_overrides(request, backend):
         }
     }
     if backend == "postgres":
-        import base64
-        import os
-
-        import psycopg
-
-        url = request.getfixturevalue("postgres_url")
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DROP SCHEMA public CASCADE")
-            conn.execute("CREATE SCHEMA public")
-        keys = {k: base64.b64encode(os.urandom(32)).decode() for k in ("master_key", "hash_key")}
-        overrides.update(database={"url": url}, security=keys)
+        overrides.update(request.getfixturevalue("postgres_settings"))
     return overrides
 
 

@@ -153,3 +153,22 @@ async def test_metrics_count_wechat_calls(ctx, sandbox, api):
     assert 'wxb_wechat_calls_total{endpoint="sns/jscode2session",errcode="0"} 1.0' in text
     assert 'wxb_wechat_calls_total{endpoint="sns/jscode2session",errcode="40029"} 1.0' in text
     assert 'wxb_http_requests_total{method="POST",route="/api/v1/auth/login",status="200"}' in text
+
+
+@pytest.mark.asyncio
+async def test_sends_are_never_resent_after_a_timeout(ctx, sandbox):
+    """subscribe/send spends a quota: after a timeout WeChat may have delivered it, so the
+    gateway does not resend by itself and says the failure is ambiguous."""
+    await ctx.wechat.access_token()
+    await sandbox.fault("cgi-bin/message/subscribe/send", hang_seconds=60)
+    with pytest.raises(wx.WeChatUnavailableError) as info:
+        await ctx.wechat.send_subscribe_message("o1", "tpl", {"thing1": {"value": "x"}})
+    assert info.value.ambiguous is True and info.value.errcode == "timeout"
+    assert (await sandbox.stats())["calls"]["cgi-bin/message/subscribe/send"] == 1
+    # a 5xx answer is not ambiguous: WeChat did not take it, so it is retried
+    await sandbox.control("DELETE", "faults")
+    await sandbox.fault("cgi-bin/message/subscribe/send", http_status=500)
+    with pytest.raises(wx.WeChatUnavailableError) as info:
+        await ctx.wechat.send_subscribe_message("o1", "tpl", {"thing1": {"value": "x"}})
+    assert info.value.ambiguous is False
+    assert (await sandbox.stats())["calls"]["cgi-bin/message/subscribe/send"] == 4

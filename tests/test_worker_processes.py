@@ -96,9 +96,12 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
         assert wait_sent(url, 2 * N // 3, 40, [b]) >= 2 * N // 3
         b.send_signal(signal.SIGTERM)
         assert b.wait(15) == 0, (tmp_path / "b.log").read_text()[-2000:]
-        stopped_b = _rows(env, lambda: Job.select().where(
-            (Job.lease_owner == "B") & (Job.status == "running")
-        ).count())
+        stopped_b = _rows(
+            env,
+            lambda: (
+                Job.select().where((Job.lease_owner == "B") & (Job.status == "running")).count()
+            ),
+        )
         assert stopped_b == 0  # B handed back what it had not started
 
         c = start(["worker", "--owner", "C"], env, tmp_path / "c.log")
@@ -129,9 +132,11 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
             f"\nseeded {N} in {seeded:.1f}s; all sent in {elapsed:.1f}s; "
             f"subscribe/send calls {calls}; attempts {dict(attempts)}"
         )
-        # resends after the kill are the only extra calls, each answered 43101 (sent before)
-        # or sent now; at most what A had in flight (worker concurrency, 64).
-        assert calls - N == attempts.get(("no_quota", "43101"), 0) <= 64
+        # Resends after the kill are the only extra calls, each answered 43101 (it had been
+        # sent: counted as sent); at most what A had prepared and not recorded: its
+        # pipelined batches (2 x worker.batch_size). (How many of those A's attempt rows
+        # still show as 'sending' depends on where the kill landed, so it is not compared.)
+        assert calls - N == attempts.get(("no_quota", "43101"), 0) <= 2 * 200
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -295,15 +295,9 @@ class Demo:
             )
         except CatalogError as exc:
             raise DemoError(f"catalogue import: {exc}") from None
-        counts = ", ".join(
-            f"{section} {c['created']}+{c['updated']}~{c['unchanged']}="
-            for section, c in report.counts.items()
-        ).replace("=", "")
-        line(
-            "导入示例目录",
-            "catalogue imported",
-            f"{CATALOG_FILE.name} (created+updated~unchanged: {counts})",
-        )
+        rows = ", ".join(f"{section} {sum(c.values())}" for section, c in report.counts.items())
+        outcomes = " / ".join(f"{report.total(o)} {o}" for o in ("created", "updated", "unchanged"))
+        line("导入示例目录", "catalogue imported", f"{CATALOG_FILE.name}: {rows} ({outcomes})")
         key_id, secret, created = await self.ctx.db.run(self._partner_key)
         self.s.partner_key, self.s.partner_secret = key_id, secret
         line(

@@ -86,9 +86,7 @@ def _bulk(model: Any, rows: list[dict[str, Any]]) -> None:
         model.insert_many(rows[start : start + CHUNK]).execute()
 
 
-def seed_backlog(
-    settings: Settings, sandbox_url: str, n: int, due_in: float = -1.0
-) -> list[int]:
+def seed_backlog(settings: Settings, sandbox_url: str, n: int, due_in: float = -1.0) -> list[int]:
     """Seed ``n`` reminders due ``due_in`` seconds from now (default: already due; see the
     module); returns the case ids."""
     keys = load_keys(settings)

@@ -52,7 +52,7 @@ from wxbackend.services.admin_auth import Principal
 from wxbackend.services.audit import Actor, record
 from wxbackend.timefmt import iso
 
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 2000
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 PARAMETERS = ("from", "to", "format")
 BOM = "\ufeff"

@@ -238,7 +238,8 @@ def plan_reminders(
     r = settings.reminders
     window_end = rating_window_end(completed_at, settings)
     planned = []
-    for n, offset in zip(REMINDER_NUMBERS, (r.first_after_seconds, r.second_after_seconds)):
+    offsets = (r.first_after_seconds, r.second_after_seconds)
+    for n, offset in zip(REMINDER_NUMBERS, offsets, strict=True):
         due = base + timedelta(seconds=offset)
         if catch_up and due < now:
             due = now
@@ -402,10 +403,23 @@ def prepare_batch(
         messages = {
             m.key: m for m in Message.select().where(Message.key.in_([j.key for j in mine]))
         }
-        done = [j.id for j in mine if j.key in messages and messages[j.key].status in FINAL_STATUSES]
+        done = [
+            j.id for j in mine if j.key in messages and messages[j.key].status in FINAL_STATUSES
+        ]
         open_jobs = [j for j in mine if j.id not in set(done)]
         found = targets(open_jobs, now) if open_jobs else {}
         quiet = quiet_hours(settings.reminders.quiet_hours, settings.reminders.timezone)
+        in_quiet = quiet is not None and quiet.contains(now)
+        spent = _spend(
+            [
+                (job.id, t.user_id)
+                for job in open_jobs
+                if isinstance(t := found[job.id], Target)
+                and not in_quiet
+                and not (job.key in messages and messages[job.key].status == "sending")
+            ],
+            templates.template_id,
+        )
         to_send: list[tuple[Job, Target, bool]] = []
         for job in open_jobs:
             message, target = messages.get(job.key), found[job.id]
@@ -416,9 +430,9 @@ def prepare_batch(
             elif isinstance(target, str):
                 _set_message(message, job.key, kind, status="skipped", errcode=target)
                 done.append(job.id)
-            elif quiet is not None and quiet.contains(now):
+            elif quiet is not None and in_quiet:
                 jobs.defer(job.id, owner, quiet.defer(now), "quiet hours")
-            elif resend or subscriptions.spend_quota(target.user_id, templates.template_id):
+            elif resend or job.id in spent:
                 to_send.append((job, target, resend))
             else:
                 values = {"user": target.user_id, "case": target.case_id}
@@ -426,6 +440,26 @@ def prepare_batch(
                 done.append(job.id)
         jobs.complete_many(done, owner)
         return _mark_sending(to_send, messages, kind, templates, now)
+
+
+def _spend(wanted: list[tuple[int, int]], template_id: str) -> set[int]:
+    """Spend one quota per ``(job_id, user_id)``; the job ids that got one. Uses the
+    subscriptions service's bulk ``spend_quotas(user_ids, template_id) -> set(user_ids)``
+    when it has one (one statement instead of one per message), else ``spend_quota``."""
+    bulk = getattr(subscriptions, "spend_quotas", None)
+    got: set[int] = set()
+    rest = wanted
+    if bulk is not None:
+        first: dict[int, int] = {}
+        for job_id, user_id in wanted:
+            first.setdefault(user_id, job_id)
+        ok = bulk(list(first), template_id)
+        got = {job_id for user_id, job_id in first.items() if user_id in ok}
+        rest = [(j, u) for j, u in wanted if first[u] != j]  # a user's 2nd message
+    for job_id, user_id in rest:
+        if subscriptions.spend_quota(user_id, template_id):
+            got.add(job_id)
+    return got
 
 
 def _mark_sending(
@@ -528,9 +562,7 @@ def reminder_targets(settings: Settings) -> Targets:
         hashes = sorted({row.applicant_id_hash for row, _ in cases.values()})
         users = {
             r["id_hash"]: (r["user_id"], r["openid"])
-            for r in Identity.select(
-                Identity.id_hash, Identity.user.alias("user_id"), User.openid
-            )
+            for r in Identity.select(Identity.id_hash, Identity.user.alias("user_id"), User.openid)
             .join(User)
             .where(Identity.id_hash.in_(hashes) & (Identity.expires_at > now))
             .dicts()
@@ -583,8 +615,10 @@ def rectified_targets(settings: Settings) -> Targets:
         if found is None:
             return "no_case"
         data = _data(found[1], settings)
-        return data if isinstance(data, str) else Target(
-            row["user_id"], row["openid"], row["case_id"], data
+        return (
+            data
+            if isinstance(data, str)
+            else Target(row["user_id"], row["openid"], row["case_id"], data)
         )
 
     def find(batch: list[Job], now: datetime) -> dict[int, Target | str]:
@@ -683,9 +717,10 @@ def classify(exc: Exception | None, plan: SendPlan, answer: Any = None) -> Outco
     if plan.job.attempts >= MAX_ATTEMPTS:
         return Outcome("failed", code, "failed", "fail", give_back, reason=f"gave up: {code}")
     retry_at = utcnow() + backoff(plan.job.attempts)
-    # WeChat busy (-1), another WeChat error or a failure before the call: nothing was sent.
-    # A timeout, network error or 5xx: it may have been sent.
-    maybe_sent = isinstance(exc, wx.WeChatUnavailableError) and code != str(wx.BUSY)
+    # WeChat busy (-1), HTTP 5xx, a refused connection, another WeChat error or a failure
+    # before the call: nothing was sent. A timeout or a connection lost after sending
+    # (the gateway marks those ambiguous and does not resend them itself): it may have been.
+    maybe_sent = isinstance(exc, wx.WeChatUnavailableError) and exc.ambiguous
     if not maybe_sent and not plan.resend:
         return Outcome("failed", code, "pending", "retry", "restore", None, retry_at, code)
     return Outcome("failed", code, "sending", "retry", None, None, retry_at, code)

@@ -48,10 +48,12 @@ class Credentials:
 
 
 class _Retryable(Exception):
-    """An attempt failed in a way worth another try."""
+    """An attempt failed in a way worth another try. ``ambiguous``: WeChat may have acted on
+    it (a timeout, a connection lost after sending), so only idempotent calls retry it."""
 
-    def __init__(self, errcode: str, message: str):
+    def __init__(self, errcode: str, message: str, ambiguous: bool = False):
         self.errcode = errcode
+        self.ambiguous = ambiguous
         super().__init__(message)
 
 
@@ -154,7 +156,9 @@ class WeChatGateway:
             body["page"] = page
         if miniprogram_state:
             body["miniprogram_state"] = miniprogram_state
-        return await self._call_with_token("cgi-bin/message/subscribe/send", body)
+        # Not idempotent (each delivery spends a quota): never resent after a timeout here;
+        # the caller decides (see services/reminders.py).
+        return await self._call_with_token("cgi-bin/message/subscribe/send", body, idempotent=False)
 
     async def msg_sec_check(self, openid: str, content: str, scene: int = 2) -> dict[str, Any]:
         """``wxa/msg_sec_check`` v2 → ``{result: {suggest: pass|review|risky, label}}``."""
@@ -223,16 +227,19 @@ class WeChatGateway:
                 owner,
             )
 
-    async def _call_with_token(self, path: str, body: dict[str, Any], binary: bool = False) -> Any:
+    async def _call_with_token(
+        self, path: str, body: dict[str, Any], binary: bool = False, idempotent: bool = True
+    ) -> Any:
         deadline = time.monotonic() + 2 * self.timeout + 2
+        options = {"body": body, "binary": binary, "deadline": deadline, "idempotent": idempotent}
         token = await self._token(stale=None, deadline=deadline)
         try:
-            return await self._call(path, body=body, token=token, binary=binary, deadline=deadline)
+            return await self._call(path, token=token, **options)
         except e.AccessTokenError as exc:
             if exc.errcode not in e.TOKEN_INVALID:
                 raise
             token = await self._token(stale=token, deadline=deadline)
-            return await self._call(path, body=body, token=token, binary=binary, deadline=deadline)
+            return await self._call(path, token=token, **options)
 
     # ---- transport -----------------------------------------------------------------------
 
@@ -245,8 +252,10 @@ class WeChatGateway:
         token: str | None = None,
         binary: bool = False,
         deadline: float | None = None,
+        idempotent: bool = True,
     ) -> Any:
-        """One WeChat call with retries inside the overall deadline."""
+        """One WeChat call with retries inside the overall deadline (a call that is not
+        idempotent is not retried after an ambiguous failure)."""
         deadline = deadline or time.monotonic() + 2 * self.timeout + 2
         params = dict(query or {})
         if token:
@@ -261,6 +270,10 @@ class WeChatGateway:
                 return await self._attempt(path, url, body, binary, min(self.timeout, remaining))
             except _Retryable as exc:
                 last = exc
+                if exc.ambiguous and not idempotent:
+                    raise e.WeChatUnavailableError(
+                        path, exc.errcode, str(exc), ambiguous=True
+                    ) from None
             if attempt < 2:
                 pause = BACKOFF_SECONDS[attempt] * (0.5 + secrets.randbelow(1000) / 1000)
                 if deadline - time.monotonic() <= pause + 0.05:
@@ -287,7 +300,7 @@ class WeChatGateway:
                 response = await self.http.fetch(request, raise_error=False)
             except HTTPClientError as exc:  # 599: timeout or connection closed
                 errcode = "timeout" if "Timeout" in str(exc) else "network"
-                raise _Retryable(errcode, f"{errcode}: {exc}") from None
+                raise _Retryable(errcode, f"{errcode}: {exc}", ambiguous=True) from None
             except OSError as exc:  # refused, unreachable, DNS
                 errcode = "network"
                 raise _Retryable(errcode, f"network: {type(exc).__name__}") from None

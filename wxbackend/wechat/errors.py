@@ -14,7 +14,17 @@ class WeChatError(Exception):
 
 
 class WeChatUnavailableError(WeChatError):
-    """Busy (-1), HTTP 5xx, a timeout or a network error, after the allowed retries."""
+    """Busy (-1), HTTP 5xx, a timeout or a network error, after the allowed retries.
+
+    ``ambiguous``: the last attempt may have reached WeChat (a timeout or a connection lost
+    after sending), so WeChat may have acted on it.
+    """
+
+    def __init__(
+        self, endpoint: str, errcode: int | str, errmsg: str = "", ambiguous: bool = False
+    ):
+        self.ambiguous = ambiguous
+        super().__init__(endpoint, errcode, errmsg)
 
 
 class InvalidCredentialError(WeChatError):
