@@ -6,7 +6,7 @@ from handlers.admin_base import ADMIN_COOKIE, AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
-from wxbackend.services import admin_auth, wechat_config
+from wxbackend.services import admin_auth, messages_admin, wechat_config
 from wxbackend.wechat import errors as wx
 
 
@@ -114,8 +114,10 @@ class WeChatConfigHandler(AdminHandler):
         },
     }
 
-    def get(self) -> None:
-        self.send(self.ctx.wechat_config.config().public_view())
+    async def get(self) -> None:
+        view = self.ctx.wechat_config.config().public_view()
+        view["problems"] = await self.ctx.db.run(messages_admin.config_problems)
+        self.send(view)
 
     async def put(self) -> None:
         body = self.json_body(CONFIG_FIELDS)

@@ -9,6 +9,7 @@ from handlers import (
     admin_accounts,
     admin_catalog,
     admin_evaluations,
+    admin_messages,
     admin_stats,
     admin_tickets,
     auth,
@@ -38,6 +39,7 @@ MODULES = [
     subscriptions,
     admin_tickets,
     admin_evaluations,
+    admin_messages,
     pages,
     live,
 ]

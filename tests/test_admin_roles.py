@@ -79,10 +79,15 @@ CHECKED_MODULES = [
     "handlers.admin_tickets",
     "handlers.admin_evaluations",
     "handlers.admin_stats",
+    "handlers.admin_messages",
 ]
 #: Test modules with rows of their own: each has a ``CASES`` list and runs it with
 #: :func:`run_table`; their rows count for ``test_every_admin_route_has_a_case``.
-CASE_MODULES = ["tests.test_admin_roles_ratings", "tests.test_admin_roles_stats"]
+CASE_MODULES = [
+    "tests.test_admin_roles_ratings",
+    "tests.test_admin_roles_stats",
+    "tests.test_admin_messages",
+]
 #: Routes tested elsewhere that the table skips (login is public; logout ends the session).
 EXEMPT = {("POST", "/admin/api/login"), ("POST", "/admin/api/logout")}
 

@@ -368,6 +368,16 @@ async def test_template_mismatch_47003_is_a_config_error(api, sandbox, ctx, part
     assert await ctx.db.run(quota_of, (row.user_id, REMINDER)) == 1  # WeChat spent nothing
     status, metrics = await api("GET", "/metrics")
     assert 'wxb_messages_total{kind="reminder",status="config_error"} 1.0' in metrics.decode()
+    # shown to admins: the message list and the WeChat configuration page
+    admin = await admin_token(api, ctx)
+    status, page = await api("GET", "/admin/api/messages?status=config_error", token=admin)
+    assert status == 200 and len(page["items"]) == 1
+    item = page["items"][0]
+    assert (item["kind"], item["errcode"], item["attempts"]) == ("reminder", "47003", 1)
+    assert item["case_no"] and item["template_id"] == REMINDER
+    status, config = await api("GET", "/admin/api/wechat-config", token=admin)
+    assert config["problems"]["config_errors_24h"] == 1
+    assert config["problems"]["last_errcode"] == "47003"
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,552 @@
+"""Scan+submit pairs per second (one server process, SQLite, real Redis) as a ratio of the
+bare-handler baseline measured in the same run (target ≥ 0.1).
+
+    .venv/bin/python benchmarks/rating.py [--pairs 3000] [--connections 32] [--duration 15]
+
+1. Generates the two keys (``WXB_SECURITY_MASTER_KEY`` / ``WXB_SECURITY_HASH_KEY``), migrates a
+   fresh SQLite file and seeds ``--pairs`` + warm-up verified citizens in bulk: a user, an
+   identity (name and ID number encrypted, the keyed ID hash, as face verification stores
+   them), a finished case of that citizen (window staff HL001, approver HL101 of the example
+   catalogue) and one active QR token (``token_digest(scene)``). Their session tokens go
+   into Redis exactly as ``services.auth.create_session`` writes them; their openids become
+   known to the sandbox (``/_sandbox/quota/bulk``) so ``msg_sec_check`` accepts them.
+2. Baseline: the bare Tornado handler of ``baseline.py`` (own process), loaded with wrk
+   (``measure_bare``) and with this script's own asyncio client (the client of the pairs).
+3. Starts ``wxbackend serve`` (one process, SQLite, real Redis, the sandbox as WeChat,
+   no embedded worker, login/face rate limits off), runs a few warm-up pairs, then
+   ``--connections`` keep-alive clients each do pairs — ``POST /api/v1/scan {scene}`` then
+   ``POST /api/v1/evaluations {scene, overall: 5, comment}`` on the same connection — until
+   the scenes run out or ``--duration`` s pass. A pair is timed from sending the scan to
+   reading the rating's answer.
+4. Verifies in the database: one first rating per pair answered 201, each on its own case
+   with channel ``qr`` and a visible comment, its token used; lists any other status.
+5. Prints pairs/s, p50/p99 of a pair, both baselines and the ratios; PASS/FAIL uses the wrk
+   baseline (the stricter: wrk costs the server's cores less than the Python client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline import measure_bare  # noqa: E402
+from common import (  # noqa: E402
+    HOST,
+    Processes,
+    TimeLimitExceeded,
+    free_port,
+    percentile,
+    request,
+    time_limit,
+    venv_bin,
+)
+
+TARGET = 0.1
+WARMUP = 64
+COMMENT = "办事很快，窗口人员很耐心"
+TEMPLATE = "Rating_" + "B" * 36
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def random_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+# ---- seeding ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Citizen:
+    user_id: int
+    openid: str
+    token: str
+    case_id: int
+    scene: str
+
+
+def resident_ids(n: int) -> list[str]:
+    """``n`` distinct valid resident ID numbers (GB 11643 check character)."""
+    from datetime import date
+
+    from stdnum.cn import ric
+
+    out = []
+    for i in range(n):
+        born = date(1970, 1, 1) + timedelta(days=i // 900)
+        first17 = f"440103{born:%Y%m%d}{i % 900 + 100:03d}"
+        out.append(first17 + ric.calc_check_digit(first17 + "0"))
+    return out
+
+
+def seed(env: dict[str, str], n: int) -> list[Citizen]:
+    """Migrate the database and insert ``n`` verified citizens with a rateable case each."""
+    from models.base import utcnow
+    from models.case import Case, QrToken
+    from models.catalog import Center, Department, ServiceItem, Staff, Window
+    from models.identity import Identity
+    from models.migrations import migrate
+    from models.user import User
+    from wxbackend.db import Database
+    from wxbackend.security import (
+        FieldCipher,
+        LookupHasher,
+        load_keys,
+        normalize_id_number,
+        token_digest,
+    )
+    from wxbackend.services import cases
+    from wxbackend.services import identity as identity_service
+    from wxbackend.services.catalog import import_catalog, load_catalog_file
+    from wxbackend.settings import load_settings
+
+    settings = load_settings(env={k: v for k, v in env.items() if k.startswith("WXB_")})
+    keys = load_keys(settings)
+    cipher, hasher = FieldCipher(keys), LookupHasher(keys)
+    db = Database(settings)
+    migrate(db.db)
+    import_catalog(load_catalog_file(str(ROOT / "conf" / "catalog.example.json")), hasher)
+    now = utcnow()
+    names = ["黎明", "陈晓", "王芳", "张伟", "李娜", "刘洋"]
+    ids = resident_ids(n)
+
+    def bulk(model, rows):
+        for start in range(0, len(rows), 500):
+            model.insert_many(rows[start : start + 500]).execute()
+
+    with db.atomic():
+        item = ServiceItem.get(ServiceItem.code == "440103-SY-001").id
+        center = Center.get(Center.code == "440103-HL").id
+        department = Department.get(Department.code == "HL-LABOR").id
+        window = Window.get(Window.code == "HL-W01").id
+        staff = Staff.get(Staff.staff_no == "HL001").id
+        approver = Staff.get(Staff.staff_no == "HL101").id
+        openids = [f"oRB{i:09d}{os.urandom(6).hex()}" for i in range(n)]
+        bulk(User, [{"openid": o, "created_at": now, "last_login_at": now} for o in openids])
+        user_ids = {u.openid: u.id for u in User.select(User.id, User.openid)}
+        hashes = [hasher.hash(normalize_id_number(x), "id_number") for x in ids]
+        bulk(
+            Identity,
+            [
+                {
+                    "user": user_ids[openids[i]],
+                    "name_enc": cipher.encrypt(names[i % 6], identity_service.NAME_CONTEXT),
+                    "id_number_enc": cipher.encrypt(ids[i], identity_service.ID_NUMBER_CONTEXT),
+                    "id_hash": hashes[i],
+                    "name_masked": names[i % 6][0] + "**",
+                    "verified_at": now,
+                    "expires_at": now + timedelta(days=365),
+                }
+                for i in range(n)
+            ],
+        )
+        bulk(
+            Case,
+            [
+                {
+                    "case_no": f"RB-{i:07d}",
+                    "item": item,
+                    "center": center,
+                    "department": department,
+                    "window": window,
+                    "window_staff": staff,
+                    "approver": approver,
+                    "applicant_name_enc": cipher.encrypt(names[i % 6], cases.NAME_CONTEXT),
+                    "applicant_id_enc": cipher.encrypt(ids[i], cases.ID_CONTEXT),
+                    "applicant_id_hash": hashes[i],
+                    "accepted_at": now - timedelta(hours=2),
+                    "completed_at": now - timedelta(hours=1),
+                    "reported_at": now - timedelta(hours=1),
+                }
+                for i in range(n)
+            ],
+        )
+        case_ids = {c.case_no: c.id for c in Case.select(Case.id, Case.case_no)}
+        scenes = [cases.new_scene() for _ in range(n)]
+        bulk(
+            QrToken,
+            [
+                {
+                    "case": case_ids[f"RB-{i:07d}"],
+                    "token_hash": token_digest(scenes[i]),
+                    "status": "active",
+                    "created_at": now,
+                    "expires_at": now + timedelta(days=settings.qr.ttl_days),
+                }
+                for i in range(n)
+            ],
+        )
+    db.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    from wxbackend.security import new_token
+
+    return [
+        Citizen(user_ids[openids[i]], openids[i], new_token(32), case_ids[f"RB-{i:07d}"], scenes[i])
+        for i in range(n)
+    ]
+
+
+def store_sessions(redis_url: str, citizens: list[Citizen], ttl: int = 3600) -> None:
+    """The sessions, as ``services.auth.create_session`` writes them (prefix ``wxb:``)."""
+    import redis
+
+    from wxbackend.security import token_digest
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for c in citizens:
+            key = f"wxb:sess:{token_digest(c.token)}"
+            index = f"wxb:user-sess:{c.user_id}"
+            pipe.set(key, str(c.user_id), ex=ttl)
+            pipe.sadd(index, key)
+            pipe.expire(index, ttl)
+        pipe.execute()
+    finally:
+        client.close()
+
+
+def register_openids(sandbox_port: int, openids: list[str]) -> None:
+    """Make the seeded openids known to the sandbox (as after a login code)."""
+    status, answer = request(
+        sandbox_port, "POST", "/_sandbox/templates", {"template_id": TEMPLATE, "fields": ["thing1"]}
+    )
+    if status != 200:
+        raise RuntimeError(f"sandbox templates: {status} {answer}")
+    status, answer = request(
+        sandbox_port,
+        "POST",
+        "/_sandbox/quota/bulk",
+        {"template_id": TEMPLATE, "openids": openids, "count": 1},
+        timeout=60,
+    )
+    if status != 200:
+        raise RuntimeError(f"sandbox quota/bulk: {status} {answer}")
+
+
+# ---- the load client (asyncio, keep-alive, raw HTTP/1.1) -------------------------------------
+
+_LENGTH_RE = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+
+def http_request(port: int, method: str, path: str, body: object = None, token: str = "") -> bytes:
+    """A raw HTTP/1.1 keep-alive request, encoded once before the load starts."""
+    data = json.dumps(body, ensure_ascii=False).encode() if body is not None else b""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    if token:
+        head += f"Authorization: Bearer {token}\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return (head + "\r\n").encode() + data
+
+
+@dataclass
+class Result:
+    units: int = 0
+    seconds: float = 0.0
+    times_ms: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)  # (step, status) → count
+    bad: list[str] = field(default_factory=list)  # first few unexpected answers
+    created: list[int] = field(default_factory=list)  # case ids answered 201
+    failed: int = 0  # units with an unexpected status
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.units / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        return percentile(sorted(self.times_ms), p)
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, bytes]:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    m = _LENGTH_RE.search(head)
+    body = await reader.readexactly(int(m.group(1))) if m else b""
+    return int(head[9:12]), body
+
+
+def run_units(
+    port: int,
+    units: list[tuple[int, list[tuple[str, bytes, int]]]],
+    connections: int,
+    duration: float,
+    server_pid: int | None = None,
+    repeat: bool = False,
+) -> Result:
+    """``connections`` clients take units (a list of ``(step, raw request, expected status)``
+    sent in order on one keep-alive connection) until none are left or ``duration`` passes;
+    ``repeat`` cycles over the units (the bare baseline). Each unit is timed as a whole."""
+    result = Result()
+
+    async def client(queue: list[int], stop_at: float) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            while time.perf_counter() < stop_at:
+                if repeat:
+                    index = queue[0] % len(units)
+                    queue[0] += 1
+                elif queue[0] < len(units):
+                    index = queue[0]
+                    queue[0] += 1
+                else:
+                    return
+                key, steps = units[index]
+                start = time.perf_counter()
+                ok = True
+                for step, raw, expected in steps:
+                    status, body = await _exchange(reader, writer, raw)
+                    result.statuses[(step, status)] += 1
+                    if status != expected:
+                        ok = False
+                        result.failed += 1
+                        if len(result.bad) < 5:
+                            result.bad.append(
+                                f"{step} {status} {body[:200].decode(errors='replace')}"
+                            )
+                        break
+                result.times_ms.append((time.perf_counter() - start) * 1000)
+                result.units += 1
+                if ok and key:
+                    result.created.append(key)
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        queue = [0]
+        start = time.perf_counter()
+        await asyncio.gather(*(client(queue, start + duration) for _ in range(connections)))
+        result.seconds = time.perf_counter() - start
+
+    cpu0 = time.process_time()
+    server0 = cpu_seconds(server_pid) if server_pid else 0.0
+    asyncio.run(main())
+    result.client_cpu = time.process_time() - cpu0
+    if server_pid:
+        result.server_cpu = cpu_seconds(server_pid) - server0
+    return result
+
+
+def pair_units(
+    port: int, citizens: list[Citizen]
+) -> list[tuple[int, list[tuple[str, bytes, int]]]]:
+    return [
+        (
+            c.case_id,
+            [
+                (
+                    "scan",
+                    http_request(port, "POST", "/api/v1/scan", {"scene": c.scene}, c.token),
+                    200,
+                ),
+                (
+                    "submit",
+                    http_request(
+                        port,
+                        "POST",
+                        "/api/v1/evaluations",
+                        {"scene": c.scene, "overall": 5, "comment": COMMENT},
+                        c.token,
+                    ),
+                    201,
+                ),
+            ],
+        )
+        for c in citizens
+    ]
+
+
+def measure_bare_python(procs: Processes, duration: float, connections: int) -> Result:
+    """The bare handler of ``baseline.py`` loaded by :func:`run_units` (one GET per unit)."""
+    port = free_port()
+    proc = procs.start(
+        "bare-py",
+        [sys.executable, str(ROOT / "benchmarks" / "baseline.py"), "--serve-bare", str(port)],
+    )
+    try:
+        procs.wait_http(port, "/", timeout=15)
+        units = [(0, [("bare", http_request(port, "GET", "/"), 200)])]
+        return run_units(port, units, connections, duration, proc.pid, repeat=True)
+    finally:
+        procs.stop(proc)
+
+
+# ---- verification ----------------------------------------------------------------------------
+
+
+def verify(db_path: Path, created: list[int], seeded_cases: set[int]) -> list[str]:
+    """Problems found in the database after the run (empty list: all good)."""
+    import sqlite3
+
+    problems = []
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT case_id, assess_number, channel, comment_status, overall FROM evaluation"
+        ).fetchall()
+        used = {r[0] for r in conn.execute("SELECT case_id FROM qr_token WHERE status = 'used'")}
+        rated = {
+            r[0] for r in conn.execute('SELECT id FROM "case" WHERE first_rated_at IS NOT NULL')
+        }
+    finally:
+        conn.close()
+    per_case = Counter(r[0] for r in rows)
+    if len(rows) != len(created):
+        problems.append(f"{len(rows)} evaluations stored for {len(created)} answers 201")
+    if len(set(created)) != len(created):
+        problems.append("a case was answered 201 twice")
+    dup = [c for c, k in per_case.items() if k != 1]
+    if dup:
+        problems.append(f"{len(dup)} cases with more than one evaluation")
+    if set(per_case) != set(created):
+        problems.append("the rated cases differ from the cases answered 201")
+    if not set(per_case) <= seeded_cases:
+        problems.append("an evaluation on a case that was not seeded")
+    odd = [r for r in rows if r[1:] != (1, "qr", "visible", 5)]
+    if odd:
+        problems.append(f"{len(odd)} evaluations not (first, qr, visible, 5): {odd[:3]}")
+    if used != set(created) or rated != set(created):
+        problems.append(
+            f"tokens used {len(used)}, cases rated {len(rated)}, answers 201 {len(created)}"
+        )
+    return problems
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=3000, help="citizens/cases seeded for the load")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--duration", type=float, default=15, help="at most this many s of pairs")
+    ap.add_argument("--baseline-duration", type=int, default=5)
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, db)")
+    ap.add_argument("--profile", metavar="FILE", help="py-spy record the server during the load")
+    ap.add_argument("--profile-gil", action="store_true", help="only the thread holding the GIL")
+    args = ap.parse_args()
+    try:
+        with time_limit(150), Processes(keep_tmp=args.keep) as procs:
+            code = run(procs, args)
+            if args.keep:
+                print(f"kept {procs.tmp}")
+            return code
+    except TimeLimitExceeded as exc:
+        print(f"FAIL: {exc}")
+        return 2
+
+
+def run(procs: Processes, args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    n = args.pairs + WARMUP
+    env = {
+        "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/b.db",
+        "WXB_SERVER_DATA_DIR": str(procs.tmp),
+        "WXB_SECURITY_MASTER_KEY": random_key(),
+        "WXB_SECURITY_HASH_KEY": random_key(),
+        "WXB_WORKER_EMBEDDED": "false",
+        "WXB_RATELIMIT_LOGIN_PER_IP_PER_MINUTE": "0",
+        "WXB_RATELIMIT_LOGIN_PER_OPENID_PER_MINUTE": "0",
+        "WXB_RATELIMIT_FACE_START_PER_USER_PER_HOUR": "0",
+    }
+    citizens = seed(env, n)
+    redis_url = procs.start_redis()
+    sandbox_port = procs.start_sandbox()
+    store_sessions(redis_url, citizens)
+    register_openids(sandbox_port, [c.openid for c in citizens])
+    print(
+        f"{os.cpu_count()} CPU(s); seeded {n} verified citizens, cases and scenes "
+        f"in {time.monotonic() - t0:.1f} s"
+    )
+
+    bare = measure_bare(args.baseline_duration, args.connections, procs)
+    print(f"bare handler, wrk      : {bare.line()}")
+    bare_py = measure_bare_python(procs, args.baseline_duration, args.connections)
+    print(
+        f"bare handler, asyncio  : {bare_py.rate:,.0f} req/s ({bare_py.units} in "
+        f"{bare_py.seconds:.1f} s, p50 {bare_py.pct(50):.2f} ms, p99 {bare_py.pct(99):.2f} ms; "
+        f"CPU client {bare_py.client_cpu:.1f} s, server {bare_py.server_cpu:.1f} s)"
+    )
+
+    port = procs.start_server(redis_url, sandbox_port, env)
+    server_pid = next(p.pid for name, p in procs.procs if name == "server")
+    warm = run_units(port, pair_units(port, citizens[:WARMUP]), 8, 30)
+    if warm.bad:
+        raise RuntimeError(f"warm-up pairs failed: {warm.bad}")
+    spy = None
+    if args.profile:
+        argv = [venv_bin("py-spy"), "record", "-p", str(server_pid), "-r", "200", "-f", "raw"]
+        argv += ["-d", str(int(args.duration)), "-o", str(Path(args.profile).resolve())]
+        argv += ["--nonblocking"] + (["--gil"] if args.profile_gil else [])
+        spy = procs.start("py-spy", argv)
+        time.sleep(1.0)  # let it attach
+    load = run_units(
+        port, pair_units(port, citizens[WARMUP:]), args.connections, args.duration, server_pid
+    )
+    if spy is not None:
+        spy.wait(timeout=30)
+        procs.stop(spy)
+        print(f"py-spy profile (collapsed stacks) of the server: {args.profile}")
+    procs.check_alive()
+    statuses = ", ".join(f"{s} {c}: {k}" for (s, c), k in sorted(load.statuses.items()))
+    print(
+        f"scan+submit pairs      : {load.rate:,.1f} pairs/s ({load.units} pairs in "
+        f"{load.seconds:.1f} s, {args.connections} connections; p50 {load.pct(50):.1f} ms, "
+        f"p90 {load.pct(90):.1f} ms, p99 {load.pct(99):.1f} ms, max {max(load.times_ms):.1f} ms)"
+    )
+    print(f"  answers: {statuses}")
+    print(
+        f"  CPU over the load: server {load.server_cpu:.1f} s "
+        f"({load.server_cpu / load.seconds:.0%} of a core), this client "
+        f"{load.client_cpu:.1f} s ({load.client_cpu / load.seconds:.0%})"
+    )
+    for line in load.bad:
+        print(f"  unexpected: {line}")
+
+    problems = verify(
+        procs.tmp / "b.db", warm.created + load.created, {c.case_id for c in citizens}
+    )
+    errors = load.failed
+    print(
+        f"database check         : {len(warm.created) + len(load.created)} evaluations "
+        f"expected (warm-up {len(warm.created)} + load {len(load.created)}); "
+        + ("OK, one per pair" if not problems else "; ".join(problems))
+    )
+    ratio = load.rate / bare.rps
+    ratio_py = load.rate / bare_py.rate
+    print(f"ratio pairs/s / bare req/s (wrk)    : {ratio:.3f}")
+    print(f"ratio pairs/s / bare req/s (asyncio): {ratio_py:.3f}")
+    ok = ratio >= TARGET and not problems and errors == 0
+    print(
+        f"ratio {ratio:.3f} (target >= {TARGET}), errors {errors}, "
+        f"database {'OK' if not problems else 'WRONG'}  {'PASS' if ok else 'FAIL'}"
+    )
+    print(f"total {time.monotonic() - t0:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
