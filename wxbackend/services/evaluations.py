@@ -47,11 +47,13 @@ from models.evaluation import (
     EvaluationIndicator,
     Indicator,
 )
+from models.identity import Identity
 from models.ticket import Ticket, TicketEvent
 from models.user import User
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
+from wxbackend.security import token_digest
 from wxbackend.services import cases, reminders, scan
 from wxbackend.services.workdays import WorkCalendar
 from wxbackend.settings import Settings
@@ -230,9 +232,12 @@ def owner_view(evaluation: Evaluation, indicators: list[str]) -> dict[str, Any]:
     }
 
 
-def owner_view_of(evaluation_id: int) -> dict[str, Any]:
-    """:func:`owner_view` of one stored evaluation (by id)."""
+def owner_view_of(evaluation_id: int, has_indicators: bool = True) -> dict[str, Any]:
+    """:func:`owner_view` of one stored evaluation (by id). ``has_indicators=False`` (the
+    caller just stored it without any) skips the indicator query."""
     evaluation = Evaluation.get_by_id(evaluation_id)
+    if not has_indicators:
+        return owner_view(evaluation, [])
     return owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
 
 
@@ -277,35 +282,121 @@ def prepare_first_rating(
     403 ``self_evaluation_forbidden`` when the identity is the case's window staff or approver.
     """
     now = utcnow()
-    identity = scan.active_identity(user_id, now)
-    if identity is None:
+    found = scan.compiled_rows(
+        "evaluations.identity",
+        _identity_with_openid,
+        (user_id, Identity.expires_at.db_value(now)),
+    )
+    if not found:
         raise errors.IdentityRequired()
-    token_id: int | None = None
+    id_hash, name_masked, openid = found[0]
     if scene is not None:
-        token, case = cases.token_state(scene)
-        cases.check_token_usable(token, case, now)
-        token_id, channel, must_be_applicant = token.id, "qr", require_applicant
-    else:
-        number = scan.parse_id(case_id)
-        case = Case.get_or_none(Case.id == number) if number is not None else None
-        channel, must_be_applicant = "miniprogram", True
+        return _prepare_scene_rating(
+            user_id, scene, require_applicant, now, id_hash, name_masked, openid
+        )
+    number = scan.parse_id(case_id)
+    case = Case.get_or_none(Case.id == number) if number is not None else None
     if case is None:
         raise errors.NotFound("No such case.")
-    if must_be_applicant and identity.id_hash != case.applicant_id_hash:
+    if id_hash != case.applicant_id_hash:  # a case id: always the applicant's own
         raise errors.NotApplicant()
-    if is_case_staff(case, identity.id_hash):
+    if is_case_staff(case, id_hash):
         raise errors.SelfEvaluationForbidden()
     if case.first_rated_at is not None:
         raise errors.AlreadyEvaluated()
-    openid = User.select(User.openid).where(User.id == user_id).scalar()
     return Prepared(
         case_id=case.id,
-        token_id=token_id,
-        channel=channel,
+        token_id=None,
+        channel="miniprogram",
         user_id=user_id,
         openid=openid or "",
-        rater_id_hash=identity.id_hash,
-        name_masked=identity.name_masked,
+        rater_id_hash=id_hash,
+        name_masked=name_masked,
+    )
+
+
+def _identity_with_openid() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    """A user's unexpired identity (as ``scan.active_identity``) with the user's openid."""
+    fields = (Identity.id_hash, Identity.name_masked, User.openid)
+    query = (
+        Identity.select(*fields)
+        .join_from(Identity, User, peewee.JOIN.LEFT_OUTER, on=(Identity.user == User.id))
+        .where(
+            (Identity.user == peewee.Value(scan.param(0), converter=False))
+            & (Identity.expires_at > peewee.Value(scan.param(1), converter=False))
+        )
+        .limit(1)
+    )
+    return query, fields
+
+
+def _token_case_staff() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    """A scene's token (by digest), its case and the ID hashes of the case's staff."""
+    window_staff = Staff.alias("window_staff_row")
+    approver = Staff.alias("approver_row")
+    fields = (
+        QrToken.id,
+        QrToken.status,
+        QrToken.expires_at,
+        Case.id,
+        Case.first_rated_at,
+        Case.applicant_id_hash,
+        window_staff.id_hash,
+        approver.id_hash,
+    )
+    query = (
+        QrToken.select(*fields)
+        .join_from(QrToken, Case, on=(QrToken.case == Case.id))
+        .join_from(
+            Case, window_staff, peewee.JOIN.LEFT_OUTER, on=(Case.window_staff == window_staff.id)
+        )
+        .join_from(Case, approver, peewee.JOIN.LEFT_OUTER, on=(Case.approver == approver.id))
+        .where(QrToken.token_hash == peewee.Value(scan.param(0), converter=False))
+        .limit(1)
+    )
+    return query, fields
+
+
+def _prepare_scene_rating(
+    user_id: int,
+    scene: str,
+    require_applicant: bool,
+    now: datetime,
+    id_hash: str,
+    name_masked: str,
+    openid: str | None,
+) -> Prepared:
+    """:func:`prepare_first_rating` of a scene: one query for the token, its case and the
+    staff's ID hashes, the same checks in the same order."""
+    rows = (
+        scan.compiled_rows("evaluations.token", _token_case_staff, (token_digest(scene),))
+        if cases.valid_scene(scene)
+        else []
+    )
+    if not rows:
+        raise errors.TokenNotFound()
+    token_id, status, expires_at, case_id, first_rated_at, applicant, staff_hash, approver_hash = (
+        rows[0]
+    )
+    cases.check_token_usable(
+        QrToken(id=token_id, status=status, expires_at=expires_at),
+        Case(id=case_id, first_rated_at=first_rated_at),
+        now,
+    )
+    if require_applicant and id_hash != applicant:
+        raise errors.NotApplicant()
+    if id_hash is not None and id_hash in (staff_hash, approver_hash):
+        raise errors.SelfEvaluationForbidden()
+    if first_rated_at is not None:
+        raise errors.AlreadyEvaluated()
+    return Prepared(
+        case_id=case_id,
+        token_id=token_id,
+        channel="qr",
+        user_id=user_id,
+        openid=openid or "",
+        rater_id_hash=id_hash,
+        name_masked=name_masked,
     )
 
 
@@ -345,17 +436,15 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
     now = utcnow()
     try:
         with database.atomic():
-            case = Case.get_by_id(prepared.case_id)
+            case = _case_by_id(prepared.case_id)
             if case.first_rated_at is not None:
                 raise errors.AlreadyEvaluated()
             if prepared.token_id is not None:
-                token = QrToken.get_or_none(QrToken.id == prepared.token_id)
+                token = _token_by_id(prepared.token_id)
                 cases.check_token_usable(token, None, now)
             evaluation = _insert_evaluation(case, new, now)
-            updated = (
-                Case.update(first_rated_at=now)
-                .where((Case.id == case.id) & Case.first_rated_at.is_null())
-                .execute()
+            updated = scan.compiled_rows(
+                "evaluations.mark_rated", _mark_rated, (case.id, _db_time(now))
             )
             if updated != 1:
                 raise errors.AlreadyEvaluated()
@@ -367,6 +456,61 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
     except peewee.IntegrityError:
         raise errors.AlreadyEvaluated() from None
     return evaluation.id
+
+
+def _p(n: int) -> peewee.Value:
+    return peewee.Value(scan.param(n), converter=False)
+
+
+def _db_time(value: datetime) -> Any:
+    return Case.first_rated_at.db_value(value)
+
+
+def _case_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    fields = tuple(Case._meta.sorted_fields)
+    return Case.select(*fields).where(Case.id == _p(0)), fields
+
+
+def _case_by_id(case_id: int) -> Case:
+    """``Case.get_by_id`` (DoesNotExist when missing) through a compiled query."""
+    rows = scan.compiled_rows("evaluations.case", _case_row, (case_id,))
+    if not rows:
+        raise Case.DoesNotExist(f"Case {case_id} does not exist.")
+    return Case(**{f.name: v for f, v in zip(Case._meta.sorted_fields, rows[0], strict=True)})
+
+
+def _token_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    fields = (QrToken.id, QrToken.case, QrToken.status, QrToken.expires_at)
+    return QrToken.select(*fields).where(QrToken.id == _p(0)), fields
+
+
+def _token_by_id(token_id: int) -> QrToken | None:
+    rows = scan.compiled_rows("evaluations.token_by_id", _token_row, (token_id,))
+    if not rows:
+        return None
+    tid, case_id, status, expires_at = rows[0]
+    return QrToken(id=tid, case=case_id, status=status, expires_at=expires_at)
+
+
+def _mark_rated() -> tuple[peewee.Query, tuple[()]]:
+    query = Case.update(first_rated_at=_p(1)).where(
+        (Case.id == _p(0)) & Case.first_rated_at.is_null()
+    )
+    return query, ()
+
+
+def _use_token() -> tuple[peewee.Query, tuple[()]]:
+    query = QrToken.update(status="used", used_at=_p(1)).where(
+        (QrToken.id == _p(0)) & (QrToken.status == "active")
+    )
+    return query, ()
+
+
+def _revoke_tokens() -> tuple[peewee.Query, tuple[()]]:
+    query = QrToken.update(status="revoked").where(
+        (QrToken.case == _p(0)) & (QrToken.status == "active")
+    )
+    return query, ()
 
 
 def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> Evaluation:
@@ -396,16 +540,8 @@ def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> Evaluation:
 def _close_tokens(case_id: int, used_token_id: int | None, now: datetime) -> None:
     """Rating a case closes it to every token: the scanned one used, the others revoked."""
     if used_token_id is not None:
-        (
-            QrToken.update(status="used", used_at=now)
-            .where((QrToken.id == used_token_id) & (QrToken.status == "active"))
-            .execute()
-        )
-    (
-        QrToken.update(status="revoked")
-        .where((QrToken.case == case_id) & (QrToken.status == "active"))
-        .execute()
-    )
+        scan.compiled_rows("evaluations.use_token", _use_token, (used_token_id, _db_time(now)))
+    scan.compiled_rows("evaluations.revoke_tokens", _revoke_tokens, (case_id,))
 
 
 #: Public name for the default ratings (same rule: rating a case closes every token).
@@ -577,7 +713,7 @@ async def submit(
     new = NewRating(prepared, rating, indicator_ids, status)
     evaluation_id = await _store_with_claim(ctx, new)
     await _publish(ctx, evaluation_id)
-    return await ctx.db.run(owner_view_of, evaluation_id)
+    return await ctx.db.run(owner_view_of, evaluation_id, bool(rating.indicators))
 
 
 def claim_key(ctx: Context, case_id: int) -> str:

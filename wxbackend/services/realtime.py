@@ -38,7 +38,21 @@ def channel_name(ctx: Context, center_code: str | None) -> str:
 
 async def publish_evaluation(ctx: Context, evaluation_id: int | str) -> int:
     """Publish the public shape of the rating on its center's channel and the all-centers
-    channel. Returns how many subscribers received it (0 when it could not be published)."""
+    channel. Returns how many subscribers received it (0 when it could not be published).
+
+    Nobody subscribed to any live channel (``PUBSUB CHANNELS <prefix>live:*``, one round
+    trip, never cached, so a subscriber of any process counts at once) → the public shape is
+    not built and nothing is sent: 0."""
+    try:
+        listened = await ctx.redis.pubsub_channels(_live_pattern(ctx))
+    except (TimeoutError, RedisError, OSError) as exc:
+        log.warning(
+            "live: publish failed (the rating is stored; pages catch up on reload)",
+            extra={"fields": {"evaluation_id": str(evaluation_id), "error": type(exc).__name__}},
+        )
+        return 0
+    if not listened:
+        return 0
     found = await ctx.db.run(public_shape_of, int(evaluation_id))
     if found is None:
         log.warning("live: no such evaluation", extra={"fields": {"evaluation_id": evaluation_id}})
@@ -57,6 +71,14 @@ async def publish_evaluation(ctx: Context, evaluation_id: int | str) -> int:
         )
         return 0
     return sum(receivers)
+
+
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+
+def _live_pattern(ctx: Context) -> str:
+    """The ``PUBSUB CHANNELS`` pattern of every live channel (the key prefix glob-escaped)."""
+    return ctx.rkeys(LIVE, "").translate(_GLOB_SPECIAL) + "*"
 
 
 def install_publisher(ctx: Context) -> None:

@@ -12,19 +12,23 @@ Never answered here: the applicant's name, ID number or phone. Nothing pre-selec
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from peewee import JOIN
+from peewee import JOIN, Field, Query
 
 from models.base import utcnow
-from models.case import Case
+from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import Indicator
 from models.identity import Identity
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.services.cases import check_token_usable, token_state
+from wxbackend.db import database
+from wxbackend.security import token_digest
+from wxbackend.services.cases import check_token_usable, valid_scene
 from wxbackend.timefmt import iso
 
 #: The five levels, best first (product.md rule 1). The form lists them; none is pre-selected.
@@ -69,6 +73,46 @@ def parse_id(value: Any) -> int | None:
 
 
 # --------------------------------------------------------------------------- database side
+
+#: Hot queries compiled once per database: ``{database: {name: (sql, params, fields)}}``.
+#: Peewee rebuilds the SQL of a query object on every call, which costs far more than
+#: SQLite's execution; these run the same SQL text again with new parameters.
+_COMPILED: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, list[Any], tuple[Field, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def param(n: int) -> str:
+    """Stands for argument ``n`` of :func:`compiled_rows` in the query its ``build`` makes."""
+    return f"\x00compiled-param-{n}\x00"
+
+
+def compiled_rows(
+    name: str, build: Callable[[], tuple[Query, Sequence[Field]]], args: Sequence[Any] = ()
+) -> Any:
+    """Run the query ``build()`` makes (compiled once per database, under ``name``), its
+    :func:`param` placeholders replaced by ``args``; each row as a tuple of the python values
+    of ``fields`` (the query's selected columns, in order). A write (no ``fields``) answers
+    its row count. ``args`` are database values (``field.db_value``)."""
+    db = database.obj
+    per_db = _COMPILED.get(db)
+    if per_db is None:
+        per_db = _COMPILED[db] = {}
+    entry = per_db.get(name)
+    if entry is None:
+        query, fields = build()
+        sql, params = query.sql()
+        entry = per_db[name] = (sql, list(params), tuple(fields))
+    sql, params, fields = entry
+    placeholders = {param(n): value for n, value in enumerate(args)}
+    bound = [placeholders.get(p, p) if isinstance(p, str) else p for p in params]
+    cursor = database.execute_sql(sql, bound)
+    if not fields:  # a write: how many rows it changed
+        return cursor.rowcount
+    return [
+        tuple(None if v is None else f.python_value(v) for f, v in zip(fields, row, strict=True))
+        for row in cursor.fetchall()
+    ]
 
 
 def active_identity(user_id: int, now: datetime | None = None) -> Identity | None:
@@ -121,32 +165,143 @@ def case_summary(case: Case) -> dict[str, Any]:
     }
 
 
+def _active_indicators() -> tuple[Query, Sequence[Field]]:
+    fields = (Indicator.code, Indicator.label)
+    query = (
+        Indicator.select(*fields)
+        .where(Indicator.active == True)  # noqa: E712 - peewee expression
+        .order_by(Indicator.sort_order, Indicator.id)
+    )
+    return query, fields
+
+
 def rating_form() -> dict[str, Any]:
     """The form's choices: levels (5 → 1), stages, targets and the active indicators.
 
     Nothing is marked as selected or default: the citizen chooses every level.
     """
-    indicators = (
-        Indicator.select(Indicator.code, Indicator.label)
-        .where(Indicator.active == True)  # noqa: E712 - peewee expression
-        .order_by(Indicator.sort_order, Indicator.id)
-    )
+    indicators = compiled_rows("scan.indicators", _active_indicators)
     return {
         "levels": [{"value": value, "label": label} for value, label in LEVEL_LABELS],
         "stages": [{"code": code, "label": label} for code, label in STAGE_LABELS],
         "targets": [{"code": code, "label": label} for code, label in TARGET_LABELS],
-        "indicators": [{"code": row.code, "label": row.label} for row in indicators],
+        "indicators": [{"code": code, "label": label} for code, label in indicators],
     }
 
 
+def _token_with_case() -> tuple[Query, Sequence[Field]]:
+    """A scene's token, its case and the case's catalogue rows (the summary's columns only).
+
+    The catalogue joins are outer, so a missing row shows as NULLs instead of hiding the
+    token (then :func:`scan_view` answers 404 after the token checks, as before)."""
+    window_staff = Staff.alias("window_staff_row")
+    approver = Staff.alias("approver_row")
+    fields = (
+        QrToken.id,
+        QrToken.status,
+        QrToken.expires_at,
+        Case.id,
+        Case.first_rated_at,
+        Case.completed_at,
+        Case.window_staff,
+        Case.approver,
+        ServiceItem.id,
+        ServiceItem.code,
+        ServiceItem.name,
+        Center.id,
+        Center.code,
+        Center.name,
+        Department.id,
+        Department.code,
+        Department.name,
+        window_staff.id,
+        window_staff.name,
+        window_staff.staff_no,
+        window_staff.photo_url,
+        approver.id,
+        approver.name,
+    )
+    query = (
+        QrToken.select(*fields)
+        .join_from(QrToken, Case, on=(QrToken.case == Case.id))
+        .join_from(Case, ServiceItem, JOIN.LEFT_OUTER, on=(Case.item == ServiceItem.id))
+        .join_from(Case, Center, JOIN.LEFT_OUTER, on=(Case.center == Center.id))
+        .join_from(Case, Department, JOIN.LEFT_OUTER, on=(Case.department == Department.id))
+        .join_from(Case, window_staff, JOIN.LEFT_OUTER, on=(Case.window_staff == window_staff.id))
+        .join_from(Case, approver, JOIN.LEFT_OUTER, on=(Case.approver == approver.id))
+        .where(QrToken.token_hash == param(0))
+        .limit(1)
+    )
+    return query, fields
+
+
 def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
-    """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form."""
-    token, case = token_state(scene)
-    check_token_usable(token, case, now)
-    case = load_case(token.case_id)
-    if case is None:  # the case was deleted under the token (cascade makes this rare)
+    """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form.
+
+    One query for the token, its case and the catalogue rows (as ``cases.token_state`` then
+    :func:`load_case` would read them), one for the indicators."""
+    rows = (
+        compiled_rows("scan.token_case", _token_with_case, (token_digest(scene),))
+        if valid_scene(scene)
+        else []
+    )
+    if not rows:
         raise errors.TokenNotFound()
-    return {"case": case_summary(case), "expires_at": iso(token.expires_at), "form": rating_form()}
+    (
+        token_id,
+        status,
+        expires_at,
+        case_id,
+        first_rated_at,
+        completed_at,
+        window_staff_id,
+        approver_id,
+        item_id,
+        item_code,
+        item_name,
+        center_id,
+        center_code,
+        center_name,
+        department_id,
+        department_code,
+        department_name,
+        staff_id,
+        staff_name,
+        staff_no,
+        staff_photo,
+        approver_row_id,
+        approver_name,
+    ) = rows[0]
+    check_token_usable(
+        QrToken(id=token_id, status=status, expires_at=expires_at),
+        Case(id=case_id, first_rated_at=first_rated_at),
+        now,
+    )
+    if item_id is None or center_id is None or department_id is None:
+        raise errors.TokenNotFound()  # as load_case finding no case
+    if (window_staff_id is not None and staff_id is None) or (
+        approver_id is not None and approver_row_id is None
+    ):
+        # a dangling staff reference: let the full load decide, as before
+        case = load_case(case_id)
+        if case is None:
+            raise errors.TokenNotFound()
+        summary = case_summary(case)
+    else:
+        summary = {
+            "id": str(case_id),
+            "item": {"code": item_code, "name": item_name},
+            "center": {"code": center_code, "name": center_name},
+            "window_staff": (
+                {"name": staff_name, "staff_no": staff_no, "photo_url": staff_photo or None}
+                if window_staff_id is not None
+                else None
+            ),
+            "approver": {"name": approver_name} if approver_id is not None else None,
+            "department": {"code": department_code, "name": department_name},
+            "completed_at": iso(completed_at),
+        }
+    return {"case": summary, "expires_at": iso(expires_at), "form": rating_form()}
 
 
 def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> dict[str, Any]:
