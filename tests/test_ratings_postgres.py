@@ -1,4 +1,4 @@
-"""Scanning and rating again on PostgreSQL: the compiled hot-path queries (scan.compiled_rows),
+"""Scanning and rating again on PostgreSQL: the compiled hot-path queries (db.compiled_rows),
 the first-rating transaction and its unique-index guard must hold there too."""
 
 import pytest

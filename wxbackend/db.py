@@ -13,7 +13,8 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,3 +112,48 @@ class Database:
             self.db.close()
         if isinstance(self.db, PooledPostgresqlDatabase):
             self.db.close_all()
+
+
+# --------------------------------------------------------------------------- hot queries
+
+#: Hot queries compiled once per database: ``{database: {name: (sql, params, fields)}}``.
+#: Peewee rebuilds the SQL of a query object on every call, which costs far more than
+#: SQLite's execution; these run the same SQL text again with new parameters.
+_COMPILED: weakref.WeakKeyDictionary[
+    Any, dict[str, tuple[str, list[Any], tuple[peewee.Field, ...]]]
+] = weakref.WeakKeyDictionary()
+
+
+def param(n: int) -> str:
+    """Stands for argument ``n`` of :func:`compiled_rows` in the query its ``build`` makes."""
+    return f"\x00compiled-param-{n}\x00"
+
+
+def compiled_rows(
+    name: str,
+    build: Callable[[], tuple[peewee.Query, Sequence[peewee.Field]]],
+    args: Sequence[Any] = (),
+) -> Any:
+    """Run the query ``build()`` makes (compiled once per database, under ``name``), its
+    :func:`param` placeholders replaced by ``args``; each row as a tuple of the python values
+    of ``fields`` (the query's selected columns, in order). A write (no ``fields``) answers
+    its row count. ``args`` are database values (``field.db_value``)."""
+    db = database.obj
+    per_db = _COMPILED.get(db)
+    if per_db is None:
+        per_db = _COMPILED[db] = {}
+    entry = per_db.get(name)
+    if entry is None:
+        query, fields = build()
+        sql, params = query.sql()
+        entry = per_db[name] = (sql, list(params), tuple(fields))
+    sql, params, fields = entry
+    placeholders = {param(n): value for n, value in enumerate(args)}
+    bound = [placeholders.get(p, p) if isinstance(p, str) else p for p in params]
+    cursor = database.execute_sql(sql, bound)
+    if not fields:  # a write: how many rows it changed
+        return cursor.rowcount
+    return [
+        tuple(None if v is None else f.python_value(v) for f, v in zip(fields, row, strict=True))
+        for row in cursor.fetchall()
+    ]

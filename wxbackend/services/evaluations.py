@@ -52,7 +52,7 @@ from models.ticket import Ticket, TicketEvent
 from models.user import User
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.db import database
+from wxbackend.db import compiled_rows, database, param
 from wxbackend.security import token_digest
 from wxbackend.services import cases, reminders, scan
 from wxbackend.services.workdays import WorkCalendar
@@ -282,7 +282,7 @@ def prepare_first_rating(
     403 ``self_evaluation_forbidden`` when the identity is the case's window staff or approver.
     """
     now = utcnow()
-    found = scan.compiled_rows(
+    found = compiled_rows(
         "evaluations.identity",
         _identity_with_openid,
         (user_id, Identity.expires_at.db_value(now)),
@@ -322,8 +322,8 @@ def _identity_with_openid() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
         Identity.select(*fields)
         .join_from(Identity, User, peewee.JOIN.LEFT_OUTER, on=(Identity.user == User.id))
         .where(
-            (Identity.user == peewee.Value(scan.param(0), converter=False))
-            & (Identity.expires_at > peewee.Value(scan.param(1), converter=False))
+            (Identity.user == peewee.Value(param(0), converter=False))
+            & (Identity.expires_at > peewee.Value(param(1), converter=False))
         )
         .limit(1)
     )
@@ -351,7 +351,7 @@ def _token_case_staff() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
             Case, window_staff, peewee.JOIN.LEFT_OUTER, on=(Case.window_staff == window_staff.id)
         )
         .join_from(Case, approver, peewee.JOIN.LEFT_OUTER, on=(Case.approver == approver.id))
-        .where(QrToken.token_hash == peewee.Value(scan.param(0), converter=False))
+        .where(QrToken.token_hash == peewee.Value(param(0), converter=False))
         .limit(1)
     )
     return query, fields
@@ -369,7 +369,7 @@ def _prepare_scene_rating(
     """:func:`prepare_first_rating` of a scene: one query for the token, its case and the
     staff's ID hashes, the same checks in the same order."""
     rows = (
-        scan.compiled_rows("evaluations.token", _token_case_staff, (token_digest(scene),))
+        compiled_rows("evaluations.token", _token_case_staff, (token_digest(scene),))
         if cases.valid_scene(scene)
         else []
     )
@@ -443,9 +443,7 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
                 token = _token_by_id(prepared.token_id)
                 cases.check_token_usable(token, None, now)
             evaluation = _insert_evaluation(case, new, now)
-            updated = scan.compiled_rows(
-                "evaluations.mark_rated", _mark_rated, (case.id, _db_time(now))
-            )
+            updated = compiled_rows("evaluations.mark_rated", _mark_rated, (case.id, _db_time(now)))
             if updated != 1:
                 raise errors.AlreadyEvaluated()
             _close_tokens(case.id, prepared.token_id, now)
@@ -459,7 +457,7 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
 
 
 def _p(n: int) -> peewee.Value:
-    return peewee.Value(scan.param(n), converter=False)
+    return peewee.Value(param(n), converter=False)
 
 
 def _db_time(value: datetime) -> Any:
@@ -473,7 +471,7 @@ def _case_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
 
 def _case_by_id(case_id: int) -> Case:
     """``Case.get_by_id`` (DoesNotExist when missing) through a compiled query."""
-    rows = scan.compiled_rows("evaluations.case", _case_row, (case_id,))
+    rows = compiled_rows("evaluations.case", _case_row, (case_id,))
     if not rows:
         raise Case.DoesNotExist(f"Case {case_id} does not exist.")
     return Case(**{f.name: v for f, v in zip(Case._meta.sorted_fields, rows[0], strict=True)})
@@ -485,7 +483,7 @@ def _token_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
 
 
 def _token_by_id(token_id: int) -> QrToken | None:
-    rows = scan.compiled_rows("evaluations.token_by_id", _token_row, (token_id,))
+    rows = compiled_rows("evaluations.token_by_id", _token_row, (token_id,))
     if not rows:
         return None
     tid, case_id, status, expires_at = rows[0]
@@ -540,8 +538,8 @@ def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> Evaluation:
 def _close_tokens(case_id: int, used_token_id: int | None, now: datetime) -> None:
     """Rating a case closes it to every token: the scanned one used, the others revoked."""
     if used_token_id is not None:
-        scan.compiled_rows("evaluations.use_token", _use_token, (used_token_id, _db_time(now)))
-    scan.compiled_rows("evaluations.revoke_tokens", _revoke_tokens, (case_id,))
+        compiled_rows("evaluations.use_token", _use_token, (used_token_id, _db_time(now)))
+    compiled_rows("evaluations.revoke_tokens", _revoke_tokens, (case_id,))
 
 
 #: Public name for the default ratings (same rule: rating a case closes every token).

@@ -12,8 +12,7 @@ Never answered here: the applicant's name, ID number or phone. Nothing pre-selec
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,7 @@ from models.evaluation import Indicator
 from models.identity import Identity
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.db import database
+from wxbackend.db import compiled_rows, param
 from wxbackend.security import token_digest
 from wxbackend.services.cases import check_token_usable, valid_scene
 from wxbackend.timefmt import iso
@@ -73,46 +72,6 @@ def parse_id(value: Any) -> int | None:
 
 
 # --------------------------------------------------------------------------- database side
-
-#: Hot queries compiled once per database: ``{database: {name: (sql, params, fields)}}``.
-#: Peewee rebuilds the SQL of a query object on every call, which costs far more than
-#: SQLite's execution; these run the same SQL text again with new parameters.
-_COMPILED: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, list[Any], tuple[Field, ...]]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def param(n: int) -> str:
-    """Stands for argument ``n`` of :func:`compiled_rows` in the query its ``build`` makes."""
-    return f"\x00compiled-param-{n}\x00"
-
-
-def compiled_rows(
-    name: str, build: Callable[[], tuple[Query, Sequence[Field]]], args: Sequence[Any] = ()
-) -> Any:
-    """Run the query ``build()`` makes (compiled once per database, under ``name``), its
-    :func:`param` placeholders replaced by ``args``; each row as a tuple of the python values
-    of ``fields`` (the query's selected columns, in order). A write (no ``fields``) answers
-    its row count. ``args`` are database values (``field.db_value``)."""
-    db = database.obj
-    per_db = _COMPILED.get(db)
-    if per_db is None:
-        per_db = _COMPILED[db] = {}
-    entry = per_db.get(name)
-    if entry is None:
-        query, fields = build()
-        sql, params = query.sql()
-        entry = per_db[name] = (sql, list(params), tuple(fields))
-    sql, params, fields = entry
-    placeholders = {param(n): value for n, value in enumerate(args)}
-    bound = [placeholders.get(p, p) if isinstance(p, str) else p for p in params]
-    cursor = database.execute_sql(sql, bound)
-    if not fields:  # a write: how many rows it changed
-        return cursor.rowcount
-    return [
-        tuple(None if v is None else f.python_value(v) for f, v in zip(fields, row, strict=True))
-        for row in cursor.fetchall()
-    ]
 
 
 def active_identity(user_id: int, now: datetime | None = None) -> Identity | None:
