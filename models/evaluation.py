@@ -73,6 +73,18 @@ class Evaluation(BaseModel):
         )
 
 
+def catalogue_refs(source: Case | Evaluation) -> dict[str, int | None]:
+    """The catalogue references an evaluation copies from its case (or from the first
+    rating, for a follow-up): ``Evaluation.create(..., **catalogue_refs(case))``."""
+    return {
+        "center": source.center_id,
+        "item": source.item_id,
+        "department": source.department_id,
+        "window_staff": source.window_staff_id,
+        "approver": source.approver_id,
+    }
+
+
 class EvaluationIndicator(BaseModel):
     """A reason chosen in an evaluation (one row per code, for per-indicator figures)."""
 

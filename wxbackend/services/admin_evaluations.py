@@ -56,6 +56,7 @@ from models.evaluation import (
     EvaluationIndicator,
     Indicator,
     Reply,
+    catalogue_refs,
 )
 from models.ticket import Ticket
 from wxbackend import errors
@@ -420,11 +421,7 @@ def _store_callback(case: Case, new: CallbackRating, now: datetime) -> tuple[int
         evaluation = Evaluation.create(
             case=case.id,
             assess_number=1,
-            center=case.center_id,
-            item=case.item_id,
-            department=case.department_id,
-            window_staff=case.window_staff_id,
-            approver=case.approver_id,
+            **catalogue_refs(case),
             **columns,
         )
         return evaluation.id, False

@@ -22,7 +22,7 @@ import peewee
 
 from models.base import utcnow
 from models.case import Case
-from models.evaluation import Evaluation
+from models.evaluation import Evaluation, catalogue_refs
 from models.job import Job
 from wxbackend.context import Context
 from wxbackend.db import database
@@ -60,11 +60,7 @@ def apply_default_rating(case_id: int, window_days: int, now: datetime | None = 
                 comment=None,
                 comment_status="visible",
                 created_at=now,
-                center=case.center_id,
-                item=case.item_id,
-                department=case.department_id,
-                window_staff=case.window_staff_id,
-                approver=case.approver_id,
+                **catalogue_refs(case),
             )
             updated = (
                 Case.update(first_rated_at=now)

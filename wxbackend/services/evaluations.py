@@ -46,6 +46,7 @@ from models.evaluation import (
     Evaluation,
     EvaluationIndicator,
     Indicator,
+    catalogue_refs,
 )
 from models.identity import Identity
 from models.ticket import Ticket, TicketEvent
@@ -526,11 +527,7 @@ def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> Evaluation:
         comment=rating.comment,
         comment_status=new.comment_status,
         created_at=now,
-        center=case.center_id,
-        item=case.item_id,
-        department=case.department_id,
-        window_staff=case.window_staff_id,
-        approver=case.approver_id,
+        **catalogue_refs(case),
         **levels,
     )
 
@@ -636,11 +633,7 @@ def store_follow_up(
                 comment=rating.comment,
                 comment_status=comment_status,
                 created_at=now,
-                center=original.center_id,
-                item=original.item_id,
-                department=original.department_id,
-                window_staff=original.window_staff_id,
-                approver=original.approver_id,
+                **catalogue_refs(original),
             )
             _insert_indicators(follow_up.id, rating.indicators, indicator_ids)
     except peewee.IntegrityError:
