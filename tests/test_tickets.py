@@ -88,7 +88,7 @@ async def seed_rating(
                 approver=case.approver_id,
             )
             Case.update(first_rated_at=at).where(Case.id == case.id).execute()
-            ticket_id = open_ticket(evaluation, case, at, ctx.settings) if overall <= 2 else None
+            ticket_id = open_ticket(evaluation.id, case, at, ctx.settings) if overall <= 2 else None
             return Seeded(
                 case_id,
                 case.case_no,

@@ -111,6 +111,22 @@ async def test_unreachable_wechat(ctx):
     with pytest.raises(wx.WeChatUnavailableError) as info:
         await ctx.wechat.code2session("abc")
     assert info.value.errcode == "network"
+    assert info.value.ambiguous is False  # nothing was sent: safe to retry, even a send
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [{}, {"wechat": {"http_keepalive": False}}])
+async def test_connections_kept_alive(ctx, sandbox, settings_overrides):
+    """With keep-alive (the default) sequential calls share one TCP connection; without it
+    each call opens its own. Both give the same answers."""
+    openid = await _openid(sandbox)
+    await ctx.wechat.access_token()
+    before = (await sandbox.stats())["connections"]
+    for i in range(5):
+        answer = await ctx.wechat.msg_sec_check(openid, f"hello {i}")
+        assert answer["result"]["suggest"] == "pass"
+    opened = (await sandbox.stats())["connections"] - before
+    assert opened == (5 if settings_overrides else 0)
 
 
 @pytest.mark.asyncio
@@ -172,3 +188,26 @@ async def test_sends_are_never_resent_after_a_timeout(ctx, sandbox):
         await ctx.wechat.send_subscribe_message("o1", "tpl", {"thing1": {"value": "x"}})
     assert info.value.ambiguous is False
     assert (await sandbox.stats())["calls"]["cgi-bin/message/subscribe/send"] == 4
+
+
+@pytest.mark.parametrize(
+    "errno, message, errcode, ambiguous",
+    [
+        (7, "Failed to connect to 127.0.0.1 port 9: Connection refused", "network", False),
+        (6, "Could not resolve host: api.weixin.qq.com", "network", False),
+        (28, "Connection timed out after 1001 milliseconds", "timeout", False),
+        (28, "Resolving timed out after 1000 milliseconds", "timeout", False),
+        (28, "Operation timed out after 1000 milliseconds with 0 bytes received", "timeout", True),
+        (52, "Empty reply from server", "network", True),
+        (56, "Recv failure: Connection reset by peer", "network", True),
+    ],
+)
+def test_curl_failures_classified(errno, message, errcode, ambiguous):
+    """libcurl's errors: only a failure before the request went out is unambiguous (a send
+    that WeChat may have taken is never resent)."""
+    from tornado.curl_httpclient import CurlError
+
+    from wxbackend.wechat.client import transport_failure
+
+    failure = transport_failure(CurlError(errno, message))
+    assert (failure.errcode, failure.ambiguous) == (errcode, ambiguous)

@@ -72,6 +72,7 @@ def build_context(
         rkeys,
         settings.wechat.timeout_seconds,
         metrics,
+        keepalive=settings.wechat.http_keepalive,
     )
     ctx = Context(
         settings=settings,

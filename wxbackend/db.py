@@ -129,15 +129,11 @@ def param(n: int) -> str:
     return f"\x00compiled-param-{n}\x00"
 
 
-def compiled_rows(
+def _execute_compiled(
     name: str,
     build: Callable[[], tuple[peewee.Query, Sequence[peewee.Field]]],
-    args: Sequence[Any] = (),
-) -> Any:
-    """Run the query ``build()`` makes (compiled once per database, under ``name``), its
-    :func:`param` placeholders replaced by ``args``; each row as a tuple of the python values
-    of ``fields`` (the query's selected columns, in order). A write (no ``fields``) answers
-    its row count. ``args`` are database values (``field.db_value``)."""
+    args: Sequence[Any],
+) -> tuple[Any, tuple[peewee.Field, ...]]:
     db = database.obj
     per_db = _COMPILED.get(db)
     if per_db is None:
@@ -150,10 +146,32 @@ def compiled_rows(
     sql, params, fields = entry
     placeholders = {param(n): value for n, value in enumerate(args)}
     bound = [placeholders.get(p, p) if isinstance(p, str) else p for p in params]
-    cursor = database.execute_sql(sql, bound)
+    return database.execute_sql(sql, bound), fields
+
+
+def compiled_rows(
+    name: str,
+    build: Callable[[], tuple[peewee.Query, Sequence[peewee.Field]]],
+    args: Sequence[Any] = (),
+) -> Any:
+    """Run the query ``build()`` makes (compiled once per database, under ``name``), its
+    :func:`param` placeholders replaced by ``args``; each row as a tuple of the python values
+    of ``fields`` (the query's selected columns, in order). A write (no ``fields``) answers
+    its row count. ``args`` are database values (``field.db_value``)."""
+    cursor, fields = _execute_compiled(name, build, args)
     if not fields:  # a write: how many rows it changed
         return cursor.rowcount
     return [
         tuple(None if v is None else f.python_value(v) for f, v in zip(fields, row, strict=True))
         for row in cursor.fetchall()
     ]
+
+
+def compiled_insert(name: str, build: Callable[[], peewee.Insert], args: Sequence[Any] = ()) -> int:
+    """Run the single-row INSERT ``build()`` makes (compiled as :func:`compiled_rows`; every
+    column given as a :func:`param`, so no default is frozen into the SQL) and answer the new
+    row's id (``RETURNING`` on PostgreSQL, the cursor's ``lastrowid`` on SQLite)."""
+    cursor, _ = _execute_compiled(name, lambda: (build(), ()), args)
+    if database.obj.returning_clause:
+        return cursor.fetchone()[0]
+    return cursor.lastrowid

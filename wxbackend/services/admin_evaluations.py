@@ -467,7 +467,7 @@ def store_callback_rating(
             if rows:
                 EvaluationIndicator.insert_many(rows).execute()
             if new.rating.is_bad:
-                open_ticket(Evaluation.get_by_id(evaluation_id), case, now, settings)
+                open_ticket(evaluation_id, case, now, settings)
             detail = {
                 "case_id": str(case.id),
                 "channel": new.channel,

@@ -28,7 +28,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,7 @@ from models.ticket import Ticket, TicketEvent
 from models.user import User
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.db import compiled_rows, database, param
+from wxbackend.db import compiled_insert, compiled_rows, database, param
 from wxbackend.security import token_digest
 from wxbackend.services import cases, reminders, scan
 from wxbackend.services.workdays import WorkCalendar
@@ -163,15 +163,16 @@ def _comment(value: Any, max_chars: int) -> str | None:
 
 
 def check_indicators(codes: Iterable[str]) -> dict[str, int]:
-    """``{code: indicator id}`` for ``codes``; any code not active → 422 ``unknown_indicator``."""
+    """``{code: indicator id}`` for ``codes``, in the indicators' display order; any code not
+    active → 422 ``unknown_indicator``."""
     wanted = list(codes)
     if not wanted:
         return {}
     found = {
         row.code: row.id
-        for row in Indicator.select(Indicator.id, Indicator.code).where(
-            Indicator.code.in_(wanted) & (Indicator.active == True)  # noqa: E712
-        )
+        for row in Indicator.select(Indicator.id, Indicator.code)
+        .where(Indicator.code.in_(wanted) & (Indicator.active == True))  # noqa: E712
+        .order_by(Indicator.sort_order, Indicator.id)
     }
     for code in wanted:
         if code not in found:
@@ -233,13 +234,30 @@ def owner_view(evaluation: Evaluation, indicators: list[str]) -> dict[str, Any]:
     }
 
 
-def owner_view_of(evaluation_id: int, has_indicators: bool = True) -> dict[str, Any]:
-    """:func:`owner_view` of one stored evaluation (by id). ``has_indicators=False`` (the
-    caller just stored it without any) skips the indicator query."""
+def owner_view_of(evaluation_id: int) -> dict[str, Any]:
+    """:func:`owner_view` of one stored evaluation (by id)."""
     evaluation = Evaluation.get_by_id(evaluation_id)
-    if not has_indicators:
-        return owner_view(evaluation, [])
     return owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
+
+
+def new_owner_view(evaluation_id: int, new: NewRating) -> dict[str, Any]:
+    """:func:`owner_view` of the first rating :func:`store_first_rating` just stored from
+    ``new`` (no re-read: nothing else can have changed it but a like, counted from 0)."""
+    prepared, rating = new.prepared, new.rating
+    return {
+        "id": str(evaluation_id),
+        "case_id": str(prepared.case_id),
+        "overall": rating.overall,
+        "stages": dict(rating.stages),
+        "targets": dict(rating.targets),
+        "indicators": list(new.indicator_ids),  # display order (check_indicators)
+        "comment": rating.comment,
+        "comment_status": new.comment_status,
+        "channel": prepared.channel,
+        "assess_number": 1,
+        "like_count": 0,
+        "created_at": iso(new.at),
+    }
 
 
 def my_evaluations(user_id: int, limit: int = 500) -> list[dict[str, Any]]:
@@ -415,12 +433,13 @@ def is_case_staff(case: Case, id_hash: str) -> bool:
 
 @dataclass(frozen=True)
 class NewRating:
-    """Everything :func:`store_first_rating` writes."""
+    """Everything :func:`store_first_rating` writes (``at``: its time, default now)."""
 
     prepared: Prepared
     rating: Rating
     indicator_ids: Mapping[str, int]
     comment_status: str
+    at: datetime = field(default_factory=utcnow)
 
 
 def store_first_rating(new: NewRating, settings: Settings) -> int:
@@ -434,27 +453,26 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
     indicators; opens the ticket of a 差评.
     """
     prepared, rating = new.prepared, new.rating
-    now = utcnow()
+    now = new.at
     try:
         with database.atomic():
-            case = _case_by_id(prepared.case_id)
+            case, token = _case_and_token(prepared.case_id, prepared.token_id)
             if case.first_rated_at is not None:
                 raise errors.AlreadyEvaluated()
             if prepared.token_id is not None:
-                token = _token_by_id(prepared.token_id)
                 cases.check_token_usable(token, None, now)
-            evaluation = _insert_evaluation(case, new, now)
+            evaluation_id = _insert_evaluation(case, new, now)
             updated = compiled_rows("evaluations.mark_rated", _mark_rated, (case.id, _db_time(now)))
             if updated != 1:
                 raise errors.AlreadyEvaluated()
             _close_tokens(case.id, prepared.token_id, now)
-            reminders.cancel_case_jobs(case.id)  # no reminder, no default rating any more
-            _insert_indicators(evaluation.id, rating.indicators, new.indicator_ids)
+            reminders.cancel_case_jobs(case.id, now)  # no reminder, no default rating any more
+            _insert_indicators(evaluation_id, rating.indicators, new.indicator_ids)
             if rating.is_bad:
-                open_ticket(evaluation, case, now, settings)
+                open_ticket(evaluation_id, case, now, settings)
     except peewee.IntegrityError:
         raise errors.AlreadyEvaluated() from None
-    return evaluation.id
+    return evaluation_id
 
 
 def _p(n: int) -> peewee.Value:
@@ -465,30 +483,45 @@ def _db_time(value: datetime) -> Any:
     return Case.first_rated_at.db_value(value)
 
 
-def _case_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
-    fields = tuple(Case._meta.sorted_fields)
-    return Case.select(*fields).where(Case.id == _p(0)), fields
+#: The case columns the rating transaction needs (its state and what the rating copies).
+_CASE_COLUMNS = (
+    Case.id,
+    Case.first_rated_at,
+    Case.center,
+    Case.item,
+    Case.department,
+    Case.window_staff,
+    Case.approver,
+)
+_TOKEN_COLUMNS = (QrToken.id, QrToken.status, QrToken.expires_at)
 
 
-def _case_by_id(case_id: int) -> Case:
-    """``Case.get_by_id`` (DoesNotExist when missing) through a compiled query."""
-    rows = compiled_rows("evaluations.case", _case_row, (case_id,))
+def _case_and_token_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    fields = _CASE_COLUMNS + _TOKEN_COLUMNS
+    query = (
+        Case.select(*fields)
+        .join_from(
+            Case,
+            QrToken,
+            peewee.JOIN.LEFT_OUTER,
+            on=((QrToken.case == Case.id) & (QrToken.id == _p(1))),
+        )
+        .where(Case.id == _p(0))
+    )
+    return query, fields
+
+
+def _case_and_token(case_id: int, token_id: int | None) -> tuple[Case, QrToken | None]:
+    """The case (DoesNotExist when missing) and, when ``token_id`` is one of the case's
+    tokens, that token: one compiled query, read inside the rating's transaction."""
+    rows = compiled_rows("evaluations.case_token", _case_and_token_row, (case_id, token_id))
     if not rows:
         raise Case.DoesNotExist(f"Case {case_id} does not exist.")
-    return Case(**{f.name: v for f, v in zip(Case._meta.sorted_fields, rows[0], strict=True)})
-
-
-def _token_row() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
-    fields = (QrToken.id, QrToken.case, QrToken.status, QrToken.expires_at)
-    return QrToken.select(*fields).where(QrToken.id == _p(0)), fields
-
-
-def _token_by_id(token_id: int) -> QrToken | None:
-    rows = compiled_rows("evaluations.token_by_id", _token_row, (token_id,))
-    if not rows:
-        return None
-    tid, case_id, status, expires_at = rows[0]
-    return QrToken(id=tid, case=case_id, status=status, expires_at=expires_at)
+    row = rows[0]
+    case = Case(**{f.name: v for f, v in zip(_CASE_COLUMNS, row, strict=False)})
+    tid, status, expires_at = row[len(_CASE_COLUMNS) :]
+    token = QrToken(id=tid, status=status, expires_at=expires_at) if tid is not None else None
+    return case, token
 
 
 def _mark_rated() -> tuple[peewee.Query, tuple[()]]:
@@ -498,45 +531,56 @@ def _mark_rated() -> tuple[peewee.Query, tuple[()]]:
     return query, ()
 
 
-def _use_token() -> tuple[peewee.Query, tuple[()]]:
-    query = QrToken.update(status="used", used_at=_p(1)).where(
-        (QrToken.id == _p(0)) & (QrToken.status == "active")
-    )
+def _close_tokens_query() -> tuple[peewee.Query, tuple[()]]:
+    """Every active token of case ``param(0)``: ``param(1)`` (may be NULL) becomes used at
+    ``param(2)``, the others revoked; one statement."""
+    is_used = QrToken.id == _p(1)
+    query = QrToken.update(
+        status=peewee.Case(None, [(is_used, "used")], "revoked"),
+        used_at=peewee.Case(None, [(is_used, _p(2))], QrToken.used_at),
+    ).where((QrToken.case == _p(0)) & (QrToken.status == "active"))
     return query, ()
 
 
-def _revoke_tokens() -> tuple[peewee.Query, tuple[()]]:
-    query = QrToken.update(status="revoked").where(
-        (QrToken.case == _p(0)) & (QrToken.status == "active")
-    )
-    return query, ()
+#: Every column of an evaluation but its id, in the order of the compiled INSERT's params.
+_EVALUATION_COLUMNS = tuple(f for f in Evaluation._meta.sorted_fields if f.name != "id")
 
 
-def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> Evaluation:
+def _evaluation_insert() -> peewee.Insert:
+    return Evaluation.insert({f: _p(n) for n, f in enumerate(_EVALUATION_COLUMNS)})
+
+
+def _insert_evaluation(case: Case, new: NewRating, now: datetime) -> int:
+    """INSERT the first rating (every column given, through a compiled statement)."""
     prepared, rating = new.prepared, new.rating
-    levels = {f"stage_{k}": v for k, v in rating.stages.items()}
-    levels.update({f"target_{k}": v for k, v in rating.targets.items()})
-    return Evaluation.create(
-        case=case.id,
-        assess_number=1,
-        channel=prepared.channel,
-        user=prepared.user_id,
-        rater_id_hash=prepared.rater_id_hash,
-        name_masked=prepared.name_masked,
-        overall=rating.overall,
-        comment=rating.comment,
-        comment_status=new.comment_status,
-        created_at=now,
+    values: dict[str, Any] = {
+        "case": case.id,
+        "assess_number": 1,
+        "channel": prepared.channel,
+        "user": prepared.user_id,
+        "rater_id_hash": prepared.rater_id_hash,
+        "name_masked": prepared.name_masked,
+        "overall": rating.overall,
+        "comment": rating.comment,
+        "comment_status": new.comment_status,
+        "moderation_reason": None,
+        "like_count": 0,
+        "created_at": now,
         **catalogue_refs(case),
-        **levels,
-    )
+        **{f"stage_{key}": rating.stages.get(key) for key in STAGES},
+        **{f"target_{key}": rating.targets.get(key) for key in TARGETS},
+    }
+    args = [
+        None if values[f.name] is None else f.db_value(values[f.name]) for f in _EVALUATION_COLUMNS
+    ]
+    return compiled_insert("evaluations.insert", _evaluation_insert, args)
 
 
 def _close_tokens(case_id: int, used_token_id: int | None, now: datetime) -> None:
     """Rating a case closes it to every token: the scanned one used, the others revoked."""
-    if used_token_id is not None:
-        compiled_rows("evaluations.use_token", _use_token, (used_token_id, _db_time(now)))
-    compiled_rows("evaluations.revoke_tokens", _revoke_tokens, (case_id,))
+    compiled_rows(
+        "evaluations.close_tokens", _close_tokens_query, (case_id, used_token_id, _db_time(now))
+    )
 
 
 #: Public name for the default ratings (same rule: rating a case closes every token).
@@ -556,14 +600,14 @@ def _calendar(extra_holidays: tuple[str, ...], extra_workdays: tuple[str, ...]) 
     return WorkCalendar(list(extra_holidays), list(extra_workdays))
 
 
-def open_ticket(evaluation: Evaluation, case: Case, opened_at: datetime, settings: Settings) -> int:
-    """Open the 差评 ticket of ``evaluation`` (status ``open``, deadlines in working days from
-    ``tickets.*``) with its first event. Call it inside the transaction that stores the
-    rating. Returns the ticket id."""
+def open_ticket(evaluation_id: int, case: Case, opened_at: datetime, settings: Settings) -> int:
+    """Open the 差评 ticket of evaluation ``evaluation_id`` (status ``open``, deadlines in
+    working days from ``tickets.*``) with its first event. Call it inside the transaction
+    that stores the rating. Returns the ticket id."""
     policy = settings.tickets
     calendar = _calendar(tuple(policy.extra_holidays), tuple(policy.extra_workdays))
     ticket = Ticket.create(
-        evaluation=evaluation.id,
+        evaluation=evaluation_id,
         case=case.id,
         center=case.center_id,
         department=case.department_id,
@@ -688,23 +732,39 @@ async def submit(
     if (scene is None) == (case_id is None):
         raise errors.InvalidBody("Give either scene or case_id.")
     settings = ctx.settings.rating
-    prepared = await ctx.db.run(
-        prepare_first_rating, user_id, scene, case_id, settings.require_applicant
+    rating: Rating | None = None
+    invalid: errors.ContractError | None = None
+    try:
+        rating = parse_rating(
+            overall,
+            stages=stages,
+            targets=targets,
+            indicators=indicators,
+            comment=comment,
+            comment_max_chars=settings.comment_max_chars,
+        )
+    except errors.ContractError as exc:
+        invalid = exc  # answered after the case's own errors, as the checks are ordered
+    prepared, indicator_ids = await ctx.db.run(
+        _prepare_with_indicators, user_id, scene, case_id, settings.require_applicant, rating
     )
-    rating = parse_rating(
-        overall,
-        stages=stages,
-        targets=targets,
-        indicators=indicators,
-        comment=comment,
-        comment_max_chars=settings.comment_max_chars,
-    )
-    indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
+    if rating is None:
+        assert invalid is not None
+        raise invalid
     status = await comment_status(ctx, prepared.openid, rating.comment)
     new = NewRating(prepared, rating, indicator_ids, status)
     evaluation_id = await _store_with_claim(ctx, new)
     await _publish(ctx, evaluation_id)
-    return await ctx.db.run(owner_view_of, evaluation_id, bool(rating.indicators))
+    return new_owner_view(evaluation_id, new)
+
+
+def _prepare_with_indicators(
+    user_id: int, scene: str | None, case_id: Any, require_applicant: bool, rating: Rating | None
+) -> tuple[Prepared, dict[str, int]]:
+    """:func:`prepare_first_rating`, then :func:`check_indicators` of a valid rating: one
+    trip to the database pool."""
+    prepared = prepare_first_rating(user_id, scene, case_id, require_applicant)
+    return prepared, check_indicators(rating.indicators) if rating is not None else {}
 
 
 def claim_key(ctx: Context, case_id: int) -> str:

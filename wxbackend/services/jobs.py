@@ -8,6 +8,7 @@ jobs only until ``lease_until``; then any worker takes them over.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ import peewee
 
 from models.base import utcnow
 from models.job import Job
-from wxbackend.db import database
+from wxbackend.db import compiled_rows, database, param
 
 
 def schedule(kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None) -> bool:
@@ -39,16 +40,23 @@ def schedule(kind: str, key: str, due_at: datetime, payload: dict[str, Any] | No
     return inserted > 0
 
 
-def cancel(keys: Iterable[str]) -> int:
+def cancel(keys: Iterable[str], now: datetime | None = None) -> int:
     """Cancel pending jobs by key (e.g. the reminders of a case that was just rated)."""
     keys = list(keys)
     if not keys:
         return 0
-    return (
-        Job.update(status="cancelled", finished_at=utcnow())
-        .where(Job.key.in_(keys) & (Job.status == "pending"))
-        .execute()
-    )
+    finished_at = Job.finished_at.db_value(now or utcnow())
+    # One compiled statement per number of keys (a rated case always cancels the same three).
+    build = functools.partial(_cancel_query, len(keys))
+    return compiled_rows(f"jobs.cancel.{len(keys)}", build, [finished_at, *keys])
+
+
+def _cancel_query(n_keys: int) -> tuple[peewee.Query, tuple[()]]:
+    keys = [peewee.Value(param(1 + n), converter=False) for n in range(n_keys)]
+    query = Job.update(
+        status="cancelled", finished_at=peewee.Value(param(0), converter=False)
+    ).where(Job.key.in_(keys) & (Job.status == "pending"))
+    return query, ()
 
 
 def _claimable(now: datetime) -> peewee.Expression:

@@ -314,11 +314,11 @@ def schedule_for_identity(id_hash: str, settings: Settings, now: datetime | None
     return sum(schedule_reminders(case, settings, now, catch_up=True) for case in cases)
 
 
-def cancel_case_jobs(case_id: int) -> int:
+def cancel_case_jobs(case_id: int, now: datetime | None = None) -> int:
     """The case was rated (inside that transaction): its pending reminders and default
     rating are cancelled. (The sender re-checks ``first_rated_at`` anyway.)"""
     keys = [reminder_key(case_id, n) for n in REMINDER_NUMBERS]
-    return jobs.cancel([*keys, default_rating_key(case_id)])
+    return jobs.cancel([*keys, default_rating_key(case_id)], now)
 
 
 def schedule_rectified_notice(ticket_id: int, now: datetime | None = None) -> bool:

@@ -115,9 +115,10 @@ data, miniprogram_state, lang, at}]}``; ``DELETE /_sandbox/messages`` → ``{ok:
 ``POST /_sandbox/sec-words {risky?: [...], review?: [...]}`` → ``{risky, review}``
     (``GET`` shows them).
 ``GET /_sandbox/stats`` → ``{calls: {path: n}, token_fetches: {"cgi-bin/token": n,
-"cgi-bin/stable_token": n}, codes_made: n, messages_sent: n}``
+"cgi-bin/stable_token": n}, codes_made: n, messages_sent: n, connections: n}``
     ``calls`` counts every call to a WeChat endpoint (errors and faults included);
-    ``token_fetches`` counts answers carrying a token.
+    ``token_fetches`` counts answers carrying a token; ``connections`` counts the distinct
+    TCP connections those calls came on (a client keeping connections alive makes few).
 ``POST /_sandbox/reset`` → ``{ok: true}``
     Clears everything (tokens, codes, openids, attempts, templates, quotas, messages, faults,
     words back to defaults, counters; hanging calls are released) except appid, secret and
@@ -480,6 +481,7 @@ class _Data:
     )
     codes_made: int = 0
     next_msgid: int = 1_700_000_000_000_001
+    connections: int = 0
 
 
 class SandboxState:
@@ -921,6 +923,7 @@ class SandboxState:
             "token_fetches": dict(self.data.token_fetches),
             "codes_made": self.data.codes_made,
             "messages_sent": len(self.data.messages),
+            "connections": self.data.connections,
         }
 
     def reset(self) -> None:
@@ -977,6 +980,10 @@ class WeChatHandler(_SandboxHandler):
 
     async def prepare(self) -> None:
         self.state.count_call(self.wechat_path)
+        connection = self.request.connection
+        if connection is not None and not getattr(connection.stream, "_wxb_counted", False):
+            connection.stream._wxb_counted = True  # type: ignore[union-attr]
+            self.state.data.connections += 1
         fault = self.state.take_fault(self.wechat_path)
         if fault is not None and await self._apply_fault(fault):
             return
