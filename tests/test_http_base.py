@@ -1,5 +1,6 @@
 """The HTTP base: strict JSON, 413, errors, request ids, logs, health, OpenAPI coverage."""
 
+import asyncio
 import json
 import logging
 
@@ -31,6 +32,27 @@ async def test_body_over_64k_is_413(api):
     big = json.dumps({"code": "x" * (64 * 1024)}).encode()
     status, answer = await api("POST", "/api/v1/auth/login", raw=big)
     assert status == 413 and answer["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 100 << 20])
+async def test_announced_big_body_is_413_before_it_is_read(http_server, api, size):
+    """The headers alone announce too much: 413 at once (the body is never sent or read),
+    the connection is closed, and the server goes on serving. 100 MiB is far above
+    Tornado's own cap, which used to answer a bare 400."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_server[1])
+    writer.write(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {size}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)  # until the server closes
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body)["error"]["code"] == "body_too_large"
+    status, _ = await api("GET", "/healthz")
+    assert status == 200
 
 
 @pytest.mark.asyncio

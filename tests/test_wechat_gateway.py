@@ -211,3 +211,28 @@ def test_curl_failures_classified(errno, message, errcode, ambiguous):
 
     failure = transport_failure(CurlError(errno, message))
     assert (failure.errcode, failure.ambiguous) == (errcode, ambiguous)
+
+
+
+@pytest.mark.asyncio
+async def test_token_kept_in_the_process(ctx, sandbox):
+    """The token read from Redis is reused by this process for LOCAL_TOKEN_SECONDS: no Redis
+    round trip per call (here, its key deleted from Redis does not matter)."""
+    openid = await _openid(sandbox)
+    await ctx.wechat.msg_sec_check(openid, "first")
+    await ctx.redis.delete(ctx.rkeys("wechat", "token", ctx.settings.wechat.appid))
+    for i in range(5):
+        await ctx.wechat.msg_sec_check(openid, f"again {i}")
+    assert (await sandbox.stats())["token_fetches"]["cgi-bin/stable_token"] == 1
+
+
+@pytest.mark.asyncio
+async def test_without_reuse_each_call_reads_redis(ctx, sandbox, monkeypatch):
+    from wxbackend.wechat import client
+
+    monkeypatch.setattr(client, "LOCAL_TOKEN_SECONDS", 0.0)
+    openid = await _openid(sandbox)
+    await ctx.wechat.msg_sec_check(openid, "first")
+    await ctx.redis.delete(ctx.rkeys("wechat", "token", ctx.settings.wechat.appid))
+    await ctx.wechat.msg_sec_check(openid, "again")
+    assert (await sandbox.stats())["token_fetches"]["cgi-bin/stable_token"] == 2

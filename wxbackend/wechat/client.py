@@ -4,9 +4,14 @@ HTTP goes through its own Tornado ``AsyncHTTPClient`` (kept apart from the datab
 so hanging WeChat calls never block the IOLoop or starve other work. With
 ``wechat.http_keepalive`` (the default) it is Tornado's libcurl client, which keeps
 connections to WeChat open between calls (a new TCP connection per call, as Tornado's own
-client makes, cost about 0.6 ms of CPU per call against 0.25 ms). Each method maps one
-WeChat endpoint (the shape of wechatpy's API classes) and raises a typed
-:class:`~wxbackend.wechat.errors.WeChatError` on failure.
+client makes, cost about 0.6 ms of CPU per call against 0.25 ms). libcurl itself re-sends a
+request once when a *reused* connection turns out closed before a single byte of answer came
+back (the usual idle keep-alive race, where the server never read it); a server that acted
+on a request and then closed without answering would see it twice, a risk every keep-alive
+client shares.
+
+Each method maps one WeChat endpoint (the shape of wechatpy's API classes) and raises a
+typed :class:`~wxbackend.wechat.errors.WeChatError` on failure.
 
 Rules:
 - at most 3 attempts, ``timeout`` seconds each, retrying -1 / HTTP 5xx / timeouts / network
