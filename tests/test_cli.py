@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,53 @@ def test_two_processes_with_real_redis(tmp_path, redis_flushed):
             not Path(f"/proc/{pid}").exists()
             or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
         )
+
+
+def _healthz_count(base: str) -> int:
+    req = urllib.request.Request(base + "/metrics")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+    line = 'wxb_http_requests_total{method="GET",route="/healthz",status="200"}'
+    return sum(int(float(row.split()[-1])) for row in text.splitlines() if row.startswith(line))
+
+
+def test_metrics_of_every_process(tmp_path, redis_flushed):
+    """With two server processes any scrape of /metrics counts the requests of both: requests
+    on many connections until both processes have taken some (each leaves its files in the
+    metrics folder), then every scrape shows exactly that many more."""
+    port, sandbox_port = free_port(), free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    proc = subprocess.Popen(
+        [WXBACKEND, "serve", "--port", str(port), "--processes", "2"],
+        cwd=tmp_path,
+        env=clean_env(
+            WXB_SANDBOX_PORT=str(sandbox_port),
+            WXB_REDIS_URL=redis_flushed,
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proc)
+        before = _healthz_count(base)
+        sent, pids = 0, set()
+        with ThreadPoolExecutor(32) as pool:
+            while len(pids) < 2 and sent < 2000:  # until both processes have answered some
+                statuses = list(pool.map(lambda _: http("GET", base + "/healthz")[0], range(200)))
+                assert statuses == [200] * 200
+                sent += 200
+                pids = {f.stem.rsplit("_", 1)[-1] for f in metrics_dir.glob("counter_*.db")}
+        assert len(pids) == 2, pids
+        deadline = time.monotonic() + 5  # a request is counted just after its answer went out
+        while _healthz_count(base) - before != sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [_healthz_count(base) - before for _ in range(6)] == [sent] * 6
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err[-2000:]
 
 
 def run_cli(tmp_path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:

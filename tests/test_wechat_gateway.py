@@ -213,7 +213,6 @@ def test_curl_failures_classified(errno, message, errcode, ambiguous):
     assert (failure.errcode, failure.ambiguous) == (errcode, ambiguous)
 
 
-
 @pytest.mark.asyncio
 async def test_token_kept_in_the_process(ctx, sandbox):
     """The token read from Redis is reused by this process for LOCAL_TOKEN_SECONDS: no Redis

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from wxbackend.logsetup import setup_logging
@@ -298,14 +301,30 @@ def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    processes = args.processes or settings.server.processes
+    if processes > 1:
+        share_metrics_between_processes()  # before anything imports prometheus_client
     from wxbackend.server import serve
 
     return serve(
         settings,
         port=args.port or settings.server.port,
         address=args.address or settings.server.address,
-        processes=args.processes or settings.server.processes,
+        processes=processes,
     )
+
+
+def share_metrics_between_processes() -> None:
+    """With ``--processes`` above 1 a scrape of ``/metrics`` reaches one process of several:
+    each one writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``
+    sums them all (prometheus_client's multiprocess mode, chosen when it is imported). An
+    operator's own folder is used as given (it must start empty); else a fresh temporary one,
+    removed when the server stops."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = tempfile.mkdtemp(prefix="wxb-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,8 +1,15 @@
-"""Prometheus metrics, one registry per application (so tests can build many apps)."""
+"""Prometheus metrics, one registry per application (so tests can build many apps).
+
+Under ``serve --processes N`` (``PROMETHEUS_MULTIPROC_DIR`` set by the CLI before
+prometheus_client is imported) every process writes its values to files in that folder and
+:meth:`Metrics.render` sums the files of all of them, so any process answers for the server.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
 
@@ -48,4 +55,8 @@ class Metrics:
         self.wechat_latency.labels(endpoint).observe(seconds)
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)
