@@ -285,7 +285,7 @@ class PartnerRevokeHandler(AdminHandler):
     async def post(self, key_id: str) -> None:
         self.json_body({})
         view = await self.ctx.db.run(admin_catalog.revoke_partner, self.actor, key_id)
-        partner_auth.forget_cached_secrets(self.ctx)
+        await partner_auth.announce_key_change(self.ctx, key_id)  # every process drops it
         self.send(view)
 
 

@@ -1,16 +1,20 @@
 """Live ratings for the public pages: ``GET /api/v1/public/live?center=`` (Server-Sent Events).
 
-Each stream holds one subscription of ``wxbackend.services.realtime`` (one Redis pub/sub
-connection) for as long as the browser stays connected:
+Each stream holds one feed of ``wxbackend.services.realtime`` for as long as the browser stays
+connected; all the feeds of a process share ONE Redis pub/sub connection (``realtime.LiveHub``):
 
 * every new public rating (and a rating whose follow-up 追评 just arrived) is one event,
   ``id: <evaluation id>`` + ``data: <the public shape, one line of JSON>``;
 * a comment line (``: ping``) every :attr:`LiveHandler.heartbeat_seconds` keeps proxies from
   closing an idle stream and notices a vanished client;
-* when the client goes away (``on_connection_close``, or a write that fails) the subscription
-  is closed at once, so nothing stays subscribed in Redis.
+* when the client goes away (``on_connection_close``, or a write that fails) the feed is
+  closed at once (the last feed of a channel unsubscribes it in Redis);
+* the stream ends cleanly when its feed ends: the client reads too slowly (the feed's bounded
+  backlog overflows), Redis is gone, or the server stops. The browser's EventSource reconnects
+  after ``retry``.
 
-A process serves at most :attr:`LiveHandler.max_streams` streams at a time; one more is 503
+A process serves at most :attr:`LiveHandler.max_streams` streams at a time (each costs a socket,
+a queue and its share of the fan-out, no Redis connection); one more is 503
 ``too_many_streams`` with ``Retry-After`` (the browser's EventSource retries by itself).
 """
 
@@ -160,7 +164,7 @@ class LiveHandler(BaseHandler):
                 try:
                     shape = result.result()
                 except StopAsyncIteration:
-                    break  # unsubscribed underneath us: end; the browser reconnects
+                    break  # the feed ended (too slow, Redis gone, stopping): the browser reconnects
                 except Exception as exc:  # Redis gone, a broken message…: end this stream only
                     log.warning(
                         "live: the subscription failed; the stream ends (browsers reconnect)",

@@ -45,6 +45,24 @@ def free_port() -> int:
 # ---- servers for the whole session -----------------------------------------------------------
 
 
+def start_redis_server(port: int, exe: str = "redis-server") -> subprocess.Popen:
+    """A throwaway redis-server on 127.0.0.1:``port`` (no persistence), once it answers PING."""
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(250):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.02)
+    client.close()
+    return proc
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Any:
     """A real redis-server on a free port (WXB_TEST_REDIS_URL reuses a running one)."""
@@ -55,19 +73,7 @@ def redis_url() -> Any:
     if not exe:
         pytest.exit("redis-server is not installed: run scripts/test.sh", returncode=3)
     port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
+    proc = start_redis_server(port, exe)
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)

@@ -47,9 +47,16 @@ class Context:
         """Load the stored WeChat configuration and start watching for changes."""
         await self.wechat_config.reload()
         self.wechat_config.start()
+        from wxbackend.services import partner_auth  # lazy: it imports models and this module
+
+        partner_auth.start_watching(self)  # revoked partner keys, in every process
 
     async def close(self) -> None:
+        from wxbackend.services import partner_auth, realtime  # lazy: they import this module
+
         await self.wechat_config.stop()
+        await partner_auth.stop_watching(self)  # bounded: never hangs the close
+        await realtime.end_live_feeds(self)  # bounded; before Redis goes
         self.wechat.close()
         await self.redis.aclose()
         self.db.close()

@@ -126,6 +126,10 @@ class AppServer:
         and the context."""
         if self.http_server is not None:
             self.http_server.stop()
+            if self.ctx is not None:  # live streams never end by themselves: end them cleanly
+                from wxbackend.services.realtime import end_live_feeds
+
+                await end_live_feeds(self.ctx)
             try:
                 await asyncio.wait_for(self.http_server.close_all_connections(), DRAIN_SECONDS)
             except TimeoutError:

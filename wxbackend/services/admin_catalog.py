@@ -557,7 +557,8 @@ def add_partner(actor: Actor, name: str, cipher: FieldCipher) -> dict[str, Any]:
 
 def revoke_partner(actor: Actor, key_id: str) -> dict[str, Any]:
     """Revoke a key (idempotent; audited ``partner.revoke`` the first time). Its signed
-    requests fail from then on (other processes: within ``partner_auth``'s cache time)."""
+    requests fail from then on once the caller runs ``partner_auth.announce_key_change``
+    (other processes: within about a second, see ``partner_auth``)."""
     with database.atomic():
         partner = Partner.get_or_none(Partner.key_id == key_id)
         if partner is None:
