@@ -38,6 +38,9 @@ APPLICANT_PHONE = "13800138000"
 
 _numbers = itertools.count(1)
 
+#: Settings for tests that compare public figures before and after a write (no stats cache).
+UNCACHED = {"public": {"stats_cache_seconds": 0}}
+
 
 def seed_catalog(ctx: Context) -> None:
     """The example catalogue plus :data:`OTHER_CENTER` (idempotent)."""

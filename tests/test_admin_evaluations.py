@@ -15,6 +15,7 @@ from models.case import Case, QrToken
 from models.evaluation import Evaluation, EvaluationIndicator
 from models.ticket import Ticket
 from tests.citizen import make_case, make_id_number, rate, verified_user
+from tests.public_seed import UNCACHED  # figures compared before/after: fresh
 from tests.test_tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
 from wxbackend.timefmt import SHANGHAI
 
@@ -184,6 +185,7 @@ async def test_reply_is_public_and_audited(api, ctx, team):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [UNCACHED])
 async def test_moderation_hides_text_but_the_rating_counts(api, ctx, team):
     seeded = await seed_rating(
         ctx, overall=4, comment="某某某电话1380000", comment_status="pending_review"
@@ -328,6 +330,7 @@ async def test_callback_rating_recorded(api, ctx, team):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [UNCACHED])
 async def test_callback_bad_rating_supersedes_default_and_opens_ticket(api, ctx, team):
     default = await seed_rating(ctx, overall=3, channel="default", comment=None)
     body = {"case_no": default.case_no, "channel": "sms", "overall": 2}

@@ -20,6 +20,7 @@ from tests.public_seed import (
     CENTER,
     ITEMS,
     OTHER_CENTER,
+    UNCACHED,  # figures compared before/after: fresh
     add_like,
     add_reply,
     insert_case,
@@ -463,6 +464,7 @@ def test_shanghai_day_bounds():
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [UNCACHED])
 async def test_unrated_case_counts_until_rated(api, ctx):
     def seed():
         seed_catalog(ctx)

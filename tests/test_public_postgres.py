@@ -1,6 +1,7 @@
 """Likes, the public list, the figures and live publishing again, on PostgreSQL.
 
-The tests are those of test_likes.py, test_public.py and test_realtime.py, collected here a
+The tests are those of test_likes.py, test_public.py, test_public_stats_cache.py (the cached
+figures are the computed ones, types included) and test_realtime.py, collected here a
 second time with this module's ``settings_overrides`` (a fresh PostgreSQL schema): the row
 lock that keeps like counts exact, the window function of the first likers and the
 aggregations must hold there too.
@@ -21,6 +22,7 @@ from tests.test_public import (  # noqa: F401
     test_stats_equal_a_brute_force_recount,
     test_tallies_group_by_center,
 )
+from tests.test_public_stats_cache import test_cached_answer_equals_uncached  # noqa: F401
 from tests.test_realtime import test_hook_publishes_public_shape_to_other_connections  # noqa: F401
 
 pytestmark = pytest.mark.postgres

@@ -25,6 +25,7 @@ from models.evaluation import Evaluation
 from models.ticket import Ticket
 from tests.admin_helpers import PASSWORD
 from tests.citizen import make_case, make_id_number, rate, verified_user
+from tests.public_seed import UNCACHED
 from wxbackend.db import database
 from wxbackend.services import tickets
 from wxbackend.services.accounts import create_admin
@@ -329,6 +330,7 @@ async def test_every_invalid_transition_is_409(api, ctx, team):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [UNCACHED])  # public figures before/after
 async def test_appeal_upheld_excludes_from_staff_figures_but_stays_public(api, ctx, team):
     seeded = await seed_rating(ctx)
     tid = seeded.ticket_id

@@ -248,7 +248,9 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
     ]
     for section, key in positive:
         need(v[section][key] > 0, f"{section}.{key}", "must be positive")
-    for section, key in [("ratelimit", k) for k in v["ratelimit"]]:
+    non_negative = [("ratelimit", k) for k in v["ratelimit"]]
+    non_negative.append(("public", "stats_cache_seconds"))  # 0: the figures are not cached
+    for section, key in non_negative:
         need(v[section][key] >= 0, f"{section}.{key}", "must not be negative")
     need(
         v["qr"]["ttl_days"] <= v["rating"]["default_after_days"],

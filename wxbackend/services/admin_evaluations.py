@@ -36,7 +36,7 @@ Every write is audited in its transaction and then republished on the live chann
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,7 +63,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import FieldCipher
-from wxbackend.services import cases, scope
+from wxbackend.services import cases, query_args, scope
 from wxbackend.services.admin_auth import Principal
 from wxbackend.services.audit import Actor, record
 from wxbackend.services.evaluations import (
@@ -74,7 +74,7 @@ from wxbackend.services.evaluations import (
     stages_of,
     targets_of,
 )
-from wxbackend.services.public import decode_cursor, encode_cursor, parse_stats_query
+from wxbackend.services.query_args import encode_cursor
 from wxbackend.services.scan import parse_id
 from wxbackend.services.tickets import APPEAL_UPHELD, publish_after_commit
 from wxbackend.settings import Settings
@@ -107,41 +107,30 @@ class EvaluationQuery:
     limit: int = DEFAULT_LIMIT
 
 
-def _choice(value: str | None, allowed: Iterable[Any], name: str) -> str | None:
-    if value is not None and value not in allowed:
-        raise errors.InvalidQuery(
-            f"{name} must be one of {', '.join(map(str, allowed))}.", parameter=name
-        )
-    return value
-
-
 def parse_evaluation_query(arg: Callable[[str], str | None]) -> EvaluationQuery:
     """The listing's filters from ``arg(name)`` (empty means no filter); 400
     ``invalid_query`` for a bad level, channel, comment_status, date, cursor or limit."""
 
     def text(name: str) -> str | None:
-        value = arg(name) or None
-        if value is not None and len(value) > 64:
-            raise errors.InvalidQuery(f"Parameter {name} is too long.", parameter=name)
-        return value
+        return query_args.text(arg(name), name)
 
-    level = _choice(text("level"), [str(v) for v in LEVELS], "level")
-    limit = text("limit")
-    if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT):
-        raise errors.InvalidQuery(f"limit must be 1 to {MAX_LIMIT}.", parameter="limit")
-    days = parse_stats_query({"from": text("from"), "to": text("to")})
+    level = query_args.choice(text("level"), [str(v) for v in LEVELS], "level")
+    limit = query_args.limit(text("limit"), DEFAULT_LIMIT, MAX_LIMIT)
+    start, end = query_args.day_range(text("from"), text("to"))
     cursor = text("cursor")
     return EvaluationQuery(
         center=text("center"),
         item=text("item"),
         staff=text("staff"),
         level=int(level) if level else None,
-        start=days.start,
-        end=days.end,
-        channel=_choice(text("channel"), CHANNELS, "channel"),
-        comment_status=_choice(text("comment_status"), COMMENT_STATUSES, "comment_status"),
-        before_id=decode_cursor(cursor) if cursor else None,
-        limit=int(limit) if limit else DEFAULT_LIMIT,
+        start=start,
+        end=end,
+        channel=query_args.choice(text("channel"), CHANNELS, "channel"),
+        comment_status=query_args.choice(
+            text("comment_status"), COMMENT_STATUSES, "comment_status"
+        ),
+        before_id=query_args.cursor_id(cursor),
+        limit=limit,
     )
 
 
@@ -181,11 +170,7 @@ def list_evaluations(principal: Principal, query: EvaluationQuery) -> dict[str, 
         rows = rows.where(Evaluation.created_at >= query.start)
     if query.end is not None:
         rows = rows.where(Evaluation.created_at < query.end)
-    if query.before_id is not None:
-        rows = rows.where(Evaluation.id < query.before_id)
-    page = list(rows.order_by(Evaluation.id.desc()).limit(query.limit + 1))
-    more = len(page) > query.limit
-    page = page[: query.limit]
+    page, more = query_args.newest_first(rows, Evaluation.id, query.before_id, query.limit)
     return {
         "items": admin_views(page),
         "next_cursor": encode_cursor(page[-1].id) if more else None,

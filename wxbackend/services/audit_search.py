@@ -18,7 +18,8 @@ from typing import Any
 
 from models.audit import AuditEntry
 from wxbackend import errors
-from wxbackend.timefmt import iso, parse_iso
+from wxbackend.services import query_args
+from wxbackend.timefmt import iso
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -38,23 +39,9 @@ class AuditQuery:
 
 
 def parse_limit(text: str | None, default: int, maximum: int) -> int:
-    """``limit`` as an int in 1..maximum (400 ``invalid_query`` otherwise)."""
-    if text is None or text == "":
-        return default
-    if not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise errors.InvalidQuery(f"limit must be 1 to {maximum}.", field="limit")
-    return int(text)
-
-
-def _time(text: str | None, name: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return parse_iso(text)
-    except ValueError:
-        raise errors.InvalidQuery(
-            f"{name} must be an ISO 8601 time with offset.", field=name
-        ) from None
+    """``limit`` as an int in 1..maximum (400 ``invalid_query``, the parameter named under
+    ``field``); the catalogue listing uses it too."""
+    return query_args.limit(text, default, maximum, key="field")
 
 
 def parse_query(arg: Callable[[str], str | None]) -> AuditQuery:
@@ -65,8 +52,8 @@ def parse_query(arg: Callable[[str], str | None]) -> AuditQuery:
     return AuditQuery(
         action=arg("action") or None,
         username=arg("username") or None,
-        start=_time(arg("from"), "from"),
-        end=_time(arg("to"), "to"),
+        start=query_args.instant(arg("from"), "from", key="field"),
+        end=query_args.instant(arg("to"), "to", key="field"),
         before_id=int(cursor) if cursor else None,
         limit=parse_limit(arg("limit"), DEFAULT_LIMIT, MAX_LIMIT),
     )
@@ -105,11 +92,7 @@ def search(q: AuditQuery) -> dict[str, Any]:
         query = query.where(AuditEntry.at >= q.start)
     if q.end is not None:
         query = query.where(AuditEntry.at < q.end)
-    if q.before_id is not None:
-        query = query.where(AuditEntry.id < q.before_id)
-    rows = list(query.order_by(AuditEntry.id.desc()).limit(q.limit + 1))
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
+    rows, more = query_args.newest_first(query, AuditEntry.id, q.before_id, q.limit)
     return {
         "items": [entry_view(r) for r in rows],
         "next_cursor": str(rows[-1].id) if more and rows else None,

@@ -16,11 +16,8 @@ import peewee
 from models.base import utcnow
 from models.case import Case
 from models.messaging import Message, MessageAttempt
-from wxbackend import errors
-from wxbackend.services import scope
+from wxbackend.services import query_args, scope
 from wxbackend.services.admin_auth import Principal
-from wxbackend.services.audit_search import parse_limit
-from wxbackend.services.public import decode_cursor, encode_cursor
 from wxbackend.timefmt import iso
 
 STATUSES = ("pending", "sending", "sent", "no_quota", "config_error", "failed", "skipped")
@@ -30,12 +27,9 @@ KINDS = ("reminder", "rectified")
 def list_messages(principal: Principal, arg: Callable[[str], str | None]) -> dict[str, Any]:
     """``GET /admin/api/messages?status=&kind=&cursor=&limit=`` — newest first, scoped by
     the case's center and department."""
-    status, kind = arg("status") or None, arg("kind") or None
-    if status is not None and status not in STATUSES:
-        raise errors.InvalidQuery(f"status must be one of {', '.join(STATUSES)}.", field="status")
-    if kind is not None and kind not in KINDS:
-        raise errors.InvalidQuery(f"kind must be one of {', '.join(KINDS)}.", field="kind")
-    limit = parse_limit(arg("limit"), 50, 200)
+    status = query_args.choice(arg("status"), STATUSES, "status", key="field")
+    kind = query_args.choice(arg("kind"), KINDS, "kind", key="field")
+    limit = query_args.limit(arg("limit"), 50, 200, key="field")
     query = (
         Message.select(Message, Case.case_no.alias("case_no"))
         .join(Case, peewee.JOIN.LEFT_OUTER)
@@ -46,15 +40,13 @@ def list_messages(principal: Principal, arg: Callable[[str], str | None]) -> dic
         query = query.where(Message.status == status)
     if kind:
         query = query.where(Message.kind == kind)
-    cursor = arg("cursor")
-    if cursor:
-        query = query.where(Message.id < decode_cursor(cursor))
-    rows = list(query.order_by(Message.id.desc()).limit(limit + 1))
-    page = rows[:limit]
+    page, more = query_args.newest_first(
+        query, Message.id, query_args.cursor_id(arg("cursor")), limit
+    )
     counts = _attempt_counts([m.id for m in page])
     return {
         "items": [_shape(m, counts.get(m.id, 0)) for m in page],
-        "next_cursor": encode_cursor(page[-1].id) if len(rows) > limit else None,
+        "next_cursor": query_args.encode_cursor(page[-1].id) if more else None,
     }
 
 

@@ -11,6 +11,11 @@ only as ``name_masked`` (黎**); no openid, ID number, phone or full name, no us
   optionally grouped by a catalogue column or by day; the admin statistics
   (``wxbackend.services.stats``) reuse them, with follow-ups, rectification and the
   upheld-appeal exclusion of staff figures (``extended``, ``Scope.exclude_upheld``).
+- :func:`public_stats` — ``GET /api/v1/public/stats``: those figures cached in Redis for
+  ``public.stats_cache_seconds`` per normalized query, one computation per miss however many
+  requests ask at once (:func:`cached_stats`); Redis down, it computes.
+
+The query strings are parsed with ``wxbackend.services.query_args``.
 
 A comment held for review or hidden withholds only its text (``comment: null``); the rating
 stays in the list and in every figure. Default ratings (channel ``default``) are ratings too:
@@ -19,16 +24,20 @@ listed (``name_masked: null``) and counted, except in the 主动评价好评率.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import peewee
+from redis.exceptions import RedisError
 
 from models.base import utcnow
 from models.case import Case
@@ -44,10 +53,17 @@ from models.evaluation import (
     Reply,
 )
 from models.ticket import Ticket
-from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.timefmt import SHANGHAI, iso
+from wxbackend.services import query_args
+
+# Re-exported: the tickets, statistics and export services import these from here.
+from wxbackend.services.query_args import day_start_utc as day_start_utc
+from wxbackend.services.query_args import decode_cursor as decode_cursor
+from wxbackend.services.query_args import encode_cursor as encode_cursor
+from wxbackend.timefmt import iso
+
+log = logging.getLogger("wxbackend.public")
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 50
@@ -55,53 +71,11 @@ LIKERS_SHOWN = 10
 GOOD_LEVELS = (3, 4, 5)  # 满意 (incl. 基本满意)
 BAD_LEVELS = (1, 2)  # 差评
 RATE_DIGITS = 4
-_MAX_ID = 2**63 - 1
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_INT = re.compile(r"[0-9]{1,4}")
 LIST_PARAMETERS = ("center", "item", "staff", "level", "cursor", "limit")
 STATS_PARAMETERS = ("center", "item", "from", "to")
 
 
 # --------------------------------------------------------------------------- query parsing
-
-
-def _invalid(name: str, message: str) -> errors.ContractError:
-    return errors.InvalidQuery(message, parameter=name)
-
-
-def _text(args: Mapping[str, str | None], name: str) -> str | None:
-    """A query parameter; absent and empty (``center=``) both mean "no filter"."""
-    value = args.get(name)
-    if value is None or value == "":
-        return None
-    if len(value) > 64:
-        raise _invalid(name, f"Parameter {name} is too long.")
-    return value
-
-
-def _int_in(args: Mapping[str, str | None], name: str, low: int, high: int) -> int | None:
-    value = _text(args, name)
-    if value is None:
-        return None
-    if not _INT.fullmatch(value) or not low <= int(value) <= high:
-        raise _invalid(name, f"Parameter {name} must be an integer from {low} to {high}.")
-    return int(value)
-
-
-def encode_cursor(last_id: int) -> str:
-    """The opaque cursor of a page: URL-safe base64 of the last id shown."""
-    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The last id shown, from a cursor of :func:`encode_cursor` (400 ``invalid_query``)."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):
-        raise _invalid("cursor", "The cursor is not valid.") from None
-    if not raw.isdigit() or not 0 < int(raw) <= _MAX_ID or encode_cursor(int(raw)) != cursor:
-        raise _invalid("cursor", "The cursor is not valid.")
-    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -118,34 +92,16 @@ class ListQuery:
 
 def parse_list_query(args: Mapping[str, str | None]) -> ListQuery:
     """``center, item, staff, level (1–5), cursor, limit (1–50, default 20)``; others ignored."""
-    cursor = _text(args, "cursor")
-    limit = _int_in(args, "limit", 1, MAX_LIMIT)
+    cursor = query_args.text(args.get("cursor"), "cursor")
+    limit = query_args.int_in(args.get("limit"), "limit", 1, MAX_LIMIT)
     return ListQuery(
-        center=_text(args, "center"),
-        item=_text(args, "item"),
-        staff=_text(args, "staff"),
-        level=_int_in(args, "level", LEVELS[0], LEVELS[-1]),
-        before_id=decode_cursor(cursor) if cursor is not None else None,
+        center=query_args.text(args.get("center"), "center"),
+        item=query_args.text(args.get("item"), "item"),
+        staff=query_args.text(args.get("staff"), "staff"),
+        level=query_args.int_in(args.get("level"), "level", LEVELS[0], LEVELS[-1]),
+        before_id=query_args.cursor_id(cursor),
         limit=limit if limit is not None else DEFAULT_LIMIT,
     )
-
-
-def _parse_day(args: Mapping[str, str | None], name: str) -> date | None:
-    value = _text(args, name)
-    if value is None:
-        return None
-    try:
-        if not _DATE.fullmatch(value):
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        raise _invalid(name, f"Parameter {name} must be a date YYYY-MM-DD.") from None
-
-
-def day_start_utc(day: date) -> datetime:
-    """Midnight of ``day`` in Asia/Shanghai, as the naive UTC the database stores."""
-    local = datetime.combine(day, time(0), tzinfo=SHANGHAI)
-    return local.astimezone(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -176,15 +132,12 @@ class StatsQuery:
 
 def parse_stats_query(args: Mapping[str, str | None]) -> StatsQuery:
     """``center, item, from, to`` (dates in Asia/Shanghai, both inclusive)."""
-    first = _parse_day(args, "from")
-    last = _parse_day(args, "to")
-    if first and last and first > last:
-        raise _invalid("from", "Parameter from is after to.")
+    start, end = query_args.day_range(args.get("from"), args.get("to"))
     return StatsQuery(
-        center=_text(args, "center"),
-        item=_text(args, "item"),
-        start=day_start_utc(first) if first else None,
-        end=day_start_utc(last + timedelta(days=1)) if last else None,
+        center=query_args.text(args.get("center"), "center"),
+        item=query_args.text(args.get("item"), "item"),
+        start=start,
+        end=end,
     )
 
 
@@ -214,11 +167,7 @@ def list_public(query: ListQuery) -> dict[str, Any]:
             rows = rows.where(column == found)
     if query.level is not None:
         rows = rows.where(Evaluation.overall == query.level)
-    if query.before_id is not None:
-        rows = rows.where(Evaluation.id < query.before_id)
-    page = list(rows.order_by(Evaluation.id.desc()).limit(query.limit + 1))
-    more = len(page) > query.limit
-    page = page[: query.limit]
+    page, more = query_args.newest_first(rows, Evaluation.id, query.before_id, query.limit)
     return {
         "items": public_shapes(page),
         "next_cursor": encode_cursor(page[-1].id) if more else None,
@@ -636,6 +585,135 @@ def stats_public(query: StatsQuery) -> dict[str, Any]:
     return figures(tallies(resolve_scope(query)).get(None, Tally()))
 
 
+# --------------------------------------------------------------------------- the figures, cached
+
+#: Single-flight: the one request that computes missing figures holds this lock (released as
+#: soon as it has stored them; the expiry only outlives a crashed holder)…
+STATS_LOCK_MS = 5000
+#: … while the others poll for the stored figures this long (several times the ~0.1 s of an
+#: aggregation over 200,000 ratings), then compute them themselves.
+STATS_WAIT_SECONDS = 2.0
+#: After a Redis error this process computes without the cache this long before trying Redis
+#: again (redis-py retries a dead server for seconds: one request pays that, not each one).
+STATS_REDIS_PAUSE_SECONDS = 5.0
+_PAUSED_UNTIL = "public.stats_cache.paused_until"  # in ctx.extras: time.monotonic()
+_POLL_FIRST_SECONDS = 0.01
+_POLL_MAX_SECONDS = 0.1
+_REDIS_ERRORS = (TimeoutError, RedisError, OSError)
+_RELEASE_LOCK = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+
+
+def stats_cache_key(ctx: Context, query: StatsQuery) -> str:
+    """The Redis key of the figures of ``query``: a digest of the parsed filters, so the
+    spellings of one query (``?center=`` or none, a parameter repeated or unknown) share it."""
+    filters = [query.center, query.item]
+    filters += [t.isoformat() if t else None for t in (query.start, query.end)]
+    normalized = json.dumps(filters, ensure_ascii=False, separators=(",", ":"))
+    return ctx.rkeys("public", "stats", hashlib.sha256(normalized.encode()).hexdigest()[:32])
+
+
+class _StatsCache:
+    """The Redis side of one request for the figures. At a Redis error it logs once (the
+    error's type: no query, no address) and stands aside, so the request computes; so do the
+    requests of the next :data:`STATS_REDIS_PAUSE_SECONDS`, without a word."""
+
+    def __init__(self, ctx: Context, query: StatsQuery):
+        self.redis = ctx.redis
+        self.extras = ctx.extras
+        self.key = stats_cache_key(ctx, query)
+        self.lock = self.key + ":lock"
+        self.owner = secrets.token_hex(8)
+        self.down = time.monotonic() < self.extras.get(_PAUSED_UNTIL, 0.0)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            return None
+        try:
+            return await getattr(self.redis, method)(*args, **kwargs)
+        except _REDIS_ERRORS as exc:
+            self.down = True
+            self.extras[_PAUSED_UNTIL] = time.monotonic() + STATS_REDIS_PAUSE_SECONDS
+            log.warning(
+                "public stats: Redis unavailable, computing without the cache",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            return None
+
+    async def get(self) -> dict[str, Any] | None:
+        """The stored figures, or None (missing, unreadable, or Redis down)."""
+        found = await self._call("get", self.key)
+        if found is None:
+            return None
+        try:
+            return json.loads(found)
+        except ValueError:
+            return None  # recomputed and overwritten by the lock holder
+
+    async def take_lock(self) -> bool:
+        return bool(await self._call("set", self.lock, self.owner, nx=True, px=STATS_LOCK_MS))
+
+    async def release_lock(self) -> None:
+        await self._call("eval", _RELEASE_LOCK, 1, self.lock, self.owner)
+
+    async def wait(self) -> dict[str, Any] | None:
+        """Poll for the figures another request is computing: at most
+        :data:`STATS_WAIT_SECONDS`, then None."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STATS_WAIT_SECONDS
+        delay = _POLL_FIRST_SECONDS
+        while not self.down and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(delay, left))
+            delay = min(2 * delay, _POLL_MAX_SECONDS)
+            found = await self.get()
+            if found is not None:
+                return found
+        return None
+
+    async def store(self, answer: dict[str, Any], ttl: int, replace: bool) -> None:
+        """Keep ``answer`` for ``ttl`` seconds, only when JSON gives it back unchanged (no
+        datetime, Decimal, tuple or int key could slip into a cached answer). ``replace``:
+        overwrite what is there (the lock holder); others only fill a gap."""
+        try:
+            encoded = json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
+            faithful = json.loads(encoded) == answer
+        except (TypeError, ValueError):
+            faithful = False
+        if not faithful:
+            log.warning("public stats: figures not cached, JSON would change them")
+            return
+        await self._call("set", self.key, encoded, ex=ttl, nx=not replace)
+
+
+async def cached_stats(ctx: Context, query: StatsQuery, ttl: int) -> dict[str, Any]:
+    """The figures of ``query`` through Redis, kept ``ttl`` seconds: a hit is one GET; of
+    simultaneous misses one request computes (``SET NX PX`` lock) while the others poll for
+    its answer, computing themselves only after :data:`STATS_WAIT_SECONDS`. Redis down: each
+    request computes."""
+    cache = _StatsCache(ctx, query)
+    found = await cache.get()
+    if found is not None:
+        return found
+    holder = await cache.take_lock()
+    if not holder:
+        found = await cache.wait()
+        if found is not None:
+            return found
+    try:
+        answer = await ctx.db.run(stats_public, query)
+        await cache.store(answer, ttl, replace=holder)
+    finally:
+        if holder:
+            await cache.release_lock()
+    return answer
+
+
 async def public_stats(ctx: Context, args: Mapping[str, str | None]) -> dict[str, Any]:
-    """``GET /api/v1/public/stats``."""
-    return await ctx.db.run(stats_public, parse_stats_query(args))
+    """``GET /api/v1/public/stats``: cached for ``public.stats_cache_seconds`` (0: never), so
+    a new rating shows there within that time."""
+    query = parse_stats_query(args)
+    ttl = ctx.settings.public.stats_cache_seconds
+    if ttl <= 0:
+        return await ctx.db.run(stats_public, query)
+    return await cached_stats(ctx, query, ttl)

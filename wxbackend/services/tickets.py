@@ -55,10 +55,10 @@ from models.ticket import TICKET_STATUSES, Ticket, TicketEvent
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services import reminders, scope
+from wxbackend.services import query_args, reminders, scope
 from wxbackend.services.admin_auth import Principal
 from wxbackend.services.audit import Actor, record
-from wxbackend.services.public import decode_cursor, encode_cursor
+from wxbackend.services.query_args import encode_cursor
 from wxbackend.services.scan import parse_id
 from wxbackend.timefmt import iso
 
@@ -128,23 +128,15 @@ class TicketQuery:
 def parse_ticket_query(arg: Callable[[str], str | None]) -> TicketQuery:
     """``status`` (one of the ticket statuses), ``overdue`` (true|false), ``cursor``,
     ``limit`` (1–200, default 50) from ``arg(name)``; 400 ``invalid_query`` otherwise."""
-    status = arg("status") or None
-    if status is not None and status not in TICKET_STATUSES:
-        raise errors.InvalidQuery(
-            f"status must be one of {', '.join(TICKET_STATUSES)}.", parameter="status"
-        )
+    status = query_args.choice(arg("status"), TICKET_STATUSES, "status")
     overdue = arg("overdue") or None
     if overdue not in (None, "true", "false"):
         raise errors.InvalidQuery("overdue must be true or false.", parameter="overdue")
-    cursor = arg("cursor") or None
-    limit = arg("limit") or None
-    if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT):
-        raise errors.InvalidQuery(f"limit must be 1 to {MAX_LIMIT}.", parameter="limit")
     return TicketQuery(
         status=status,
         overdue=None if overdue is None else overdue == "true",
-        before_id=decode_cursor(cursor) if cursor is not None else None,
-        limit=int(limit) if limit else DEFAULT_LIMIT,
+        before_id=query_args.cursor_id(arg("cursor")),
+        limit=query_args.limit(arg("limit"), DEFAULT_LIMIT, MAX_LIMIT),
     )
 
 
@@ -213,11 +205,7 @@ def list_tickets(principal: Principal, query: TicketQuery, now: datetime) -> dic
     if query.overdue is not None:
         condition = overdue_condition(now)
         rows = rows.where(condition if query.overdue else ~condition)
-    if query.before_id is not None:
-        rows = rows.where(Ticket.id < query.before_id)
-    page = list(rows.order_by(Ticket.id.desc()).limit(query.limit + 1))
-    more = len(page) > query.limit
-    page = page[: query.limit]
+    page, more = query_args.newest_first(rows, Ticket.id, query.before_id, query.limit)
     return {
         "items": views_of(page, now),
         "next_cursor": encode_cursor(page[-1].id) if more else None,
