@@ -73,7 +73,11 @@ class PublicStatsHandler(BaseHandler):
 
     async def get(self) -> None:
         args = {name: self.get_query_argument(name, None) for name in public.STATS_PARAMETERS}
-        self.send(await public.public_stats(self.ctx, args))
+        answer = await public.public_stats(self.ctx, args)
+        ttl = self.ctx.settings.public.stats_cache_seconds
+        if ttl > 0:  # the same figures for everyone, as fresh as the server's own cache
+            self.set_header("Cache-Control", f"public, max-age={ttl}")
+        self.send(answer)
 
 
 class LikeHandler(CitizenHandler):

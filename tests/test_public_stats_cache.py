@@ -257,3 +257,15 @@ def test_setting_is_validated():
     assert load_settings(env=env).public.stats_cache_seconds == 0
     with pytest.raises(SettingsError, match="public.stats_cache_seconds"):
         load_settings(env={}, overrides={"public": {"stats_cache_seconds": -1}})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [{}, UNCACHED])
+async def test_browsers_and_proxies_may_keep_the_figures_as_long(
+    http_client, base_url, settings_overrides
+):
+    response = await http_client.fetch(base_url + STATS)
+    expected = "no-store" if settings_overrides else "public, max-age=10"
+    assert response.headers["Cache-Control"] == expected
+    bad = await http_client.fetch(base_url + STATS + "?from=x", raise_error=False)
+    assert bad.code == 400 and bad.headers["Cache-Control"] == "no-store"

@@ -226,8 +226,11 @@ var WXB = (function () {
 
   /* A live stream (EventSource) with a status line; onRating(shape) per event. The stream is
    * closed when the page is hidden for navigation (pagehide) so a page kept in the browser's
-   * back/forward cache holds no server connection, and reopened when it is shown again. */
-  function live(url, statusNode, onRating) {
+   * back/forward cache holds no server connection, and reopened when it is shown again.
+   * Ratings published while no stream was open (the browser reconnecting after a drop or a
+   * server restart, the page back from the cache) never arrive on the stream: onReconnect()
+   * runs each time a stream opens again, so the page can fetch what it missed. */
+  function live(url, statusNode, onRating, onReconnect) {
     if (!window.EventSource) {
       if (statusNode) { statusNode.dataset.state = "off"; statusNode.textContent = "浏览器不支持实时更新"; }
       return null;
@@ -238,9 +241,14 @@ var WXB = (function () {
       statusNode.dataset.state = state;
       statusNode.textContent = text;
     }
+    var opened = false;
     function connect() {
       source = new EventSource(url);
-      source.onopen = function () { status("on", "实时更新中"); };
+      source.onopen = function () {
+        status("on", "实时更新中");
+        if (opened && onReconnect) onReconnect();
+        opened = true;
+      };
       source.onerror = function () {
         status("off", source.readyState === EventSource.CLOSED ? "实时连接已断开，请刷新页面" : "连接中断，正在重连…");
       };

@@ -83,6 +83,16 @@
     if (added) refreshStatsSoon();
   }
 
+  /* After the live stream was down: the newest page again (cards are keyed by id, so only
+   * the missed ones are added, newest first) and fresh figures. */
+  function catchUp() {
+    var url = "/api/v1/public/evaluations" + WXB.query({ center: center, limit: 20 });
+    WXB.getJSON(url).then(function (page) {
+      page.items.slice().reverse().forEach(onRating);
+      loadStats();
+    }).catch(function () { /* the next reconnect tries again */ });
+  }
+
   more.addEventListener("click", loadPage);
   if (center) {
     $("filter").hidden = false;
@@ -90,7 +100,7 @@
   }
   // Subscribe first: a rating made while the first page loads is not missed (cards are
   // keyed by id, so one that is in both appears once).
-  WXB.live("/api/v1/public/live" + WXB.query({ center: center }), $("live-status"), onRating);
+  WXB.live("/api/v1/public/live" + WXB.query({ center: center }), $("live-status"), onRating, catchUp);
   loadStats();
   loadPage();
 })();
