@@ -24,7 +24,6 @@ from wxbackend.services import public
 from wxbackend.settings import SettingsError, load_settings
 
 STATS = "/api/v1/public/stats"
-#: ``settings_overrides`` of tests that compare the figures before and after a change.
 
 
 class Counted:
@@ -269,3 +268,56 @@ async def test_browsers_and_proxies_may_keep_the_figures_as_long(
     assert response.headers["Cache-Control"] == expected
     bad = await http_client.fetch(base_url + STATS + "?from=x", raise_error=False)
     assert bad.code == 400 and bad.headers["Cache-Control"] == "no-store"
+
+
+class Concurrency(Counted):
+    """:class:`Counted` that also records how many computations ran at once."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float):
+        super().__init__(monkeypatch, delay)
+        self.running = 0
+        self.most = 0
+
+    def __call__(self, query: public.StatsQuery) -> dict[str, Any]:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super().__call__(query)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [{"database": {"threads": 4}}])
+async def test_a_flood_of_misses_leaves_the_database_to_others(api, ctx, monkeypatch):
+    """12 different queries at once (12 cache misses, each a slow aggregation): they compute
+    one at a time (a quarter of 4 database threads), and a citizen's request that needs the
+    database meanwhile is answered at once instead of waiting behind them."""
+    await ctx.db.run(seed_mixed, ctx, 10)
+    flood = Concurrency(monkeypatch, delay=0.25)
+    days = [f"2026-01-{day:02d}" for day in range(1, 13)]
+    misses = [asyncio.ensure_future(api("GET", f"{STATS}?from={day}")) for day in days]
+    await asyncio.sleep(0.3)  # the flood is under way
+    started = time.monotonic()
+    status, _ = await api("GET", "/api/v1/public/evaluations?limit=5")
+    other_took = time.monotonic() - started
+    results = await asyncio.gather(*misses)
+    assert [status for status, _ in results] == [200] * 12
+    assert status == 200 and other_took < 0.25
+    assert flood.calls == 12 and flood.most == 1
+
+
+@pytest.mark.asyncio
+async def test_no_slot_in_time_is_503(api, ctx, monkeypatch):
+    await ctx.db.run(seed_mixed, ctx, 5)
+    monkeypatch.setattr(public, "STATS_SLOT_WAIT_SECONDS", 0.2)
+    Counted(monkeypatch, delay=0.6)
+    results = await asyncio.gather(
+        *(api("GET", f"{STATS}?from=2026-02-{day:02d}") for day in (1, 2, 3))
+    )
+    statuses = sorted(status for status, _ in results)
+    assert statuses[0] == 200 and 503 in statuses  # two slots of 8 threads: one waits too long
+    busy = next(answer for status, answer in results if status == 503)
+    assert busy["error"]["code"] == "unavailable"
