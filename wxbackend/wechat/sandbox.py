@@ -136,6 +136,7 @@ import logging
 import re
 import secrets
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -507,6 +508,7 @@ class SandboxState:
         self.port: int | None = None
         self.data = _Data()
         self.hang_waiters: set[asyncio.Future[None]] = set()
+        self._streams_seen: weakref.WeakSet[object] = weakref.WeakSet()
 
     @property
     def base_url(self) -> str:
@@ -521,6 +523,12 @@ class SandboxState:
     def count_call(self, path: str) -> None:
         """Count one call to a WeChat endpoint."""
         self.data.calls[path] = self.data.calls.get(path, 0) + 1
+
+    def count_connection(self, stream: object | None) -> None:
+        """Count the TCP connection (its stream) a call came on, once per connection."""
+        if stream is not None and stream not in self._streams_seen:
+            self._streams_seen.add(stream)
+            self.data.connections += 1
 
     def take_fault(self, path: str) -> Fault | None:
         """The fault that applies to this call (using up one of its ``times``), if any."""
@@ -930,6 +938,7 @@ class SandboxState:
         """Clear everything but appid, secret and published pages; release hanging calls."""
         self.release_hangs()
         self.data = _Data()
+        self._streams_seen = weakref.WeakSet()
 
 
 def _check_message_data(data: Any, fields: dict[str, str]) -> JSONDict:
@@ -980,10 +989,7 @@ class WeChatHandler(_SandboxHandler):
 
     async def prepare(self) -> None:
         self.state.count_call(self.wechat_path)
-        connection = self.request.connection
-        if connection is not None and not getattr(connection.stream, "_wxb_counted", False):
-            connection.stream._wxb_counted = True  # type: ignore[union-attr]
-            self.state.data.connections += 1
+        self.state.count_connection(getattr(self.request.connection, "stream", None))
         fault = self.state.take_fault(self.wechat_path)
         if fault is not None and await self._apply_fault(fault):
             return
