@@ -221,6 +221,16 @@ def request(
         conn.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, its live children included (a server
+    with ``--processes``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = children.read_text().split() if children.exists() else []
+    return own + sum(cpu_seconds(int(kid)) for kid in kids)
+
+
 # ---- latency sampler -------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ from common import (  # noqa: E402
     HOST,
     Processes,
     TimeLimitExceeded,
+    cpu_seconds,
     free_port,
     percentile,
     request,
@@ -65,20 +66,10 @@ TARGET = 0.1
 WARMUP = 64
 COMMENT = "办事很快，窗口人员很耐心"
 TEMPLATE = "Rating_" + "B" * 36
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def random_key() -> str:
     return base64.b64encode(os.urandom(32)).decode()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and of its live children (``--processes``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / TICKS
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = children.read_text().split() if children.exists() else []
-    return own + sum(cpu_seconds(int(kid)) for kid in kids)
 
 
 # ---- seeding ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Processes, request, time_limit, venv_bin  # noqa: E402
+from common import Processes, cpu_seconds, request, time_limit, venv_bin  # noqa: E402
 
 from tests.tools.reminder_backlog import (  # noqa: E402
     sandbox_sent,
@@ -43,13 +43,6 @@ from tests.tools.reminder_backlog import (  # noqa: E402
 from wxbackend.services.reminders import SEND_CONCURRENCY  # noqa: E402
 
 DUE_IN = 4.0
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def run(

@@ -53,6 +53,17 @@ def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 20) -> None:
     raise AssertionError("server did not become healthy")
 
 
+def start_serve(tmp_path, port: int, *args: str, **env: str) -> subprocess.Popen:
+    """``wxbackend serve --port PORT *args`` in ``tmp_path`` with ``env`` on a clean one."""
+    return subprocess.Popen(
+        [WXBACKEND, "serve", "--port", str(port), *args],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
 def stop(proc: subprocess.Popen) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -76,13 +87,7 @@ def login_and_me(base: str, sandbox: str) -> dict:
 def test_serve_with_no_configuration(tmp_path):
     """The README's first command: embedded defaults, sandbox, a login that /me accepts."""
     port, sandbox_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [WXBACKEND, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=clean_env(WXB_SANDBOX_PORT=str(sandbox_port)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_serve(tmp_path, port, WXB_SANDBOX_PORT=str(sandbox_port))
     try:
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, proc)
@@ -110,12 +115,13 @@ def test_processes_refuse_embedded_redis(tmp_path):
 
 def test_two_processes_with_real_redis(tmp_path, redis_flushed):
     port, sandbox_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [WXBACKEND, "serve", "--port", str(port), "--processes", "2"],
-        cwd=tmp_path,
-        env=clean_env(WXB_SANDBOX_PORT=str(sandbox_port), WXB_REDIS_URL=redis_flushed),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proc = start_serve(
+        tmp_path,
+        port,
+        "--processes",
+        "2",
+        WXB_SANDBOX_PORT=str(sandbox_port),
+        WXB_REDIS_URL=redis_flushed,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -151,16 +157,14 @@ def test_metrics_of_every_process(tmp_path, redis_flushed):
     port, sandbox_port = free_port(), free_port()
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    proc = subprocess.Popen(
-        [WXBACKEND, "serve", "--port", str(port), "--processes", "2"],
-        cwd=tmp_path,
-        env=clean_env(
-            WXB_SANDBOX_PORT=str(sandbox_port),
-            WXB_REDIS_URL=redis_flushed,
-            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proc = start_serve(
+        tmp_path,
+        port,
+        "--processes",
+        "2",
+        WXB_SANDBOX_PORT=str(sandbox_port),
+        WXB_REDIS_URL=redis_flushed,
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -188,12 +192,8 @@ def test_sigterm_with_an_open_live_stream_stops_at_once(tmp_path, redis_flushed)
     and exits well within the drain period (about 0.8 s here, 1.9 s when the stream was only
     cut with its connection)."""
     port, sandbox_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [WXBACKEND, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=clean_env(WXB_SANDBOX_PORT=str(sandbox_port), WXB_REDIS_URL=redis_flushed),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proc = start_serve(
+        tmp_path, port, WXB_SANDBOX_PORT=str(sandbox_port), WXB_REDIS_URL=redis_flushed
     )
     stream = None
     try:

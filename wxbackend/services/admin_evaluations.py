@@ -63,7 +63,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import FieldCipher
-from wxbackend.services import cases, query_args, scope
+from wxbackend.services import cases, query_args, realtime, scope
 from wxbackend.services.admin_auth import Principal
 from wxbackend.services.audit import Actor, record
 from wxbackend.services.evaluations import (
@@ -76,7 +76,7 @@ from wxbackend.services.evaluations import (
 )
 from wxbackend.services.query_args import encode_cursor
 from wxbackend.services.scan import parse_id
-from wxbackend.services.tickets import APPEAL_UPHELD, publish_after_commit
+from wxbackend.services.tickets import APPEAL_UPHELD
 from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
 
@@ -483,7 +483,7 @@ async def reply(
 ) -> dict[str, Any]:
     """``POST /evaluations/{id}/reply``: store, then republish the public rating."""
     answer = await ctx.db.run(add_reply, principal, actor, evaluation_id, text, utcnow())
-    await publish_after_commit(ctx, int(answer.pop("public_id")))
+    await realtime.publish_after_commit(ctx, int(answer.pop("public_id")))
     return answer
 
 
@@ -497,7 +497,7 @@ async def set_visibility(
 ) -> dict[str, Any]:
     """``POST /evaluations/{id}/moderate``: store, then republish the public rating."""
     view = await ctx.db.run(moderate, principal, actor, evaluation_id, visible, reason)
-    await publish_after_commit(ctx, int(view["id"]))
+    await realtime.publish_after_commit(ctx, int(view["id"]))
     return view
 
 
@@ -530,5 +530,5 @@ async def record_callback(
     indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
     new = CallbackRating(body["case_no"], channel, rating, indicator_ids)
     evaluation_id = await ctx.db.run(store_callback_rating, principal, actor, new, ctx.settings)
-    await publish_after_commit(ctx, evaluation_id)
+    await realtime.publish_after_commit(ctx, evaluation_id)
     return {"evaluation": await ctx.db.run(admin_view_of, principal, evaluation_id)}

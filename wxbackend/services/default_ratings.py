@@ -26,7 +26,7 @@ from models.evaluation import Evaluation, catalogue_refs
 from models.job import Job
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services import evaluations, reminders
+from wxbackend.services import evaluations, realtime, reminders
 
 log = logging.getLogger("wxbackend.default_ratings")
 
@@ -88,19 +88,6 @@ def due_cases(window_days: int, now: datetime, limit: int = SWEEP_LIMIT) -> list
     return [row.id for row in query]
 
 
-async def _publish(ctx: Context, evaluation_id: int) -> None:
-    publish = ctx.extras.get("publish_evaluation")
-    if publish is None:
-        return
-    try:
-        await publish(evaluation_id)
-    except Exception as exc:  # noqa: BLE001 - stored; publishing is best effort
-        log.warning(
-            "publishing a default rating failed",
-            extra={"fields": {"evaluation_id": evaluation_id, "error": type(exc).__name__}},
-        )
-
-
 async def rate(ctx: Context, case_id: int) -> int | None:
     """Apply (when enabled) and publish the default rating of one case."""
     if not ctx.settings.rating.default_enabled:
@@ -110,7 +97,7 @@ async def rate(ctx: Context, case_id: int) -> int | None:
     )
     if evaluation_id is not None:
         log.info("default rating stored", extra={"fields": {"case_id": case_id}})
-        await _publish(ctx, evaluation_id)
+        await realtime.publish_after_commit(ctx, evaluation_id)
     return evaluation_id
 
 

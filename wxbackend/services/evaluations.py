@@ -55,7 +55,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import compiled_insert, compiled_rows, database, param
 from wxbackend.security import token_digest
-from wxbackend.services import cases, reminders, scan
+from wxbackend.services import cases, realtime, reminders, scan
 from wxbackend.services.workdays import WorkCalendar
 from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
@@ -244,20 +244,20 @@ def new_owner_view(evaluation_id: int, new: NewRating) -> dict[str, Any]:
     """:func:`owner_view` of the first rating :func:`store_first_rating` just stored from
     ``new`` (no re-read: nothing else can have changed it but a like, counted from 0)."""
     prepared, rating = new.prepared, new.rating
-    return {
-        "id": str(evaluation_id),
-        "case_id": str(prepared.case_id),
-        "overall": rating.overall,
-        "stages": dict(rating.stages),
-        "targets": dict(rating.targets),
-        "indicators": list(new.indicator_ids),  # display order (check_indicators)
-        "comment": rating.comment,
-        "comment_status": new.comment_status,
-        "channel": prepared.channel,
-        "assess_number": 1,
-        "like_count": 0,
-        "created_at": iso(new.at),
-    }
+    stored = Evaluation(
+        id=evaluation_id,
+        case=prepared.case_id,
+        overall=rating.overall,
+        comment=rating.comment,
+        comment_status=new.comment_status,
+        channel=prepared.channel,
+        assess_number=1,
+        like_count=0,
+        created_at=new.at,
+        **{f"stage_{key}": level for key, level in rating.stages.items()},
+        **{f"target_{key}": level for key, level in rating.targets.items()},
+    )
+    return owner_view(stored, list(new.indicator_ids))  # display order (check_indicators)
 
 
 def my_evaluations(user_id: int, limit: int = 500) -> list[dict[str, Any]]:
@@ -754,7 +754,7 @@ async def submit(
     status = await comment_status(ctx, prepared.openid, rating.comment)
     new = NewRating(prepared, rating, indicator_ids, status)
     evaluation_id = await _store_with_claim(ctx, new)
-    await _publish(ctx, evaluation_id)
+    await realtime.publish_after_commit(ctx, evaluation_id)
     return new_owner_view(evaluation_id, new)
 
 
@@ -803,20 +803,6 @@ async def _release_claim(ctx: Context, key: str, owner: str) -> None:
         log.warning("releasing a claim failed", extra={"fields": {"error": type(exc).__name__}})
 
 
-async def _publish(ctx: Context, evaluation_id: int) -> None:
-    """Call the real-time publisher, if one is installed; never fail the request."""
-    publish = ctx.extras.get("publish_evaluation")
-    if publish is None:
-        return
-    try:
-        await publish(evaluation_id)
-    except Exception as exc:  # noqa: BLE001 - the rating is stored; publishing is best effort
-        log.warning(
-            "publishing an evaluation failed",
-            extra={"fields": {"evaluation_id": evaluation_id, "error": type(exc).__name__}},
-        )
-
-
 async def follow_up(
     ctx: Context,
     user_id: int,
@@ -838,7 +824,8 @@ async def follow_up(
     indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
     status = await comment_status(ctx, base.openid, rating.comment)
     new_id = await ctx.db.run(store_follow_up, base, rating, indicator_ids, status)
-    await _publish(ctx, new_id)  # republishes the first rating with its follow-up
+    # republishes the first rating with its follow-up
+    await realtime.publish_after_commit(ctx, new_id)
     return await ctx.db.run(owner_view_of, new_id)
 
 

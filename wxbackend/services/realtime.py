@@ -94,6 +94,22 @@ def _live_pattern(ctx: Context) -> str:
     return ctx.rkeys(LIVE, "").translate(_GLOB_SPECIAL) + "*"
 
 
+async def publish_after_commit(ctx: Context, evaluation_id: int) -> None:
+    """Call the installed publisher hook (:func:`install_publisher`) for a rating that was
+    stored or changed; never fails the caller (the change is committed; publishing is best
+    effort): a failure is logged."""
+    publish = ctx.extras.get(HOOK)
+    if publish is None:
+        return
+    try:
+        await publish(evaluation_id)
+    except Exception as exc:  # noqa: BLE001 - best effort, see above
+        log.warning(
+            "publishing an evaluation failed",
+            extra={"fields": {"evaluation_id": evaluation_id, "error": type(exc).__name__}},
+        )
+
+
 def install_publisher(ctx: Context) -> None:
     """Put the publish hook in the context: ``await ctx.extras["publish_evaluation"](id)``."""
 

@@ -55,7 +55,7 @@ from models.ticket import TICKET_STATUSES, Ticket, TicketEvent
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services import query_args, reminders, scope
+from wxbackend.services import query_args, realtime, reminders, scope
 from wxbackend.services.admin_auth import Principal
 from wxbackend.services.audit import Actor, record
 from wxbackend.services.query_args import encode_cursor
@@ -448,21 +448,6 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
 # --------------------------------------------------------------------------- async layer
 
 
-async def publish_after_commit(ctx: Context, evaluation_id: int) -> None:
-    """Republish a public rating on the live channel (its ticket status, replies or comment
-    changed) when the publisher hook is installed; failures are logged, never raised."""
-    publish = ctx.extras.get("publish_evaluation")
-    if publish is None:
-        return
-    try:
-        await publish(evaluation_id)
-    except Exception as exc:  # noqa: BLE001 - the change is committed; publishing is best effort
-        log.warning(
-            "publishing an evaluation failed",
-            extra={"fields": {"evaluation_id": evaluation_id, "error": type(exc).__name__}},
-        )
-
-
 async def list_for(ctx: Context, principal: Principal, query: TicketQuery) -> dict[str, Any]:
     """``GET /tickets``."""
     return await ctx.db.run(list_tickets, principal, query, utcnow())
@@ -478,5 +463,5 @@ async def act(
 ) -> dict[str, Any]:
     """Run the step ``step`` (a key of :data:`STEPS`) now, then republish the rating."""
     view = await ctx.db.run(lambda: STEPS[step](principal, actor, ticket_id, now=utcnow(), **args))
-    await publish_after_commit(ctx, int(view["evaluation_id"]))
+    await realtime.publish_after_commit(ctx, int(view["evaluation_id"]))
     return view
