@@ -60,8 +60,8 @@ from public_list import Filler, add_second_center  # noqa: E402
 from models.migrations import migrate  # noqa: E402
 from wxbackend.db import Database  # noqa: E402
 from wxbackend.security import LookupHasher, load_keys  # noqa: E402
-from wxbackend.services.accounts import create_admin  # noqa: E402
-from wxbackend.services.catalog import import_catalog, load_catalog_file  # noqa: E402
+from wxbackend.services.admin.accounts import create_admin  # noqa: E402
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file  # noqa: E402
 from wxbackend.settings import load_settings  # noqa: E402
 
 TARGET = 1.25

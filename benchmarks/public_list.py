@@ -7,7 +7,7 @@
 2. Fills it to ``--small`` first ratings (with their cases, and around them: follow-ups,
    indicator rows, likes, replies, tickets) by ``executemany`` in large transactions with
    ``PRAGMA synchronous=OFF`` — bulk data, not the rating flow; the ciphertexts are dummies.
-3. Measures the p50 of :func:`wxbackend.services.public.list_public` run in-process (the
+3. Measures the p50 of :func:`wxbackend.services.public.listing.list_public` run in-process (the
    same function the handler calls, 20 items, every related row batch-loaded) for: the first
    page; a deep page (cursor at 5% of the id range, i.e. among the oldest ratings); a deep
    page filtered by center; a deep page filtered by level.
@@ -39,8 +39,8 @@ from models.evaluation import Indicator  # noqa: E402
 from models.migrations import migrate  # noqa: E402
 from wxbackend.db import Database  # noqa: E402
 from wxbackend.security import LookupHasher, load_keys  # noqa: E402
-from wxbackend.services.catalog import import_catalog, load_catalog_file  # noqa: E402
-from wxbackend.services.public import ListQuery, StatsQuery, list_public, stats_public  # noqa: E402
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file  # noqa: E402
+from wxbackend.services.public.listing import ListQuery, StatsQuery, list_public, stats_public  # noqa: E402
 from wxbackend.settings import load_settings  # noqa: E402
 
 TARGET = 1.5

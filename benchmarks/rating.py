@@ -114,9 +114,9 @@ def seed(env: dict[str, str], n: int) -> list[Citizen]:
         normalize_id_number,
         token_digest,
     )
-    from wxbackend.services import cases
-    from wxbackend.services import identity as identity_service
-    from wxbackend.services.catalog import import_catalog, load_catalog_file
+    from wxbackend.services.cases import reports as cases
+    from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
+    from wxbackend.services.citizens import identity as identity_service
     from wxbackend.settings import load_settings
 
     settings = load_settings(env={k: v for k, v in env.items() if k.startswith("WXB_")})

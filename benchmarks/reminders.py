@@ -40,7 +40,7 @@ from tests.tools.reminder_backlog import (  # noqa: E402
     settings_for,
     worker_env,
 )
-from wxbackend.services.reminders import SEND_CONCURRENCY  # noqa: E402
+from wxbackend.services.messaging.reminders import SEND_CONCURRENCY  # noqa: E402
 
 DUE_IN = 4.0
 

@@ -6,7 +6,9 @@ from handlers.admin_base import ADMIN_COOKIE, AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
-from wxbackend.services import admin_auth, messages_admin, wechat_config
+from wxbackend.services.admin import messages as messages_admin
+from wxbackend.services.admin import sessions as admin_auth
+from wxbackend.services.admin import wechat_config
 from wxbackend.wechat import errors as wx
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
-from wxbackend.services import accounts, admin_auth, audit_search, scope
+from wxbackend.services.admin import accounts, audit_search, scope
+from wxbackend.services.admin import sessions as admin_auth
 
 _STR = {"type": "string"}
 _NULLABLE_STR = {"type": ["string", "null"]}

@@ -8,9 +8,9 @@ import tornado.web
 
 from handlers.base import BaseHandler, bearer_token
 from wxbackend import errors
-from wxbackend.services import admin_auth
-from wxbackend.services.admin_auth import Principal
-from wxbackend.services.audit import Actor
+from wxbackend.services.admin import sessions as admin_auth
+from wxbackend.services.admin.audit import Actor
+from wxbackend.services.admin.sessions import Principal
 
 ADMIN_COOKIE = "wxb_admin"
 ROLE_RANK = {"viewer": 0, "handler": 1, "center_admin": 2, "superadmin": 3}

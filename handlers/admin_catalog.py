@@ -1,10 +1,10 @@
 """Catalogue CRUD and partner keys of the admin API (``/admin/api/centers`` … ``/windows``,
 ``/admin/api/partners``).
 
-Thin handlers over ``wxbackend.services.admin_catalog`` (rules, validation, scope, audit).
+Thin handlers over ``wxbackend.services.catalogue.admin`` (rules, validation, scope, audit).
 Who may call what:
 
-* GET (list, one row): every role, within their scope (``wxbackend.services.scope``): a
+* GET (list, one row): every role, within their scope (``wxbackend.services.admin.scope``): a
   center_admin, a handler, or a viewer/superadmin with a center see their center only.
 * POST / PUT / DELETE centers: superadmin. Departments, items, staff, windows: superadmin or
   the center_admin of the row's center (a row outside the scope is 404).
@@ -19,9 +19,10 @@ from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
-from wxbackend.services import admin_catalog, partner_auth
-from wxbackend.services.admin_catalog import ListQuery
-from wxbackend.services.audit_search import parse_limit
+from wxbackend.services.admin.audit_search import parse_limit
+from wxbackend.services.cases import partners as partner_auth
+from wxbackend.services.catalogue import admin as admin_catalog
+from wxbackend.services.catalogue.admin import ListQuery
 
 _STR = {"type": "string"}
 #: The path parameter naming one row, per section (default ``code``).

@@ -1,7 +1,7 @@
 """Ratings in the admin API: ``/admin/api/evaluations`` (listing, reply, moderation, reveal)
 and ``/admin/api/callback-evaluations`` (ratings taken by phone/SMS follow-up).
 
-Thin handlers over ``wxbackend.services.admin_evaluations``. Who:
+Thin handlers over ``wxbackend.services.admin.moderation``. Who:
 
 * GET: every role within its scope (a handler sees their department's ratings).
 * reply, moderate: superadmin, the center_admin of the rating's center.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
-from wxbackend.services import admin_evaluations
+from wxbackend.services.admin import moderation as admin_evaluations
 
 _STR = {"type": "string"}
 _VIEW = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import route
 from handlers.openapi import errors_of
-from wxbackend.services import messages_admin
+from wxbackend.services.admin import messages as messages_admin
 
 
 class MessagesHandler(AdminHandler):

@@ -1,9 +1,9 @@
 """Statistics, the staff ranking and the export of the admin API.
 
 ``GET /admin/api/stats``, ``GET /admin/api/staff-ranking``, ``GET /admin/api/export``: every
-role may call them, each scoped to what the admin sees (``wxbackend.services.scope``). The
-figures and the ranking's method are documented in ``wxbackend.services.stats``, the export's
-fields and streaming in ``wxbackend.services.export``.
+role may call them, each scoped to what the admin sees (``wxbackend.services.admin.scope``). The
+figures and the ranking's method are documented in ``wxbackend.services.admin.stats``, the export's
+fields and streaming in ``wxbackend.services.admin.export``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tornado.iostream import StreamClosedError
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import route
 from handlers.openapi import errors_of
-from wxbackend.services import export, stats
+from wxbackend.services.admin import export, stats
 
 
 def _query(name: str, description: str, required: bool = False, **schema: Any) -> dict:

@@ -1,6 +1,6 @@
 """The 差评 tickets of the admin API (``/admin/api/tickets``): the queue and its steps.
 
-Thin handlers over ``wxbackend.services.tickets`` (states, deadlines, scope, audit). Who:
+Thin handlers over ``wxbackend.services.tickets.workflow`` (states, deadlines, scope, audit). Who:
 
 * GET: every role within its scope (a handler: their department's tickets; a center_admin:
   their center's); out of scope is 404.
@@ -19,7 +19,7 @@ from typing import Any
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
-from wxbackend.services import tickets
+from wxbackend.services.tickets import workflow as tickets
 
 _STR = {"type": "string"}
 _BOOL = {"type": "boolean"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.base import BaseHandler, CitizenHandler, Field, route
 from handlers.openapi import bearer, errors_of, json_body
-from wxbackend.services import auth, users
+from wxbackend.services.citizens import auth, users
 
 
 class LoginHandler(BaseHandler):

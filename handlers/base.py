@@ -17,8 +17,8 @@ import tornado.web
 
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.services import auth as auth_service
-from wxbackend.services.clientaddr import client_address
+from wxbackend.services.citizens import auth as auth_service
+from wxbackend.services.common.clientaddr import client_address
 
 log = logging.getLogger("wxbackend.access")
 app_log = logging.getLogger("wxbackend")

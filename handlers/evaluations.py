@@ -12,7 +12,8 @@ from typing import Any
 
 from handlers.base import CitizenHandler, Field, route
 from handlers.openapi import bearer, errors_of, json_body
-from wxbackend.services import evaluations, scan
+from wxbackend.services.cases import scan
+from wxbackend.services.ratings import evaluations
 
 _LEVEL = {"type": "integer", "minimum": 1, "maximum": 5}
 _RATING_PROPERTIES: dict[str, Any] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from handlers.base import CitizenHandler, Field, route
 from handlers.openapi import bearer, errors_of, json_body
-from wxbackend.services import identity
+from wxbackend.services.citizens import identity
 
 
 class FaceStartHandler(CitizenHandler):

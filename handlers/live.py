@@ -1,6 +1,6 @@
 """Live ratings for the public pages: ``GET /api/v1/public/live?center=`` (Server-Sent Events).
 
-Each stream holds one feed of ``wxbackend.services.realtime`` for as long as the browser stays
+Each stream holds one feed of ``wxbackend.services.public.live`` for as long as the browser stays
 connected; all the feeds of a process share ONE Redis pub/sub connection (``realtime.LiveHub``):
 
 * every new public rating (and a rating whose follow-up 追评 just arrived) is one event,
@@ -33,7 +33,7 @@ from tornado.iostream import StreamClosedError
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
-from wxbackend.services import realtime
+from wxbackend.services.public import live as realtime
 
 log = logging.getLogger("wxbackend.live")
 

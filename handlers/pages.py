@@ -25,7 +25,7 @@ import tornado.web
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
-from wxbackend.services import windows
+from wxbackend.services.public import windows
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "wxbackend" / "web"
 TEMPLATE_DIR = WEB_DIR / "templates"

@@ -1,6 +1,6 @@
 """The partner API (``/api/v1/partner``): window/case systems report cases and get QR codes.
 
-Every request is signed (``wxbackend.services.partner_auth``); :class:`PartnerHandler` checks it
+Every request is signed (``wxbackend.services.cases.partners``); :class:`PartnerHandler` checks it
 in ``prepare`` before any method runs.
 """
 
@@ -11,7 +11,8 @@ from typing import Any
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
-from wxbackend.services import cases, partner_auth
+from wxbackend.services.cases import partners as partner_auth
+from wxbackend.services.cases import reports as cases
 from wxbackend.timefmt import iso
 
 

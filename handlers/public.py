@@ -10,7 +10,8 @@ from typing import Any
 
 from handlers.base import BaseHandler, CitizenHandler, route
 from handlers.openapi import bearer, errors_of
-from wxbackend.services import likes, public
+from wxbackend.services.public import listing as public
+from wxbackend.services.ratings import likes
 
 
 def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
-from wxbackend.services import subscriptions
+from wxbackend.services.messaging import subscriptions
 from wxbackend.wechat import push
 
 _SIGNED = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.base import CitizenHandler, Field, route
 from handlers.openapi import bearer, errors_of, json_body
-from wxbackend.services import subscriptions
+from wxbackend.services.messaging import subscriptions
 
 
 class SubscriptionsHandler(CitizenHandler):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wxbackend.db import database
-from wxbackend.services.accounts import create_admin
+from wxbackend.services.admin.accounts import create_admin
 
 PASSWORD = "correct-horse-battery"
 

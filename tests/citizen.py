@@ -36,8 +36,8 @@ from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
 from wxbackend.context import Context
 from wxbackend.security import normalize_id_number, token_digest
-from wxbackend.services import cases
-from wxbackend.services.catalog import import_catalog, load_catalog_file
+from wxbackend.services.cases import reports as cases
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "conf" / "catalog.example.json"
 #: The ID number of staff HL002 (window, HL-CIVIL) in the example catalogue.

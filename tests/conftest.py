@@ -381,8 +381,8 @@ async def partner(api: Api, ctx: Context) -> Any:
     from partner_client import PartnerClient
 
     from models.access import Partner
-    from wxbackend.services.accounts import create_partner
-    from wxbackend.services.catalog import import_catalog, load_catalog_file
+    from wxbackend.services.admin.accounts import create_partner
+    from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
     catalog = load_catalog_file(str(Path(__file__).parent.parent / "conf/catalog.example.json"))
     await ctx.db.run(import_catalog, catalog, ctx.hasher)

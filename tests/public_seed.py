@@ -19,8 +19,8 @@ from models.evaluation import Evaluation, EvaluationIndicator, Indicator, Like, 
 from models.ticket import Ticket
 from tests.citizen import CATALOG_FILE
 from wxbackend.context import Context
-from wxbackend.services import cases
-from wxbackend.services.catalog import import_catalog, load_catalog_file
+from wxbackend.services.cases import reports as cases
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
 CENTER = "440103-HL"
 OTHER_CENTER = "440104-XX"

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.admin_helpers import PASSWORD, admin_token
-from wxbackend.services.lockout import unlock
+from wxbackend.services.admin.lockout import unlock
 
 
 @pytest.mark.asyncio

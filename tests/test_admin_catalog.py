@@ -18,7 +18,7 @@ from models.audit import AuditEntry
 from models.catalog import Staff, Window
 from tests.admin_helpers import PASSWORD, admin_token
 from wxbackend.security import normalize_id_number
-from wxbackend.services.catalog import import_catalog
+from wxbackend.services.catalogue.importer import import_catalog
 
 A = "/admin/api"
 CENTER_A = "440103-HL"
@@ -344,7 +344,7 @@ async def test_window_crud(api, ctx, root):
 @pytest.mark.asyncio
 async def test_handler_reads_only_their_center(api, ctx, root):
     from wxbackend.db import database
-    from wxbackend.services.accounts import create_admin
+    from wxbackend.services.admin.accounts import create_admin
 
     def make():
         with database.atomic():

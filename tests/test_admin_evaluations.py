@@ -58,7 +58,7 @@ IN_OTHER = {
 @pytest_asyncio.fixture
 async def team(api, ctx, sandbox) -> dict[str, str]:
     """The example catalogue plus center 440104-XY, and a token per kind of admin."""
-    from wxbackend.services.catalog import import_catalog
+    from wxbackend.services.catalogue.importer import import_catalog
 
     await seed_rating(ctx, overall=5, comment=None)  # imports the example catalogue
     await ctx.db.run(import_catalog, OTHER, ctx.hasher)

@@ -37,8 +37,8 @@ from handlers.routes import all_routes
 from models.catalog import Center, Department, ServiceItem, Staff, Window
 from tests.admin_helpers import PASSWORD
 from wxbackend.db import database
-from wxbackend.services.accounts import create_admin, create_partner
-from wxbackend.services.catalog import import_catalog, load_catalog_file
+from wxbackend.services.admin.accounts import create_admin, create_partner
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
 ROLES = ("superadmin", "center_admin_a", "center_admin_b", "handler_a", "viewer", "anonymous")
 CENTER_A, CENTER_B = "440103-HL", "440104-XY"

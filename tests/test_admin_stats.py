@@ -33,8 +33,8 @@ from tests.public_seed import (
 )
 from tests.test_public import shanghai_day
 from wxbackend.db import database
-from wxbackend.services import stats as stats_service
-from wxbackend.services.accounts import create_admin
+from wxbackend.services.admin import stats as stats_service
+from wxbackend.services.admin.accounts import create_admin
 
 STATS = "/admin/api/stats"
 RANKING = "/admin/api/staff-ranking"
@@ -380,7 +380,7 @@ async def test_stats_are_scoped(api, ctx):
 @pytest.mark.asyncio
 async def test_stats_cost_a_fixed_number_of_queries(ctx):
     """SQL aggregation: 12 ratings or 120, the same number of queries per group_by."""
-    from wxbackend.services.admin_auth import Principal
+    from wxbackend.services.admin.sessions import Principal
 
     superadmin = Principal(1, "root", "superadmin", None, None)
 

@@ -1,4 +1,4 @@
-"""Tests for wxbackend.services.catalog: the catalogue import (目录导入)."""
+"""Tests for wxbackend.services.catalogue.importer: the catalogue import (目录导入)."""
 
 import copy
 import json
@@ -10,7 +10,7 @@ from models.catalog import Center, Department, ServiceItem, Staff, Window
 from models.migrations import migrate
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import Keys, LookupHasher, normalize_id_number
-from wxbackend.services.catalog import (
+from wxbackend.services.catalogue.importer import (
     CatalogError,
     import_catalog,
     load_catalog_file,

@@ -14,7 +14,7 @@ from models.evaluation import Evaluation, EvaluationIndicator
 from models.ticket import Ticket, TicketEvent
 from tests.citizen import STAFF_HL002_ID, make_case, make_id_number, rate, verified_user
 from wxbackend import errors
-from wxbackend.services import evaluations
+from wxbackend.services.ratings import evaluations
 from wxbackend.timefmt import parse_iso
 
 NAME = "黎明"
@@ -121,7 +121,7 @@ async def test_rating_closes_the_case_to_every_token(api, sandbox, ctx):
 
 def _second_token(case_id: int) -> str:
     from wxbackend.security import token_digest
-    from wxbackend.services.cases import new_scene
+    from wxbackend.services.cases.reports import new_scene
 
     scene = new_scene()
     QrToken.create(

@@ -29,8 +29,8 @@ from tests.public_seed import (
 from tests.test_admin_stats import make_case
 from tests.test_public import shanghai_day
 from wxbackend.db import database
-from wxbackend.services import export
-from wxbackend.services.accounts import create_admin
+from wxbackend.services.admin import export
+from wxbackend.services.admin.accounts import create_admin
 from wxbackend.timefmt import iso
 
 EXPORT = "/admin/api/export"

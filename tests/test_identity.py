@@ -13,7 +13,7 @@ from models.base import utcnow
 from models.identity import FaceAttempt, Identity
 from models.user import User
 from wxbackend.security import normalize_id_number
-from wxbackend.services import identity as identity_service
+from wxbackend.services.citizens import identity as identity_service
 from wxbackend.wechat import errors as wx
 
 START = "/api/v1/identity/face/start"

@@ -25,7 +25,7 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
-from wxbackend.services import realtime
+from wxbackend.services.public import live as realtime
 
 
 class Hangup(Exception):

@@ -30,7 +30,7 @@ from tests.test_live import (  # noqa: F401 - fixtures too
     quiet_hangups,
 )
 from wxbackend.context import build_context
-from wxbackend.services import realtime
+from wxbackend.services.public import live as realtime
 
 
 async def pubsub_connections(client: aioredis.Redis) -> int:

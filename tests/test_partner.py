@@ -19,7 +19,8 @@ from models.base import utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, Staff
 from wxbackend.security import normalize_id_number, token_digest
-from wxbackend.services import cases, partner_auth
+from wxbackend.services.cases import partners as partner_auth
+from wxbackend.services.cases import reports as cases
 from wxbackend.timefmt import parse_iso
 
 SCENE = re.compile(r"^[A-Za-z0-9_-]{32}$")

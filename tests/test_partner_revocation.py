@@ -29,7 +29,7 @@ from tests.test_cli import WXBACKEND, clean_env, stop, wait_healthy
 from wxbackend.app import make_app
 from wxbackend.context import Context, build_context
 from wxbackend.db import database
-from wxbackend.services import partner_auth
+from wxbackend.services.cases import partners as partner_auth
 
 A = "/admin/api"
 #: The brief's bound for another process (the poll is 1 s; a request checks after 1.5 s).

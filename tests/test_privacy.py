@@ -19,7 +19,7 @@ import redis
 from stdnum.cn import ric
 
 from wxbackend.db import sqlite_path
-from wxbackend.services.identity import cert_hash
+from wxbackend.services.citizens.identity import cert_hash
 
 START = "/api/v1/identity/face/start"
 FINISH = "/api/v1/identity/face/finish"

@@ -30,7 +30,7 @@ from tests.public_seed import (
     seed_catalog,
 )
 from wxbackend.db import database
-from wxbackend.services import public
+from wxbackend.services.public import listing as public
 from wxbackend.timefmt import SHANGHAI, iso
 
 LIST = "/api/v1/public/evaluations"

@@ -20,7 +20,7 @@ import pytest
 
 from tests.public_seed import CENTER, ITEMS, UNCACHED, insert_case, insert_rating, seed_catalog
 from wxbackend.cache import make_redis
-from wxbackend.services import public
+from wxbackend.services.public import listing as public
 from wxbackend.settings import SettingsError, load_settings
 
 STATS = "/api/v1/public/stats"

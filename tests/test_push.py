@@ -14,7 +14,7 @@ import pytest
 from models.base import utcnow
 from models.messaging import Message, PushReceipt, Subscription
 from models.user import User
-from wxbackend.services import subscriptions as subs
+from wxbackend.services.messaging import subscriptions as subs
 from wxbackend.wechat import push
 
 APPID = "wx00000000000000a1"

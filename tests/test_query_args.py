@@ -1,7 +1,7 @@
 """Query-string parsing of the listings, pinned error by error.
 
 The public list and figures, the admin ratings, the audit log and the messages each parse
-``limit``, ``cursor``, dates and choices; they share ``wxbackend.services.query_args``. These
+``limit``, ``cursor``, dates and choices; they share ``wxbackend.services.common.query_args``. These
 tests fix what each endpoint answers — the code, the message and the name of the key that
 carries the parameter (``parameter`` or ``field``), and which check wins when several fail —
 so a change of the shared helper shows. No database: every error is raised before a query
@@ -16,8 +16,11 @@ from datetime import date, datetime
 import pytest
 
 from wxbackend import errors
-from wxbackend.services import admin_evaluations, audit_search, messages_admin, public
-from wxbackend.services.admin_auth import Principal
+from wxbackend.services.admin import audit_search
+from wxbackend.services.admin import messages as messages_admin
+from wxbackend.services.admin import moderation as admin_evaluations
+from wxbackend.services.admin.sessions import Principal
+from wxbackend.services.public import listing as public
 
 ROOT = Principal(1, "root", "superadmin", None, None)
 

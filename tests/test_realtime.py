@@ -23,7 +23,7 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
-from wxbackend.services import realtime
+from wxbackend.services.public import live as realtime
 
 
 async def next_message(pubsub: aioredis.client.PubSub, timeout: float = 5.0) -> dict:

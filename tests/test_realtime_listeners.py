@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.public_seed import OTHER_CENTER, rated_case, seed_catalog
-from wxbackend.services import realtime
+from wxbackend.services.public import live as realtime
 
 
 @pytest.mark.asyncio

@@ -28,8 +28,10 @@ from models.job import Job
 from models.messaging import Message, MessageAttempt, Subscription
 from tests.admin_helpers import admin_token
 from tests.citizen import rate, verified_user
-from wxbackend.jobs_registry import handlers
-from wxbackend.services import housekeeping, jobs, reminders
+from wxbackend.services.jobs import housekeeping
+from wxbackend.services.jobs import queue as jobs
+from wxbackend.services.jobs.registry import handlers
+from wxbackend.services.messaging import reminders
 from wxbackend.worker import Worker
 
 REMINDER = "Reminder_" + "a" * 34

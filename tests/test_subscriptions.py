@@ -8,7 +8,7 @@ import pytest
 
 from models.messaging import Subscription
 from wxbackend.db import database
-from wxbackend.services import subscriptions as subs
+from wxbackend.services.messaging import subscriptions as subs
 
 REMINDER = "Reminder_" + "a" * 34
 RECTIFIED = "Rectified-" + "b" * 33

@@ -27,10 +27,10 @@ from tests.admin_helpers import PASSWORD
 from tests.citizen import make_case, make_id_number, rate, verified_user
 from tests.public_seed import UNCACHED
 from wxbackend.db import database
-from wxbackend.services import tickets
-from wxbackend.services.accounts import create_admin
-from wxbackend.services.evaluations import open_ticket
-from wxbackend.services.workdays import WorkCalendar
+from wxbackend.services.admin.accounts import create_admin
+from wxbackend.services.ratings.evaluations import open_ticket
+from wxbackend.services.tickets import workflow as tickets
+from wxbackend.services.tickets.workdays import WorkCalendar
 from wxbackend.timefmt import SHANGHAI, parse_iso
 
 T = "/admin/api/tickets"

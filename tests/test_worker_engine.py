@@ -9,7 +9,7 @@ import pytest
 from models.base import utcnow
 from models.job import Job
 from wxbackend.db import database
-from wxbackend.services import jobs
+from wxbackend.services.jobs import queue as jobs
 from wxbackend.worker import Fail, Retry, Worker
 
 

@@ -135,8 +135,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run a worker until SIGTERM: then it stops claiming, lets in-flight jobs finish and
     hands unstarted ones back."""
     from wxbackend.context import build_context
-    from wxbackend.jobs_registry import run_until_signalled
     from wxbackend.server import migrate_schema
+    from wxbackend.services.jobs.registry import run_until_signalled
 
     if settings.redis.url == "embedded":
         log.warning(
@@ -174,7 +174,7 @@ def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "unlock":
         return _unlock(settings, args.username)
-    from wxbackend.services.accounts import AccountError, create_admin
+    from wxbackend.services.admin.accounts import AccountError, create_admin
 
     password = sys.stdin.readline().rstrip("\n")
     db, _ = _open_db(settings)
@@ -191,7 +191,7 @@ def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
 
 def _unlock(settings: Settings, username: str) -> int:
     from wxbackend.cache import Keys, make_redis
-    from wxbackend.services.lockout import unlock
+    from wxbackend.services.admin.lockout import unlock
 
     if settings.redis.url == "embedded":
         raise CliError(
@@ -213,7 +213,7 @@ def _unlock(settings: Settings, username: str) -> int:
 
 def cmd_partner(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import FieldCipher
-    from wxbackend.services.accounts import AccountError, create_partner
+    from wxbackend.services.admin.accounts import AccountError, create_partner
 
     db, keys = _open_db(settings)
     try:
@@ -247,8 +247,8 @@ def _parse_pairs(pairs: list[str]) -> dict:
 
 def cmd_wechat_config(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import FieldCipher
-    from wxbackend.services.audit import Actor
-    from wxbackend.services.wechat_config import ConfigError, load_effective, save_changes
+    from wxbackend.services.admin.audit import Actor
+    from wxbackend.services.admin.wechat_config import ConfigError, load_effective, save_changes
 
     db, keys = _open_db(settings)
     cipher = FieldCipher(keys)
@@ -288,7 +288,11 @@ def _announce_config(settings: Settings, version: int) -> None:
 
 def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import LookupHasher
-    from wxbackend.services.catalog import CatalogError, import_catalog, load_catalog_file
+    from wxbackend.services.catalogue.importer import (
+        CatalogError,
+        import_catalog,
+        load_catalog_file,
+    )
 
     db, keys = _open_db(settings)
     try:

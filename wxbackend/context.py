@@ -14,7 +14,7 @@ from wxbackend.cache import Keys, make_redis
 from wxbackend.db import Database
 from wxbackend.metrics import Metrics
 from wxbackend.security import FieldCipher, LookupHasher, load_keys
-from wxbackend.services.wechat_config import WeChatConfigStore
+from wxbackend.services.admin.wechat_config import WeChatConfigStore
 from wxbackend.settings import Settings
 from wxbackend.wechat.client import WeChatGateway
 
@@ -47,12 +47,15 @@ class Context:
         """Load the stored WeChat configuration and start watching for changes."""
         await self.wechat_config.reload()
         self.wechat_config.start()
-        from wxbackend.services import partner_auth  # lazy: it imports models and this module
+        from wxbackend.services.cases import (
+            partners as partner_auth,  # lazy: it imports models and this module
+        )
 
         partner_auth.start_watching(self)  # revoked partner keys, in every process
 
     async def close(self) -> None:
-        from wxbackend.services import partner_auth, realtime  # lazy: they import this module
+        from wxbackend.services.cases import partners as partner_auth
+        from wxbackend.services.public import live as realtime  # lazy: they import this module
 
         await self.wechat_config.stop()
         await partner_auth.stop_watching(self)  # bounded: never hangs the close
@@ -93,7 +96,7 @@ def build_context(
     )
     ctx.wechat_config = WeChatConfigStore(ctx)
     holder.append(ctx)
-    from wxbackend.services.realtime import install_publisher  # imports models: keep it lazy
+    from wxbackend.services.public.live import install_publisher  # imports models: keep it lazy
 
     install_publisher(ctx)
     return ctx

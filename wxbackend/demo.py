@@ -240,7 +240,7 @@ class Demo:
 
     async def partner(self, method: str, target: str, body: Any = None, expect: int = 200):
         """A signed partner request (the contract's HMAC, ``partner_auth.compute_signature``)."""
-        from wxbackend.services.partner_auth import compute_signature
+        from wxbackend.services.cases.partners import compute_signature
 
         payload = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
         ts, nonce = str(int(time.time())), secrets.token_urlsafe(16)
@@ -287,7 +287,11 @@ class Demo:
                 raise DemoError(f"step {number} ({en}): {exc}") from None
 
     async def setup(self) -> None:
-        from wxbackend.services.catalog import CatalogError, import_catalog, load_catalog_file
+        from wxbackend.services.catalogue.importer import (
+            CatalogError,
+            import_catalog,
+            load_catalog_file,
+        )
 
         try:
             report = await self.ctx.db.run(
@@ -325,8 +329,8 @@ class Demo:
         from models.access import Partner
         from wxbackend.db import database
         from wxbackend.security import DecryptionError
-        from wxbackend.services.accounts import create_partner
-        from wxbackend.services.partner_auth import SECRET_CONTEXT
+        from wxbackend.services.admin.accounts import create_partner
+        from wxbackend.services.cases.partners import SECRET_CONTEXT
 
         rows = (
             Partner.select()
@@ -345,8 +349,8 @@ class Demo:
         from models.access import Admin
         from wxbackend.db import database
         from wxbackend.security import verify_password
-        from wxbackend.services.accounts import create_admin, update_admin
-        from wxbackend.services.audit import Actor
+        from wxbackend.services.admin.accounts import create_admin, update_admin
+        from wxbackend.services.admin.audit import Actor
 
         path = Path(self.data_dir) / PASSWORD_FILE
         admin = Admin.get_or_none(Admin.username == ADMIN_USERNAME)

@@ -116,7 +116,7 @@ class AppServer:
         )
         self.http_server.add_sockets(self.sockets)
         if self.settings.worker.embedded:  # one per process: they share the job table safely
-            from wxbackend.jobs_registry import EmbeddedWorker
+            from wxbackend.services.jobs.registry import EmbeddedWorker
 
             self.worker = EmbeddedWorker(self.ctx)
             await self.worker.start()
@@ -127,7 +127,7 @@ class AppServer:
         if self.http_server is not None:
             self.http_server.stop()
             if self.ctx is not None:  # live streams never end by themselves: end them cleanly
-                from wxbackend.services.realtime import end_live_feeds
+                from wxbackend.services.public.live import end_live_feeds
 
                 await end_live_feeds(self.ctx)
             try:

@@ -1,7 +1,7 @@
 """The worker: runs due jobs (reminders, default ratings, housekeeping) within seconds.
 
 Several workers, in several processes or machines, share one job table: each claims a
-batch with a lease (see :mod:`wxbackend.services.jobs`), runs it, and records the outcome
+batch with a lease (see :mod:`wxbackend.services.jobs.queue`), runs it, and records the outcome
 only while it still holds the lease. Redis carries wake-ups (``jobs`` channel) so new due
 work starts at once; without them a worker still polls every ``worker.poll_seconds``.
 SIGTERM lets in-flight jobs finish and hands unstarted ones back.
@@ -24,7 +24,7 @@ from models.base import utcnow
 from models.job import Job
 from wxbackend.cache import ChannelWatcher
 from wxbackend.context import Context
-from wxbackend.services import jobs
+from wxbackend.services.jobs import queue as jobs
 
 log = logging.getLogger("wxbackend.worker")
 

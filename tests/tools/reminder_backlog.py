@@ -30,7 +30,7 @@ from models.migrations import migrate
 from models.user import User
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import LookupHasher, load_keys
-from wxbackend.services.catalog import import_catalog, load_catalog_file
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 from wxbackend.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent

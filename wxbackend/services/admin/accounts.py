@@ -1,0 +1,302 @@
+"""Administrators and partner keys, as the command line and the admin API create them.
+
+The command line uses :func:`create_admin` and :func:`create_partner` (raising
+:class:`AccountError`). The admin API (``/admin/api/admins``) uses :func:`list_admins`,
+:func:`add_admin`, :func:`update_admin` and :func:`disable_admin`, which apply the stricter
+scope rules of :func:`resolve_scope`, write the audit log in the same transaction and raise
+contract errors. They run on the database thread; the caller ends the admin's sessions
+(``admin_auth.revoke_all``) after they return.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from models.access import ADMIN_ROLES, Admin, Partner
+from models.catalog import Center, Department
+from wxbackend import errors
+from wxbackend.db import database
+from wxbackend.security import FieldCipher, hash_password
+from wxbackend.services.admin.audit import Actor, record
+from wxbackend.timefmt import iso
+
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+
+
+class AccountError(ValueError):
+    """A bad username, password, role or center; the message says which.
+
+    Messages start with the field at fault (``"password: at least 10 characters"``), also
+    available as ``field``.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        name, sep, _ = message.partition(":")
+        self.field: str | None = name if sep and name.isidentifier() else None
+
+
+def create_admin(
+    username: str,
+    password: str,
+    role: str,
+    center_code: str | None = None,
+    department_code: str | None = None,
+) -> Admin:
+    """A new administrator with an scrypt password hash.
+
+    ``department_code`` (handlers) also sets the center to the department's; a center given
+    as well must be that one.
+    """
+    if not USERNAME.match(username):
+        raise AccountError("username: 3–64 letters, digits or _.@-")
+    _check_password(password)
+    if role not in ADMIN_ROLES:
+        raise AccountError(f"role: one of {', '.join(ADMIN_ROLES)}")
+    center = None
+    if center_code:
+        center = Center.get_or_none(Center.code == center_code)
+        if center is None:
+            raise AccountError(f"center: unknown center {center_code!r}")
+    elif role == "center_admin":
+        raise AccountError("center: a center_admin needs --center")
+    department = None
+    if department_code:
+        department = _department_in(department_code, center)
+        center = department.center
+    if Admin.select().where(Admin.username == username).exists():
+        raise AccountError(f"username: {username!r} exists")
+    return Admin.create(
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        center=center,
+        department=department,
+    )
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"password: at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"password: at most {MAX_PASSWORD} characters")
+
+
+def _department_in(code: str, center: Center | None) -> Department:
+    department = Department.get_or_none(Department.code == code)
+    if department is None:
+        raise AccountError(f"department: unknown department {code!r}")
+    if center is not None and department.center_id != center.id:
+        raise AccountError(f"department: {code!r} is not a department of center {center.code!r}")
+    return department
+
+
+@dataclass(frozen=True)
+class PartnerKey:
+    key_id: str
+    secret: str
+
+
+def create_partner(name: str, cipher: FieldCipher) -> PartnerKey:
+    """A new partner key; the secret is returned once and stored encrypted."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise AccountError("name: 1–200 characters")
+    key_id = "pk_" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    Partner.create(key_id=key_id, name=name, secret_enc=cipher.encrypt(secret, "partner.secret"))
+    return PartnerKey(key_id, secret)
+
+
+# --------------------------------------------------------------------------- admin API
+
+
+def resolve_scope(
+    role: str, center_code: str | None, department_code: str | None
+) -> tuple[Center | None, Department | None]:
+    """The (center, department) of an admin of ``role``, by the admin API's rules: a
+    ``center_admin`` needs a center; a ``handler`` needs a department (their center is the
+    department's; a center given too must match); only handlers have a department; a
+    ``viewer`` or ``superadmin`` may have a center (then they see only it). AccountError
+    otherwise."""
+    if role not in ADMIN_ROLES:
+        raise AccountError(f"role: one of {', '.join(ADMIN_ROLES)}")
+    center = None
+    if center_code:
+        center = Center.get_or_none(Center.code == center_code)
+        if center is None:
+            raise AccountError(f"center: unknown center {center_code!r}")
+    if role == "handler":
+        if not department_code:
+            raise AccountError("department: a handler needs a department")
+        department = _department_in(department_code, center)
+        return department.center, department
+    if department_code:
+        raise AccountError("department: only a handler has a department")
+    if role == "center_admin" and center is None:
+        raise AccountError("center: a center_admin needs a center")
+    return center, None
+
+
+def admin_view(admin: Admin) -> dict[str, Any]:
+    """An admin as the API shows it (never the password hash)."""
+    return {
+        "username": admin.username,
+        "role": admin.role,
+        "center": admin.center.code if admin.center_id else None,
+        "department": admin.department.code if admin.department_id else None,
+        "disabled": admin.disabled,
+        "created_at": iso(admin.created_at),
+    }
+
+
+def list_admins() -> list[dict[str, Any]]:
+    """Every administrator, disabled ones included, by username."""
+    query = (
+        Admin.select(Admin, Center, Department)
+        .join(Center, peewee.JOIN.LEFT_OUTER, on=Admin.center == Center.id)
+        .switch(Admin)
+        .join(Department, peewee.JOIN.LEFT_OUTER, on=Admin.department == Department.id)
+        .order_by(Admin.username)
+    )
+    return [admin_view(a) for a in query]
+
+
+def get_admin(username: str) -> dict[str, Any]:
+    return admin_view(_admin(username))
+
+
+def _admin(username: str) -> Admin:
+    admin = Admin.get_or_none(Admin.username == username)
+    if admin is None:
+        raise errors.NotFound(f"No administrator {username!r}.")
+    return admin
+
+
+def _invalid(exc: AccountError) -> errors.ContractError:
+    return errors.InvalidField(str(exc), field=exc.field)
+
+
+def add_admin(actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /admins``: a new admin (audited ``admin.create``); 409 ``exists`` when the
+    username is taken, 422 ``invalid_field`` for a bad value."""
+    with database.atomic():
+        if Admin.select().where(Admin.username == body["username"]).exists():
+            raise errors.Exists(f"An administrator {body['username']!r} exists.", field="username")
+        try:
+            center, department = resolve_scope(
+                body["role"], body.get("center"), body.get("department")
+            )
+            admin = create_admin(
+                body["username"],
+                body["password"],
+                body["role"],
+                center.code if center else None,
+                department.code if department else None,
+            )
+        except AccountError as exc:
+            raise _invalid(exc) from None
+        view = admin_view(admin)
+        record(
+            actor,
+            "admin.create",
+            "admin",
+            admin.username,
+            {k: view[k] for k in ("role", "center", "department")},
+        )
+    return view
+
+
+def _active_superadmins_besides(admin: Admin) -> int:
+    query = Admin.select(Admin.id).where(
+        (Admin.role == "superadmin") & (Admin.disabled == False)  # noqa: E712 - SQL
+    )
+    if database.for_update:  # PostgreSQL: serialise concurrent demotions
+        query = query.for_update()
+    return sum(1 for a in query if a.id != admin.id)
+
+
+def _guard_last_superadmin(admin: Admin, role: str, disabled: bool) -> None:
+    if admin.role != "superadmin" or admin.disabled:
+        return
+    if role == "superadmin" and not disabled:
+        return
+    if _active_superadmins_besides(admin) == 0:
+        raise errors.LastSuperadmin()
+
+
+def update_admin(actor: Actor, username: str, changes: dict[str, Any]) -> tuple[dict, int]:
+    """``PUT /admins/{username}``: change role, center, department, disabled and/or password
+    (null clears center or department). Returns (the admin's view, their id) — the caller ends
+    their sessions. Leaving the handler role drops the department. 409 ``last_superadmin``
+    when this would leave no active superadmin. Audited ``admin.update`` with the names of
+    the changed fields (never the password)."""
+    with database.atomic():
+        admin = _admin(username)
+        role = changes.get("role", admin.role)
+        center_code = changes["center"] if "center" in changes else _code(admin.center)
+        if "department" in changes:
+            department_code = changes["department"]
+        elif role == "handler":
+            department_code = _code(admin.department)
+        else:
+            department_code = None
+        if role == "handler" and "center" not in changes:
+            center_code = None  # follows the department
+        try:
+            center, department = resolve_scope(role, center_code, department_code)
+            if "password" in changes:
+                _check_password(changes["password"])
+        except AccountError as exc:
+            raise _invalid(exc) from None
+        disabled = changes.get("disabled", admin.disabled)
+        _guard_last_superadmin(admin, role, disabled)
+        new = {
+            "role": role,
+            "center": center.id if center else None,
+            "department": department.id if department else None,
+            "disabled": disabled,
+        }
+        old = {
+            "role": admin.role,
+            "center": admin.center_id,
+            "department": admin.department_id,
+            "disabled": admin.disabled,
+        }
+        changed = sorted(k for k in new if new[k] != old[k])
+        values: dict[str, Any] = {k: new[k] for k in changed}
+        if "password" in changes:
+            values["password_hash"] = hash_password(changes["password"])
+            changed.append("password")
+        if values:
+            Admin.update(**values).where(Admin.id == admin.id).execute()
+        admin = Admin.get_by_id(admin.id)
+        view = admin_view(admin)
+        if changed:
+            detail = {"changed": changed}
+            detail.update({k: view[k] for k in changed if k != "password"})
+            record(actor, "admin.update", "admin", admin.username, detail)
+    return view, admin.id
+
+
+def disable_admin(actor: Actor, username: str) -> int:
+    """``DELETE /admins/{username}``: disable the account (the row stays for the audit log);
+    returns its id. Idempotent; 409 ``last_superadmin`` for the last active superadmin."""
+    with database.atomic():
+        admin = _admin(username)
+        if not admin.disabled:
+            _guard_last_superadmin(admin, admin.role, True)
+            Admin.update(disabled=True).where(Admin.id == admin.id).execute()
+            record(actor, "admin.disable", "admin", admin.username, {})
+    return admin.id
+
+
+def _code(row: Center | Department | None) -> str | None:
+    return row.code if row is not None else None

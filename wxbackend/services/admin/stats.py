@@ -1,0 +1,293 @@
+"""Admin statistics (统计) and the monthly staff ranking, scoped to the admin.
+
+Both are SQL aggregations (``GROUP BY`` with ``COUNT`` / ``SUM(CASE …)``); Python only
+combines the aggregated rows, never the ratings themselves. The counting is shared with the
+public figures: :func:`wxbackend.services.public.listing.tallies` and
+:func:`~wxbackend.services.public.listing.figures`.
+
+``GET /admin/api/stats?group_by=center|item|department|staff|day&from=&to=`` — one row per
+group that has ratings or finished cases in the range (dates in Asia/Shanghai, both
+inclusive; optional ``center`` / ``item`` codes narrow it further):
+
+* ``total`` and ``by_level`` — first ratings (``assess_number`` 1) created in the range.
+* ``satisfaction_rate``, ``bad_rate``, ``active_good_rate``, ``unrated_rate`` — product.md
+  rule 10, exactly as on the public page (``figures``). ``unrated_rate`` is over the cases
+  *completed* in the range of the group (for ``day``: by completion day; for a staff row:
+  the cases where they were the window clerk, or the approver for an approver row).
+* ``on_time_rectification_rate`` = ``rectified_on_time / rectification_due`` over the 差评
+  tickets of the ratings created in the range: *due* are tickets that are not ``invalid``
+  and are either rectified (``rectified_at`` set) or past their ``rectify_due``; *on time*
+  are those with ``rectified_at <= rectify_due``. A ticket still inside its deadline and
+  not rectified is undecided and counts in neither. Both counts are in the row.
+* ``follow_ups`` — 追评 (``assess_number`` 2) created in the range, by their own group.
+* Rates are rounded to 4 places and 0.0 when their denominator is 0.
+
+``group_by=staff`` gives a row per window clerk (``role: "window_staff"``, a rating counts
+for the case's clerk) and a row per back-office approver (``role: "approver"``, the same
+rating counts for the case's approver). Staff rows leave out ratings whose 差评 ticket had
+its appeal upheld (申诉成立) — center, item, department and day rows never do (product.md
+rule 6). Ratings of cases without a clerk / approver appear in no staff row.
+
+``GET /admin/api/staff-ranking?month=YYYY-MM`` ranks the window clerks: see
+:data:`RANKING_METHOD`.
+
+Scope (``wxbackend.services.admin.scope``): a center-bound admin sees only their center; a handler
+only their department's ratings, cases and staff.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import peewee
+
+from models.catalog import Center, Department, ServiceItem, Staff
+from models.evaluation import BAD_LEVELS, Evaluation
+from wxbackend import errors
+from wxbackend.context import Context
+from wxbackend.services.admin import scope
+from wxbackend.services.admin.sessions import Principal
+from wxbackend.services.public import listing as public
+
+GROUPS = ("center", "item", "department", "staff", "day")
+STATS_PARAMETERS = ("group_by", "from", "to", "center", "item")
+_MONTH = re.compile(r"(\d{4})-(\d{2})")
+
+#: Ranking: weight C of the prior (the center's mean), in ratings.
+PRIOR_WEIGHT = 10
+#: Ranking: stars taken off for a share of 差评 of 100 %.
+BAD_PENALTY = 0.5
+RANKING_METHOD = (
+    "score = (C*m + sum_stars) / (C + n) - P * bad / n, C = 10, P = 0.5; "
+    "n, sum_stars, bad (levels 1-2) over the clerk's active first ratings of the month "
+    "(assess_number 1, channel not 'default', Asia/Shanghai month), leaving out ratings whose "
+    "appeal was upheld; m = the mean stars of the same ratings of the clerk's whole center; "
+    "ties: more ratings first, then staff_no"
+)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class AdminStatsQuery:
+    group_by: str
+    first: str | None  # the from/to as given, echoed in the answer
+    last: str | None
+    range: public.StatsQuery
+
+
+def parse_stats_query(args: Mapping[str, str | None]) -> AdminStatsQuery:
+    """``group_by`` (required, one of :data:`GROUPS`), ``from``, ``to``, ``center``, ``item``."""
+    group_by = args.get("group_by")
+    if group_by not in GROUPS:
+        raise errors.InvalidQuery(
+            f"Parameter group_by must be one of {', '.join(GROUPS)}.", parameter="group_by"
+        )
+    return AdminStatsQuery(
+        group_by=group_by,
+        first=args.get("from") or None,
+        last=args.get("to") or None,
+        range=public.parse_stats_query(args),
+    )
+
+
+def month_range(text: str | None) -> tuple[str, Any, Any]:
+    """``YYYY-MM`` → (the month, its first instant, the next month's) as naive UTC."""
+    found = _MONTH.fullmatch(text or "")
+    if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1970:
+        raise errors.InvalidQuery("Parameter month must be YYYY-MM.", parameter="month")
+    year, month = int(found.group(1)), int(found.group(2))
+    first = date(year, month, 1)
+    following = date(year + (month == 12), month % 12 + 1, 1)
+    return text or "", public.day_start_utc(first), public.day_start_utc(following)
+
+
+# --------------------------------------------------------------------------- the scope
+
+
+def admin_scope(principal: Principal, query: public.StatsQuery) -> public.Scope:
+    """The public scope of ``query`` (codes, range) narrowed to what ``principal`` sees."""
+    wanted = public.resolve_scope(query)
+    center_id = scope.center_filter(principal)
+    department_id = scope.department_filter(principal)
+    empty = wanted.empty
+    if center_id is not None and wanted.center_id not in (None, center_id):
+        empty = True
+    return replace(
+        wanted,
+        center_id=center_id if center_id is not None else wanted.center_id,
+        department_id=department_id,
+        empty=empty,
+    )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _catalogue_keys(group_by: str, ids: list[int]) -> dict[int, dict[str, str]]:
+    if not ids:
+        return {}
+    model, code = {
+        "center": (Center, Center.code),
+        "item": (ServiceItem, ServiceItem.code),
+        "department": (Department, Department.code),
+        "window_staff": (Staff, Staff.staff_no),
+        "approver": (Staff, Staff.staff_no),
+    }[group_by]
+    found = model.select(model.id, code, model.name).where(model.id.in_(ids)).tuples()
+    return {i: {"code": c, "name": n} for i, c, n in found}
+
+
+def row_figures(tally: public.Tally) -> dict[str, Any]:
+    """The figures of one row: :func:`public.figures` plus follow-ups and rectification."""
+    out = public.figures(tally)
+    out["on_time_rectification_rate"] = (
+        round(tally.rectified_on_time / tally.rectification_due, public.RATE_DIGITS)
+        if tally.rectification_due
+        else 0.0
+    )
+    out["rectification_due"] = tally.rectification_due
+    out["rectified_on_time"] = tally.rectified_on_time
+    out["follow_ups"] = tally.follow_ups
+    return out
+
+
+def _rows(where: public.Scope, column: str, role: str | None = None) -> list[dict[str, Any]]:
+    counted = public.tallies(where, column, extended=True)
+    if column == "day":
+        return [{"key": {"date": day}, **row_figures(counted[day])} for day in sorted(counted)]
+    ids = [i for i in counted if i is not None]
+    keys = _catalogue_keys(column, ids)
+    rows = []
+    for group_id in ids:
+        key = keys.get(group_id, {"code": None, "name": None})
+        if role is not None:
+            key = {**key, "role": role}
+        rows.append({"key": key, **row_figures(counted[group_id])})
+    rows.sort(key=lambda r: r["key"]["code"] or "")
+    return rows
+
+
+def admin_stats(principal: Principal, query: AdminStatsQuery) -> dict[str, Any]:
+    """``GET /admin/api/stats`` on the database thread."""
+    where = admin_scope(principal, query.range)
+    if query.group_by == "staff":
+        staff_scope = replace(where, exclude_upheld=True)
+        rows = _rows(staff_scope, "window_staff", "window_staff")
+        rows += _rows(staff_scope, "approver", "approver")
+    else:
+        rows = _rows(where, query.group_by)
+    return {"group_by": query.group_by, "from": query.first, "to": query.last, "rows": rows}
+
+
+async def stats(ctx: Context, principal: Principal, args: Mapping[str, str | None]) -> dict:
+    return await ctx.db.run(admin_stats, principal, parse_stats_query(args))
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def _ranked_ratings(start: Any, end: Any) -> list[peewee.Expression]:
+    """Active first ratings of the month without an upheld appeal."""
+    return [
+        Evaluation.assess_number == 1,
+        Evaluation.channel != "default",
+        Evaluation.created_at >= start,
+        Evaluation.created_at < end,
+        public.not_upheld(),
+    ]
+
+
+def score(stars: int, n: int, bad: int, prior_mean: float) -> float:
+    """:data:`RANKING_METHOD` for one clerk (``n`` > 0), rounded to 4 places."""
+    smoothed = (PRIOR_WEIGHT * prior_mean + stars) / (PRIOR_WEIGHT + n)
+    return round(smoothed - BAD_PENALTY * bad / n, 4)
+
+
+def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dict[str, Any]:
+    """``GET /admin/api/staff-ranking`` on the database thread (window clerks in scope)."""
+    ratings = _ranked_ratings(start, end)
+    bad = peewee.Case(None, [(Evaluation.overall.in_(BAD_LEVELS), 1)], 0)
+    per_staff = (
+        Evaluation.select(
+            Evaluation.window_staff,
+            peewee.fn.COUNT(Evaluation.id),
+            peewee.fn.SUM(Evaluation.overall),
+            peewee.fn.SUM(bad),
+        )
+        .where(Evaluation.window_staff.is_null(False), *ratings)
+        .group_by(Evaluation.window_staff)
+        .tuples()
+    )
+    terms = scope.where_clauses(principal, Evaluation.center, Evaluation.department)
+    if terms:
+        per_staff = per_staff.where(*terms)
+    counts = {staff_id: (n, stars, bad_n or 0) for staff_id, n, stars, bad_n in per_staff}
+    if not counts:
+        return _ranking_answer(month, [])
+    staff = {
+        row[0]: row
+        for row in Staff.select(
+            Staff.id, Staff.staff_no, Staff.name, Staff.center, Staff.department
+        )
+        .where(Staff.id.in_(list(counts)))
+        .tuples()
+    }
+    centers = {row[3] for row in staff.values()}
+    per_center = (
+        Evaluation.select(
+            Evaluation.center, peewee.fn.COUNT(Evaluation.id), peewee.fn.SUM(Evaluation.overall)
+        )
+        .where(Evaluation.center.in_(list(centers)), *ratings)
+        .group_by(Evaluation.center)
+        .tuples()
+    )
+    means = {center: stars / n for center, n, stars in per_center if n}
+    names = _names(Center, centers) | _names(Department, {row[4] for row in staff.values()})
+    items = []
+    for staff_id, (n, stars, bad_n) in counts.items():
+        _, staff_no, name, center_id, department_id = staff[staff_id]
+        prior = means.get(center_id, stars / n)
+        items.append(
+            {
+                "staff": {
+                    "staff_no": staff_no,
+                    "name": name,
+                    "center": names[(Center, center_id)],
+                    "department": names[(Department, department_id)],
+                },
+                "ratings": n,
+                "mean": round(stars / n, 4),
+                "bad": bad_n,
+                "center_mean": round(prior, 4),
+                "score": score(stars, n, bad_n, prior),
+            }
+        )
+    items.sort(key=lambda i: (-i["score"], -i["ratings"], i["staff"]["staff_no"]))
+    for rank, item in enumerate(items, 1):
+        item["rank"] = rank
+    return _ranking_answer(month, [{"rank": i.pop("rank"), **i} for i in items])
+
+
+def _names(model: type[peewee.Model], ids: set[int]) -> dict[tuple, dict[str, str]]:
+    found = model.select(model.id, model.code, model.name).where(model.id.in_(list(ids)))
+    return {(model, i): {"code": c, "name": n} for i, c, n in found.tuples()}
+
+
+def _ranking_answer(month: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "month": month,
+        "method": RANKING_METHOD,
+        "prior_weight": PRIOR_WEIGHT,
+        "bad_penalty": BAD_PENALTY,
+        "items": items,
+    }
+
+
+async def ranking(ctx: Context, principal: Principal, month: str | None) -> dict[str, Any]:
+    return await ctx.db.run(staff_ranking, principal, *month_range(month))

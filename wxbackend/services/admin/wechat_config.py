@@ -1,0 +1,288 @@
+"""The WeChat configuration in force: admin-stored values over environment over file.
+
+Admins change it through the console (``PUT /admin/api/wechat-config``) or
+``wxbackend wechat-config set``; each change is a new numbered version in the database
+(secrets encrypted) and is announced on Redis pub/sub. Every process holds the effective
+configuration in memory (:class:`WeChatConfigStore`), reloads it on the announcement, and
+polls the version number once a second as a fallback, so a change applies everywhere within
+about a second without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from models.settings_store import WeChatConfigVersion
+from wxbackend.cache import ChannelWatcher
+from wxbackend.security import FieldCipher, mask_secret
+from wxbackend.services.admin.audit import Actor, record
+from wxbackend.settings import Settings
+from wxbackend.timefmt import iso
+from wxbackend.wechat.client import Credentials
+
+log = logging.getLogger("wxbackend.wechat_config")
+
+SECRET_FIELDS = ("secret", "push_token", "aes_key")
+EDITABLE = (
+    "appid",
+    "secret",
+    "push_token",
+    "aes_key",
+    "templates",
+    "miniprogram_page",
+    "env_version",
+    "check_path",
+)
+TEMPLATE_KEYS = ("reminder", "rectified")
+POLL_SECONDS = 1.0
+
+_RULES = {
+    "appid": (re.compile(r"^wx[0-9a-f]{16}$"), "wx followed by 16 hex digits"),
+    "secret": (re.compile(r"^[0-9a-f]{32}$"), "32 hex digits"),
+    "push_token": (re.compile(r"^[A-Za-z0-9]{3,32}$"), "3–32 letters or digits"),
+    "aes_key": (re.compile(r"^[A-Za-z0-9]{43}$"), "43 letters or digits"),
+    "miniprogram_page": (
+        re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$"),
+        "a page path without a leading / or a query",
+    ),
+}
+_TEMPLATE_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """A bad value; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class WeChatConfig:
+    """The effective WeChat configuration (plain values: keep it out of logs)."""
+
+    appid: str
+    secret: str
+    push_token: str
+    aes_key: str
+    template_reminder: str
+    template_rectified: str
+    api_base: str
+    miniprogram_page: str
+    env_version: str
+    check_path: bool
+    version: int = 0
+    updated_at: str | None = None
+    updated_by: str | None = None
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.appid, self.secret)
+
+    def public_view(self) -> dict[str, Any]:
+        """What the console shows: secrets masked, never in clear."""
+        return {
+            "appid": self.appid,
+            "secret": mask_secret(self.secret),
+            "push_token": "****" if self.push_token else "",
+            "aes_key": "****" if self.aes_key else "",
+            "templates": {"reminder": self.template_reminder, "rectified": self.template_rectified},
+            "api_base": self.api_base,
+            "miniprogram_page": self.miniprogram_page,
+            "env_version": self.env_version,
+            "check_path": self.check_path,
+            "version": self.version,
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+        }
+
+
+def base_config(settings: Settings) -> WeChatConfig:
+    """The file + environment layer (settings), before admin-stored values."""
+    w = settings.wechat
+    return WeChatConfig(
+        appid=w.appid,
+        secret=w.secret,
+        push_token=w.push_token,
+        aes_key=w.aes_key,
+        template_reminder=w.template_reminder,
+        template_rectified=w.template_rectified,
+        api_base=w.api_base,
+        miniprogram_page=w.miniprogram_page,
+        env_version=w.env_version,
+        check_path=w.check_path,
+    )
+
+
+def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Check a PUT body (any subset of the editable fields) → flat stored values."""
+    flat: dict[str, Any] = {}
+    for field, value in changes.items():
+        if field == "api_base":
+            raise ConfigError(
+                "api_base", "read-only here: set it in the file or WXB_WECHAT_API_BASE"
+            )
+        if field not in EDITABLE:
+            raise ConfigError(field, "unknown field")
+        if field == "templates":
+            if not isinstance(value, dict):
+                raise ConfigError("templates", "an object {reminder, rectified}")
+            for key, template_id in value.items():
+                if key not in TEMPLATE_KEYS:
+                    raise ConfigError(f"templates.{key}", "unknown template")
+                if not isinstance(template_id, str) or not _TEMPLATE_ID.match(template_id):
+                    raise ConfigError(f"templates.{key}", "1–64 of A-Z a-z 0-9 _ -")
+                flat[f"template_{key}"] = template_id
+        elif field == "env_version":
+            if value not in ("release", "trial", "develop"):
+                raise ConfigError(field, "release, trial or develop")
+            flat[field] = value
+        elif field == "check_path":
+            if not isinstance(value, bool):
+                raise ConfigError(field, "true or false")
+            flat[field] = value
+        else:
+            pattern, what = _RULES[field]
+            if not isinstance(value, str) or not pattern.match(value):
+                raise ConfigError(field, what)
+            flat[field] = value
+    return flat
+
+
+def _decode(cipher: FieldCipher, row: WeChatConfigVersion) -> dict[str, Any]:
+    values = json.loads(row.values)
+    for field in SECRET_FIELDS:
+        if values.get(field):
+            values[field] = cipher.decrypt(values[field], f"wechat_config.{field}")
+    return values
+
+
+def load_effective(settings: Settings, cipher: FieldCipher) -> WeChatConfig:
+    """The newest stored version over the settings (sync: run on a DB thread)."""
+    config = base_config(settings)
+    row = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).first()
+    if row is None:
+        return config
+    return replace(
+        config,
+        **_decode(cipher, row),
+        version=row.version,
+        updated_at=iso(row.updated_at),
+        updated_by=row.updated_by,
+    )
+
+
+def current_version() -> int:
+    return (
+        WeChatConfigVersion.select(WeChatConfigVersion.version)
+        .order_by(WeChatConfigVersion.version.desc())
+        .scalar()
+        or 0
+    )
+
+
+def save_changes(
+    settings: Settings, cipher: FieldCipher, actor: Actor, changes: dict[str, Any]
+) -> WeChatConfig:
+    """Validate and store a new version (sync, one transaction, audited). Returns it."""
+    from wxbackend.db import database
+
+    flat = validate_changes(changes)
+    with database.atomic():
+        latest = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).first()
+        stored = json.loads(latest.values) if latest else {}
+        current = _decode(cipher, latest) if latest else {}
+        changed = sorted(k for k, v in flat.items() if current.get(k, _MISSING) != v)
+        for field, value in flat.items():
+            if field in SECRET_FIELDS:
+                stored[field] = cipher.encrypt(value, f"wechat_config.{field}")
+            else:
+                stored[field] = value
+        version = (latest.version if latest else 0) + 1
+        WeChatConfigVersion.create(
+            version=version,
+            values=json.dumps(stored, ensure_ascii=False),
+            changed_fields=json.dumps(changed),
+            updated_by=actor.username,
+        )
+        record(actor, "wechat_config.update", "wechat_config", version, {"changed": changed})
+    return load_effective(settings, cipher)
+
+
+_MISSING = object()
+
+
+def history(limit: int = 50) -> list[dict[str, Any]]:
+    """Versions newest first: who, when, which fields changed (no values)."""
+    rows = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).limit(limit)
+    return [
+        {
+            "version": r.version,
+            "changed_fields": json.loads(r.changed_fields),
+            "updated_by": r.updated_by,
+            "updated_at": iso(r.updated_at),
+        }
+        for r in rows
+    ]
+
+
+class WeChatConfigStore:
+    """The effective configuration of this process, kept current (pub/sub + polling)."""
+
+    def __init__(self, ctx: Any):
+        self.ctx = ctx
+        self.current = base_config(ctx.settings)
+        self.channel = ctx.rkeys("wechat-config")
+        self._watcher = ChannelWatcher(
+            ctx.redis,
+            self.channel,
+            on_message=lambda _data: self.reload(),
+            on_idle=self._poll,
+            interval=POLL_SECONDS,
+        )
+
+    def config(self) -> WeChatConfig:
+        return self.current
+
+    def credentials(self) -> Credentials:
+        return self.current.credentials
+
+    async def reload(self) -> WeChatConfig:
+        fresh = await self.ctx.db.run(load_effective, self.ctx.settings, self.ctx.cipher)
+        if fresh.version != self.current.version:
+            log.info("WeChat configuration version %d in force", fresh.version)
+        self.current = fresh
+        return fresh
+
+    async def save(self, actor: Actor, changes: dict[str, Any]) -> WeChatConfig:
+        fresh = await self.ctx.db.run(
+            save_changes, self.ctx.settings, self.ctx.cipher, actor, changes
+        )
+        self.current = fresh
+        await self.announce(fresh.version)
+        return fresh
+
+    async def announce(self, version: int) -> None:
+        try:
+            await self.ctx.redis.publish(self.channel, str(version))
+        except Exception as exc:  # noqa: BLE001 - polling still spreads the change
+            log.warning("could not announce the WeChat configuration: %s", type(exc).__name__)
+
+    def start(self) -> None:
+        """Watch for changes in the background (call once the loop runs)."""
+        self._watcher.start()
+
+    async def stop(self) -> None:
+        await self._watcher.stop()
+
+    async def _poll(self) -> None:
+        if await self.ctx.db.run(current_version) != self.current.version:
+            await self.reload()
+
+
+def as_dict(config: WeChatConfig) -> dict[str, Any]:
+    return asdict(config)

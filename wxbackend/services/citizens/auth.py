@@ -1,0 +1,105 @@
+"""Citizen login through WeChat (code2Session) and opaque session tokens.
+
+A session token is random (256 bits), handed to the mini-program once and kept in Redis
+only as its SHA-256 digest, with a TTL; deleting the key revokes it. No JWT: nothing the
+client holds can outlive a revocation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from wxbackend import errors
+from wxbackend.context import Context
+from wxbackend.security import new_token, token_digest
+from wxbackend.services.citizens import ratelimit
+from wxbackend.services.citizens import users as user_service
+from wxbackend.wechat import errors as wx
+
+log = logging.getLogger("wxbackend.auth")
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    expires_in: int
+    user_id: int
+
+
+def _session_key(ctx: Context, token: str) -> str:
+    return ctx.rkeys("sess", token_digest(token))
+
+
+def _user_sessions_key(ctx: Context, user_id: int) -> str:
+    return ctx.rkeys("user-sess", str(user_id))
+
+
+async def login(ctx: Context, code: str, client_ip: str) -> LoginResult:
+    """Exchange a ``wx.login`` code for a session; the user is created on first login."""
+    limits = ctx.settings.ratelimit
+    await ratelimit.hit(ctx, "login-ip", client_ip, limits.login_per_ip_per_minute, 60)
+    if not code or len(code) > 128:
+        raise errors.WeChatCodeInvalid()
+    try:
+        answer = await ctx.wechat.code2session(code)
+    except wx.InvalidCodeError:
+        raise errors.WeChatCodeInvalid() from None
+    except wx.UserRateLimitError:
+        raise errors.RateLimited(
+            "WeChat limits logins for this user; try again in a minute."
+        ) from None
+    except wx.RiskyUserError:
+        raise errors.WeChatUserBlocked() from None
+    except wx.WeChatError as exc:
+        log.warning("login: WeChat failed", extra={"fields": {"errcode": str(exc.errcode)}})
+        raise errors.WeChatUnavailable() from None
+    openid = answer.get("openid")
+    if not openid:
+        raise errors.WeChatUnavailable("WeChat gave no openid.")
+    await ratelimit.hit(ctx, "login-openid", openid, limits.login_per_openid_per_minute, 60)
+    session_key_enc = ctx.cipher.encrypt(answer.get("session_key", ""), "user.session_key")
+    user_id = await ctx.db.run(
+        user_service.upsert_wechat_user, openid, answer.get("unionid"), session_key_enc
+    )
+    token = await create_session(ctx, user_id)
+    return LoginResult(token, ctx.settings.auth.session_ttl_seconds, user_id)
+
+
+async def create_session(ctx: Context, user_id: int) -> str:
+    token = new_token(32)
+    ttl = ctx.settings.auth.session_ttl_seconds
+    digest_key = _session_key(ctx, token)
+    index = _user_sessions_key(ctx, user_id)
+    async with ctx.redis.pipeline(transaction=True) as pipe:
+        pipe.set(digest_key, str(user_id), ex=ttl)
+        pipe.sadd(index, digest_key)
+        pipe.expire(index, ttl)
+        await pipe.execute()
+    return token
+
+
+async def session_user(ctx: Context, token: str) -> int | None:
+    """The user id of a live session token, or None."""
+    if len(token) > 128:
+        return None
+    value = await ctx.redis.get(_session_key(ctx, token))
+    return int(value) if value else None
+
+
+async def logout(ctx: Context, token: str) -> None:
+    key = _session_key(ctx, token)
+    value = await ctx.redis.get(key)
+    await ctx.redis.delete(key)
+    if value:
+        await ctx.redis.srem(_user_sessions_key(ctx, int(value)), key)
+
+
+async def revoke_all(ctx: Context, user_id: int) -> int:
+    """End every session of a user; returns how many were live."""
+    index = _user_sessions_key(ctx, user_id)
+    keys = await ctx.redis.smembers(index)
+    if keys:
+        await ctx.redis.delete(*keys)
+    await ctx.redis.delete(index)
+    return len(keys)

@@ -1,0 +1,97 @@
+"""Housekeeping (日常维护): hourly recurring jobs run by the worker.
+
+Each task is a ``housekeeping`` job keyed ``housekeeping:<task>:<YYYYMMDDHH>`` (UTC hour):
+scheduling is idempotent, so any number of workers starting, or running the job, create
+each hour's job once. A run first schedules the next hour's job, then does its work.
+
+- ``flag_overdue``: the sticky ``Ticket.overdue`` flag (:func:`tickets.flag_overdue`).
+- ``purge_face_attempts``: face attempts older than ``identity.attempt_retention_days``.
+- ``default_ratings``: default-rate unrated cases past their window that have no job.
+- ``purge_jobs``: finished jobs older than :data:`JOB_RETENTION_DAYS` (the messages stay:
+  they, not the jobs, are the idempotency record of a reminder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from models.base import utcnow
+from models.job import Job
+from wxbackend.context import Context
+from wxbackend.services.citizens import identity
+from wxbackend.services.jobs import queue as jobs
+from wxbackend.services.ratings import defaults as default_ratings
+from wxbackend.services.tickets import workflow as tickets
+
+log = logging.getLogger("wxbackend.housekeeping")
+
+KIND = "housekeeping"
+JOB_RETENTION_DAYS = 30
+
+
+def hour_key(task: str, at: datetime) -> str:
+    return f"{KIND}:{task}:{at:%Y%m%d%H}"
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def purge_jobs(now: datetime, days: int = JOB_RETENTION_DAYS) -> int:
+    """Delete done and cancelled jobs finished more than ``days`` ago."""
+    cutoff = now - timedelta(days=days)
+    return (
+        Job.delete()
+        .where(Job.status.in_(["done", "cancelled"]) & (Job.finished_at < cutoff))
+        .execute()
+    )
+
+
+async def _flag_overdue(ctx: Context) -> int:
+    return await ctx.db.run(tickets.flag_overdue, utcnow())
+
+
+async def _purge_face_attempts(ctx: Context) -> int:
+    days = ctx.settings.identity.attempt_retention_days
+    return await ctx.db.run(identity.purge_face_attempts, days)
+
+
+async def _purge_jobs(ctx: Context) -> int:
+    return await ctx.db.run(purge_jobs, utcnow())
+
+
+TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
+    "flag_overdue": _flag_overdue,
+    "purge_face_attempts": _purge_face_attempts,
+    "default_ratings": default_ratings.sweep,
+    "purge_jobs": _purge_jobs,
+}
+
+
+def ensure_scheduled(now: datetime | None = None) -> int:
+    """Schedule this hour's run of every task (due now) and the next hour's (sync). Called
+    when a worker starts; returns how many jobs were new."""
+    now = now or utcnow()
+    new = 0
+    for task in TASKS:
+        new += jobs.schedule(KIND, hour_key(task, now), now, {"task": task})
+        nxt = _hour(now) + timedelta(hours=1)
+        new += jobs.schedule(KIND, hour_key(task, nxt), nxt, {"task": task})
+    return new
+
+
+async def handle(ctx: Context, job: Job) -> None:
+    """A ``housekeeping`` job: ``{"task"}``. Schedules the next run first (never in the past:
+    after downtime the chain resumes from now instead of replaying missed hours)."""
+    task = json.loads(job.payload)["task"]
+    nxt = _hour(max(job.due_at, utcnow())) + timedelta(hours=1)
+    await ctx.db.run(jobs.schedule, KIND, hour_key(task, nxt), nxt, {"task": task})
+    run = TASKS.get(task)
+    if run is None:
+        log.warning("unknown housekeeping task %r", task)
+        return
+    count = await run(ctx)
+    log.info("housekeeping %s: %d", task, count, extra={"fields": {"task": task, "count": count}})
