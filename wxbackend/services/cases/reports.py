@@ -33,7 +33,7 @@ from typing import Any
 
 import peewee
 import redis.exceptions
-from stdnum.cn import ric, uscc
+from stdnum.cn import uscc
 
 from models.base import utcnow
 from models.case import Case, QrToken
@@ -42,6 +42,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import normalize_id_number, token_digest
+from wxbackend.services.citizens import id_numbers
 from wxbackend.services.messaging import reminders
 from wxbackend.settings import Settings
 from wxbackend.timefmt import parse_iso
@@ -169,7 +170,7 @@ def parse_applicant(value: Any) -> Applicant:
     if not isinstance(raw_id, str):
         raise errors.InvalidBody("Field applicant.id_number must be a string.")
     id_number = normalize_id_number(raw_id)
-    if len(id_number) != 18 or not ric.is_valid(id_number):
+    if not id_numbers.is_valid(id_number):
         raise errors.InvalidApplicantIdNumber()
     phone = data.get("phone")
     if phone is not None:

@@ -20,12 +20,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import peewee
-from stdnum.cn import ric, uscc
+from stdnum.cn import uscc
 
 from models.base import BaseModel, utcnow
 from models.catalog import STAFF_ROLES, Center, Department, ServiceItem, Staff, Window
 from wxbackend.db import database
 from wxbackend.security import LookupHasher, normalize_id_number
+from wxbackend.services.citizens import id_numbers
 
 SECTIONS = ("centers", "departments", "items", "staff", "windows")
 ID_HASH_PURPOSE = "id_number"
@@ -236,7 +237,7 @@ def _check_staff(row: _Row, hasher: LookupHasher) -> dict[str, Any]:
     raw_id = row.raw.get("id_number")
     if raw_id is not None and not (isinstance(raw_id, str) and not raw_id.strip()):
         number = normalize_id_number(raw_id) if isinstance(raw_id, str) else ""
-        if not ric.is_valid(number):
+        if not id_numbers.is_valid(number):
             row.fail("invalid id_number", "id_number")  # never echo the number
         id_hash = hasher.hash(number, ID_HASH_PURPOSE)
     return {

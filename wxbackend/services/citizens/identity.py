@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import peewee
-from stdnum.cn import ric
 
 from models.base import utcnow
 from models.identity import FaceAttempt, Identity
@@ -36,7 +35,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import mask_name, normalize_id_number
-from wxbackend.services.citizens import ratelimit
+from wxbackend.services.citizens import id_numbers, ratelimit
 from wxbackend.services.messaging import reminders
 from wxbackend.settings import Settings
 from wxbackend.wechat import errors as wx
@@ -86,9 +85,16 @@ def normalize_name(name: str) -> str:
 def normalize_resident_id(id_number: str) -> str:
     """The canonical 18-character resident ID (GB 11643), or :class:`InvalidIdNumber`."""
     number = normalize_id_number(id_number)
-    if len(number) != 18 or not ric.is_valid(number):
+    kind = id_numbers.id_kind(number)
+    if kind is None:
         raise errors.InvalidIdNumber(
             "The ID number is not a valid 18-character resident ID (身份证号码校验不通过)."
+        )
+    if kind != id_numbers.RESIDENT:
+        raise errors.InvalidIdNumber(
+            "WeChat's face verification takes a mainland resident ID only; holders of a "
+            "residence permit or a permanent residence ID rate through a phone or SMS "
+            "follow-up (人脸核身仅支持居民身份证，其他证件请通过电话或短信回访评价)."
         )
     return number
 
