@@ -6,8 +6,10 @@
 delivery already applied and for events this server does not handle.
 
 Refusals store nothing: 401 ``bad_signature`` when unsigned, a signature or
-``msg_signature`` does not match, the timestamp is over 5 minutes off (a replay), the
-decrypted message names another appid, or push is not configured (no token); 400
+``msg_signature`` does not match, the timestamp is over 5 minutes off (a replay), a signature
+already used with another body (:mod:`~wxbackend.services.messaging.push_guard`), a plaintext
+delivery while an EncodingAESKey is configured (a downgrade), the decrypted message names
+another appid, or push is not configured (no token); 400
 ``invalid_body`` when the body is neither JSON nor XML or does not decrypt. Message contents
 and openids are never logged.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
-from wxbackend.services.messaging import subscriptions
+from wxbackend.services.messaging import push_guard, subscriptions
 from wxbackend.wechat import push
 
 _SIGNED = [
@@ -85,12 +87,21 @@ class PushHandler(BaseHandler):
         except push.PushError as exc:
             refusal = errors.BadSignature if exc.kind == "signature" else errors.InvalidBody
             raise refusal(str(exc)) from None
-        await self.ctx.db.run(
-            subscriptions.apply_push,
-            delivery.message,
-            delivery.receipt_key,
-            subscriptions.templates_of(self.ctx),
-        )
+        signed = (query["msg_signature"] or query["signature"], query["timestamp"], query["nonce"])
+        outcome = await push_guard.claim(self.ctx, *signed, delivery.receipt_key)
+        if outcome == push_guard.REPLAY:
+            raise errors.BadSignature("This signature was used already: refused as a replay.")
+        if outcome == push_guard.FRESH:
+            try:
+                await self.ctx.db.run(
+                    subscriptions.apply_push,
+                    delivery.message,
+                    delivery.receipt_key,
+                    subscriptions.templates_of(self.ctx),
+                )
+            except BaseException:
+                await push_guard.release(self.ctx, *signed)
+                raise
         self._text("success")
 
     def _text(self, text: str) -> None:

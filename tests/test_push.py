@@ -138,7 +138,13 @@ async def test_admin_configured_push(api, sandbox, ctx):
 # ---- events applied -----------------------------------------------------------------------------
 
 
+PLAINTEXT_ONLY = {
+    "wechat": {"push_token": TOKEN, "template_reminder": REMINDER, "template_rectified": RECTIFIED}
+}
+
+
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [PLAINTEXT_ONLY])
 async def test_plaintext_json_event_applied(api, sandbox, ctx):
     _, user_id, openid = await user(api, sandbox, ctx)
     status, body = await deliver(api, popup(openid, (REMINDER, "accept")), safe=False)
@@ -173,9 +179,9 @@ async def test_safe_mode_xml_event_applied(api, sandbox, ctx):
         Subscription.get, Subscription.user == user_id, Subscription.template_id == RECTIFIED
     )
     assert row.last_result == "reject" and row.quota == 0
-    # a single <List> (one template) works as well, in plaintext XML too
+    # a single <List> (one template) works as well
     message = popup(openid, (REMINDER, "accept"), xml=True)
-    status, _ = await deliver(api, message, fmt="xml", safe=False)
+    status, _ = await deliver(api, message, fmt="xml")
     assert status == 200
     assert await ctx.db.run(quota, user_id, REMINDER) == 2
 
@@ -326,17 +332,32 @@ def signed_safe(encrypted: str, fmt="json") -> tuple[str, bytes]:
     return urlencode(query), body
 
 
+def signed_plain() -> str:
+    ts, nonce = str(int(time.time())), str(time.monotonic_ns())
+    return urlencode({"signature": push.sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [PLAINTEXT_ONLY])
+async def test_malformed_plaintext_refused(api, sandbox, ctx):
+    for body in (b"", b"garbage", b"{not json", b"[1,2]", b"<xml><a></xml>", b"<other/>"):
+        status, answer = await post(api, signed_plain(), body)
+        assert status == 400 and answer["error"]["code"] == "invalid_body", body
+    xxe = b'<!DOCTYPE x [<!ENTITY e "boom">]><xml><Event>&e;</Event></xml>'
+    status, _ = await post(api, signed_plain(), xxe, fmt="xml")
+    assert status == 400
+    status, _ = await post(api, signed_plain().replace("nonce", "encrypt_type=des&nonce"), b"{}")
+    assert status == 400
+    await nothing_stored(ctx)
+
+
 @pytest.mark.asyncio
 async def test_malformed_refused(api, sandbox, ctx):
     _, _, openid = await user(api, sandbox, ctx)
-    ts, nonce = str(int(time.time())), "7"
-    plain = urlencode({"signature": push.sign(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce})
-    for body in (b"", b"garbage", b"{not json", b"[1,2]", b"<xml><a></xml>", b"<other/>"):
+    plain = signed_plain()
+    for body in (b"", b"garbage", b"{not json", b"<xml><a></xml>"):  # safe mode is configured
         status, answer = await post(api, plain, body)
-        assert status == 400 and answer["error"]["code"] == "invalid_body", body
-    xxe = b'<!DOCTYPE x [<!ENTITY e "boom">]><xml><Event>&e;</Event></xml>'
-    status, _ = await post(api, plain, xxe, fmt="xml")
-    assert status == 400
+        assert status == 401 and answer["error"]["code"] == "bad_signature", body
     message = json.dumps(popup(openid, (REMINDER, "accept"))).encode()
     other_key = push.new_aes_key()
     for encrypted in (

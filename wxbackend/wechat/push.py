@@ -209,7 +209,8 @@ def open_delivery(
     """Authenticate (and in safe mode decrypt) one ``POST`` delivery.
 
     ``query`` holds the URL parameters (``signature``, ``timestamp``, ``nonce``,
-    ``encrypt_type``, ``msg_signature``). Raises :class:`PushError` on anything wrong.
+    ``encrypt_type``, ``msg_signature``). Raises :class:`PushError` on anything wrong. With
+    ``aes_key`` configured only safe-mode deliveries are accepted (plaintext is a downgrade).
     """
     if not token:
         raise _forged("Message push is not configured (no token).")
@@ -218,6 +219,8 @@ def open_delivery(
     safe = encrypt_type == "aes"
     if encrypt_type not in ("aes", "raw"):
         raise _malformed("Unknown encrypt_type.")
+    if aes_key and not safe:  # a downgrade: the plaintext signature does not cover the body
+        raise _forged("Safe mode is configured: an unencrypted delivery is refused.")
     if not nonce or not (query.get("msg_signature") if safe else query.get("signature")):
         raise _forged("The delivery is not signed.")
     check_fresh(timestamp, now)

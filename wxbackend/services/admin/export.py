@@ -16,7 +16,7 @@ department). The fields are :data:`FIELDS`:
 * No applicant data at all: no name (not even masked), ID number, phone, openid or enterprise.
 
 CSV: UTF-8 with a byte-order mark (so Excel reads the Chinese), a header row, CRLF lines,
-``indicator_codes`` joined with ``;``. A comment starting with ``= + - @``, tab or CR gets a
+``indicator_codes`` joined with ``;``. Every text cell starting with ``= + - @``, tab or CR gets a
 leading ``'`` in CSV only, so a spreadsheet never runs it as a formula (CSV injection).
 JSON Lines: one object per line, ``indicator_codes`` a list, numbers as numbers.
 
@@ -293,7 +293,6 @@ def _values(row: tuple, codes: dict[int, list[str]]) -> list[Any]:
 
 
 _INDICATORS = FIELDS.index("indicator_codes")
-_COMMENT = FIELDS.index("comment")
 
 
 def header(fmt: str) -> bytes:
@@ -306,10 +305,11 @@ def header(fmt: str) -> bytes:
     return out.getvalue().encode("utf-8")
 
 
-def _safe_cell(text: str | None) -> str | None:
-    if text and text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+def _safe_cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _encode_csv(page: list[tuple], codes: dict[int, list[str]]) -> bytes:
@@ -318,8 +318,7 @@ def _encode_csv(page: list[tuple], codes: dict[int, list[str]]) -> bytes:
     for row in page:
         values = _values(row, codes)
         values[_INDICATORS] = ";".join(values[_INDICATORS])
-        values[_COMMENT] = _safe_cell(values[_COMMENT])
-        writer.writerow(values)
+        writer.writerow([_safe_cell(value) for value in values])  # every text cell
     return out.getvalue().encode("utf-8")
 
 
