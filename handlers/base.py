@@ -161,6 +161,8 @@ class BaseHandler(tornado.web.RequestHandler):
                 data = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 raise errors.InvalidBody("The body is not valid JSON.") from None
+            except RecursionError:  # thousands of nested brackets
+                raise errors.InvalidBody("The body is nested too deeply.") from None
         if not isinstance(data, dict):
             raise errors.InvalidBody("The body must be a JSON object.")
         if self.strict_fields:

@@ -17,6 +17,7 @@ signed partner request may fetch, so the *window system* (which holds the partne
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +162,21 @@ class StaticHandler(tornado.web.StaticFileHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
 
+    def parse_url_path(self, url_path: str) -> str:
+        if any(ord(char) < 32 or char == "\x7f" for char in url_path):  # a NUL made a 500
+            raise tornado.web.HTTPError(404)
+        return super().parse_url_path(url_path)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", "text/plain; charset=UTF-8")
-        self.finish(f"{status_code}\n")
+        """The contract's error body (a path outside the folder is a plain 404 too)."""
+        if status_code == 403:
+            self.set_status(status_code := 404)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status_code, "bad_request")
+        if status_code >= 500:
+            code = "internal_error"
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        message = "No such file." if code == "not_found" else self._reason
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
 
 
 class PublicWindowHandler(BaseHandler):

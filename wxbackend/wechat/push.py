@@ -169,7 +169,7 @@ def parse(raw: bytes) -> dict[str, Any]:
     if text.startswith(b"{"):
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _malformed("The body is not valid JSON.") from None
     elif text.startswith(b"<"):
         if b"<!DOCTYPE" in text.upper() or b"<!ENTITY" in text.upper():

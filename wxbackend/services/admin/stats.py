@@ -51,6 +51,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.sessions import Principal
+from wxbackend.services.common import query_args
 from wxbackend.services.public import listing as public
 
 GROUPS = ("center", "item", "department", "staff", "day")
@@ -99,7 +100,8 @@ def parse_stats_query(args: Mapping[str, str | None]) -> AdminStatsQuery:
 def month_range(text: str | None) -> tuple[str, Any, Any]:
     """``YYYY-MM`` → (the month, its first instant, the next month's) as naive UTC."""
     found = _MONTH.fullmatch(text or "")
-    if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1970:
+    year_ok = found and query_args.FIRST_YEAR <= int(found.group(1)) <= query_args.LAST_YEAR
+    if not found or not year_ok or not 1 <= int(found.group(2)) <= 12:
         raise errors.InvalidQuery("Parameter month must be YYYY-MM.", parameter="month")
     year, month = int(found.group(1)), int(found.group(2))
     first = date(year, month, 1)

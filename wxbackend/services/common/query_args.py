@@ -122,17 +122,26 @@ def newest_first(
 # --------------------------------------------------------------------------- days and times
 
 
+#: The years a day or month parameter may name: beyond them the UTC conversion of a
+#: Shanghai midnight overflows (``0001-01-01``, ``9999-12-31`` + 1 day) and no rating exists.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
+
+
 def day(value: str | None, name: str) -> date | None:
-    """A calendar day ``YYYY-MM-DD``; None when absent or empty."""
+    """A calendar day ``YYYY-MM-DD`` from :data:`FIRST_YEAR` to :data:`LAST_YEAR`; None when
+    absent or empty."""
     value = text(value, name)
     if value is None:
         return None
     try:
         if not _DATE.fullmatch(value):
             raise ValueError(value)
-        return date.fromisoformat(value)
+        found = date.fromisoformat(value)
     except ValueError:
         raise invalid(name, f"Parameter {name} must be a date YYYY-MM-DD.") from None
+    if not FIRST_YEAR <= found.year <= LAST_YEAR:
+        raise invalid(name, f"Parameter {name} must lie in {FIRST_YEAR}–{LAST_YEAR}.")
+    return found
 
 
 def day_start_utc(day: date) -> datetime:
