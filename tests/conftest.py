@@ -27,7 +27,7 @@ import tornado.testing
 from tornado.httpclient import AsyncHTTPClient
 
 from models.migrations import migrate
-from wxbackend.app import make_app
+from wxbackend.app import make_app, server_options
 from wxbackend.context import Context, build_context
 from wxbackend.settings import Settings, load_settings
 from wxbackend.wechat.sandbox import SandboxState, start_sandbox
@@ -303,7 +303,7 @@ def app(ctx: Context):
 @pytest_asyncio.fixture
 async def http_server(app) -> AsyncIterator[tuple[tornado.httpserver.HTTPServer, int]]:
     sock, port = tornado.testing.bind_unused_port()
-    server = tornado.httpserver.HTTPServer(app, max_body_size=1 << 20)
+    server = tornado.httpserver.HTTPServer(app, **server_options(app.settings["ctx"].settings))
     server.add_sockets([sock])
     yield server, port
     server.stop()

@@ -22,7 +22,6 @@ from wxbackend.settings import Settings, SettingsError
 log = logging.getLogger("wxbackend")
 
 #: Tornado refuses bodies above this outright; up to it the app answers 413 (over 64 KiB).
-SERVER_MAX_BODY = 8 << 20
 DRAIN_SECONDS = 5.0
 
 
@@ -96,7 +95,7 @@ class AppServer:
         return self.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        from wxbackend.app import make_app
+        from wxbackend.app import make_app, server_options
         from wxbackend.context import build_context
 
         api_base = None
@@ -112,7 +111,7 @@ class AppServer:
         self.ctx = build_context(self.settings, api_base=api_base)
         await self.ctx.start()
         self.http_server = tornado.httpserver.HTTPServer(
-            make_app(self.ctx), max_body_size=SERVER_MAX_BODY
+            make_app(self.ctx), **server_options(self.settings)
         )
         self.http_server.add_sockets(self.sockets)
         if self.settings.worker.embedded:  # one per process: they share the job table safely
