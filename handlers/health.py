@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from handlers.base import BaseHandler, route
+from handlers.base import BaseHandler, bearer_token, route
+from handlers.openapi import errors_of
+from wxbackend import errors
+from wxbackend.services.common import metrics_access
 
 
 class HealthHandler(BaseHandler):
@@ -33,13 +36,24 @@ class HealthHandler(BaseHandler):
 
 
 class MetricsHandler(BaseHandler):
-    """``GET /metrics``: Prometheus text format."""
+    """``GET /metrics``: Prometheus text format, for the addresses of ``metrics.allow``
+    (the client address, trusted-proxy aware) or a bearer ``metrics.token``; else 403."""
 
     openapi = {
-        "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}
+        "get": {
+            "summary": "Prometheus metrics (metrics.allow addresses or the metrics.token bearer)",
+            "responses": {"200": {"description": "text"}, **errors_of(403)},
+        }
     }
 
     def get(self) -> None:
+        allowed = metrics_access.allowed(
+            self.ctx.settings.metrics,
+            self.client_ip(),
+            bearer_token(self.request.headers.get("Authorization", "")),
+        )
+        if not allowed:
+            raise errors.Forbidden("Metrics are served to the addresses of metrics.allow.")
         self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         self.finish(self.ctx.metrics.render())
 

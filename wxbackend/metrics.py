@@ -14,6 +14,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20)
 
 
+#: The methods counted by name; any other is ``OTHER``.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
+
 class Metrics:
     """HTTP requests and latency by route; WeChat calls by endpoint and errcode."""
 
@@ -47,7 +51,12 @@ class Metrics:
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
+        """Count one request. Labels stay bounded whatever clients send: an unknown method
+        is ``OTHER``, a status outside 100–599 ``other`` (300 made-up methods used to add
+        600 series); routes are templates, unmatched paths one ``unmatched``."""
+        method = method if method in HTTP_METHODS else "OTHER"
+        code = str(status) if 100 <= status <= 599 else "other"
+        self.requests.labels(route, method, code).inc()
         self.latency.labels(route).observe(seconds)
 
     def observe_wechat(self, endpoint: str, errcode: str, seconds: float) -> None:

@@ -225,11 +225,15 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         need(val == "" or bool(_B64_32.match(val)), f"security.{key}", "base64 of 32 bytes")
     for val in v["security"]["old_master_keys"]:
         need(bool(_B64_32.match(str(val))), "security.old_master_keys", "base64 of 32 bytes each")
-    for proxy in v["server"]["trusted_proxies"]:
-        try:
-            ipaddress.ip_network(str(proxy), strict=False)
-        except ValueError:
-            raise SettingsError(f"setting server.trusted_proxies: bad address {proxy!r}") from None
+    for key, addresses in (
+        ("server.trusted_proxies", v["server"]["trusted_proxies"]),
+        ("metrics.allow", v["metrics"]["allow"]),
+    ):
+        for address in addresses:
+            try:
+                ipaddress.ip_network(str(address), strict=False)
+            except ValueError:
+                raise SettingsError(f"setting {key}: bad address {address!r}") from None
     positive = [
         ("server", "port"),
         ("server", "processes"),

@@ -22,6 +22,11 @@ def _trusted(addr: str, networks) -> bool:
     return any(ip in net for net in networks)
 
 
+def in_networks(addr: str, networks: tuple[str, ...]) -> bool:
+    """Is ``addr`` inside one of ``networks`` (addresses or CIDR ranges)?"""
+    return _trusted(addr, _networks(networks))
+
+
 def client_address(peer: str, forwarded_for: str | None, trusted_proxies: Sequence[str]) -> str:
     """Walk X-Forwarded-For from the right, skipping trusted proxies; the first other hop wins.
 
