@@ -22,12 +22,11 @@ from models.catalog import Center, Department
 from wxbackend import errors
 from wxbackend.db import database
 from wxbackend.security import FieldCipher, hash_password
+from wxbackend.services.admin import passwords
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.timefmt import iso
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
-MIN_PASSWORD = 10
-MAX_PASSWORD = 256
 
 
 class AccountError(ValueError):
@@ -83,10 +82,9 @@ def create_admin(
 
 
 def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"password: at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise AccountError(f"password: at most {MAX_PASSWORD} characters")
+    found = passwords.problem(password)
+    if found is not None:
+        raise AccountError(f"password: {found}")
 
 
 def _department_in(code: str, center: Center | None) -> Department:
