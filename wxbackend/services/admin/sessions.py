@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from models.access import Admin
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.security import hash_password, new_token, token_digest, verify_password
+from wxbackend.security import hash_password, new_token, token_digest, verify_password_async
 from wxbackend.services.admin.lockout import Lockout
+from wxbackend.services.citizens import ratelimit
 
 # Verifying against this when the account does not exist keeps timing equal.
 _DUMMY_HASH = hash_password("not-a-real-password-0")
@@ -37,9 +38,16 @@ def _principal(admin: Admin) -> Principal:
     return Principal(admin.id, admin.username, admin.role, admin.center_id, admin.department_id)
 
 
-def _check_password(username: str, password: str) -> Principal | None:
-    admin = Admin.get_or_none(Admin.username == username)
-    ok = verify_password(password, admin.password_hash if admin else _DUMMY_HASH)
+def _account(username: str) -> Admin | None:
+    return Admin.get_or_none(Admin.username == username)
+
+
+async def _check_password(ctx: Context, username: str, password: str) -> Principal | None:
+    """The admin when the password is right: the row is read on a database thread, scrypt
+    runs on the password threads (:func:`~wxbackend.security.verify_password_async`), so a
+    flood of logins never takes the database threads from ratings and pages."""
+    admin = await ctx.db.run(_account, username)
+    ok = await verify_password_async(password, admin.password_hash if admin else _DUMMY_HASH)
     if not ok or admin is None or admin.disabled:
         return None
     return _principal(admin)
@@ -63,13 +71,19 @@ def _index_key(ctx: Context, admin_id: int) -> str:
 async def login(
     ctx: Context, username: str, password: str, client_ip: str
 ) -> tuple[str, Principal]:
-    """A new token, or 401 bad_credentials / 429 locked."""
+    """A new token, or 401 bad_credentials / 429 locked / 429 rate_limited.
+
+    Per client address at most ``ratelimit.admin_login_per_ip_per_minute`` attempts (any
+    usernames: a flood of made-up ones no longer reaches scrypt); per (account, address)
+    the lockout, counted before the password is checked."""
+    limit = ctx.settings.ratelimit.admin_login_per_ip_per_minute
+    await ratelimit.hit(ctx, "admin-login-ip", client_ip, limit, 60)
     lockout = Lockout(ctx.redis, ctx.rkeys, ctx.settings)
-    if await lockout.is_locked(username, client_ip):
+    if not await lockout.attempt(username, client_ip):
         raise errors.Locked()
-    principal = await ctx.db.run(_check_password, username, password)
+    principal = await _check_password(ctx, username, password)
     if principal is None:
-        await lockout.record_failure(username, client_ip)
+        await lockout.failed(username, client_ip)
         raise errors.BadCredentials()
     await lockout.clear(username, client_ip)
     token = new_token(32)
