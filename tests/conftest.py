@@ -30,7 +30,7 @@ from models.migrations import migrate
 from wxbackend.app import make_app
 from wxbackend.context import Context, build_context
 from wxbackend.settings import Settings, load_settings
-from wxbackend.wechat.sandbox import SandboxState, start_sandbox
+from wxbackend.sandbox import SandboxState, start_sandbox
 
 APPID = "wx00000000000000a1"
 SECRET = "00000000000000000000000000000001"

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
-from wxbackend.wechat.sandbox import (
+from wxbackend.sandbox import (
     DEFAULT_APPID,
     DEFAULT_SECRET,
     UNFINISHED_VERIFY_RET,
