@@ -30,7 +30,7 @@ from typing import Any
 from models.base import utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
-from wxbackend.clients.partner import resident_id
+from wxbackend.clients.partner import DEFAULT_CASE, resident_id
 from wxbackend.context import Context
 from wxbackend.security import normalize_id_number, token_digest
 from wxbackend.services.cases import reports as cases
@@ -40,14 +40,7 @@ CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.j
 #: The ID number of staff HL002 (window, HL-CIVIL) in the example catalogue.
 STAFF_HL002_ID = "440100198001011232"
 #: Catalogue codes of a default case (item → department → center fit together).
-DEFAULT_CODES = {
-    "item_code": "440103-SY-001",
-    "center_code": "440103-HL",
-    "department_code": "HL-LABOR",
-    "window_code": "HL-W01",
-    "window_staff_no": "HL001",
-    "approver_staff_no": "HL101",
-}
+DEFAULT_CODES = DEFAULT_CASE
 
 _case_numbers = itertools.count(1)
 

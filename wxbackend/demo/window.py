@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from wxbackend.clients.http import ApiError
-from wxbackend.clients.partner import case_payload, iso_ago
+from wxbackend.clients.partner import DEFAULT_CASE, case_payload, iso_ago
 from wxbackend.demo.output import (
     DemoError,
     failure,
@@ -22,15 +22,10 @@ if TYPE_CHECKING:
     from wxbackend.demo.flow import Demo
 
 QR_FILE = "demo-qr.png"
-#: Codes of conf/catalog.example.json that fit together (item → department → center).
-CASE_CODES = {
-    "center_code": "440103-HL",
-    "department_code": "HL-LABOR",
-    "window_code": "HL-W01",
-    "window_staff_no": "HL001",
-    "approver_staff_no": "HL101",
-}
-FIRST_ITEM = "440103-SY-001"  # 失业登记
+#: The first case's codes: an item of conf/catalog.example.json with its department,
+#: center, window and staff (`DEFAULT_CASE` of the partner client).
+CASE_CODES = {key: code for key, code in DEFAULT_CASE.items() if key != "item_code"}
+FIRST_ITEM = DEFAULT_CASE["item_code"]  # 失业登记
 SECOND_ITEM = "440103-JY-001"  # 就业登记
 #: The demo's fictional applicant (with the liker, the only full names it prints).
 APPLICANT = "林晓雨"
