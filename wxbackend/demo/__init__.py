@@ -27,7 +27,7 @@ partner key and admin are reused. Nothing printed shows an ID number or a real n
 demo's fictional personas, and masks.
 
 Modules: `run` (settings, the server, the entry point), `flow` (the steps in order, what
-they hand each other, the summary), one module per actor's steps (`setup`, `office` for the
+they hand each other, the summary), one module per actor's steps (`prepare`, `office` for the
 admin, `window` for the window system, `citizen`), `output` (lines, masks, Skip/DemoError).
 Every actor talks HTTP through the shared clients of `wxbackend.clients`.
 """

@@ -14,7 +14,7 @@ from wxbackend.clients.citizen import Citizen
 from wxbackend.clients.http import ApiClient, ApiError
 from wxbackend.clients.partner import PartnerClient
 from wxbackend.clients.sandbox import SandboxClient
-from wxbackend.demo import citizen, office, setup, window
+from wxbackend.demo import citizen, office, prepare, window
 from wxbackend.demo.output import DemoError, Skip, failure, line, out
 from wxbackend.settings import Settings
 
@@ -26,7 +26,7 @@ STEPS: list[tuple[str, str, str, Step]] = [
         "1",
         "准备：目录、合作方密钥、演示管理员",
         "setup: catalogue, partner key, demo admin",
-        setup.setup,
+        prepare.setup,
     ),
     ("2", "配置微信订阅消息模板", "WeChat subscribe-message templates", office.templates),
     (
@@ -149,9 +149,9 @@ class Demo:
             f"{b}api/v1/public/stats",
         )
         line("接口文档", "OpenAPI", f"{b}openapi.json")
-        where = os.path.join(self.data_dir, setup.PASSWORD_FILE)
+        where = os.path.join(self.data_dir, prepare.PASSWORD_FILE)
         password = self.s.admin_password if self.s.admin_password_new else f"(see {where})"
-        user = setup.ADMIN_USERNAME
+        user = prepare.ADMIN_USERNAME
         line("管理后台", "admin console", f"{b}admin/  user {user}  password {password}")
         line("微信沙箱", "WeChat sandbox", f"{self.sandbox.url}_sandbox/")
         line("数据", "data", f"{self.settings.database.url} (kept; `wxbackend serve` shows it too)")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from wxbackend.clients.admin import AdminClient
 from wxbackend.demo.output import DemoError, line
-from wxbackend.demo.setup import ADMIN_USERNAME
+from wxbackend.demo.prepare import ADMIN_USERNAME
 
 if TYPE_CHECKING:
     from wxbackend.demo.flow import Demo
