@@ -76,7 +76,7 @@ def iso_ago(**delta: float) -> str:
 
 
 def new_case_no() -> str:
-    """A case number unique within the test run."""
+    """A case number unique within this process."""
     return f"T{int(time.time() * 1000)}-{next(_serial)}-{secrets.token_hex(3)}"
 
 

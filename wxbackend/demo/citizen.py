@@ -12,13 +12,12 @@ from wxbackend.demo.output import (
     DemoError,
     Skip,
     failure,
-    fictional_id_number,
     line,
     mask_id,
     mask_name,
     mask_token,
 )
-from wxbackend.demo.window import APPLICANT, SECOND_ITEM, report_case
+from wxbackend.demo.window import APPLICANT, SECOND_ITEM, fictional_id_number, report_case
 
 if TYPE_CHECKING:
     from wxbackend.demo.flow import Demo

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import date, timedelta
-
 from wxbackend.clients.http import ApiError
-from wxbackend.clients.partner import resident_id
 
 
 class DemoError(Exception):
@@ -29,12 +25,6 @@ def failure(exc: ApiError) -> Skip | DemoError:
     if missing:
         return Skip(f"{exc.method} {route} is not available yet (HTTP {exc.status})")
     return DemoError(str(exc))
-
-
-def fictional_id_number() -> str:
-    """A valid, random resident ID number (GB 11643) of nobody: Beijing Chaoyang, 1985–1999."""
-    birth = date(1985, 1, 1) + timedelta(days=secrets.randbelow(15 * 365))
-    return resident_id("110105", f"{birth:%Y%m%d}")
 
 
 def mask_id(id_number: str) -> str:

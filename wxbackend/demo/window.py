@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from wxbackend.clients.http import ApiError
-from wxbackend.clients.partner import DEFAULT_CASE, case_payload, iso_ago
+from wxbackend.clients.partner import DEFAULT_CASE, case_payload, iso_ago, resident_id
 from wxbackend.demo.output import (
     DemoError,
     failure,
-    fictional_id_number,
     line,
     mask_id,
     mask_token,
@@ -29,6 +28,12 @@ FIRST_ITEM = DEFAULT_CASE["item_code"]  # 失业登记
 SECOND_ITEM = "440103-JY-001"  # 就业登记
 #: The demo's fictional applicant (with the liker, the only full names it prints).
 APPLICANT = "林晓雨"
+
+
+def fictional_id_number() -> str:
+    """A valid, random resident ID number (GB 11643) of nobody: Beijing Chaoyang, 1985–1999."""
+    birth = date(1985, 1, 1) + timedelta(days=secrets.randbelow(15 * 365))
+    return resident_id("110105", f"{birth:%Y%m%d}")
 
 
 async def report_case(demo: Demo, item_code: str, id_number: str) -> dict[str, Any]:
