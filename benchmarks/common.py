@@ -26,10 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from tornado.httpclient import AsyncHTTPClient
+
+from wxbackend.clients.http import ApiClient
+from wxbackend.clients.sandbox import SandboxClient
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -219,6 +224,27 @@ def request(
             return resp.status, raw.decode(errors="replace")
     finally:
         conn.close()
+
+
+T = TypeVar("T")
+
+
+def run_clients(
+    action: Callable[[ApiClient, SandboxClient], Awaitable[T]], port: int, sandbox_port: int = 0
+) -> T:
+    """Run ``action`` with the shared clients (`wxbackend.clients`) of the server on ``port``
+    and of the sandbox on ``sandbox_port``, on a fresh event loop: how these synchronous
+    scripts log citizens and admins in, e.g. ``run_clients(Citizen.login, port, sandbox)``."""
+
+    async def main() -> T:
+        http = AsyncHTTPClient(force_instance=True)
+        try:
+            api = ApiClient(http, f"http://{HOST}:{port}")
+            return await action(api, SandboxClient(http, f"http://{HOST}:{sandbox_port}/"))
+        finally:
+            http.close()
+
+    return asyncio.run(main())
 
 
 def cpu_seconds(pid: int) -> float:

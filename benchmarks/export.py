@@ -52,12 +52,13 @@ from common import (  # noqa: E402
     HOST,
     Processes,
     TimeLimitExceeded,
-    request,
+    run_clients,
     time_limit,
 )
 from public_list import Filler, add_second_center  # noqa: E402
 
 from models.migrations import migrate  # noqa: E402
+from wxbackend.clients.admin import AdminClient  # noqa: E402
 from wxbackend.db import Database  # noqa: E402
 from wxbackend.security import LookupHasher, load_keys  # noqa: E402
 from wxbackend.services.admin.accounts import create_admin  # noqa: E402
@@ -114,12 +115,8 @@ def random_key() -> str:
 
 
 def login(port: int) -> str:
-    status, answer = request(
-        port, "POST", "/admin/api/login", {"username": "bench", "password": PASSWORD}
-    )
-    if status != 200:
-        raise RuntimeError(f"login failed: {status} {answer}")
-    return answer["token"]
+    """The bench admin's bearer token (`AdminClient`)."""
+    return run_clients(lambda api, _: AdminClient.login(api, "bench", PASSWORD), port).token
 
 
 def download(

@@ -29,7 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HOST, Processes, TimeLimitExceeded, request, sample_latency, time_limit  # noqa: E402
+from common import (  # noqa: E402
+    HOST,
+    Processes,
+    TimeLimitExceeded,
+    request,
+    run_clients,
+    sample_latency,
+    time_limit,
+)
+
+from wxbackend.clients.citizen import Citizen  # noqa: E402
 
 TARGET = 2.0
 PATH = "sns/jscode2session"
@@ -87,10 +97,7 @@ def run(samples: int, logins: int) -> bool:
         )
 
         # One real login first: warms the login path (DB, Redis scripts) before the fault.
-        _, made = request(sandbox, "POST", "/_sandbox/login-code", {})
-        status, _ = request(server, "POST", "/api/v1/auth/login", {"code": made["code"]})
-        if status != 200:
-            raise RuntimeError(f"warm-up login answered HTTP {status}")
+        run_clients(Citizen.login, server, sandbox)  # ApiError unless 200
 
         idle = sample_latency(server, "/healthz", samples, warmup=200)
         print(f"idle   /healthz: {idle.line()}")

@@ -8,7 +8,6 @@ use async fixtures); these few pytest-asyncio fixtures give the same ``app``,
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -28,9 +27,13 @@ from tornado.httpclient import AsyncHTTPClient
 
 from models.migrations import migrate
 from wxbackend.app import make_app, server_options
+from wxbackend.clients import citizen
+from wxbackend.clients.http import ApiClient
+from wxbackend.clients.partner import PartnerClient
+from wxbackend.clients.sandbox import SandboxClient
 from wxbackend.context import Context, build_context
+from wxbackend.sandbox import SandboxState, start_sandbox
 from wxbackend.settings import Settings, load_settings
-from wxbackend.wechat.sandbox import SandboxState, start_sandbox
 
 APPID = "wx00000000000000a1"
 SECRET = "00000000000000000000000000000001"
@@ -213,39 +216,13 @@ async def _bounded(awaitable, what: str, seconds: float = 10) -> None:
         raise
 
 
-class Sandbox:
-    """The WeChat sandbox of one test, with helpers for its control API."""
+class Sandbox(SandboxClient):
+    """The WeChat sandbox of one test: its control API client, its server and its state."""
 
     def __init__(self, server: tornado.httpserver.HTTPServer, state: SandboxState):
+        super().__init__(AsyncHTTPClient(force_instance=True), state.base_url)
         self.server = server
         self.state = state
-        self.url = f"http://127.0.0.1:{state.port}/"
-        self.client = AsyncHTTPClient(force_instance=True)
-
-    async def control(self, method: str, path: str, body: Any = None) -> Any:
-        response = await self.client.fetch(
-            self.url + "_sandbox/" + path,
-            method=method,
-            body=json.dumps(body) if body is not None else (None if method == "GET" else b""),
-            headers={"Content-Type": "application/json"},
-            raise_error=False,
-            allow_nonstandard_methods=True,
-        )
-        return json.loads(response.body) if response.body else None
-
-    async def login_code(self, openid: str | None = None, unionid: str | None = None) -> dict:
-        body: dict[str, str] = {}
-        if openid:
-            body["openid"] = openid
-        if unionid:
-            body["unionid"] = unionid
-        return await self.control("POST", "login-code", body)
-
-    async def fault(self, path: str, **kwargs: Any) -> None:
-        await self.control("POST", "faults", {"path": path, **kwargs})
-
-    async def stats(self) -> dict:
-        return await self.control("GET", "stats")
 
 
 @pytest_asyncio.fixture
@@ -322,51 +299,12 @@ async def http_client() -> AsyncIterator[AsyncHTTPClient]:
     client.close()
 
 
-class Api:
-    """Calls the server over real HTTP and decodes the JSON answer."""
-
-    def __init__(self, client: AsyncHTTPClient, base_url: str):
-        self.client = client
-        self.base_url = base_url
-
-    async def __call__(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-        raw: bytes | None = None,
-        timeout: float = 30,
-    ) -> tuple[int, Any]:
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        if raw is not None:
-            payload: bytes | None = raw
-        elif body is not None:
-            payload = json.dumps(body).encode()
-        else:
-            payload = None if method in ("GET", "DELETE") else b""
-        response = await self.client.fetch(
-            self.base_url + path,
-            method=method,
-            body=payload,
-            headers=hdrs,
-            raise_error=False,
-            allow_nonstandard_methods=True,
-            request_timeout=timeout,
-        )
-        ctype = response.headers.get("Content-Type", "")
-        if response.body and "json" in ctype:
-            return response.code, json.loads(response.body)
-        return response.code, response.body
+class Api(ApiClient):
+    """The server over real HTTP (`ApiClient`), plus a citizen's login for the tests."""
 
     async def login(self, sandbox: Sandbox, openid: str | None = None) -> tuple[str, dict]:
-        code = await sandbox.login_code(openid)
-        status, answer = await self("POST", "/api/v1/auth/login", {"code": code["code"]})
-        assert status == 200, answer
-        return answer["token"], answer
+        """A citizen logged in (a fresh openid when None): ``(token, login answer)``."""
+        return await citizen.login(self, sandbox, openid)
 
 
 @pytest.fixture
@@ -375,11 +313,9 @@ def api(http_client: AsyncHTTPClient, base_url: str) -> Api:
 
 
 @pytest_asyncio.fixture
-async def partner(api: Api, ctx: Context) -> Any:
-    """A signed partner client (tests/partner_client.py) with a fresh partner key, after
+async def partner(api: Api, ctx: Context) -> PartnerClient:
+    """A signed partner client (`wxbackend.clients.partner`) with a fresh partner key, after
     importing conf/catalog.example.json (centers, departments, items, staff, windows)."""
-    from partner_client import PartnerClient
-
     from models.access import Partner
     from wxbackend.services.admin.accounts import create_partner
     from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file

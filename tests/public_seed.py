@@ -17,7 +17,7 @@ from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import Evaluation, EvaluationIndicator, Indicator, Like, Reply
 from models.ticket import Ticket
-from tests.citizen import CATALOG_FILE
+from tests.support.cases import CATALOG_FILE
 from wxbackend.context import Context
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file

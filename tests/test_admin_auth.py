@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.admin_helpers import PASSWORD, admin_token
+from tests.support.admins import PASSWORD, admin_token
 from wxbackend.services.admin.lockout import unlock
 
 

@@ -11,12 +11,12 @@ import logging
 
 import pytest
 import pytest_asyncio
-from partner_client import resident_id
 
 from models.access import Admin, Partner
 from models.audit import AuditEntry
 from models.catalog import Staff, Window
-from tests.admin_helpers import PASSWORD, admin_token
+from tests.support.admins import PASSWORD, admin_token
+from wxbackend.clients.partner import resident_id
 from wxbackend.security import normalize_id_number
 from wxbackend.services.catalogue.importer import import_catalog
 
@@ -364,7 +364,7 @@ async def test_handler_reads_only_their_center(api, ctx, root):
 
 @pytest.mark.asyncio
 async def test_partner_key_secret_once_and_revocation(api, ctx, root):
-    from partner_client import PartnerClient
+    from wxbackend.clients.partner import PartnerClient
 
     status, key = await api("POST", f"{A}/partners", {"name": "  窗口系统二 "}, token=root)
     assert status == 201 and key["key_id"].startswith("pk_") and len(key["secret"]) >= 32

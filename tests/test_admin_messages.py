@@ -5,8 +5,8 @@ import pytest
 from models.base import utcnow
 from models.case import Case
 from models.messaging import Message, MessageAttempt
-from tests.admin_helpers import admin_token
-from tests.citizen import make_case
+from tests.support.admins import admin_token
+from tests.support.cases import make_case
 from tests.test_admin_roles import Case as Row
 from tests.test_admin_roles import expect, role_env, run_table
 

@@ -35,7 +35,7 @@ import pytest
 from handlers.openapi import implemented_methods
 from handlers.routes import all_routes
 from models.catalog import Center, Department, ServiceItem, Staff, Window
-from tests.admin_helpers import PASSWORD
+from tests.support.admins import PASSWORD
 from wxbackend.db import database
 from wxbackend.services.admin.accounts import create_admin, create_partner
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file

@@ -13,7 +13,7 @@ import pytest
 
 from models.case import Case
 from models.ticket import Ticket
-from tests.citizen import make_case, make_id_number
+from tests.support.cases import make_case, make_id_number
 from tests.test_admin_roles import (
     CENTER_B,
     DEPT_B,

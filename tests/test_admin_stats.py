@@ -21,7 +21,6 @@ from models.base import utcnow
 from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.ticket import Ticket
-from tests.admin_helpers import PASSWORD, admin_token
 from tests.public_seed import (
     CENTER,
     ITEMS,
@@ -31,6 +30,7 @@ from tests.public_seed import (
     open_ticket,
     seed_catalog,
 )
+from tests.support.admins import PASSWORD, admin_token
 from tests.test_public import shanghai_day
 from wxbackend.db import database
 from wxbackend.services.admin import stats as stats_service

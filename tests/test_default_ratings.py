@@ -6,14 +6,15 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from partner_client import iso_ago, resident_id
 
 from models.base import utcnow
 from models.case import Case, QrToken
 from models.evaluation import Evaluation
 from models.job import Job
-from tests.citizen import make_case, make_id_number, rate, verified_user
+from tests.support.cases import make_case, make_id_number
 from tests.test_reminders import running_worker, wait_for
+from wxbackend.clients.citizen import rate, verified_user
+from wxbackend.clients.partner import iso_ago, resident_id
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.messaging import reminders
 from wxbackend.services.ratings import defaults as default_ratings

@@ -12,8 +12,9 @@ from models.base import utcnow
 from models.case import Case, QrToken
 from models.evaluation import Evaluation, EvaluationIndicator
 from models.ticket import Ticket, TicketEvent
-from tests.citizen import STAFF_HL002_ID, make_case, make_id_number, rate, verified_user
+from tests.support.cases import STAFF_HL002_ID, make_case, make_id_number
 from wxbackend import errors
+from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.ratings import evaluations
 from wxbackend.timefmt import parse_iso
 

@@ -17,7 +17,6 @@ from models.audit import AuditEntry
 from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import Evaluation, EvaluationIndicator, Indicator
-from tests.admin_helpers import PASSWORD, admin_token
 from tests.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
@@ -26,6 +25,7 @@ from tests.public_seed import (
     insert_rating,
     seed_catalog,
 )
+from tests.support.admins import PASSWORD, admin_token
 from tests.test_admin_stats import make_case
 from tests.test_public import shanghai_day
 from wxbackend.db import database

@@ -290,7 +290,7 @@ async def test_wechat_side_expiry_is_410(api, sandbox, ctx):
     """Our record still live, WeChat says expired (clock skew): 410 as well."""
     token, _ = await api.login(sandbox)
     verify_id = await started(api, token)
-    sandbox.state.data.attempts[verify_id].expires_at = sandbox.state.now() - 1
+    sandbox.state.face.attempts[verify_id].expires_at = sandbox.state.now() - 1
     status, answer = await finish(api, token, verify_id)
     assert status == 410 and answer["error"]["code"] == "verify_id_expired"
 

@@ -15,7 +15,6 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from handlers import live
 from models.evaluation import Evaluation
-from tests.citizen import make_case, make_id_number, rate, verified_user
 from tests.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
@@ -25,6 +24,8 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
+from tests.support.cases import make_case, make_id_number
+from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.public import live as realtime
 
 

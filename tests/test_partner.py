@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from partner_client import case_payload, iso_ago, resident_id
 
 from models.access import Partner
 from models.base import utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, Staff
+from wxbackend.clients.partner import case_payload, iso_ago, resident_id
 from wxbackend.security import normalize_id_number, token_digest
 from wxbackend.services.cases import partners as partner_auth
 from wxbackend.services.cases import reports as cases
@@ -342,7 +342,7 @@ def test_signature_matches_the_contract():
     )
     empty = partner_auth.string_to_sign("GET", "/x", "1", "abcdefgh", b"")
     assert empty.endswith("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    from partner_client import sign
+    from wxbackend.clients.partner import sign
 
     assert sign("s3cret", "POST", "/p?q=%2F", "1700000000", "abcdefgh", body) == (
         partner_auth.compute_signature("s3cret", "POST", "/p?q=%2F", "1700000000", "abcdefgh", body)

@@ -21,12 +21,12 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.testing
-from admin_helpers import admin_token
-from partner_client import PartnerClient
 
 from tests.conftest import APPID, SECRET, Api, free_port
+from tests.support.admins import admin_token
 from tests.test_cli import WXBACKEND, clean_env, stop, wait_healthy
 from wxbackend.app import make_app
+from wxbackend.clients.partner import PartnerClient
 from wxbackend.context import Context, build_context
 from wxbackend.db import database
 from wxbackend.services.cases import partners as partner_auth

@@ -115,7 +115,7 @@ async def test_not_configured_refuses(api, ctx):
 @pytest.mark.parametrize("settings_overrides", [{"wechat": {"push_token": "", "aes_key": ""}}])
 async def test_admin_configured_push(api, sandbox, ctx):
     """Token and EncodingAESKey stored by an admin take effect without a restart."""
-    from tests.admin_helpers import admin_token
+    from tests.support.admins import admin_token
 
     admin = await admin_token(api, ctx)
     key = push.new_aes_key()

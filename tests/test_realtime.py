@@ -11,7 +11,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from models.evaluation import Evaluation
-from tests.citizen import make_case, make_id_number, rate, verified_user
 from tests.conftest import free_port
 from tests.public_seed import (
     APPLICANT_ID,
@@ -23,6 +22,8 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
+from tests.support.cases import make_case, make_id_number
+from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.public import live as realtime
 
 

@@ -19,15 +19,15 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from partner_client import iso_ago, resident_id
 
 from models.base import utcnow
 from models.case import Case
 from models.identity import FaceAttempt
 from models.job import Job
 from models.messaging import Message, MessageAttempt, Subscription
-from tests.admin_helpers import admin_token
-from tests.citizen import rate, verified_user
+from tests.support.admins import admin_token
+from wxbackend.clients.citizen import rate, verified_user
+from wxbackend.clients.partner import iso_ago, resident_id
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.jobs.registry import handlers

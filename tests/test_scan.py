@@ -8,7 +8,8 @@ import pytest
 
 from models.base import utcnow
 from models.case import QrToken
-from tests.citizen import make_case, make_id_number, rate, verified_user
+from tests.support.cases import make_case, make_id_number
+from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.timefmt import parse_iso
 
 SCAN = "/api/v1/scan"

@@ -23,9 +23,10 @@ from models.base import utcnow
 from models.case import Case
 from models.evaluation import Evaluation
 from models.ticket import Ticket
-from tests.admin_helpers import PASSWORD
-from tests.citizen import make_case, make_id_number, rate, verified_user
 from tests.public_seed import UNCACHED
+from tests.support.admins import PASSWORD
+from tests.support.cases import make_case, make_id_number
+from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.db import database
 from wxbackend.services.admin.accounts import create_admin
 from wxbackend.services.ratings.evaluations import open_ticket
@@ -63,7 +64,7 @@ async def seed_rating(
     with_token: bool = False,
     **codes: str | None,
 ) -> Seeded:
-    """A finished case (``tests.citizen.make_case`` codes) and its first rating; a 差评 gets
+    """A finished case (``tests.support.cases.make_case`` codes) and its first rating; a 差评 gets
     its ticket from ``evaluations.open_ticket`` opened at ``opened_at`` (default now)."""
     case_id, _ = await make_case(
         ctx, name, make_id_number(next(_seeds)), with_token=with_token, **codes

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from models.audit import AuditEntry
-from tests.admin_helpers import admin_token
 from tests.conftest import free_port
+from tests.support.admins import admin_token
 from tests.test_cli import WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
 
 SECRET = "0123456789abcdef0123456789abcdef"

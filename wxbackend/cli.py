@@ -160,7 +160,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from wxbackend.wechat.sandbox import run_sandbox_forever
+    from wxbackend.sandbox import run_sandbox_forever
 
     run_sandbox_forever(
         args.address or settings.sandbox.address,

@@ -85,7 +85,7 @@ class AppServer:
         self.with_sandbox = with_sandbox
         self.sandbox_port = settings.sandbox.port if sandbox_port is None else sandbox_port
         self.sandbox_server: tornado.httpserver.HTTPServer | None = None
-        self.sandbox_state = None  # a wxbackend.wechat.sandbox.SandboxState when running
+        self.sandbox_state = None  # a wxbackend.sandbox.SandboxState when running
         self.ctx = None  # the wxbackend.context.Context once started
         self.http_server: tornado.httpserver.HTTPServer | None = None
         self.worker = None
@@ -100,7 +100,7 @@ class AppServer:
 
         api_base = None
         if self.with_sandbox:
-            from wxbackend.wechat.sandbox import SandboxState, start_sandbox
+            from wxbackend.sandbox import SandboxState, start_sandbox
 
             self.sandbox_server, self.sandbox_state = await start_sandbox(
                 self.settings.sandbox.address,
@@ -136,7 +136,7 @@ class AppServer:
         if self.worker is not None:
             await self.worker.stop()  # in-flight jobs finish; unstarted ones go back
         if self.sandbox_server is not None:
-            from wxbackend.wechat.sandbox import stop_sandbox
+            from wxbackend.sandbox import stop_sandbox
 
             await stop_sandbox(self.sandbox_server, self.sandbox_state)
         if self.ctx is not None:
@@ -161,7 +161,7 @@ async def run_process(
 def _fork_sandbox(settings: Settings) -> int:
     pid = os.fork()
     if pid == 0:  # child
-        from wxbackend.wechat.sandbox import run_sandbox_forever
+        from wxbackend.sandbox import run_sandbox_forever
 
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         try:

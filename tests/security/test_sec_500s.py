@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.admin_helpers import admin_token
+from tests.support.admins import admin_token
 
 
 def contract_error(status: int, body: bytes, expected: int) -> str:

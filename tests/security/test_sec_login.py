@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.admin_helpers import PASSWORD, admin_token
+from tests.support.admins import PASSWORD, admin_token
 from wxbackend import security
 
 LOGIN = "/admin/api/login"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.admin_helpers import admin_token
+from tests.support.admins import admin_token
 from wxbackend.services.admin import passwords
 
 WEAK = [

@@ -41,6 +41,7 @@ end
 return n
 """
 
+
 def _pair(username: str, address: str) -> str:
     return hashlib.sha256(f"{username.lower()}\x00{address}".encode()).hexdigest()[:32]
 

@@ -1,23 +1,22 @@
-"""A signed partner client for tests (window/case system side of the partner API).
+"""The window/case system's side: the signed partner API (api.md's HMAC signature).
 
-Use the ``partner`` fixture of ``tests/conftest.py`` (a :class:`PartnerClient` with a fresh
-partner key and ``conf/catalog.example.json`` imported)::
-
-    async def test_something(partner, api, sandbox):
-        status, answer = await partner.report_case()            # a valid, unique case
-        assert status == 201                                     # {case_id, scene, expires_at}
-        status, answer = await partner.report_case(case_no="X1", window_staff_no="HL002")
-        status, answer = await partner.report_case(applicant={"id_number": "x"})  # merged
-        case = await partner.new_case()                          # asserts 201; adds "case_no"
-        status, answer = await partner.qrcode(case["case_no"])   # {scene, expires_at}
-        status, image = await partner.png(case["scene"])         # bytes (PNG) or error JSON
+    partner = PartnerClient(api, key_id, secret)
+    status, answer = await partner.report_case()            # a valid, unique case
+    assert status == 201                                     # {case_id, scene, expires_at}
+    status, answer = await partner.report_case(case_no="X1", window_staff_no="HL002")
+    status, answer = await partner.report_case(applicant={"id_number": "x"})  # merged
+    case = await partner.new_case()                          # ApiError unless 201; + "case_no"
+    status, answer = await partner.qrcode(case["case_no"])   # {scene, expires_at}
+    status, image = await partner.png(case["scene"])         # bytes (PNG) or error JSON
 
 Lower level: ``await partner.request(method, target, body)`` signs anything, and its keyword
 arguments forge every part (``secret=``, ``key_id=``, ``timestamp=``, ``nonce=``,
 ``sign_target=``, ``sign_body=``, ``omit=("X-Nonce",)``, ``raw=``) for the signature tests.
 
-Module helpers: :func:`sign` (the contract's signature), :func:`resident_id` (a valid GB 11643
-ID number), :func:`case_payload` (a valid report body), :data:`DEFAULT_CASE`.
+Module helpers: :func:`sign` (the contract's signature, written here from api.md rather than
+imported from the server, so that the tests check the server against the contract),
+:func:`resident_id` (a valid GB 11643 ID number), :func:`case_payload` (a valid report body),
+:data:`DEFAULT_CASE`.
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stdnum.cn import ric
+
+from wxbackend.clients.http import ApiClient, ApiError
 
 #: Codes of conf/catalog.example.json that fit together (item → department → center).
 DEFAULT_CASE = {
@@ -75,7 +76,7 @@ def iso_ago(**delta: float) -> str:
 
 
 def new_case_no() -> str:
-    """A case number unique within the test run."""
+    """A case number unique within this process."""
     return f"T{int(time.time() * 1000)}-{next(_serial)}-{secrets.token_hex(3)}"
 
 
@@ -114,14 +115,16 @@ OMIT: Any = _Omit()
 
 
 class PartnerClient:
-    """Sends signed partner requests through the tests' ``api`` (``conftest.Api``).
+    """Sends signed partner requests through an `ApiClient`.
 
     ``key_id`` / ``secret`` are the partner's credentials (``partner_id`` its database id,
     when known). Every call returns ``(status, answer)``: decoded JSON, or the raw bytes for
     non-JSON answers (the PNG).
     """
 
-    def __init__(self, api: Any, key_id: str, secret: str, partner_id: int | None = None):
+    def __init__(
+        self, api: ApiClient, key_id: str, secret: str, partner_id: int | None = None
+    ) -> None:
         self.api = api
         self.key_id = key_id
         self.secret = secret
@@ -192,11 +195,18 @@ class PartnerClient:
         return await self.request("POST", "/api/v1/partner/cases", case_payload(**overrides))
 
     async def new_case(self, **overrides: Any) -> dict[str, Any]:
-        """Report a valid case and assert 201; the answer plus ``case_no`` and ``body``."""
+        """Report a valid case (`ApiError` unless 201); the answer plus ``case_no`` and
+        ``body``."""
         body = case_payload(**overrides)
-        status, answer = await self.request("POST", "/api/v1/partner/cases", body)
-        assert status == 201, answer
+        answer = await self.expect("POST", "/api/v1/partner/cases", body, status=201)
         return {**answer, "case_no": body["case_no"], "body": body}
+
+    async def expect(self, method: str, target: str, body: Any = None, *, status: int = 200) -> Any:
+        """The answer of a signed request that must answer ``status`` (`ApiError` otherwise)."""
+        got, answer = await self.request(method, target, body)
+        if got != status:
+            raise ApiError(method, target, got, answer)
+        return answer
 
     async def qrcode(self, case_no: str, **kwargs: Any) -> tuple[int, Any]:
         """``POST /api/v1/partner/cases/{case_no}/qrcode`` → ``{scene, expires_at}``."""

@@ -26,17 +26,6 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
-def encode_bilevel_png(rows: Sequence[Sequence[bool]]) -> bytes:
-    """Encode a black/white image as a 1-bit greyscale PNG.
-
-    ``rows[y][x]`` is True for a black pixel. Every row must have the same, non-zero length.
-    """
-    width = len(rows[0]) if rows else 0
-    if any(len(row) != width for row in rows):
-        raise ValueError("rows must all have the same length")
-    return encode_packed_png(width, [_pack_bits(row) for row in rows])
-
-
 def encode_packed_png(width: int, packed_rows: Sequence[bytes]) -> bytes:
     """Encode already bit-packed 1-bit greyscale rows (MSB first, 1 = white) as PNG bytes."""
     height = len(packed_rows)

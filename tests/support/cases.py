@@ -1,16 +1,13 @@
-"""Reusable test helpers for the citizen side: verified users, cases with a QR token, ratings.
+"""Test data for the citizen side, written straight through the models: cases with a QR token.
 
-    from tests.citizen import make_case, make_id_number, verified_user, rate
+    from tests.support.cases import make_case, make_id_number
 
     async def test_something(api, sandbox, ctx):
         id_number = make_id_number(1)                       # a valid 18-character resident ID
         case_id, scene = await make_case(ctx, "黎明", id_number)  # a finished case + active token
-        token = await verified_user(api, sandbox, "黎明", id_number)  # login + face verification
+        token = await verified_user(api, sandbox, "黎明", id_number)  # wxbackend.clients.citizen
         status, answer = await rate(api, token, scene=scene, overall=5)
-        assert status == 201                                 # answer["evaluation"]
 
-* :func:`verified_user` — a fresh WeChat user (the sandbox makes the openid), logged in and
-  verified by face through the real HTTP flow; returns the bearer token.
 * :func:`make_id_number` — a valid resident ID from a small integer seed (distinct seeds give
   distinct IDs; the GB 11643 check character via ``stdnum.cn.ric``).
 * :func:`make_case` — inserts a :class:`~models.case.Case` (applicant encrypted + keyed hash,
@@ -19,7 +16,8 @@
   empty. Returns ``(case_id, scene)``. Keyword arguments choose the catalogue rows, times
   and token state (see its docstring). Staff HL002 of the example catalogue has the ID
   number :data:`STAFF_HL002_ID` (for self-evaluation tests).
-* :func:`rate` — ``POST /api/v1/evaluations`` with a body built from keywords.
+
+The HTTP side (login, face verification, rating) is `wxbackend.clients.citizen`.
 """
 
 from __future__ import annotations
@@ -29,28 +27,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from stdnum.cn import ric
-
 from models.base import utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
+from wxbackend.clients.partner import DEFAULT_CASE, resident_id
 from wxbackend.context import Context
 from wxbackend.security import normalize_id_number, token_digest
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
-CATALOG_FILE = Path(__file__).resolve().parent.parent / "conf" / "catalog.example.json"
+CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.json"
 #: The ID number of staff HL002 (window, HL-CIVIL) in the example catalogue.
 STAFF_HL002_ID = "440100198001011232"
 #: Catalogue codes of a default case (item → department → center fit together).
-DEFAULT_CODES = {
-    "item_code": "440103-SY-001",
-    "center_code": "440103-HL",
-    "department_code": "HL-LABOR",
-    "window_code": "HL-W01",
-    "window_staff_no": "HL001",
-    "approver_staff_no": "HL101",
-}
+DEFAULT_CODES = DEFAULT_CASE
 
 _case_numbers = itertools.count(1)
 
@@ -58,37 +48,14 @@ _case_numbers = itertools.count(1)
 def make_id_number(seed: int) -> str:
     """A valid 18-character resident ID (GB 11643) for ``seed`` (0 ≤ seed < 10000).
 
-    Born 1990-01-01 in 110105 (Beijing Chaoyang); the sequence part is the seed, so distinct
-    seeds give distinct numbers.
+    Born 1990-01-01 in 110105 (Beijing Chaoyang); the sequence part is the seed (a fourth
+    digit moves the birth day), so distinct seeds below 1000 give distinct numbers.
     """
     if not 0 <= seed < 10000:
         raise ValueError("seed must be 0–9999")
-    first17 = f"11010519900101{seed:03d}" if seed < 1000 else f"1101051990010{seed:04d}"
-    return first17 + ric.calc_check_digit(first17 + "?")
-
-
-async def verified_user(
-    api: Any, sandbox: Any, name: str, id_number: str, openid: str | None = None
-) -> str:
-    """Log a fresh user in and verify their identity by face, through HTTP; the bearer token.
-
-    login → ``POST /api/v1/identity/face/start`` → sandbox ``POST /_sandbox/face/finish``
-    (verify_ret 10000) → ``POST /api/v1/identity/face/finish``.
-    """
-    token, _ = await api.login(sandbox, openid)
-    status, started = await api(
-        "POST", "/api/v1/identity/face/start", {"name": name, "id_number": id_number}, token=token
+    return resident_id(
+        "110105", f"1990010{seed // 1000}" if seed >= 1000 else "19900101", seed % 1000
     )
-    assert status == 200, started
-    done = await sandbox.control(
-        "POST", "face/finish", {"verify_id": started["verify_id"], "verify_ret": 10000}
-    )
-    assert done == {"ok": True}, done
-    status, finished = await api(
-        "POST", "/api/v1/identity/face/finish", {"verify_id": started["verify_id"]}, token=token
-    )
-    assert status == 200, finished
-    return token
 
 
 def ensure_catalog(ctx: Context) -> None:
@@ -179,8 +146,3 @@ async def make_case(
         with_token,
     )
     return str(case_id), scene
-
-
-async def rate(api: Any, token: str | None, **body: Any) -> tuple[int, Any]:
-    """``POST /api/v1/evaluations`` with ``body`` (e.g. ``scene=..., overall=5``)."""
-    return await api("POST", "/api/v1/evaluations", body, token=token)

@@ -1,0 +1,81 @@
+"""The window system's step (3): report a finished case, signed, and fetch its QR code."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from wxbackend.clients.http import ApiError
+from wxbackend.clients.partner import DEFAULT_CASE, case_payload, iso_ago, resident_id
+from wxbackend.demo.output import (
+    DemoError,
+    failure,
+    line,
+    mask_id,
+    mask_token,
+)
+
+if TYPE_CHECKING:
+    from wxbackend.demo.flow import Demo
+
+QR_FILE = "demo-qr.png"
+#: The first case's codes: an item of conf/catalog.example.json with its department,
+#: center, window and staff (`DEFAULT_CASE` of the partner client).
+CASE_CODES = {key: code for key, code in DEFAULT_CASE.items() if key != "item_code"}
+FIRST_ITEM = DEFAULT_CASE["item_code"]  # 失业登记
+SECOND_ITEM = "440103-JY-001"  # 就业登记
+#: The demo's fictional applicant (with the liker, the only full names it prints).
+APPLICANT = "林晓雨"
+
+
+def fictional_id_number() -> str:
+    """A valid, random resident ID number (GB 11643) of nobody: Beijing Chaoyang, 1985–1999."""
+    birth = date(1985, 1, 1) + timedelta(days=secrets.randbelow(15 * 365))
+    return resident_id("110105", f"{birth:%Y%m%d}")
+
+
+async def report_case(demo: Demo, item_code: str, id_number: str) -> dict[str, Any]:
+    """``POST /api/v1/partner/cases`` (signed) for the demo's applicant; the answer plus
+    ``case_no``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    body = case_payload(
+        case_no=f"DEMO-{stamp}-{secrets.token_hex(3).upper()}",
+        item_code=item_code,
+        **CASE_CODES,
+        applicant={"name": APPLICANT, "id_number": id_number},
+        accepted_at=iso_ago(minutes=40),
+        completed_at=iso_ago(minutes=5),
+    )
+    answer = await demo.partner().expect("POST", "/api/v1/partner/cases", body, status=201)
+    return {**answer, "case_no": body["case_no"]}
+
+
+async def report(demo: Demo) -> None:
+    """Report the first case, show its one-time token, save its QR code image."""
+    id_number = fictional_id_number()
+    case = await report_case(demo, FIRST_ITEM, id_number)
+    demo.s.case1 = {**case, "id_number": id_number}
+    line(
+        "办件已上报",
+        "case reported (signed POST /api/v1/partner/cases)",
+        f"case_no {case['case_no']}, case_id {case['case_id']}, item {FIRST_ITEM}, "
+        f"applicant {APPLICANT} {mask_id(id_number)}",
+    )
+    line(
+        "一次性二维码",
+        "one-time QR token",
+        f"scene {mask_token(case['scene'])} ({len(case['scene'])} chars), "
+        f"valid until {case['expires_at']}",
+    )
+    status, png = await demo.partner().png(case["scene"])
+    if status != 200:
+        raise failure(ApiError("GET", "/api/v1/partner/qrcode.png", status, png))
+    if not isinstance(png, bytes) or not png.startswith(b"\x89PNG"):
+        raise DemoError("GET /api/v1/partner/qrcode.png did not answer a PNG")
+    os.makedirs(demo.data_dir, exist_ok=True)
+    path = os.path.join(demo.data_dir, QR_FILE)
+    with open(path, "wb") as fh:
+        fh.write(png)
+    line("二维码图片", "QR code image saved", f"{os.path.abspath(path)} ({len(png)} bytes)")
