@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 import peewee
 
 from models.base import utcnow
+from models.evaluation import Evaluation, Like
 from models.identity import FaceAttempt, Identity
 from models.user import User
 from wxbackend import errors
@@ -314,15 +315,34 @@ def _release_other_binding(id_hash: str, user_id: int, allow_rebind: bool) -> No
 
 
 def erase_identity(user_id: int) -> int:
-    """Delete the user's identity (ciphertexts and hash) and their face attempts.
+    """Delete the user's identity (ciphertexts and hash) and their face attempts, and the
+    ID hash everywhere it was copied: the user's ratings keep only their mask
+    (``rater_id_hash`` cleared) and their likes stay counted under a stand-in that names
+    the WeChat account, not the person (:func:`erased_liker`).
 
-    Idempotent; returns how many identity rows were deleted. Past ratings keep only the
-    mask they were stored with.
+    Idempotent; returns how many identity rows were deleted.
     """
     with database.atomic():
+        hashes = [
+            row.id_hash for row in Identity.select(Identity.id_hash).where(Identity.user == user_id)
+        ]
         deleted = Identity.delete().where(Identity.user == user_id).execute()
         FaceAttempt.delete().where(FaceAttempt.user == user_id).execute()
+        mine = Evaluation.user == user_id
+        if hashes:
+            mine = mine | Evaluation.rater_id_hash.in_(hashes)
+        Evaluation.update(rater_id_hash=None).where(mine).execute()
+        liked = Like.user == user_id
+        if hashes:
+            liked = liked | Like.liker_id_hash.in_(hashes)
+        Like.update(liker_id_hash=erased_liker(user_id)).where(liked).execute()
     return deleted
+
+
+def erased_liker(user_id: int) -> str:
+    """What stands for an erased identity in its likes: unique per WeChat account (so the
+    like stays one like) and unrelated to the ID number."""
+    return "erased-" + hashlib.sha256(f"user\x00{user_id}".encode()).hexdigest()[:57]
 
 
 def purge_face_attempts(retention_days: int) -> int:
