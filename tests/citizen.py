@@ -37,6 +37,7 @@ from models.catalog import Center, Department, ServiceItem, Staff, Window
 from wxbackend.context import Context
 from wxbackend.security import normalize_id_number, token_digest
 from wxbackend.services.cases import reports as cases
+from wxbackend.services.cases.tokens import new_scene
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
 CATALOG_FILE = Path(__file__).resolve().parent.parent / "conf" / "catalog.example.json"
@@ -130,7 +131,7 @@ def _insert_case(
     )
     if not with_token:
         return case.id, None
-    scene = cases.new_scene()
+    scene = new_scene()
     QrToken.create(
         case=case.id,
         token_hash=token_digest(scene),

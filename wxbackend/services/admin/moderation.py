@@ -25,8 +25,10 @@ the applicant's real name, and ratings taken by phone/SMS follow-up (回访评�
   indicators and time — with a compare-and-set on ``channel = 'default'`` so two concurrent
   callbacks cannot both supersede it. A 差评 needs a reason (422 ``reason_required``) and opens
   its ticket in the same transaction. The comment is staff-recorded (no citizen openid to
-  check it with WeChat), so it is stored ``visible``; moderators may hide it. The case's
-  active QR tokens are revoked and ``case.first_rated_at`` is set if unset. Who: superadmin,
+  check it with WeChat), so it is stored ``visible``; moderators may hide it. The rating
+  writer (:mod:`wxbackend.services.ratings.writer`, shared by every channel) revokes the
+  case's active QR tokens, sets ``case.first_rated_at`` if unset and cancels the case's
+  pending reminders and default rating. Who: superadmin,
   the center_admin of the case's center, a handler of its department; audited as
   ``evaluation.callback`` (the recording admin).
 
@@ -44,19 +46,16 @@ from typing import Any
 import peewee
 
 from models.base import utcnow
-from models.case import Case, QrToken
+from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import (
     CHANNELS,
     COMMENT_STATUSES,
     LEVELS,
-    STAGES,
-    TARGETS,
     Evaluation,
     EvaluationIndicator,
     Indicator,
     Reply,
-    catalogue_refs,
 )
 from models.ticket import Ticket
 from wxbackend import errors
@@ -71,16 +70,11 @@ from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
-from wxbackend.services.ratings.evaluations import (
-    Rating,
-    check_indicators,
-    open_ticket,
-    parse_rating,
-    stages_of,
-    targets_of,
-)
+from wxbackend.services.ratings import writer
+from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
+from wxbackend.services.ratings.views import stages_of, targets_of
+from wxbackend.services.ratings.writer import FirstRating
 from wxbackend.services.tickets.workflow import APPEAL_UPHELD
-from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
 
 DEFAULT_LIMIT = 50
@@ -378,94 +372,43 @@ class CallbackRating:
     indicator_ids: Mapping[str, int]
 
 
-def _rating_columns(new: CallbackRating, now: datetime) -> dict[str, Any]:
+def callback_case(principal: Principal, case_no: str) -> int:
+    """The id of the case a callback rates: 404 when unknown or outside the caller's scope."""
+    case = Case.get_or_none(Case.case_no == case_no)
+    if case is None:
+        raise errors.NotFound("No such case.")
+    scope.ensure_visible(principal, case.center_id, case.department_id)
+    return case.id
+
+
+def _first_rating(case_id: int, new: CallbackRating) -> FirstRating:
     rating = new.rating
-    columns: dict[str, Any] = {f"stage_{k}": rating.stages.get(k) for k in STAGES}
-    columns.update({f"target_{k}": rating.targets.get(k) for k in TARGETS})
-    columns.update(
+    return FirstRating(
+        case_id=case_id,
         channel=new.channel,
-        user=None,
-        rater_id_hash=None,
-        name_masked=None,
         overall=rating.overall,
+        stages=rating.stages,
+        targets=rating.targets,
+        indicators=rating.indicators,
+        indicator_ids=new.indicator_ids,
         comment=rating.comment,
-        comment_status="visible",
-        moderation_reason=None,
-        created_at=now,
+        comment_status="visible",  # staff-recorded: no citizen openid to check it with
     )
-    return columns
 
 
-def _store_callback(case: Case, new: CallbackRating, now: datetime) -> tuple[int, bool]:
-    """Insert the rating, or supersede the case's default rating in place; ``(id,
-    superseded)``. 409 ``already_evaluated`` when a citizen or staff rating exists."""
-    existing = Evaluation.get_or_none(
-        (Evaluation.case == case.id) & (Evaluation.assess_number == 1)
-    )
-    columns = _rating_columns(new, now)
-    if existing is None:
-        if case.first_rated_at is not None:
-            raise errors.AlreadyEvaluated()
-        evaluation = Evaluation.create(
-            case=case.id,
-            assess_number=1,
-            **catalogue_refs(case),
-            **columns,
-        )
-        return evaluation.id, False
-    if existing.channel != "default":
-        raise errors.AlreadyEvaluated()
-    updated = (
-        Evaluation.update(**columns)
-        .where((Evaluation.id == existing.id) & (Evaluation.channel == "default"))
-        .execute()
-    )
-    if updated != 1:
-        raise errors.AlreadyEvaluated()
-    EvaluationIndicator.delete().where(EvaluationIndicator.evaluation == existing.id).execute()
-    return existing.id, True
+def _audit(actor: Actor, case_id: int, new: CallbackRating) -> writer.Within:
+    """The audit entry of a callback, written inside the writer's transaction."""
 
+    def within(written: writer.Written) -> None:
+        detail = {
+            "case_id": str(case_id),
+            "channel": new.channel,
+            "overall": new.rating.overall,
+            "superseded_default": written.superseded_default,
+        }
+        record(actor, "evaluation.callback", "evaluation", written.evaluation_id, detail)
 
-def store_callback_rating(
-    principal: Principal, actor: Actor, new: CallbackRating, settings: Settings
-) -> int:
-    """Store a callback rating in ONE transaction (see the module docstring); its id."""
-    now = utcnow()
-    try:
-        with database.atomic():
-            case = Case.get_or_none(Case.case_no == new.case_no)
-            if case is None:
-                raise errors.NotFound("No such case.")
-            scope.ensure_visible(principal, case.center_id, case.department_id)
-            evaluation_id, superseded = _store_callback(case, new, now)
-            (
-                Case.update(first_rated_at=now)
-                .where((Case.id == case.id) & Case.first_rated_at.is_null())
-                .execute()
-            )
-            (
-                QrToken.update(status="revoked")
-                .where((QrToken.case == case.id) & (QrToken.status == "active"))
-                .execute()
-            )
-            rows = [
-                {"evaluation": evaluation_id, "indicator": new.indicator_ids[code]}
-                for code in new.rating.indicators
-            ]
-            if rows:
-                EvaluationIndicator.insert_many(rows).execute()
-            if new.rating.is_bad:
-                open_ticket(evaluation_id, case, now, settings)
-            detail = {
-                "case_id": str(case.id),
-                "channel": new.channel,
-                "overall": new.rating.overall,
-                "superseded_default": superseded,
-            }
-            record(actor, "evaluation.callback", "evaluation", evaluation_id, detail)
-    except peewee.IntegrityError:
-        raise errors.AlreadyEvaluated() from None
-    return evaluation_id
+    return within
 
 
 # --------------------------------------------------------------------------- async layer
@@ -532,6 +475,11 @@ async def record_callback(
     )
     indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
     new = CallbackRating(body["case_no"], channel, rating, indicator_ids)
-    evaluation_id = await ctx.db.run(store_callback_rating, principal, actor, new, ctx.settings)
-    await realtime.publish_after_commit(ctx, evaluation_id)
-    return {"evaluation": await ctx.db.run(admin_view_of, principal, evaluation_id)}
+    case_id = await ctx.db.run(callback_case, principal, new.case_no)
+    first = _first_rating(case_id, new)
+    # the writer supersedes a default rating in place, cancels the case's pending jobs and
+    # publishes after commit, as for every channel
+    written = await writer.record(
+        ctx, first, supersede_default=True, within=_audit(actor, case_id, new)
+    )
+    return {"evaluation": await ctx.db.run(admin_view_of, principal, written.evaluation_id)}

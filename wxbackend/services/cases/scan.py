@@ -19,41 +19,19 @@ from typing import Any
 from peewee import JOIN, Field, Query
 
 from models.base import utcnow
-from models.case import Case, QrToken
+from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import Indicator
 from models.identity import Identity
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.db import compiled_rows, param
-from wxbackend.security import token_digest
-from wxbackend.services.cases.reports import check_token_usable, valid_scene
+from wxbackend.db import compiled_rows
+from wxbackend.services.cases.lookup import ScannedCode, find_code
+from wxbackend.services.cases.tokens import check_token_usable
+from wxbackend.services.ratings import levels
 from wxbackend.timefmt import iso
 
-#: The five levels, best first (product.md rule 1). The form lists them; none is pre-selected.
-LEVEL_LABELS: tuple[tuple[int, str], ...] = (
-    (5, "非常满意"),
-    (4, "满意"),
-    (3, "基本满意"),
-    (2, "不满意"),
-    (1, "非常不满意"),
-)
-STAGE_LABELS: tuple[tuple[str, str], ...] = (
-    ("appointment", "预约叫号"),
-    ("handling", "办件服务"),
-    ("delivery", "结果送达"),
-)
-TARGET_LABELS: tuple[tuple[str, str], ...] = (
-    ("window_staff", "窗口人员"),
-    ("approver", "审批人员"),
-    ("department", "部门"),
-)
-
-
 # --------------------------------------------------------------------------- pure helpers
-
-# Tokens: ``services.cases.token_state`` finds a scene's token, ``check_token_usable`` gives
-# 404 ``token_not_found`` / 410 ``token_expired`` | ``token_used`` | ``token_revoked``.
 
 
 def rate_until(case: Case, default_after_days: int) -> datetime:
@@ -141,126 +119,54 @@ def rating_form() -> dict[str, Any]:
     """
     indicators = compiled_rows("scan.indicators", _active_indicators)
     return {
-        "levels": [{"value": value, "label": label} for value, label in LEVEL_LABELS],
-        "stages": [{"code": code, "label": label} for code, label in STAGE_LABELS],
-        "targets": [{"code": code, "label": label} for code, label in TARGET_LABELS],
+        "levels": [
+            {"value": level, "label": levels.LEVEL_LABELS[level]}
+            for level in sorted(levels.LEVELS, reverse=True)
+        ],
+        "stages": [{"code": code, "label": label} for code, label in levels.STAGE_LABELS],
+        "targets": [{"code": code, "label": label} for code, label in levels.TARGET_LABELS],
         "indicators": [{"code": code, "label": label} for code, label in indicators],
     }
 
 
-def _token_with_case() -> tuple[Query, Sequence[Field]]:
-    """A scene's token, its case and the case's catalogue rows (the summary's columns only).
-
-    The catalogue joins are outer, so a missing row shows as NULLs instead of hiding the
-    token (then :func:`scan_view` answers 404 after the token checks, as before)."""
-    window_staff = Staff.alias("window_staff_row")
-    approver = Staff.alias("approver_row")
-    fields = (
-        QrToken.id,
-        QrToken.status,
-        QrToken.expires_at,
-        Case.id,
-        Case.first_rated_at,
-        Case.completed_at,
-        Case.window_staff,
-        Case.approver,
-        ServiceItem.id,
-        ServiceItem.code,
-        ServiceItem.name,
-        Center.id,
-        Center.code,
-        Center.name,
-        Department.id,
-        Department.code,
-        Department.name,
-        window_staff.id,
-        window_staff.name,
-        window_staff.staff_no,
-        window_staff.photo_url,
-        approver.id,
-        approver.name,
-    )
-    query = (
-        QrToken.select(*fields)
-        .join_from(QrToken, Case, on=(QrToken.case == Case.id))
-        .join_from(Case, ServiceItem, JOIN.LEFT_OUTER, on=(Case.item == ServiceItem.id))
-        .join_from(Case, Center, JOIN.LEFT_OUTER, on=(Case.center == Center.id))
-        .join_from(Case, Department, JOIN.LEFT_OUTER, on=(Case.department == Department.id))
-        .join_from(Case, window_staff, JOIN.LEFT_OUTER, on=(Case.window_staff == window_staff.id))
-        .join_from(Case, approver, JOIN.LEFT_OUTER, on=(Case.approver == approver.id))
-        .where(QrToken.token_hash == param(0))
-        .limit(1)
-    )
-    return query, fields
+def _summary_of(found: ScannedCode) -> dict[str, Any]:
+    """:func:`case_summary` from the rows :func:`lookup.find_code` read."""
+    assert found.item and found.center and found.department
+    staff, approver = found.window_staff, found.approver
+    return {
+        "id": str(found.case.id),
+        "item": {"code": found.item.code, "name": found.item.name},
+        "center": {"code": found.center.code, "name": found.center.name},
+        "window_staff": (
+            {"name": staff.name, "staff_no": staff.staff_no, "photo_url": staff.photo_url or None}
+            if staff is not None
+            else None
+        ),
+        "approver": {"name": approver.name} if approver is not None else None,
+        "department": {"code": found.department.code, "name": found.department.name},
+        "completed_at": iso(found.case.completed_at),
+    }
 
 
 def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
     """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form.
 
-    One query for the token, its case and the catalogue rows (as ``cases.token_state`` then
-    :func:`load_case` would read them), one for the indicators."""
-    rows = (
-        compiled_rows("scan.token_case", _token_with_case, (token_digest(scene),))
-        if valid_scene(scene)
-        else []
-    )
-    if not rows:
+    One query for the token, its case and the catalogue rows (:func:`lookup.find_code`), one
+    for the indicators."""
+    found = find_code(scene)
+    if found is None:
         raise errors.TokenNotFound()
-    (
-        token_id,
-        status,
-        expires_at,
-        case_id,
-        first_rated_at,
-        completed_at,
-        window_staff_id,
-        approver_id,
-        item_id,
-        item_code,
-        item_name,
-        center_id,
-        center_code,
-        center_name,
-        department_id,
-        department_code,
-        department_name,
-        staff_id,
-        staff_name,
-        staff_no,
-        staff_photo,
-        approver_row_id,
-        approver_name,
-    ) = rows[0]
-    check_token_usable(
-        QrToken(id=token_id, status=status, expires_at=expires_at),
-        Case(id=case_id, first_rated_at=first_rated_at),
-        now,
-    )
-    if item_id is None or center_id is None or department_id is None:
+    check_token_usable(found.token, found.case, now)
+    if not found.catalogue_complete:
         raise errors.TokenNotFound()  # as load_case finding no case
-    if (window_staff_id is not None and staff_id is None) or (
-        approver_id is not None and approver_row_id is None
-    ):
-        # a dangling staff reference: let the full load decide, as before
-        case = load_case(case_id)
+    if found.dangling_staff:  # let the full load decide, as before
+        case = load_case(found.case.id)
         if case is None:
             raise errors.TokenNotFound()
         summary = case_summary(case)
     else:
-        summary = {
-            "id": str(case_id),
-            "item": {"code": item_code, "name": item_name},
-            "center": {"code": center_code, "name": center_name},
-            "window_staff": (
-                {"name": staff_name, "staff_no": staff_no, "photo_url": staff_photo or None}
-                if window_staff_id is not None
-                else None
-            ),
-            "approver": {"name": approver_name} if approver_id is not None else None,
-            "department": {"code": department_code, "name": department_name},
-            "completed_at": iso(completed_at),
-        }
-    return {"case": summary, "expires_at": iso(expires_at), "form": rating_form()}
+        summary = _summary_of(found)
+    return {"case": summary, "expires_at": iso(found.token.expires_at), "form": rating_form()}
 
 
 def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> dict[str, Any]:
