@@ -1,5 +1,5 @@
-"""Ratings in the console (评价管理): the filtered listing, public replies, moderation, revealing
-the applicant's real name, and ratings taken by phone/SMS follow-up (回访评价).
+"""Ratings in the console (评价管理): the filtered listing, public replies, moderation and
+revealing the applicant's real name.
 
 * **Listing** (``GET /admin/api/evaluations``): first ratings and follow-ups, newest first,
   keyset pagination on the id, confined to the admin's scope (``services.scope``: a center's
@@ -16,21 +16,7 @@ the applicant's real name, and ratings taken by phone/SMS follow-up (回访评�
   pending_review) comment, but the rating itself stays public and in every figure.
 * **Reveal** (``evaluation.reveal``): a superadmin reads the case applicant's real name; the
   audit entry names the evaluation and case, never the name; nothing logs it.
-* **Callback ratings** (``POST /admin/api/callback-evaluations``): a rating a staff member
-  took by phone or SMS, stored with that channel and no user. Only for a case with no citizen
-  rating (409 ``already_evaluated`` when its first rating has channel qr, miniprogram, phone
-  or sms). A *default* rating (channel ``default``, 基本满意 given by the system) is
-  superseded **in place**: the same Evaluation row (same id, so the unique (case,
-  assess_number) index still guards the case) gets the new channel, levels, comment,
-  indicators and time — with a compare-and-set on ``channel = 'default'`` so two concurrent
-  callbacks cannot both supersede it. A 差评 needs a reason (422 ``reason_required``) and opens
-  its ticket in the same transaction. The comment is staff-recorded (no citizen openid to
-  check it with WeChat), so it is stored ``visible``; moderators may hide it. The rating
-  writer (:mod:`wxbackend.services.ratings.writer`, shared by every channel) revokes the
-  case's active QR tokens, sets ``case.first_rated_at`` if unset and cancels the case's
-  pending reminders and default rating. Who: superadmin,
-  the center_admin of the case's center, a handler of its department; audited as
-  ``evaluation.callback`` (the recording admin).
+* **Callback ratings** (回访评价): :mod:`wxbackend.services.admin.callbacks`.
 
 Every write is audited in its transaction and then republished on the live channel.
 """
@@ -70,10 +56,7 @@ from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
-from wxbackend.services.ratings import writer
-from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
 from wxbackend.services.ratings.views import stages_of, targets_of
-from wxbackend.services.ratings.writer import FirstRating
 from wxbackend.services.tickets.workflow import APPEAL_UPHELD
 from wxbackend.timefmt import iso
 
@@ -81,8 +64,6 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REPLY_MAX_CHARS = 500
 REASON_MAX_CHARS = 200
-#: Channels of a rating recorded by staff (回访评价).
-CALLBACK_CHANNELS = ("phone", "sms")
 
 
 # --------------------------------------------------------------------------- the listing
@@ -359,58 +340,6 @@ def reveal_name(principal: Principal, actor: Actor, evaluation_id: Any, cipher: 
     return name
 
 
-# --------------------------------------------------------------------------- callback ratings
-
-
-@dataclass(frozen=True)
-class CallbackRating:
-    """A validated rating taken by phone/SMS (回访评价)."""
-
-    case_no: str
-    channel: str
-    rating: Rating
-    indicator_ids: Mapping[str, int]
-
-
-def callback_case(principal: Principal, case_no: str) -> int:
-    """The id of the case a callback rates: 404 when unknown or outside the caller's scope."""
-    case = Case.get_or_none(Case.case_no == case_no)
-    if case is None:
-        raise errors.NotFound("No such case.")
-    scope.ensure_visible(principal, case.center_id, case.department_id)
-    return case.id
-
-
-def _first_rating(case_id: int, new: CallbackRating) -> FirstRating:
-    rating = new.rating
-    return FirstRating(
-        case_id=case_id,
-        channel=new.channel,
-        overall=rating.overall,
-        stages=rating.stages,
-        targets=rating.targets,
-        indicators=rating.indicators,
-        indicator_ids=new.indicator_ids,
-        comment=rating.comment,
-        comment_status="visible",  # staff-recorded: no citizen openid to check it with
-    )
-
-
-def _audit(actor: Actor, case_id: int, new: CallbackRating) -> writer.Within:
-    """The audit entry of a callback, written inside the writer's transaction."""
-
-    def within(written: writer.Written) -> None:
-        detail = {
-            "case_id": str(case_id),
-            "channel": new.channel,
-            "overall": new.rating.overall,
-            "superseded_default": written.superseded_default,
-        }
-        record(actor, "evaluation.callback", "evaluation", written.evaluation_id, detail)
-
-    return within
-
-
 # --------------------------------------------------------------------------- async layer
 
 
@@ -452,34 +381,3 @@ async def reveal(
 ) -> dict[str, str]:
     """``POST /evaluations/{id}/reveal`` → ``{name}``."""
     return {"name": await ctx.db.run(reveal_name, principal, actor, evaluation_id, ctx.cipher)}
-
-
-async def record_callback(
-    ctx: Context, principal: Principal, actor: Actor, body: Mapping[str, Any]
-) -> dict[str, Any]:
-    """``POST /admin/api/callback-evaluations``: check, store, publish; ``{evaluation}``.
-
-    ``channel`` phone|sms (422 ``invalid_field``); the rating as a citizen's (422
-    ``invalid_rating`` / ``unknown_indicator`` / ``reason_required`` / ``comment_too_long``).
-    """
-    channel = body["channel"]
-    if channel not in CALLBACK_CHANNELS:
-        raise errors.InvalidField("channel must be phone or sms.", field="channel")
-    rating = parse_rating(
-        body.get("overall"),
-        stages=body.get("stages"),
-        targets=body.get("targets"),
-        indicators=body.get("indicators"),
-        comment=body.get("comment"),
-        comment_max_chars=ctx.settings.rating.comment_max_chars,
-    )
-    indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
-    new = CallbackRating(body["case_no"], channel, rating, indicator_ids)
-    case_id = await ctx.db.run(callback_case, principal, new.case_no)
-    first = _first_rating(case_id, new)
-    # the writer supersedes a default rating in place, cancels the case's pending jobs and
-    # publishes after commit, as for every channel
-    written = await writer.record(
-        ctx, first, supersede_default=True, within=_audit(actor, case_id, new)
-    )
-    return {"evaluation": await ctx.db.run(admin_view_of, principal, written.evaluation_id)}

@@ -3,7 +3,7 @@
 ``POST /scan {scene}`` resolves the scene (the one-time token itself) to its case and answers
 the summary of the case (service item, center, window staff, approver, department), the
 token's expiry and the rating form (levels, stages, targets, indicators). Viewing needs a
-login only; rating (``services.evaluations``) needs the verified identity.
+login only; rating (``services.ratings.submit``) needs the verified identity.
 ``GET /cases/{case_id}`` answers the same summary to the case's own applicant only.
 
 Never answered here: the applicant's name, ID number or phone. Nothing pre-selects a level
