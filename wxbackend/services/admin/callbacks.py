@@ -56,16 +56,11 @@ def callback_case(principal: Principal, case_no: str) -> int:
 
 
 def _first_rating(case_id: int, new: CallbackRating) -> FirstRating:
-    rating = new.rating
-    return FirstRating(
+    return FirstRating.of(
+        new.rating,
+        new.indicator_ids,
         case_id=case_id,
         channel=new.channel,
-        overall=rating.overall,
-        stages=rating.stages,
-        targets=rating.targets,
-        indicators=rating.indicators,
-        indicator_ids=new.indicator_ids,
-        comment=rating.comment,
         comment_status="visible",  # staff-recorded: no citizen openid to check it with
     )
 

@@ -1,10 +1,11 @@
-"""The one lookup of a scanned code (扫码): the token a scene names, its case, the case's
-catalogue rows and its staff — read by the scan (``POST /scan``), the code image and the
-rating (``POST /evaluations`` with a scene).
+"""The one lookup of a case as the citizen side reads it: the case, its catalogue rows and its
+staff — with the token a scene names (:func:`find_code`: ``POST /scan``, the code image, a
+rating with a scene) or by the case's id (:func:`find_case`: ``GET /cases/{id}``, a rating
+with a case id).
 
-One compiled query (the scan and the rating are the hot paths). The catalogue joins are
-outer, so a missing row shows as None instead of hiding the token: the caller answers the
-token's own state (404/410) first, then decides what a missing row means.
+Both are one compiled query over the same columns (the scan and the rating are the hot
+paths). The catalogue joins are outer, so a missing row shows as None instead of hiding the
+token: the caller answers the token's own state (404/410) first.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import JOIN, Field, Query
+from peewee import JOIN, Field, Query, Value
 
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff
@@ -42,14 +43,10 @@ class StaffRow:
 
 
 @dataclass(frozen=True)
-class ScannedCode:
-    """A scene's token and its case, as :func:`find_code` read them.
+class CaseRows:
+    """A case as the lookup read it: ``case`` is a partial row (the columns of ``_CASE``);
+    a catalogue row the database lacks is None."""
 
-    ``token`` and ``case`` are partial rows (the columns below only). A catalogue row or a
-    staff row the case names but the database lacks is None (see ``dangling_staff``).
-    """
-
-    token: QrToken
     case: Case
     item: CodeAndName | None
     center: CodeAndName | None
@@ -62,19 +59,23 @@ class ScannedCode:
         """The case's item, center and department rows all exist."""
         return None not in (self.item, self.center, self.department)
 
-    @property
-    def dangling_staff(self) -> bool:
-        """The case names a staff member whose row is missing."""
-        return (self.case.window_staff_id is not None and self.window_staff is None) or (
-            self.case.approver_id is not None and self.approver is None
-        )
+    def is_staff(self, id_hash: str | None) -> bool:
+        """True when ``id_hash`` is the keyed ID hash of the case's window staff or approver."""
+        hashes = [s.id_hash for s in (self.window_staff, self.approver) if s is not None]
+        return id_hash is not None and id_hash in hashes
 
-    def staff_id_hashes(self) -> tuple[str | None, str | None]:
-        """The keyed ID hashes of the case's window staff and approver (None when unknown)."""
-        return (
-            self.window_staff.id_hash if self.window_staff is not None else None,
-            self.approver.id_hash if self.approver is not None else None,
-        )
+
+@dataclass(frozen=True)
+class ScannedCode:
+    """A scene's token (a partial row) and its case."""
+
+    token: QrToken
+    rows: CaseRows
+
+    @property
+    def case(self) -> Case:
+        """The token's case (partial row)."""
+        return self.rows.case
 
 
 _TOKEN = (QrToken.id, QrToken.status, QrToken.expires_at, QrToken.token_hash)
@@ -89,11 +90,14 @@ _CASE = (
 )
 
 
-def _code_query() -> tuple[Query, Sequence[Field]]:
+def _case_query(by_token: bool) -> tuple[Query, Sequence[Field]]:
+    """The case, its catalogue and staff rows — by token digest (the token's columns first)
+    or by case id: ``param(0)``."""
     window_staff = Staff.alias("window_staff_row")
     approver = Staff.alias("approver_row")
+    key = Value(param(0), converter=False)
     fields = (
-        *_TOKEN,
+        *(_TOKEN if by_token else ()),
         *_CASE,
         ServiceItem.id,
         ServiceItem.code,
@@ -104,26 +108,24 @@ def _code_query() -> tuple[Query, Sequence[Field]]:
         Department.id,
         Department.code,
         Department.name,
-        window_staff.id,
-        window_staff.name,
-        window_staff.staff_no,
-        window_staff.photo_url,
-        window_staff.id_hash,
-        approver.id,
-        approver.name,
-        approver.staff_no,
-        approver.photo_url,
-        approver.id_hash,
+        *(window_staff.id, window_staff.name, window_staff.staff_no),
+        *(window_staff.photo_url, window_staff.id_hash),
+        *(approver.id, approver.name, approver.staff_no, approver.photo_url, approver.id_hash),
     )
+    if by_token:
+        query = (
+            QrToken.select(*fields)
+            .join_from(QrToken, Case, on=(QrToken.case == Case.id))
+            .where(QrToken.token_hash == key)
+        )
+    else:
+        query = Case.select(*fields).where(Case.id == key)
     query = (
-        QrToken.select(*fields)
-        .join_from(QrToken, Case, on=(QrToken.case == Case.id))
-        .join_from(Case, ServiceItem, JOIN.LEFT_OUTER, on=(Case.item == ServiceItem.id))
+        query.join_from(Case, ServiceItem, JOIN.LEFT_OUTER, on=(Case.item == ServiceItem.id))
         .join_from(Case, Center, JOIN.LEFT_OUTER, on=(Case.center == Center.id))
         .join_from(Case, Department, JOIN.LEFT_OUTER, on=(Case.department == Department.id))
         .join_from(Case, window_staff, JOIN.LEFT_OUTER, on=(Case.window_staff == window_staff.id))
         .join_from(Case, approver, JOIN.LEFT_OUTER, on=(Case.approver == approver.id))
-        .where(QrToken.token_hash == param(0))
         .limit(1)
     )
     return query, fields
@@ -139,21 +141,10 @@ def _staff(
     return None if row_id is None else StaffRow(name, staff_no, photo, id_hash)
 
 
-def find_code(scene: Any) -> ScannedCode | None:
-    """The token ``scene`` names with its case, catalogue and staff rows (one compiled
-    query), or None for an unknown or malformed scene. Sync: run via ``ctx.db.run``."""
-    if not valid_scene(scene):
-        return None
-    rows = compiled_rows("cases.scanned_code", _code_query, (token_digest(scene),))
-    if not rows:
-        return None
-    row = rows[0]
-    t, c = len(_TOKEN), len(_TOKEN) + len(_CASE)
-    token_id, status, expires_at, token_hash = row[:t]
-    case_id, case_no, first_rated_at, completed_at, applicant, staff_id, approver_id = row[t:c]
-    rest = row[c:]
-    return ScannedCode(
-        token=QrToken(id=token_id, status=status, expires_at=expires_at, token_hash=token_hash),
+def _case_rows(row: Sequence[Any]) -> CaseRows:
+    case_id, case_no, first_rated_at, completed_at, applicant, staff_id, approver_id = row[:7]
+    rest = row[7:]
+    return CaseRows(
         case=Case(
             id=case_id,
             case_no=case_no,
@@ -169,6 +160,26 @@ def find_code(scene: Any) -> ScannedCode | None:
         window_staff=_staff(*rest[9:14]),
         approver=_staff(*rest[14:19]),
     )
+
+
+def find_code(scene: Any) -> ScannedCode | None:
+    """The token ``scene`` names with its case rows (one compiled query), or None for an
+    unknown or malformed scene. Sync: run via ``ctx.db.run``."""
+    if not valid_scene(scene):
+        return None
+    digest = token_digest(scene)
+    rows = compiled_rows("cases.case_by_token", lambda: _case_query(True), (digest,))
+    if not rows:
+        return None
+    token_id, status, expires_at, token_hash = rows[0][: len(_TOKEN)]
+    token = QrToken(id=token_id, status=status, expires_at=expires_at, token_hash=token_hash)
+    return ScannedCode(token, _case_rows(rows[0][len(_TOKEN) :]))
+
+
+def find_case(case_id: int) -> CaseRows | None:
+    """The case ``case_id`` with its rows (one compiled query), or None. Sync."""
+    rows = compiled_rows("cases.case_by_id", lambda: _case_query(False), (case_id,))
+    return _case_rows(rows[0]) if rows else None
 
 
 def token_state(scene: Any) -> tuple[QrToken | None, Case | None]:

@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from peewee import JOIN, Field, Query
+from peewee import Field, Query
 
 from models.base import utcnow
 from models.case import Case
-from models.catalog import Center, Department, ServiceItem, Staff
+from models.catalog import Center, ServiceItem
 from models.evaluation import Indicator
 from models.identity import Identity
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import compiled_rows
-from wxbackend.services.cases.lookup import ScannedCode, find_code
+from wxbackend.services.cases.lookup import CaseRows, find_case, find_code
 from wxbackend.services.cases.tokens import check_token_usable
 from wxbackend.services.ratings import levels
 from wxbackend.timefmt import iso
@@ -59,46 +59,22 @@ def active_identity(user_id: int, now: datetime | None = None) -> Identity | Non
     )
 
 
-def load_case(case_id: int) -> Case | None:
-    """The case with its catalogue rows (item, center, department, staff) in one query."""
-    window_staff = Staff.alias("window_staff_row")
-    approver = Staff.alias("approver_row")
-    return (
-        Case.select(Case, ServiceItem, Center, Department, window_staff, approver)
-        .join_from(Case, ServiceItem, on=(Case.item == ServiceItem.id))
-        .join_from(Case, Center, on=(Case.center == Center.id))
-        .join_from(Case, Department, on=(Case.department == Department.id))
-        .join_from(
-            Case,
-            window_staff,
-            JOIN.LEFT_OUTER,
-            on=(Case.window_staff == window_staff.id),
-            attr="window_staff",
-        )
-        .join_from(
-            Case, approver, JOIN.LEFT_OUTER, on=(Case.approver == approver.id), attr="approver"
-        )
-        .where(Case.id == case_id)
-        .first()
-    )
-
-
-def case_summary(case: Case) -> dict[str, Any]:
+def case_summary(rows: CaseRows) -> dict[str, Any]:
     """What the rating form shows of a case (api.md ``/scan``): catalogue data only."""
-    staff = case.window_staff if case.window_staff_id is not None else None
-    approver = case.approver if case.approver_id is not None else None
+    assert rows.item and rows.center and rows.department  # callers check catalogue_complete
+    staff, approver = rows.window_staff, rows.approver
     return {
-        "id": str(case.id),
-        "item": {"code": case.item.code, "name": case.item.name},
-        "center": {"code": case.center.code, "name": case.center.name},
+        "id": str(rows.case.id),
+        "item": {"code": rows.item.code, "name": rows.item.name},
+        "center": {"code": rows.center.code, "name": rows.center.name},
         "window_staff": (
             {"name": staff.name, "staff_no": staff.staff_no, "photo_url": staff.photo_url or None}
             if staff is not None
             else None
         ),
         "approver": {"name": approver.name} if approver is not None else None,
-        "department": {"code": case.department.code, "name": case.department.name},
-        "completed_at": iso(case.completed_at),
+        "department": {"code": rows.department.code, "name": rows.department.name},
+        "completed_at": iso(rows.case.completed_at),
     }
 
 
@@ -129,25 +105,6 @@ def rating_form() -> dict[str, Any]:
     }
 
 
-def _summary_of(found: ScannedCode) -> dict[str, Any]:
-    """:func:`case_summary` from the rows :func:`lookup.find_code` read."""
-    assert found.item and found.center and found.department
-    staff, approver = found.window_staff, found.approver
-    return {
-        "id": str(found.case.id),
-        "item": {"code": found.item.code, "name": found.item.name},
-        "center": {"code": found.center.code, "name": found.center.name},
-        "window_staff": (
-            {"name": staff.name, "staff_no": staff.staff_no, "photo_url": staff.photo_url or None}
-            if staff is not None
-            else None
-        ),
-        "approver": {"name": approver.name} if approver is not None else None,
-        "department": {"code": found.department.code, "name": found.department.name},
-        "completed_at": iso(found.case.completed_at),
-    }
-
-
 def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
     """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form.
 
@@ -157,15 +114,9 @@ def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
     if found is None:
         raise errors.TokenNotFound()
     check_token_usable(found.token, found.case, now)
-    if not found.catalogue_complete:
-        raise errors.TokenNotFound()  # as load_case finding no case
-    if found.dangling_staff:  # let the full load decide, as before
-        case = load_case(found.case.id)
-        if case is None:
-            raise errors.TokenNotFound()
-        summary = case_summary(case)
-    else:
-        summary = _summary_of(found)
+    if not found.rows.catalogue_complete:
+        raise errors.TokenNotFound()
+    summary = case_summary(found.rows)
     return {"case": summary, "expires_at": iso(found.token.expires_at), "form": rating_form()}
 
 
@@ -180,15 +131,15 @@ def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> 
     if identity is None:
         raise errors.IdentityRequired()
     number = parse_id(case_id)
-    case = load_case(number) if number is not None else None
-    if case is None:
+    rows = find_case(number) if number is not None else None
+    if rows is None or not rows.catalogue_complete:
         raise errors.NotFound("No such case.")
-    if case.applicant_id_hash != identity.id_hash:
+    if rows.case.applicant_id_hash != identity.id_hash:
         raise errors.NotApplicant()
     return {
-        "case": case_summary(case),
-        "expires_at": iso(rate_until(case, default_after_days)),
-        "rated": case.first_rated_at is not None,
+        "case": case_summary(rows),
+        "expires_at": iso(rate_until(rows.case, default_after_days)),
+        "rated": rows.case.first_rated_at is not None,
         "form": rating_form(),
     }
 

@@ -28,8 +28,6 @@ from typing import Any
 import peewee
 
 from models.base import utcnow
-from models.case import Case
-from models.catalog import Staff
 from models.evaluation import Evaluation
 from models.identity import Identity
 from models.user import User
@@ -37,7 +35,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import compiled_rows, param
 from wxbackend.services.cases import scan
-from wxbackend.services.cases.lookup import find_code
+from wxbackend.services.cases.lookup import find_case, find_code
 from wxbackend.services.cases.tokens import check_token_usable
 from wxbackend.services.ratings import writer
 from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
@@ -129,7 +127,7 @@ def _check_scene(
     check_token_usable(code.token, code.case, now)
     if require_applicant and id_hash != code.case.applicant_id_hash:
         raise errors.NotApplicant()
-    if id_hash is not None and id_hash in code.staff_id_hashes():
+    if code.rows.is_staff(id_hash):
         raise errors.SelfEvaluationForbidden()
     if code.case.first_rated_at is not None:
         raise errors.AlreadyEvaluated()
@@ -137,30 +135,19 @@ def _check_scene(
 
 
 def _check_case_id(case_id: Any, id_hash: str) -> int:
-    """The checks of a case id (always the applicant's own): the case's id."""
+    """The checks of a case id (always the applicant's own; one query,
+    :func:`lookup.find_case`): the case's id."""
     number = scan.parse_id(case_id)
-    case = Case.get_or_none(Case.id == number) if number is not None else None
-    if case is None:
+    rows = find_case(number) if number is not None else None
+    if rows is None:
         raise errors.NotFound("No such case.")
-    if id_hash != case.applicant_id_hash:
+    if id_hash != rows.case.applicant_id_hash:
         raise errors.NotApplicant()
-    if is_case_staff(case, id_hash):
+    if rows.is_staff(id_hash):
         raise errors.SelfEvaluationForbidden()
-    if case.first_rated_at is not None:
+    if rows.case.first_rated_at is not None:
         raise errors.AlreadyEvaluated()
-    return case.id
-
-
-def is_case_staff(case: Case, id_hash: str) -> bool:
-    """True when ``id_hash`` is the keyed ID hash of the case's window staff or approver."""
-    staff_ids = [i for i in (case.window_staff_id, case.approver_id) if i is not None]
-    if not staff_ids:
-        return False
-    return (
-        Staff.select()
-        .where(Staff.id.in_(staff_ids) & (Staff.id_hash == id_hash) & Staff.id_hash.is_null(False))
-        .exists()
-    )
+    return rows.case.id
 
 
 # --------------------------------------------------------------------------- the text check
@@ -198,15 +185,11 @@ def first_rating(
     prepared: Prepared, rating: Rating, indicator_ids: dict[str, int], status: str
 ) -> FirstRating:
     """What the writer stores of a citizen's checked rating."""
-    return FirstRating(
+    return FirstRating.of(
+        rating,
+        indicator_ids,
         case_id=prepared.case_id,
         channel=prepared.channel,
-        overall=rating.overall,
-        stages=rating.stages,
-        targets=rating.targets,
-        indicators=rating.indicators,
-        indicator_ids=indicator_ids,
-        comment=rating.comment,
         comment_status=status,
         user_id=prepared.user_id,
         rater_id_hash=prepared.rater_id_hash,

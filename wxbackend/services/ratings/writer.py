@@ -38,7 +38,7 @@ from wxbackend.services.cases.tokens import check_token_usable
 from wxbackend.services.messaging import reminders
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import levels
-from wxbackend.services.ratings.rules import insert_indicators
+from wxbackend.services.ratings.rules import Rating, insert_indicators
 from wxbackend.services.tickets.opening import open_ticket
 from wxbackend.settings import Settings
 
@@ -76,6 +76,20 @@ class FirstRating:
     name_masked: str | None = None
     token_id: int | None = None
     at: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, rating: Rating, indicator_ids: Mapping[str, int], **who: Any) -> FirstRating:
+        """A checked :class:`~wxbackend.services.ratings.rules.Rating` as the writer stores
+        it; ``who``: ``case_id``, ``channel`` and the other fields (rater, token, status)."""
+        return cls(
+            overall=rating.overall,
+            stages=rating.stages,
+            targets=rating.targets,
+            indicators=rating.indicators,
+            indicator_ids=indicator_ids,
+            comment=rating.comment,
+            **who,
+        )
 
 
 @dataclass(frozen=True)
