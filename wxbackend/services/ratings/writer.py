@@ -147,6 +147,8 @@ def write(
                     raise ValueError("a 差评 opens a ticket: give the settings")
                 ticket_id = open_ticket(evaluation_id, case, now, settings)
             written = Written(evaluation_id, superseded, ticket_id)
+            # Every channel's first rating passes here, inside its transaction: what must be
+            # written with each one (e.g. an entry of a log of ratings) goes here.
             if within is not None:
                 within(written)
     except peewee.IntegrityError:
