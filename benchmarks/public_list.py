@@ -41,6 +41,7 @@ from wxbackend.db import Database  # noqa: E402
 from wxbackend.security import LookupHasher, load_keys  # noqa: E402
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file  # noqa: E402
 from wxbackend.services.public.listing import ListQuery, StatsQuery, list_public, stats_public  # noqa: E402
+from wxbackend.services.ratings.levels import is_bad  # noqa: E402
 from wxbackend.settings import load_settings  # noqa: E402
 
 TARGET = 1.5
@@ -121,7 +122,7 @@ class Filler:
                 + (rng.choice(COMMENTS), "visible", like_count, rated)
                 + (center, item, department, clerk, None)
             )
-            if overall <= 2:
+            if is_bad(overall):
                 chosen += [(e, code) for code in rng.sample(self.indicators, 2)]
                 tickets.append((e, i, center, department, "open", rated, rated, rated))
                 if rng.random() < 0.3:

@@ -111,6 +111,7 @@ def seed(env: dict[str, str], n: int) -> list[Citizen]:
         token_digest,
     )
     from wxbackend.services.cases import reports as cases
+    from wxbackend.services.cases.tokens import new_scene
     from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
     from wxbackend.services.citizens import identity as identity_service
     from wxbackend.settings import load_settings
@@ -177,7 +178,7 @@ def seed(env: dict[str, str], n: int) -> list[Citizen]:
             ],
         )
         case_ids = {c.case_no: c.id for c in Case.select(Case.id, Case.case_no)}
-        scenes = [cases.new_scene() for _ in range(n)]
+        scenes = [new_scene() for _ in range(n)]
         bulk(
             QrToken,
             [

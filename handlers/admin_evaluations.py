@@ -15,6 +15,7 @@ from __future__ import annotations
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
+from wxbackend.services.admin import callbacks
 from wxbackend.services.admin import moderation as admin_evaluations
 
 _STR = {"type": "string"}
@@ -182,7 +183,7 @@ class CallbackEvaluationsHandler(AdminHandler):
                 "comment": Field(str, nullable=True),
             }
         )
-        answer = await admin_evaluations.record_callback(self.ctx, self.admin, self.actor, body)
+        answer = await callbacks.record_callback(self.ctx, self.admin, self.actor, body)
         self.send(answer, status=201)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from handlers.base import CitizenHandler, Field, route
 from handlers.openapi import bearer, errors_of, json_body
 from wxbackend.services.cases import scan
-from wxbackend.services.ratings import evaluations
+from wxbackend.services.ratings import follow_ups, submit, views
 
 _LEVEL = {"type": "integer", "minimum": 1, "maximum": 5}
 _RATING_PROPERTIES: dict[str, Any] = {
@@ -113,7 +113,7 @@ class EvaluationsHandler(CitizenHandler):
                 **_RATING_FIELDS,
             }
         )
-        evaluation = await evaluations.submit(self.ctx, self.user_id, **body)
+        evaluation = await submit.submit(self.ctx, self.user_id, **body)
         self.send({"evaluation": evaluation}, status=201)
 
 
@@ -132,7 +132,7 @@ class FollowUpHandler(CitizenHandler):
 
     async def post(self, evaluation_id: str) -> None:
         body = self.json_body(_RATING_FIELDS)
-        evaluation = await evaluations.follow_up(self.ctx, self.user_id, evaluation_id, **body)
+        evaluation = await follow_ups.follow_up(self.ctx, self.user_id, evaluation_id, **body)
         self.send({"evaluation": evaluation}, status=201)
 
 
@@ -146,7 +146,7 @@ class MyEvaluationsHandler(CitizenHandler):
     }
 
     async def get(self) -> None:
-        self.send({"items": await evaluations.list_mine(self.ctx, self.user_id)})
+        self.send({"items": await views.list_mine(self.ctx, self.user_id)})
 
 
 default_handlers = [

@@ -11,6 +11,7 @@ from typing import Any
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
+from wxbackend.services.cases import images
 from wxbackend.services.cases import partners as partner_auth
 from wxbackend.services.cases import reports as cases
 from wxbackend.timefmt import iso
@@ -141,8 +142,8 @@ class QrcodePngHandler(PartnerHandler):
         scene = self.get_query_argument("scene", "")
         if not scene:
             raise errors.ContractError("The scene query parameter is required.")
-        image = await cases.qrcode_image(self.ctx, scene)
-        self.set_header("Content-Type", cases.image_type(image))
+        image = await images.qrcode_image(self.ctx, scene)
+        self.set_header("Content-Type", images.image_type(image))
         self.finish(image)
 
 

@@ -1,6 +1,7 @@
-"""The public record and likes.
+"""The public record, the levels' labels and likes.
 
-``GET /api/v1/public/evaluations`` and ``GET /api/v1/public/stats`` (no login);
+``GET /api/v1/public/evaluations``, ``GET /api/v1/public/stats`` and
+``GET /api/v1/public/levels`` (no login);
 ``PUT`` / ``DELETE /api/v1/evaluations/{evaluation_id}/like`` (a citizen's token).
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 from handlers.base import BaseHandler, CitizenHandler, route
 from handlers.openapi import bearer, errors_of
 from wxbackend.services.public import listing as public
-from wxbackend.services.ratings import likes
+from wxbackend.services.ratings import levels, likes
 
 
 def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,6 +82,25 @@ class PublicStatsHandler(BaseHandler):
         self.send(answer)
 
 
+class LevelsHandler(BaseHandler):
+    openapi = {
+        "get": {
+            "summary": "The rating levels and their labels, which ones are a 差评, and the "
+            "stage, target and channel labels (the pages and the console read them here)",
+            "responses": {
+                "200": {
+                    "description": "{levels:[{value, label, bad}] (best first), bad_max, "
+                    "stages:[{code, label}], targets:[{code, label}], channels:[{code, label}]}"
+                },
+            },
+        }
+    }
+
+    async def get(self) -> None:
+        self.set_header("Cache-Control", "public, max-age=3600")
+        self.send(levels.catalogue())
+
+
 class LikeHandler(CitizenHandler):
     openapi = {
         "put": {
@@ -114,5 +134,6 @@ class LikeHandler(CitizenHandler):
 default_handlers = [
     route("/api/v1/public/evaluations", PublicEvaluationsHandler),
     route("/api/v1/public/stats", PublicStatsHandler),
+    route("/api/v1/public/levels", LevelsHandler),
     route("/api/v1/evaluations/{evaluation_id}/like", LikeHandler),
 ]

@@ -9,8 +9,9 @@ from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.user import User
 
+#: The values of ``overall`` and of each stage/target level; which ones are a 差评 is
+#: the rule of ``wxbackend.services.ratings.levels``.
 LEVELS = (1, 2, 3, 4, 5)
-BAD_LEVELS = (1, 2)  # 差评
 CHANNELS = ("qr", "miniprogram", "phone", "sms", "default")
 COMMENT_STATUSES = ("visible", "pending_review", "hidden")
 STAGES = ("appointment", "handling", "delivery")

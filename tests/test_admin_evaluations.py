@@ -13,11 +13,13 @@ import pytest_asyncio
 from models.base import utcnow
 from models.case import Case, QrToken
 from models.evaluation import Evaluation, EvaluationIndicator
+from models.job import Job
 from models.ticket import Ticket
 from tests.public_seed import UNCACHED  # figures compared before/after: fresh
 from tests.support.cases import make_case, make_id_number
 from tests.test_tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
 from wxbackend.clients.citizen import rate, verified_user
+from wxbackend.services.messaging import reminders
 from wxbackend.timefmt import SHANGHAI
 
 E = "/admin/api/evaluations"
@@ -328,6 +330,40 @@ async def test_callback_rating_recorded(api, ctx, team):
 
     status, answer = await api("POST", CB, body, token=team["super"])
     assert (status, code_of(answer)) == (409, "already_evaluated")
+
+
+def _schedule_jobs(case_id: int, settings) -> list[str]:
+    """The case's default rating and reminders, as when it was reported with a bound user;
+    their job keys."""
+    case = Case.get_by_id(case_id)
+    reminders.schedule_case_jobs(case, settings)
+    reminders.schedule_reminders(case, settings, utcnow(), catch_up=False)
+    return [job.key for job in Job.select(Job.key)]
+
+
+def _job_statuses(keys: list[str]) -> dict[str, str]:
+    return {job.key: job.status for job in Job.select().where(Job.key.in_(keys))}
+
+
+@pytest.mark.asyncio
+async def test_callback_rating_cancels_the_cases_pending_jobs(api, ctx, team):
+    """A callback rating goes through the writer every channel shares: like a citizen's
+    rating, it cancels the case's pending reminders and default rating (the callback path
+    used to leave them, so the case could still be reminded about and default-rated)."""
+    case_id, case_no = await _case(ctx)
+    keys = await ctx.db.run(_schedule_jobs, int(case_id), ctx.settings)
+    expected = {reminders.default_rating_key(int(case_id))} | {
+        reminders.reminder_key(int(case_id), n) for n in reminders.REMINDER_NUMBERS
+    }
+    assert expected <= set(keys)
+    before = await ctx.db.run(_job_statuses, sorted(expected))
+    assert set(before.values()) == {"pending"}, before
+
+    body = {"case_no": case_no, "channel": "sms", "overall": 4}
+    status, answer = await api("POST", CB, body, token=team["labor"])
+    assert status == 201, answer
+    after = await ctx.db.run(_job_statuses, sorted(expected))
+    assert after == dict.fromkeys(sorted(expected), "cancelled")
 
 
 @pytest.mark.asyncio

@@ -35,6 +35,7 @@ from tests.test_public import shanghai_day
 from wxbackend.db import database
 from wxbackend.services.admin import stats as stats_service
 from wxbackend.services.admin.accounts import create_admin
+from wxbackend.services.ratings.levels import is_bad
 
 STATS = "/admin/api/stats"
 RANKING = "/admin/api/staff-ranking"
@@ -224,9 +225,9 @@ def brute_force(
         out[key] = {
             "total": len(levels),
             "by_level": {str(lv): levels.count(lv) for lv in range(1, 6)},
-            "satisfaction_rate": rate(sum(lv >= 3 for lv in levels), len(levels)),
-            "bad_rate": rate(sum(lv <= 2 for lv in levels), len(levels)),
-            "active_good_rate": rate(sum(lv >= 3 for lv in active), len(active)),
+            "satisfaction_rate": rate(sum(not is_bad(lv) for lv in levels), len(levels)),
+            "bad_rate": rate(sum(is_bad(lv) for lv in levels), len(levels)),
+            "active_good_rate": rate(sum(not is_bad(lv) for lv in active), len(active)),
             "unrated_rate": rate(c["unrated"], c["finished"]),
             "active_total": len(active),
             "finished_cases": c["finished"],

@@ -15,7 +15,8 @@ from models.ticket import Ticket, TicketEvent
 from tests.support.cases import STAFF_HL002_ID, make_case, make_id_number
 from wxbackend import errors
 from wxbackend.clients.citizen import rate, verified_user
-from wxbackend.services.ratings import evaluations
+from wxbackend.services.ratings import submit, writer
+from wxbackend.services.ratings.rules import parse_rating
 from wxbackend.timefmt import parse_iso
 
 NAME = "黎明"
@@ -122,7 +123,7 @@ async def test_rating_closes_the_case_to_every_token(api, sandbox, ctx):
 
 def _second_token(case_id: int) -> str:
     from wxbackend.security import token_digest
-    from wxbackend.services.cases.reports import new_scene
+    from wxbackend.services.cases.tokens import new_scene
 
     scene = new_scene()
     QrToken.create(
@@ -169,11 +170,11 @@ async def test_concurrent_submissions_without_a_working_claim(api, sandbox, ctx,
     and all 30 submissions are held until each has passed its checks: all reach the
     transaction at once, and still exactly one rating is stored."""
     token, _, scene = await applicant_with_case(api, sandbox, ctx, 9)
-    real_set, real_status = ctx.redis.set, evaluations.comment_status
+    real_set, real_status = ctx.redis.set, submit.comment_status
     arrived: list[int] = []
     everyone_checked = asyncio.Event()
     stores: list[int] = []
-    real_store = evaluations.store_first_rating
+    real_write = writer.write
 
     async def forgetful_set(key, value, **kw):
         if key.startswith(ctx.rkeys("claim", "")):
@@ -187,13 +188,13 @@ async def test_concurrent_submissions_without_a_working_claim(api, sandbox, ctx,
         await asyncio.wait_for(everyone_checked.wait(), 10)
         return await real_status(*args)
 
-    def counted_store(new, settings):
+    def counted_write(first, settings, **kw):
         stores.append(1)
-        return real_store(new, settings)
+        return real_write(first, settings, **kw)
 
     monkeypatch.setattr(ctx.redis, "set", forgetful_set)
-    monkeypatch.setattr(evaluations, "comment_status", gated_status)
-    monkeypatch.setattr(evaluations, "store_first_rating", counted_store)
+    monkeypatch.setattr(submit, "comment_status", gated_status)
+    monkeypatch.setattr(writer, "write", counted_write)
     results = await asyncio.gather(*[rate(api, token, scene=scene, overall=4) for _ in range(30)])
     statuses = [status for status, _ in results]
     assert statuses.count(201) == 1, statuses
@@ -222,19 +223,18 @@ async def test_the_database_constraint_holds_without_the_claim(api, sandbox, ctx
     even when the case's flag says "unrated"."""
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 6)
     user_id = (await api("GET", "/api/v1/me", token=token))[1]["user"]["id"]
-    prepared = await ctx.db.run(evaluations.prepare_first_rating, int(user_id), scene, None, True)
-    rating = evaluations.parse_rating(5)
-    new = evaluations.NewRating(prepared, rating, {}, "visible")
-    await ctx.redis.delete(evaluations.claim_key(ctx, prepared.case_id))
-    first = await ctx.db.run(evaluations.store_first_rating, new, ctx.settings)
-    await ctx.redis.delete(evaluations.claim_key(ctx, prepared.case_id))
+    prepared = await ctx.db.run(submit.prepare_first_rating, int(user_id), scene, None, True)
+    new = submit.first_rating(prepared, parse_rating(5), {}, "visible")
+    await ctx.redis.delete(writer.claim_key(ctx, prepared.case_id))
+    first = (await ctx.db.run(writer.write, new, ctx.settings)).evaluation_id
+    await ctx.redis.delete(writer.claim_key(ctx, prepared.case_id))
     with pytest.raises(errors.AlreadyEvaluated):
-        await ctx.db.run(evaluations.store_first_rating, new, ctx.settings)
+        await ctx.db.run(writer.write, new, ctx.settings)
     # Even with the case's flag and token reset (as if read before the first commit), the
     # unique index refuses a second first rating.
     await ctx.db.run(_forget_rating, int(case_id))
     with pytest.raises(errors.AlreadyEvaluated):
-        await ctx.db.run(evaluations.store_first_rating, new, ctx.settings)
+        await ctx.db.run(writer.write, new, ctx.settings)
     assert await count(ctx, Evaluation) == 1
     assert (await ctx.db.run(Evaluation.get_by_id, first)).assess_number == 1
 
@@ -247,7 +247,7 @@ def _forget_rating(case_id: int) -> None:
 @pytest.mark.asyncio
 async def test_a_taken_claim_answers_already_evaluated(api, sandbox, ctx):
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 7)
-    key = evaluations.claim_key(ctx, int(case_id))
+    key = writer.claim_key(ctx, int(case_id))
     await ctx.redis.set(key, "someone-else", ex=30)
     assert_error(await rate(api, token, scene=scene, overall=5), 409, "already_evaluated")
     assert await ctx.redis.get(key) == "someone-else"  # another submission's claim is kept
@@ -260,12 +260,12 @@ async def test_a_failed_store_releases_the_claim(api, sandbox, ctx):
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 8)
     # the token expires between the checks and the transaction
     user_id = int((await api("GET", "/api/v1/me", token=token))[1]["user"]["id"])
-    prepared = await ctx.db.run(evaluations.prepare_first_rating, user_id, scene, None, True)
+    prepared = await ctx.db.run(submit.prepare_first_rating, user_id, scene, None, True)
     await ctx.db.run(lambda: QrToken.update(expires_at=utcnow() - timedelta(seconds=1)).execute())
-    new = evaluations.NewRating(prepared, evaluations.parse_rating(4), {}, "visible")
+    new = submit.first_rating(prepared, parse_rating(4), {}, "visible")
     with pytest.raises(errors.TokenExpired):
-        await evaluations._store_with_claim(ctx, new)
-    assert await ctx.redis.get(evaluations.claim_key(ctx, int(case_id))) is None
+        await writer.record(ctx, new, claim=True)
+    assert await ctx.redis.get(writer.claim_key(ctx, int(case_id))) is None
     assert await count(ctx, Evaluation) == 0
 
 

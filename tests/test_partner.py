@@ -19,6 +19,7 @@ from models.case import Case, QrToken
 from models.catalog import Center, Department, Staff
 from wxbackend.clients.partner import case_payload, iso_ago, resident_id
 from wxbackend.security import normalize_id_number, token_digest
+from wxbackend.services.cases import lookup, tokens
 from wxbackend.services.cases import partners as partner_auth
 from wxbackend.services.cases import reports as cases
 from wxbackend.timefmt import parse_iso
@@ -485,21 +486,21 @@ async def test_scene_never_logged(partner, ctx, caplog):
 @pytest.mark.asyncio
 async def test_token_state_and_check(partner, ctx):
     case = await partner.new_case()
-    token, row = await ctx.db.run(cases.token_state, case["scene"])
+    token, row = await ctx.db.run(lookup.token_state, case["scene"])
     assert token is not None and row.case_no == case["case_no"]
-    assert cases.check_token_usable(token, row) is token
-    assert await ctx.db.run(cases.token_state, "A" * 32) == (None, None)
-    assert await ctx.db.run(cases.token_state, "not a scene!") == (None, None)
+    assert tokens.check_token_usable(token, row) is token
+    assert await ctx.db.run(lookup.token_state, "A" * 32) == (None, None)
+    assert await ctx.db.run(lookup.token_state, "not a scene!") == (None, None)
     with pytest.raises(cases.errors.TokenNotFound):
-        cases.check_token_usable(None)
+        tokens.check_token_usable(None)
     with pytest.raises(cases.errors.TokenExpired):
-        cases.check_token_usable(token, row, now=token.expires_at)
+        tokens.check_token_usable(token, row, now=token.expires_at)
 
 
 def test_scene_format():
-    scenes = {cases.new_scene() for _ in range(100)}
+    scenes = {tokens.new_scene() for _ in range(100)}
     assert len(scenes) == 100 and all(SCENE.match(s) for s in scenes)
-    assert cases.valid_scene("a" * 22) and not cases.valid_scene("a" * 21)
+    assert tokens.valid_scene("a" * 22) and not tokens.valid_scene("a" * 21)
 
 
 @pytest.mark.asyncio

@@ -31,6 +31,8 @@ from tests.public_seed import (
 )
 from wxbackend.db import database
 from wxbackend.services.public import listing as public
+from wxbackend.services.ratings import levels
+from wxbackend.services.ratings.levels import is_bad
 from wxbackend.timefmt import SHANGHAI, iso
 
 LIST = "/api/v1/public/evaluations"
@@ -306,9 +308,9 @@ def brute_force(cases: list[dict], center=None, item=None, first=None, last=None
     return {
         "total": len(levels),
         "by_level": {str(lv): levels.count(lv) for lv in range(1, 6)},
-        "satisfaction_rate": rate(sum(lv >= 3 for lv in levels), len(levels)),
-        "bad_rate": rate(sum(lv <= 2 for lv in levels), len(levels)),
-        "active_good_rate": rate(sum(lv >= 3 for lv in active), len(active)),
+        "satisfaction_rate": rate(sum(not is_bad(lv) for lv in levels), len(levels)),
+        "bad_rate": rate(sum(is_bad(lv) for lv in levels), len(levels)),
+        "active_good_rate": rate(sum(not is_bad(lv) for lv in active), len(active)),
         "unrated_rate": rate(len(unrated), len(finished)),
         "active_total": len(active),
         "finished_cases": len(finished),
@@ -480,3 +482,33 @@ async def test_unrated_case_counts_until_rated(api, ctx):
     # sanity: what the figures read is the database
     done = await ctx.db.run(lambda: Case.select().where(Case.first_rated_at.is_null(False)).count())
     assert done == 1
+
+
+@pytest.mark.asyncio
+async def test_levels_catalogue(api):
+    """``GET /api/v1/public/levels``: the labels the pages and the console use, each level
+    saying whether it is a 差评 by the one rule (ratings/levels.py); documented in
+    /openapi.json."""
+    status, answer = await api("GET", "/api/v1/public/levels")
+    assert status == 200, answer
+    assert answer["levels"] == [
+        {"value": 5, "label": "非常满意", "bad": False},
+        {"value": 4, "label": "满意", "bad": False},
+        {"value": 3, "label": "基本满意", "bad": False},
+        {"value": 2, "label": "不满意", "bad": True},
+        {"value": 1, "label": "非常不满意", "bad": True},
+    ]
+    assert answer["bad_max"] == levels.BAD_MAX
+    assert [s["code"] for s in answer["stages"]] == ["appointment", "handling", "delivery"]
+    assert [t["code"] for t in answer["targets"]] == ["window_staff", "approver", "department"]
+    assert {c["code"] for c in answer["channels"]} == {
+        "qr",
+        "miniprogram",
+        "phone",
+        "sms",
+        "default",
+    }
+    # the figures count a 差评 by the same rule
+    assert tuple(lv["value"] for lv in answer["levels"][::-1] if lv["bad"]) == levels.BAD_LEVELS
+    _, doc = await api("GET", "/openapi.json")
+    assert doc["paths"]["/api/v1/public/levels"]["get"]["summary"]

@@ -29,8 +29,9 @@ from tests.support.cases import make_case, make_id_number
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.db import database
 from wxbackend.services.admin.accounts import create_admin
-from wxbackend.services.ratings.evaluations import open_ticket
+from wxbackend.services.ratings.levels import is_bad
 from wxbackend.services.tickets import workflow as tickets
+from wxbackend.services.tickets.opening import open_ticket
 from wxbackend.services.tickets.workdays import WorkCalendar
 from wxbackend.timefmt import SHANGHAI, parse_iso
 
@@ -65,7 +66,7 @@ async def seed_rating(
     **codes: str | None,
 ) -> Seeded:
     """A finished case (``tests.support.cases.make_case`` codes) and its first rating; a 差评 gets
-    its ticket from ``evaluations.open_ticket`` opened at ``opened_at`` (default now)."""
+    its ticket from ``tickets.opening.open_ticket`` opened at ``opened_at`` (default now)."""
     case_id, _ = await make_case(
         ctx, name, make_id_number(next(_seeds)), with_token=with_token, **codes
     )
@@ -90,7 +91,9 @@ async def seed_rating(
                 approver=case.approver_id,
             )
             Case.update(first_rated_at=at).where(Case.id == case.id).execute()
-            ticket_id = open_ticket(evaluation.id, case, at, ctx.settings) if overall <= 2 else None
+            ticket_id = (
+                open_ticket(evaluation.id, case, at, ctx.settings) if is_bad(overall) else None
+            )
             return Seeded(
                 case_id,
                 case.case_no,

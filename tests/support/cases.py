@@ -34,6 +34,7 @@ from wxbackend.clients.partner import DEFAULT_CASE, resident_id
 from wxbackend.context import Context
 from wxbackend.security import normalize_id_number, token_digest
 from wxbackend.services.cases import reports as cases
+from wxbackend.services.cases.tokens import new_scene
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.json"
@@ -97,7 +98,7 @@ def _insert_case(
     )
     if not with_token:
         return case.id, None
-    scene = cases.new_scene()
+    scene = new_scene()
     QrToken.create(
         case=case.id,
         token_hash=token_digest(scene),

@@ -1,5 +1,5 @@
-"""Ratings in the console (评价管理): the filtered listing, public replies, moderation, revealing
-the applicant's real name, and ratings taken by phone/SMS follow-up (回访评价).
+"""Ratings in the console (评价管理): the filtered listing, public replies, moderation and
+revealing the applicant's real name.
 
 * **Listing** (``GET /admin/api/evaluations``): first ratings and follow-ups, newest first,
   keyset pagination on the id, confined to the admin's scope (``services.scope``: a center's
@@ -16,19 +16,7 @@ the applicant's real name, and ratings taken by phone/SMS follow-up (回访评�
   pending_review) comment, but the rating itself stays public and in every figure.
 * **Reveal** (``evaluation.reveal``): a superadmin reads the case applicant's real name; the
   audit entry names the evaluation and case, never the name; nothing logs it.
-* **Callback ratings** (``POST /admin/api/callback-evaluations``): a rating a staff member
-  took by phone or SMS, stored with that channel and no user. Only for a case with no citizen
-  rating (409 ``already_evaluated`` when its first rating has channel qr, miniprogram, phone
-  or sms). A *default* rating (channel ``default``, 基本满意 given by the system) is
-  superseded **in place**: the same Evaluation row (same id, so the unique (case,
-  assess_number) index still guards the case) gets the new channel, levels, comment,
-  indicators and time — with a compare-and-set on ``channel = 'default'`` so two concurrent
-  callbacks cannot both supersede it. A 差评 needs a reason (422 ``reason_required``) and opens
-  its ticket in the same transaction. The comment is staff-recorded (no citizen openid to
-  check it with WeChat), so it is stored ``visible``; moderators may hide it. The case's
-  active QR tokens are revoked and ``case.first_rated_at`` is set if unset. Who: superadmin,
-  the center_admin of the case's center, a handler of its department; audited as
-  ``evaluation.callback`` (the recording admin).
+* **Callback ratings** (回访评价): :mod:`wxbackend.services.admin.callbacks`.
 
 Every write is audited in its transaction and then republished on the live channel.
 """
@@ -44,19 +32,16 @@ from typing import Any
 import peewee
 
 from models.base import utcnow
-from models.case import Case, QrToken
+from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import (
     CHANNELS,
     COMMENT_STATUSES,
     LEVELS,
-    STAGES,
-    TARGETS,
     Evaluation,
     EvaluationIndicator,
     Indicator,
     Reply,
-    catalogue_refs,
 )
 from models.ticket import Ticket
 from wxbackend import errors
@@ -71,24 +56,14 @@ from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
-from wxbackend.services.ratings.evaluations import (
-    Rating,
-    check_indicators,
-    open_ticket,
-    parse_rating,
-    stages_of,
-    targets_of,
-)
+from wxbackend.services.ratings.views import stages_of, targets_of
 from wxbackend.services.tickets.workflow import APPEAL_UPHELD
-from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REPLY_MAX_CHARS = 500
 REASON_MAX_CHARS = 200
-#: Channels of a rating recorded by staff (回访评价).
-CALLBACK_CHANNELS = ("phone", "sms")
 
 
 # --------------------------------------------------------------------------- the listing
@@ -365,109 +340,6 @@ def reveal_name(principal: Principal, actor: Actor, evaluation_id: Any, cipher: 
     return name
 
 
-# --------------------------------------------------------------------------- callback ratings
-
-
-@dataclass(frozen=True)
-class CallbackRating:
-    """A validated rating taken by phone/SMS (回访评价)."""
-
-    case_no: str
-    channel: str
-    rating: Rating
-    indicator_ids: Mapping[str, int]
-
-
-def _rating_columns(new: CallbackRating, now: datetime) -> dict[str, Any]:
-    rating = new.rating
-    columns: dict[str, Any] = {f"stage_{k}": rating.stages.get(k) for k in STAGES}
-    columns.update({f"target_{k}": rating.targets.get(k) for k in TARGETS})
-    columns.update(
-        channel=new.channel,
-        user=None,
-        rater_id_hash=None,
-        name_masked=None,
-        overall=rating.overall,
-        comment=rating.comment,
-        comment_status="visible",
-        moderation_reason=None,
-        created_at=now,
-    )
-    return columns
-
-
-def _store_callback(case: Case, new: CallbackRating, now: datetime) -> tuple[int, bool]:
-    """Insert the rating, or supersede the case's default rating in place; ``(id,
-    superseded)``. 409 ``already_evaluated`` when a citizen or staff rating exists."""
-    existing = Evaluation.get_or_none(
-        (Evaluation.case == case.id) & (Evaluation.assess_number == 1)
-    )
-    columns = _rating_columns(new, now)
-    if existing is None:
-        if case.first_rated_at is not None:
-            raise errors.AlreadyEvaluated()
-        evaluation = Evaluation.create(
-            case=case.id,
-            assess_number=1,
-            **catalogue_refs(case),
-            **columns,
-        )
-        return evaluation.id, False
-    if existing.channel != "default":
-        raise errors.AlreadyEvaluated()
-    updated = (
-        Evaluation.update(**columns)
-        .where((Evaluation.id == existing.id) & (Evaluation.channel == "default"))
-        .execute()
-    )
-    if updated != 1:
-        raise errors.AlreadyEvaluated()
-    EvaluationIndicator.delete().where(EvaluationIndicator.evaluation == existing.id).execute()
-    return existing.id, True
-
-
-def store_callback_rating(
-    principal: Principal, actor: Actor, new: CallbackRating, settings: Settings
-) -> int:
-    """Store a callback rating in ONE transaction (see the module docstring); its id."""
-    now = utcnow()
-    try:
-        with database.atomic():
-            case = Case.get_or_none(Case.case_no == new.case_no)
-            if case is None:
-                raise errors.NotFound("No such case.")
-            scope.ensure_visible(principal, case.center_id, case.department_id)
-            evaluation_id, superseded = _store_callback(case, new, now)
-            (
-                Case.update(first_rated_at=now)
-                .where((Case.id == case.id) & Case.first_rated_at.is_null())
-                .execute()
-            )
-            (
-                QrToken.update(status="revoked")
-                .where((QrToken.case == case.id) & (QrToken.status == "active"))
-                .execute()
-            )
-            rows = [
-                {"evaluation": evaluation_id, "indicator": new.indicator_ids[code]}
-                for code in new.rating.indicators
-            ]
-            if rows:
-                EvaluationIndicator.insert_many(rows).execute()
-            if new.rating.is_bad:
-                open_ticket(evaluation_id, case, now, settings)
-            detail = {
-                "case_id": str(case.id),
-                "channel": new.channel,
-                "overall": new.rating.overall,
-                "superseded_default": superseded,
-            }
-            record(actor, "evaluation.callback", "evaluation", evaluation_id, detail)
-    except peewee.IntegrityError:
-        raise errors.AlreadyEvaluated() from None
-    return evaluation_id
-
-
 # --------------------------------------------------------------------------- async layer
 
 
@@ -509,29 +381,3 @@ async def reveal(
 ) -> dict[str, str]:
     """``POST /evaluations/{id}/reveal`` → ``{name}``."""
     return {"name": await ctx.db.run(reveal_name, principal, actor, evaluation_id, ctx.cipher)}
-
-
-async def record_callback(
-    ctx: Context, principal: Principal, actor: Actor, body: Mapping[str, Any]
-) -> dict[str, Any]:
-    """``POST /admin/api/callback-evaluations``: check, store, publish; ``{evaluation}``.
-
-    ``channel`` phone|sms (422 ``invalid_field``); the rating as a citizen's (422
-    ``invalid_rating`` / ``unknown_indicator`` / ``reason_required`` / ``comment_too_long``).
-    """
-    channel = body["channel"]
-    if channel not in CALLBACK_CHANNELS:
-        raise errors.InvalidField("channel must be phone or sms.", field="channel")
-    rating = parse_rating(
-        body.get("overall"),
-        stages=body.get("stages"),
-        targets=body.get("targets"),
-        indicators=body.get("indicators"),
-        comment=body.get("comment"),
-        comment_max_chars=ctx.settings.rating.comment_max_chars,
-    )
-    indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
-    new = CallbackRating(body["case_no"], channel, rating, indicator_ids)
-    evaluation_id = await ctx.db.run(store_callback_rating, principal, actor, new, ctx.settings)
-    await realtime.publish_after_commit(ctx, evaluation_id)
-    return {"evaluation": await ctx.db.run(admin_view_of, principal, evaluation_id)}

@@ -46,13 +46,14 @@ from typing import Any
 import peewee
 
 from models.catalog import Center, Department, ServiceItem, Staff
-from models.evaluation import BAD_LEVELS, Evaluation
+from models.evaluation import Evaluation
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.common import query_args
 from wxbackend.services.public import listing as public
+from wxbackend.services.ratings import levels
 
 GROUPS = ("center", "item", "department", "staff", "day")
 STATS_PARAMETERS = ("group_by", "from", "to", "center", "item")
@@ -64,10 +65,10 @@ PRIOR_WEIGHT = 10
 BAD_PENALTY = 0.5
 RANKING_METHOD = (
     "score = (C*m + sum_stars) / (C + n) - P * bad / n, C = 10, P = 0.5; "
-    "n, sum_stars, bad (levels 1-2) over the clerk's active first ratings of the month "
-    "(assess_number 1, channel not 'default', Asia/Shanghai month), leaving out ratings whose "
-    "appeal was upheld; m = the mean stars of the same ratings of the clerk's whole center; "
-    "ties: more ratings first, then staff_no"
+    f"n, sum_stars, bad (levels 1-{levels.BAD_MAX}) over the clerk's active first ratings of "
+    "the month (assess_number 1, channel not 'default', Asia/Shanghai month), leaving out "
+    "ratings whose appeal was upheld; m = the mean stars of the same ratings of the clerk's "
+    "whole center; ties: more ratings first, then staff_no"
 )
 
 
@@ -214,7 +215,7 @@ def score(stars: int, n: int, bad: int, prior_mean: float) -> float:
 def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dict[str, Any]:
     """``GET /admin/api/staff-ranking`` on the database thread (window clerks in scope)."""
     ratings = _ranked_ratings(start, end)
-    bad = peewee.Case(None, [(Evaluation.overall.in_(BAD_LEVELS), 1)], 0)
+    bad = peewee.Case(None, [(levels.bad_sql(Evaluation.overall), 1)], 0)
     per_staff = (
         Evaluation.select(
             Evaluation.window_staff,

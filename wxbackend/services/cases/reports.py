@@ -1,38 +1,22 @@
-"""Cases (办件) reported by partner systems, and their one-time QR tokens (一次性二维码).
+"""Cases (办件) reported by partner systems.
 
 A window/case system reports each finished case (:func:`report_case`); the answer carries the
 first one-time token, the *scene* of the case's mini-program code. A fresh token can be asked
 for at any time before the case is rated (:func:`renew_token`), which revokes the earlier
-active ones. :func:`qrcode_image` turns a usable scene into the code image (cached in Redis for
-the token's life).
-
-A scene is ``secrets.token_urlsafe(24)``: 32 characters of ``[A-Za-z0-9_-]``, 192 random bits.
-Only its SHA-256 (:func:`wxbackend.security.token_digest`) is stored. Its life is
-``qr.ttl_days`` but never past ``completed_at + rating.default_after_days`` (after which the
-case gets its default rating); a case reported after that window still gets its token, born
-expired.
-
-Stable names the citizen side uses (scan, evaluations):
-
-- :func:`token_state` ``(scene) -> (QrToken | None, Case | None)`` — sync, run via ``ctx.db.run``.
-- :func:`check_token_usable` ``(token, case=None, now=None)`` — raises ``TokenNotFound`` /
-  ``TokenUsed`` / ``TokenRevoked`` / ``TokenExpired``.
-- :func:`valid_scene`, :data:`SCENE_RE`.
+active ones. The tokens' rules are in :mod:`wxbackend.services.cases.tokens`, the lookup of a
+scanned code in :mod:`~wxbackend.services.cases.lookup`, the code image in
+:mod:`~wxbackend.services.cases.images`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
-import redis.exceptions
 from stdnum.cn import uscc
 
 from models.base import utcnow
@@ -41,18 +25,16 @@ from models.catalog import Center, Department, ServiceItem, Staff, Window
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.security import normalize_id_number, token_digest
+from wxbackend.security import normalize_id_number
+from wxbackend.services.cases import images
+from wxbackend.services.cases.tokens import new_token, replace_token, token_expiry
 from wxbackend.services.citizens import id_numbers
 from wxbackend.services.messaging import reminders
 from wxbackend.settings import Settings
 from wxbackend.timefmt import parse_iso
-from wxbackend.wechat import errors as wx
 
 log = logging.getLogger("wxbackend.cases")
 
-SCENE_BYTES = 24
-#: What a scene looks like (the contract allows 22–32 chars; we issue 32).
-SCENE_RE = re.compile(r"[A-Za-z0-9_-]{22,32}")
 CASE_NO_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 PHONE_RE = re.compile(r"[0-9+-]{5,20}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -226,77 +208,6 @@ def parse_report(body: dict[str, Any], now: datetime | None = None) -> CaseRepor
     )
 
 
-# --------------------------------------------------------------------------- tokens
-
-
-def new_scene() -> str:
-    """A fresh scene: 32 characters of ``[A-Za-z0-9_-]`` (192 bits from ``secrets``)."""
-    return secrets.token_urlsafe(SCENE_BYTES)
-
-
-def valid_scene(scene: Any) -> bool:
-    """True when ``scene`` has the scene format (it may still be unknown)."""
-    return isinstance(scene, str) and SCENE_RE.fullmatch(scene) is not None
-
-
-def token_expiry(
-    now: datetime, completed_at: datetime, ttl_days: int, rating_window_days: int
-) -> datetime:
-    """``now + ttl_days``, but never after ``completed_at + rating_window_days``."""
-    return min(now + timedelta(days=ttl_days), completed_at + timedelta(days=rating_window_days))
-
-
-def _new_token() -> tuple[str, str]:
-    scene = new_scene()
-    return scene, token_digest(scene)
-
-
-def _expiry_for(ctx: Context, completed_at: datetime) -> datetime:
-    return token_expiry(
-        utcnow(), completed_at, ctx.settings.qr.ttl_days, ctx.settings.rating.default_after_days
-    )
-
-
-def token_state(scene: str) -> tuple[QrToken | None, Case | None]:
-    """The token a scene names and its case, or ``(None, None)``. Sync: run via ``ctx.db.run``.
-
-    The citizen side (``/scan``, ``/evaluations``) calls this, then :func:`check_token_usable`.
-    """
-    if not valid_scene(scene):
-        return None, None
-    token = (
-        QrToken.select(QrToken, Case)
-        .join(Case)
-        .where(QrToken.token_hash == token_digest(scene))
-        .first()
-    )
-    if token is None:
-        return None, None
-    return token, token.case
-
-
-def check_token_usable(
-    token: QrToken | None, case: Case | None = None, now: datetime | None = None
-) -> QrToken:
-    """``token`` if it may still be used; else the contract error.
-
-    404 ``token_not_found`` (None), 410 ``token_used`` (consumed, or — when ``case`` is given —
-    the case was rated by any channel), 410 ``token_revoked`` (a newer code replaced it),
-    410 ``token_expired`` (past ``expires_at``). Used/revoked win over expired.
-    """
-    if token is None:
-        raise errors.TokenNotFound()
-    if token.status == "used":
-        raise errors.TokenUsed()
-    if case is not None and case.first_rated_at is not None:
-        raise errors.TokenUsed("This case has already been rated.")
-    if token.status == "revoked":
-        raise errors.TokenRevoked()
-    if token.expires_at <= (now or utcnow()):
-        raise errors.TokenExpired()
-    return token
-
-
 # --------------------------------------------------------------------------- database work
 
 
@@ -395,36 +306,6 @@ def store_case(
     return case.id
 
 
-def replace_token(
-    case_no: str, token_hash: str, ttl_days: int, rating_window_days: int
-) -> tuple[int, datetime, list[str]]:
-    """Revoke the case's active tokens and add a new one, in one transaction.
-
-    Returns ``(case_id, expires_at, revoked_hashes)``. 404 ``not_found`` for an unknown case,
-    409 ``already_evaluated`` once it is rated. Sync: run via ``ctx.db.run``.
-    """
-    with database.atomic():
-        query = Case.select().where(Case.case_no == case_no)
-        if database.for_update:  # PostgreSQL: serialise renewals of one case
-            query = query.for_update()
-        case = query.first()
-        if case is None:
-            raise errors.NotFound("No such case.")
-        if case.first_rated_at is not None:
-            raise errors.AlreadyEvaluated()
-        active = QrToken.select(QrToken.id, QrToken.token_hash).where(
-            (QrToken.case == case) & (QrToken.status == "active")
-        )
-        revoked = [t.token_hash for t in active]
-        if revoked:
-            QrToken.update(status="revoked").where(
-                (QrToken.case == case) & (QrToken.status == "active")
-            ).execute()
-        expires_at = token_expiry(utcnow(), case.completed_at, ttl_days, rating_window_days)
-        QrToken.create(case=case, token_hash=token_hash, expires_at=expires_at)
-    return case.id, expires_at, revoked
-
-
 # --------------------------------------------------------------------------- services
 
 
@@ -443,8 +324,13 @@ async def report_case(ctx: Context, partner_id: int, body: dict[str, Any]) -> Is
     """``POST /partner/cases``: validate, store the case (applicant encrypted), issue a token."""
     report = parse_report(body)
     sealed = seal_applicant(ctx, report.applicant)
-    scene, token_hash = _new_token()
-    expires_at = _expiry_for(ctx, report.completed_at)
+    scene, token_hash = new_token()
+    expires_at = token_expiry(
+        utcnow(),
+        report.completed_at,
+        ctx.settings.qr.ttl_days,
+        ctx.settings.rating.default_after_days,
+    )
     case_id = await ctx.db.run(
         store_case, report, sealed, partner_id, token_hash, expires_at, ctx.settings
     )
@@ -455,7 +341,7 @@ async def renew_token(ctx: Context, case_no: str) -> IssuedToken:
     """``POST /partner/cases/{case_no}/qrcode``: a fresh token; earlier active ones revoked."""
     if not CASE_NO_RE.fullmatch(case_no):
         raise errors.NotFound("No such case.")
-    scene, token_hash = _new_token()
+    scene, token_hash = new_token()
     case_id, expires_at, revoked = await ctx.db.run(
         replace_token,
         case_no,
@@ -464,83 +350,5 @@ async def renew_token(ctx: Context, case_no: str) -> IssuedToken:
         ctx.settings.rating.default_after_days,
     )
     if revoked:
-        await _forget_images(ctx, revoked)
+        await images.forget_images(ctx, revoked)
     return IssuedToken(case_id, scene, expires_at)
-
-
-# --------------------------------------------------------------------------- the code image
-
-
-def _image_key(ctx: Context, token_hash: str) -> str:
-    return ctx.rkeys("qrpng", token_hash)
-
-
-async def _forget_images(ctx: Context, token_hashes: list[str]) -> None:
-    try:
-        await ctx.redis.delete(*[_image_key(ctx, h) for h in token_hashes])
-    except redis.exceptions.RedisError as exc:  # the TTL cleans up anyway
-        log.warning("qrcode cache: delete failed", extra={"fields": {"error": type(exc).__name__}})
-
-
-def code_options(ctx: Context) -> dict[str, Any]:
-    """``page`` / ``check_path`` / ``env_version`` / ``width`` of the mini-program code, from
-    the WeChat configuration in force (admin-stored over environment over file)."""
-    wechat = ctx.wechat_config.config()
-    return {
-        "page": wechat.miniprogram_page,
-        "check_path": wechat.check_path,
-        "env_version": wechat.env_version,
-        "width": ctx.settings.qr.width,
-    }
-
-
-def image_type(image: bytes) -> str:
-    """The MIME type of WeChat's image bytes (PNG usually, JPEG sometimes)."""
-    return "image/jpeg" if image.startswith(b"\xff\xd8") else "image/png"
-
-
-async def _cached_image(ctx: Context, key: str) -> bytes | None:
-    try:
-        cached = await ctx.redis.get(key)
-    except redis.exceptions.RedisError as exc:
-        log.warning("qrcode cache: read failed", extra={"fields": {"error": type(exc).__name__}})
-        return None
-    if not cached:
-        return None
-    try:
-        return base64.b64decode(cached, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-async def qrcode_image(ctx: Context, scene: str) -> bytes:
-    """``GET /partner/qrcode.png``: the code image of a usable token (404/410 otherwise).
-
-    Cached in Redis (base64, the client decodes responses as text) under the token's hash until
-    the token expires. WeChat failing → 503 ``wechat_unavailable``. The scene is never logged.
-    """
-    token, case = await ctx.db.run(token_state, scene)
-    token = check_token_usable(token, case)
-    key = _image_key(ctx, token.token_hash)
-    image = await _cached_image(ctx, key)
-    if image is not None:
-        return image
-    try:
-        image = await ctx.wechat.get_wxacode_unlimit(scene, **code_options(ctx))
-    except wx.WeChatError as exc:
-        log.warning(
-            "qrcode: WeChat failed",
-            extra={"fields": {"endpoint": "getwxacodeunlimit", "errcode": str(exc.errcode)}},
-        )
-        raise errors.WeChatUnavailable(
-            f"WeChat did not make the code (errcode {exc.errcode}); try again later."
-        ) from None
-    ttl = int((token.expires_at - utcnow()).total_seconds())
-    if ttl > 0:
-        try:
-            await ctx.redis.set(key, base64.b64encode(image).decode("ascii"), ex=ttl)
-        except redis.exceptions.RedisError as exc:
-            log.warning(
-                "qrcode cache: write failed", extra={"fields": {"error": type(exc).__name__}}
-            )
-    return image

@@ -3,7 +3,7 @@
 ``POST /scan {scene}`` resolves the scene (the one-time token itself) to its case and answers
 the summary of the case (service item, center, window staff, approver, department), the
 token's expiry and the rating form (levels, stages, targets, indicators). Viewing needs a
-login only; rating (``services.evaluations``) needs the verified identity.
+login only; rating (``services.ratings.submit``) needs the verified identity.
 ``GET /cases/{case_id}`` answers the same summary to the case's own applicant only.
 
 Never answered here: the applicant's name, ID number or phone. Nothing pre-selects a level
@@ -16,44 +16,22 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from peewee import JOIN, Field, Query
+from peewee import Field, Query
 
 from models.base import utcnow
-from models.case import Case, QrToken
-from models.catalog import Center, Department, ServiceItem, Staff
+from models.case import Case
+from models.catalog import Center, ServiceItem
 from models.evaluation import Indicator
 from models.identity import Identity
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.db import compiled_rows, param
-from wxbackend.security import token_digest
-from wxbackend.services.cases.reports import check_token_usable, valid_scene
+from wxbackend.db import compiled_rows
+from wxbackend.services.cases.lookup import CaseRows, find_case, find_code
+from wxbackend.services.cases.tokens import check_token_usable
+from wxbackend.services.ratings import levels
 from wxbackend.timefmt import iso
 
-#: The five levels, best first (product.md rule 1). The form lists them; none is pre-selected.
-LEVEL_LABELS: tuple[tuple[int, str], ...] = (
-    (5, "非常满意"),
-    (4, "满意"),
-    (3, "基本满意"),
-    (2, "不满意"),
-    (1, "非常不满意"),
-)
-STAGE_LABELS: tuple[tuple[str, str], ...] = (
-    ("appointment", "预约叫号"),
-    ("handling", "办件服务"),
-    ("delivery", "结果送达"),
-)
-TARGET_LABELS: tuple[tuple[str, str], ...] = (
-    ("window_staff", "窗口人员"),
-    ("approver", "审批人员"),
-    ("department", "部门"),
-)
-
-
 # --------------------------------------------------------------------------- pure helpers
-
-# Tokens: ``services.cases.token_state`` finds a scene's token, ``check_token_usable`` gives
-# 404 ``token_not_found`` / 410 ``token_expired`` | ``token_used`` | ``token_revoked``.
 
 
 def rate_until(case: Case, default_after_days: int) -> datetime:
@@ -81,46 +59,22 @@ def active_identity(user_id: int, now: datetime | None = None) -> Identity | Non
     )
 
 
-def load_case(case_id: int) -> Case | None:
-    """The case with its catalogue rows (item, center, department, staff) in one query."""
-    window_staff = Staff.alias("window_staff_row")
-    approver = Staff.alias("approver_row")
-    return (
-        Case.select(Case, ServiceItem, Center, Department, window_staff, approver)
-        .join_from(Case, ServiceItem, on=(Case.item == ServiceItem.id))
-        .join_from(Case, Center, on=(Case.center == Center.id))
-        .join_from(Case, Department, on=(Case.department == Department.id))
-        .join_from(
-            Case,
-            window_staff,
-            JOIN.LEFT_OUTER,
-            on=(Case.window_staff == window_staff.id),
-            attr="window_staff",
-        )
-        .join_from(
-            Case, approver, JOIN.LEFT_OUTER, on=(Case.approver == approver.id), attr="approver"
-        )
-        .where(Case.id == case_id)
-        .first()
-    )
-
-
-def case_summary(case: Case) -> dict[str, Any]:
+def case_summary(rows: CaseRows) -> dict[str, Any]:
     """What the rating form shows of a case (api.md ``/scan``): catalogue data only."""
-    staff = case.window_staff if case.window_staff_id is not None else None
-    approver = case.approver if case.approver_id is not None else None
+    assert rows.item and rows.center and rows.department  # callers check catalogue_complete
+    staff, approver = rows.window_staff, rows.approver
     return {
-        "id": str(case.id),
-        "item": {"code": case.item.code, "name": case.item.name},
-        "center": {"code": case.center.code, "name": case.center.name},
+        "id": str(rows.case.id),
+        "item": {"code": rows.item.code, "name": rows.item.name},
+        "center": {"code": rows.center.code, "name": rows.center.name},
         "window_staff": (
             {"name": staff.name, "staff_no": staff.staff_no, "photo_url": staff.photo_url or None}
             if staff is not None
             else None
         ),
         "approver": {"name": approver.name} if approver is not None else None,
-        "department": {"code": case.department.code, "name": case.department.name},
-        "completed_at": iso(case.completed_at),
+        "department": {"code": rows.department.code, "name": rows.department.name},
+        "completed_at": iso(rows.case.completed_at),
     }
 
 
@@ -141,126 +95,29 @@ def rating_form() -> dict[str, Any]:
     """
     indicators = compiled_rows("scan.indicators", _active_indicators)
     return {
-        "levels": [{"value": value, "label": label} for value, label in LEVEL_LABELS],
-        "stages": [{"code": code, "label": label} for code, label in STAGE_LABELS],
-        "targets": [{"code": code, "label": label} for code, label in TARGET_LABELS],
+        "levels": [
+            {"value": level, "label": levels.LEVEL_LABELS[level]}
+            for level in sorted(levels.LEVELS, reverse=True)
+        ],
+        "stages": [{"code": code, "label": label} for code, label in levels.STAGE_LABELS],
+        "targets": [{"code": code, "label": label} for code, label in levels.TARGET_LABELS],
         "indicators": [{"code": code, "label": label} for code, label in indicators],
     }
-
-
-def _token_with_case() -> tuple[Query, Sequence[Field]]:
-    """A scene's token, its case and the case's catalogue rows (the summary's columns only).
-
-    The catalogue joins are outer, so a missing row shows as NULLs instead of hiding the
-    token (then :func:`scan_view` answers 404 after the token checks, as before)."""
-    window_staff = Staff.alias("window_staff_row")
-    approver = Staff.alias("approver_row")
-    fields = (
-        QrToken.id,
-        QrToken.status,
-        QrToken.expires_at,
-        Case.id,
-        Case.first_rated_at,
-        Case.completed_at,
-        Case.window_staff,
-        Case.approver,
-        ServiceItem.id,
-        ServiceItem.code,
-        ServiceItem.name,
-        Center.id,
-        Center.code,
-        Center.name,
-        Department.id,
-        Department.code,
-        Department.name,
-        window_staff.id,
-        window_staff.name,
-        window_staff.staff_no,
-        window_staff.photo_url,
-        approver.id,
-        approver.name,
-    )
-    query = (
-        QrToken.select(*fields)
-        .join_from(QrToken, Case, on=(QrToken.case == Case.id))
-        .join_from(Case, ServiceItem, JOIN.LEFT_OUTER, on=(Case.item == ServiceItem.id))
-        .join_from(Case, Center, JOIN.LEFT_OUTER, on=(Case.center == Center.id))
-        .join_from(Case, Department, JOIN.LEFT_OUTER, on=(Case.department == Department.id))
-        .join_from(Case, window_staff, JOIN.LEFT_OUTER, on=(Case.window_staff == window_staff.id))
-        .join_from(Case, approver, JOIN.LEFT_OUTER, on=(Case.approver == approver.id))
-        .where(QrToken.token_hash == param(0))
-        .limit(1)
-    )
-    return query, fields
 
 
 def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
     """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form.
 
-    One query for the token, its case and the catalogue rows (as ``cases.token_state`` then
-    :func:`load_case` would read them), one for the indicators."""
-    rows = (
-        compiled_rows("scan.token_case", _token_with_case, (token_digest(scene),))
-        if valid_scene(scene)
-        else []
-    )
-    if not rows:
+    One query for the token, its case and the catalogue rows (:func:`lookup.find_code`), one
+    for the indicators."""
+    found = find_code(scene)
+    if found is None:
         raise errors.TokenNotFound()
-    (
-        token_id,
-        status,
-        expires_at,
-        case_id,
-        first_rated_at,
-        completed_at,
-        window_staff_id,
-        approver_id,
-        item_id,
-        item_code,
-        item_name,
-        center_id,
-        center_code,
-        center_name,
-        department_id,
-        department_code,
-        department_name,
-        staff_id,
-        staff_name,
-        staff_no,
-        staff_photo,
-        approver_row_id,
-        approver_name,
-    ) = rows[0]
-    check_token_usable(
-        QrToken(id=token_id, status=status, expires_at=expires_at),
-        Case(id=case_id, first_rated_at=first_rated_at),
-        now,
-    )
-    if item_id is None or center_id is None or department_id is None:
-        raise errors.TokenNotFound()  # as load_case finding no case
-    if (window_staff_id is not None and staff_id is None) or (
-        approver_id is not None and approver_row_id is None
-    ):
-        # a dangling staff reference: let the full load decide, as before
-        case = load_case(case_id)
-        if case is None:
-            raise errors.TokenNotFound()
-        summary = case_summary(case)
-    else:
-        summary = {
-            "id": str(case_id),
-            "item": {"code": item_code, "name": item_name},
-            "center": {"code": center_code, "name": center_name},
-            "window_staff": (
-                {"name": staff_name, "staff_no": staff_no, "photo_url": staff_photo or None}
-                if window_staff_id is not None
-                else None
-            ),
-            "approver": {"name": approver_name} if approver_id is not None else None,
-            "department": {"code": department_code, "name": department_name},
-            "completed_at": iso(completed_at),
-        }
-    return {"case": summary, "expires_at": iso(expires_at), "form": rating_form()}
+    check_token_usable(found.token, found.case, now)
+    if not found.rows.catalogue_complete:
+        raise errors.TokenNotFound()
+    summary = case_summary(found.rows)
+    return {"case": summary, "expires_at": iso(found.token.expires_at), "form": rating_form()}
 
 
 def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> dict[str, Any]:
@@ -274,15 +131,15 @@ def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> 
     if identity is None:
         raise errors.IdentityRequired()
     number = parse_id(case_id)
-    case = load_case(number) if number is not None else None
-    if case is None:
+    rows = find_case(number) if number is not None else None
+    if rows is None or not rows.catalogue_complete:
         raise errors.NotFound("No such case.")
-    if case.applicant_id_hash != identity.id_hash:
+    if rows.case.applicant_id_hash != identity.id_hash:
         raise errors.NotApplicant()
     return {
-        "case": case_summary(case),
-        "expires_at": iso(rate_until(case, default_after_days)),
-        "rated": case.first_rated_at is not None,
+        "case": case_summary(rows),
+        "expires_at": iso(rate_until(rows.case, default_after_days)),
+        "rated": rows.case.first_rated_at is not None,
         "form": rating_form(),
     }
 

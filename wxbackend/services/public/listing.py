@@ -62,6 +62,7 @@ from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import day_start_utc as day_start_utc
 from wxbackend.services.common.query_args import decode_cursor as decode_cursor
 from wxbackend.services.common.query_args import encode_cursor as encode_cursor
+from wxbackend.services.ratings.levels import BAD_LEVELS, GOOD_LEVELS
 from wxbackend.timefmt import iso
 
 log = logging.getLogger("wxbackend.public")
@@ -69,8 +70,6 @@ log = logging.getLogger("wxbackend.public")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 50
 LIKERS_SHOWN = 10
-GOOD_LEVELS = (3, 4, 5)  # 满意 (incl. 基本满意)
-BAD_LEVELS = (1, 2)  # 差评
 RATE_DIGITS = 4
 LIST_PARAMETERS = ("center", "item", "staff", "level", "cursor", "limit")
 STATS_PARAMETERS = ("center", "item", "from", "to")

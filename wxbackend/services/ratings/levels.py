@@ -13,8 +13,8 @@ from typing import Any
 
 import peewee
 
-#: Every level, worst first.
-LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
+from models.evaluation import LEVELS  # every level, worst first: the column's domain
+
 #: The highest level that is a 差评 (bad review): overall ≤ BAD_MAX.
 BAD_MAX = 2
 #: The level a case gets by default when it is not rated in time (基本满意, product rule 5).
@@ -45,28 +45,28 @@ CHANNEL_LABELS: dict[str, str] = {
     "miniprogram": "小程序评价",
     "phone": "电话回访",
     "sms": "短信回访",
-    "default": "默认评价",
+    "default": "系统默认评价",
 }
 
 
 def is_bad(level: int) -> bool:
-    """A 差评: the overall level is 1 or 2."""
+    """A 差评: the overall level is at most :data:`BAD_MAX`."""
     return level <= BAD_MAX
 
 
-#: The 差评 levels, (1, 2).
+#: The 差评 levels.
 BAD_LEVELS: tuple[int, ...] = tuple(level for level in LEVELS if is_bad(level))
-#: The satisfied levels, (3, 4, 5).
+#: The satisfied levels (满意, 基本满意 included).
 GOOD_LEVELS: tuple[int, ...] = tuple(level for level in LEVELS if not is_bad(level))
 
 
 def bad_sql(column: peewee.Node) -> peewee.Expression:
-    """SQL for "this level is a 差评" (``column <= 2``), for the figures and the ranking."""
+    """SQL for "this level is a 差评" (``column <= BAD_MAX``), for the figures and the ranking."""
     return column <= BAD_MAX
 
 
 def good_sql(column: peewee.Node) -> peewee.Expression:
-    """SQL for "this level is satisfied" (``column > 2``)."""
+    """SQL for "this level is satisfied" (``column > BAD_MAX``)."""
     return column > BAD_MAX
 
 

@@ -1,6 +1,6 @@
 """The 差评 closed loop (差评整改): reading and working tickets (``/admin/api/tickets``).
 
-A ticket is opened with its rating (``evaluations.open_ticket``); from then on admins move it::
+A ticket is opened with its rating (``tickets.opening.open_ticket``); from then on admins move it::
 
     open ──verify(valid)──▶ verified ──rectify──▶ rectified ──callback(satisfied)──▶ called_back
       │                        ▲                      │                               │

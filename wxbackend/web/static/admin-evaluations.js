@@ -6,7 +6,9 @@
   var el = WXB.el;
   var A = ADMIN;
   var COMMENT_STATUS = { visible: "公开", pending_review: "待审核", hidden: "已隐藏" };
-  var LEVEL_OPTIONS = [5, 4, 3, 2, 1].map(function (n) { return [String(n), n + " " + WXB.LEVELS[n]]; });
+  function levelOptions() {
+    return WXB.LEVEL_ORDER.map(function (n) { return [String(n), n + " " + WXB.levelLabel(n)]; });
+  }
 
   function name(value) {
     if (!value) return null;
@@ -74,7 +76,7 @@
       { name: "center", label: "中心编码", maxlength: 64 },
       { name: "item", label: "事项编码", maxlength: 64 },
       { name: "staff", label: "工号", maxlength: 64 },
-      { name: "level", label: "等级", type: "select", options: [["", "全部等级"]].concat(LEVEL_OPTIONS) },
+      { name: "level", label: "等级", type: "select", options: [["", "全部等级"]].concat(levelOptions()) },
       { name: "channel", label: "渠道", type: "select", options: channels },
       { name: "comment_status", label: "评论状态", type: "select", options: statuses },
       { name: "from", label: "开始日期", type: "date" },
@@ -109,7 +111,7 @@
       callback.appendChild(A.form([
         { name: "case_no", label: "办件编号", required: true, maxlength: 64 },
         { name: "channel", label: "渠道", type: "select", options: [["phone", "电话回访"], ["sms", "短信回访"]] },
-        { name: "overall", label: "总体评价", type: "select", options: LEVEL_OPTIONS },
+        { name: "overall", label: "总体评价", type: "select", options: levelOptions() },
         { name: "indicators", label: "指标代码", maxlength: 300 },
         { name: "comment", label: "评价内容", type: "textarea", maxlength: 500 },
       ], "录入", function (v) {

@@ -31,8 +31,8 @@
       WXB.clear(out).appendChild(el("p", { className: "hint", text: "统计中…" }));
       return A.api("GET", "/stats", null, v).then(function (answer) {
         var columns = [{ label: "分组", value: keyText }, { label: "评价数", key: "total" }];
-        [5, 4, 3, 2, 1].forEach(function (n) {
-          columns.push({ label: WXB.LEVELS[n], value: function (r) { return r.by_level ? r.by_level[String(n)] : null; } });
+        WXB.LEVEL_ORDER.forEach(function (n) {
+          columns.push({ label: WXB.levelLabel(n), value: function (r) { return r.by_level ? r.by_level[String(n)] : null; } });
         });
         columns.push(
           { label: "满意率", value: rate("satisfaction_rate", "total") },

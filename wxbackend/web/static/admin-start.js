@@ -1,4 +1,4 @@
 /* Starts the console once every section file has registered (loaded last). */
 "use strict";
 
-ADMIN.start();
+WXB.ready.then(ADMIN.start); // the labels first (GET /api/v1/public/levels)

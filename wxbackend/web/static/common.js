@@ -1,11 +1,16 @@
 /* Shared helpers of the pages: DOM building (text only, never HTML), labels, formatting,
- * JSON fetching, the public rating card and the live stream. No dependencies. */
+ * JSON fetching, the public rating card and the live stream. No dependencies.
+ * The labels of levels, stages, targets and channels, and which levels are a 差评, come from
+ * GET /api/v1/public/levels (the server's one rule): pages start once WXB.ready resolves. */
 "use strict";
 
 var WXB = (function () {
-  var LEVELS = { 5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意" };
-  var STAGES = { appointment: "预约叫号", handling: "办件服务", delivery: "结果送达" };
-  var TARGETS = { window_staff: "窗口人员", approver: "审批人员", department: "部门" };
+  var LEVELS = {}; // value → label
+  var BAD = {}; // value → true for a 差评
+  var LEVEL_ORDER = []; // the levels, best first
+  var STAGES = {};
+  var TARGETS = {};
+  var CHANNELS = {};
   var TICKET_STATUS = {
     open: "差评待核实",
     verified: "已核实，整改中",
@@ -14,13 +19,22 @@ var WXB = (function () {
     closed: "已办结",
     invalid: "核实为无效差评",
   };
-  var CHANNELS = {
-    qr: "扫码评价",
-    miniprogram: "小程序评价",
-    phone: "电话回访",
-    sms: "短信回访",
-    default: "系统默认评价",
-  };
+
+  /* Fill the label tables in place (the exported objects are these same ones). */
+  function fillLabels(catalogue) {
+    catalogue.levels.forEach(function (level) {
+      LEVELS[level.value] = level.label;
+      BAD[level.value] = Boolean(level.bad);
+      LEVEL_ORDER.push(level.value);
+    });
+    catalogue.stages.forEach(function (s) { STAGES[s.code] = s.label; });
+    catalogue.targets.forEach(function (t) { TARGETS[t.code] = t.label; });
+    catalogue.channels.forEach(function (c) { CHANNELS[c.code] = c.label; });
+  }
+
+  function isBad(level) {
+    return Boolean(BAD[level]);
+  }
 
   /* el("div", {className: "x", text: "y", href: "/a"}, child, "text", ...) */
   function el(tag, attrs) {
@@ -155,7 +169,7 @@ var WXB = (function () {
   /* The public rating card (same shape as /api/v1/public/evaluations items). */
   function ratingCard(e, options) {
     options = options || {};
-    var who = e.name_masked || (e.channel === "default" ? "系统默认评价" : "匿名");
+    var who = e.name_masked || (e.channel === "default" ? CHANNELS["default"] || "" : "匿名");
     var head = el(
       "div", { className: "card-head" },
       stars(e.overall),
@@ -187,7 +201,7 @@ var WXB = (function () {
       append(details, el("span", { className: "indicator", text: ind.label || ind.code }));
     });
     var card = el(
-      "li", { className: "card" + (e.overall <= 2 ? " is-bad" : ""), dataset: { id: e.id } },
+      "li", { className: "card" + (isBad(e.overall) ? " is-bad" : ""), dataset: { id: e.id } },
       head, where,
       details.firstChild ? details : null,
       e.comment ? el("p", { className: "comment", text: e.comment }) : null
@@ -285,8 +299,13 @@ var WXB = (function () {
     return true;
   }
 
+  /* Resolves once the labels are loaded (labels then fall back to the numbers and codes if
+   * the request failed: a page still works). */
+  var ready = getJSON("/api/v1/public/levels").then(fillLabels).catch(function () {});
+
   return {
-    LEVELS: LEVELS, STAGES: STAGES, TARGETS: TARGETS, TICKET_STATUS: TICKET_STATUS, CHANNELS: CHANNELS,
+    LEVELS: LEVELS, LEVEL_ORDER: LEVEL_ORDER, STAGES: STAGES, TARGETS: TARGETS,
+    TICKET_STATUS: TICKET_STATUS, CHANNELS: CHANNELS, ready: ready, isBad: isBad,
     el: el, append: append, clear: clear, safeUrl: safeUrl, stars: stars, levelLabel: levelLabel,
     fmtTime: fmtTime, pct: pct, getJSON: getJSON, query: query, showError: showError,
     ratingCard: ratingCard, live: live, upsertCard: upsertCard,

@@ -91,14 +91,18 @@
   window.setInterval(loadStaff, 60000); // a new clerk at the window shows within a minute
   tick();
   window.setInterval(tick, 15000);
-  WXB.live("/api/v1/public/live" + WXB.query({ center: centerCode }), $("live-status"), function (s) {
-    addRating(s, true);
-  }, function () {
-    // Back after a drop: the newest ratings again (a card already shown is replaced in place).
-    var url = "/api/v1/public/evaluations" + WXB.query({ center: centerCode, limit: FEED_SIZE });
-    WXB.getJSON(url).then(function (page) {
-      page.items.slice().reverse().forEach(function (e) { addRating(e, true); });
-    }).catch(function () { /* the next reconnect tries again */ });
-  });
-  loadFeed();
+  WXB.ready.then(startFeed);
+
+  function startFeed() {
+    WXB.live("/api/v1/public/live" + WXB.query({ center: centerCode }), $("live-status"), function (s) {
+      addRating(s, true);
+    }, function () {
+      // Back after a drop: the newest ratings again (a card already shown is replaced in place).
+      var url = "/api/v1/public/evaluations" + WXB.query({ center: centerCode, limit: FEED_SIZE });
+      WXB.getJSON(url).then(function (page) {
+        page.items.slice().reverse().forEach(function (e) { addRating(e, true); });
+      }).catch(function () { /* the next reconnect tries again */ });
+    });
+    loadFeed();
+  }
 })();

@@ -28,7 +28,7 @@
   function renderLevels(s) {
     var box = WXB.clear($("levels"));
     var total = s.total || 0;
-    [5, 4, 3, 2, 1].forEach(function (level) {
+    WXB.LEVEL_ORDER.forEach(function (level) {
       var count = (s.by_level && s.by_level[String(level)]) || 0;
       var bar = WXB.el("span", { className: "bar-fill level-" + level });
       bar.style.width = (total ? (count / total) * 100 : 0).toFixed(1) + "%";
@@ -93,14 +93,26 @@
     }).catch(function () { /* the next reconnect tries again */ });
   }
 
+  /* The formula under the figures names the levels as the server counts them. */
+  function nameLevels() {
+    var label = function (level) { return WXB.levelLabel(level); };
+    var good = WXB.LEVEL_ORDER.filter(function (level) { return !WXB.isBad(level); });
+    var bad = WXB.LEVEL_ORDER.filter(WXB.isBad);
+    $("good-levels").textContent = good.map(label).join("＋");
+    $("bad-levels").textContent = bad.map(label).join("＋");
+  }
+
   more.addEventListener("click", loadPage);
   if (center) {
     $("filter").hidden = false;
     $("filter-name").textContent = center;
   }
-  // Subscribe first: a rating made while the first page loads is not missed (cards are
-  // keyed by id, so one that is in both appears once).
-  WXB.live("/api/v1/public/live" + WXB.query({ center: center }), $("live-status"), onRating, catchUp);
-  loadStats();
-  loadPage();
+  WXB.ready.then(function () {
+    nameLevels();
+    // Subscribe first: a rating made while the first page loads is not missed (cards are
+    // keyed by id, so one that is in both appears once).
+    WXB.live("/api/v1/public/live" + WXB.query({ center: center }), $("live-status"), onRating, catchUp);
+    loadStats();
+    loadPage();
+  });
 })();

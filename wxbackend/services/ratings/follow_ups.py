@@ -1,0 +1,117 @@
+"""The follow-up of a first rating (追评, ``POST /evaluations/{id}/follow-up``): the owner's one
+follow-up, checked as a rating (levels, indicators, reason, text check), stored with
+``assess_number`` 2 and the original's channel; it opens no ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from models.base import utcnow
+from models.evaluation import Evaluation, catalogue_refs
+from models.user import User
+from wxbackend import errors
+from wxbackend.context import Context
+from wxbackend.db import database
+from wxbackend.services.cases.scan import parse_id
+from wxbackend.services.public import live as realtime
+from wxbackend.services.ratings.rules import (
+    Rating,
+    check_indicators,
+    insert_indicators,
+    parse_rating,
+)
+from wxbackend.services.ratings.submit import comment_status
+from wxbackend.services.ratings.views import owner_view_of
+
+
+@dataclass(frozen=True)
+class FollowUpBase:
+    """The first rating a follow-up (追评) is added to, as the checks found it."""
+
+    evaluation_id: int
+    openid: str
+
+
+def prepare_follow_up(user_id: int, evaluation_id: str) -> FollowUpBase:
+    """Checks of a follow-up: the evaluation exists (404), is the caller's (403
+    ``not_owner``), is a first rating and has no follow-up yet (409 ``follow_up_exists``)."""
+    number = parse_id(evaluation_id)
+    original = Evaluation.get_or_none(Evaluation.id == number) if number is not None else None
+    if original is None:
+        raise errors.NotFound("No such evaluation.")
+    if original.user_id is None or original.user_id != user_id:
+        raise errors.NotOwner()
+    if original.assess_number != 1:
+        raise errors.FollowUpExists("A follow-up cannot itself be followed up.")
+    if _has_follow_up(original.case_id):
+        raise errors.FollowUpExists()
+    openid = User.select(User.openid).where(User.id == user_id).scalar()
+    return FollowUpBase(original.id, openid or "")
+
+
+def _has_follow_up(case_id: int) -> bool:
+    return (
+        Evaluation.select()
+        .where((Evaluation.case == case_id) & (Evaluation.assess_number == 2))
+        .exists()
+    )
+
+
+def store_follow_up(
+    base: FollowUpBase, rating: Rating, indicator_ids: Mapping[str, int], comment_status: str
+) -> int:
+    """Store the follow-up (``assess_number`` 2, the original's channel, no ticket) in one
+    transaction; the unique (case, assess_number) index makes a concurrent second one 409
+    ``follow_up_exists``. Returns its id."""
+    now = utcnow()
+    try:
+        with database.atomic():
+            original = Evaluation.get_by_id(base.evaluation_id)
+            follow_up = Evaluation.create(
+                case=original.case_id,
+                assess_number=2,
+                channel=original.channel,
+                user=original.user_id,
+                rater_id_hash=original.rater_id_hash,
+                name_masked=original.name_masked,
+                overall=rating.overall,
+                comment=rating.comment,
+                comment_status=comment_status,
+                created_at=now,
+                **catalogue_refs(original),
+            )
+            insert_indicators(follow_up.id, rating.indicators, indicator_ids)
+    except peewee.IntegrityError:
+        raise errors.FollowUpExists() from None
+    return follow_up.id
+
+
+async def follow_up(
+    ctx: Context,
+    user_id: int,
+    evaluation_id: str,
+    *,
+    overall: Any = None,
+    indicators: Any = None,
+    comment: Any = None,
+) -> dict[str, Any]:
+    """``POST /evaluations/{id}/follow-up`` (追评): check, text-check, store, publish; the
+    owner view of the follow-up."""
+    base = await ctx.db.run(prepare_follow_up, user_id, evaluation_id)
+    rating = parse_rating(
+        overall,
+        indicators=indicators,
+        comment=comment,
+        comment_max_chars=ctx.settings.rating.comment_max_chars,
+    )
+    indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
+    status = await comment_status(ctx, base.openid, rating.comment)
+    new_id = await ctx.db.run(store_follow_up, base, rating, indicator_ids, status)
+    # republishes the first rating with its follow-up
+    await realtime.publish_after_commit(ctx, new_id)
+    return await ctx.db.run(owner_view_of, new_id)
