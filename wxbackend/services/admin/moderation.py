@@ -65,6 +65,7 @@ from wxbackend.db import database
 from wxbackend.security import FieldCipher
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
+from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.cases.scan import parse_id
@@ -89,6 +90,8 @@ REPLY_MAX_CHARS = 500
 REASON_MAX_CHARS = 200
 #: Channels of a rating recorded by staff (回访评价).
 CALLBACK_CHANNELS = ("phone", "sms")
+#: The permission whose reach bounds what an admin sees of the ratings.
+READ = "evaluations.read"
 
 
 # --------------------------------------------------------------------------- the listing
@@ -153,7 +156,7 @@ def list_evaluations(principal: Principal, query: EvaluationQuery) -> dict[str, 
     """One page of the admin listing: ``{items, next_cursor}``."""
     rows = _with_case_no(Evaluation.select(Evaluation, Case.case_no))
     rows = scope.scoped(
-        rows.switch(Evaluation), principal, Evaluation.center, Evaluation.department
+        rows.switch(Evaluation), principal, READ, Evaluation.center, Evaluation.department
     )
     if query.center is not None:
         rows = rows.where(Evaluation.center == _id_of(Center.code, query.center))
@@ -271,7 +274,7 @@ def _visible_evaluation(principal: Principal, evaluation_id: Any) -> Evaluation:
         )
     if found is None:
         raise errors.NotFound("No such evaluation.")
-    scope.ensure_visible(principal, found.center_id, found.department_id)
+    scope.ensure_visible(principal, READ, found.center_id, found.department_id)
     return found
 
 
@@ -280,9 +283,9 @@ def admin_view_of(principal: Principal, evaluation_id: Any) -> dict[str, Any]:
     return admin_views([_visible_evaluation(principal, evaluation_id)])[0]
 
 
-def _writable_evaluation(principal: Principal, evaluation_id: Any) -> Evaluation:
+def _writable_evaluation(principal: Principal, evaluation_id: Any, action: str) -> Evaluation:
     evaluation = _visible_evaluation(principal, evaluation_id)
-    scope.ensure_writable(principal, evaluation.center_id)
+    authorize(principal, action, Target(evaluation.center_id, evaluation.department_id))
     return evaluation
 
 
@@ -309,7 +312,7 @@ def add_reply(
     if not 1 <= len(body) <= REPLY_MAX_CHARS:
         raise errors.InvalidField(f"A reply has 1 to {REPLY_MAX_CHARS} characters.", field="text")
     with database.atomic():
-        evaluation = _writable_evaluation(principal, evaluation_id)
+        evaluation = _writable_evaluation(principal, evaluation_id, "evaluations.reply")
         reply = Reply.create(
             evaluation=evaluation.id, text=body, admin_id=actor.admin_id, created_at=now
         )
@@ -339,7 +342,7 @@ def moderate(
     if not visible and why is None:
         raise errors.InvalidField("Hiding a comment needs a reason.", field="reason")
     with database.atomic():
-        evaluation = _writable_evaluation(principal, evaluation_id)
+        evaluation = _writable_evaluation(principal, evaluation_id, "evaluations.moderate")
         if evaluation.comment is None:
             raise errors.InvalidTransition("This rating has no comment to moderate.")
         status = "visible" if visible else "hidden"
@@ -436,7 +439,7 @@ def store_callback_rating(
             case = Case.get_or_none(Case.case_no == new.case_no)
             if case is None:
                 raise errors.NotFound("No such case.")
-            scope.ensure_visible(principal, case.center_id, case.department_id)
+            scope.ensure_visible(principal, "callback.record", case.center_id, case.department_id)
             evaluation_id, superseded = _store_callback(case, new, now)
             (
                 Case.update(first_rated_at=now)
