@@ -158,3 +158,19 @@ async def test_one_binding_rule_for_the_command_line_and_the_api(ctx):
     assert await ctx.db.run(refused, "clerk_nowhere", "handler") == "department"
     assert await ctx.db.run(refused, "boss_nowhere", "center_admin") == "center"
     assert await ctx.db.run(refused, "king", "king") == "role"
+
+
+def test_the_console_names_no_role():
+    """The console reads what it may show from ``/me``'s permissions, never from role names;
+    every action it asks about is one of the permission table's."""
+    import re
+    from pathlib import Path
+
+    static = Path(__file__).parent.parent / "wxbackend/web/static"
+    asked = set()
+    for script in static.glob("admin*.js"):
+        text = script.read_text(encoding="utf-8")
+        for role in permissions.ROLES:
+            assert f'"{role}"' not in text, (script.name, role)
+        asked |= set(re.findall(r'(?:can\(|permission: )"([a-z_.]+)"', text))
+    assert asked and asked <= set(permissions.ACTIONS), asked - set(permissions.ACTIONS)

@@ -545,3 +545,27 @@ async def test_auditor_reads_the_audit_log_of_its_reach(api, ctx, sandbox):
 
     assert await authors("auditor") == {"role_ca_a", "role_ca_b"}
     assert await authors("auditor_a") == {"role_ca_a"}
+
+
+@pytest.mark.asyncio
+async def test_superadmin_bound_to_a_center_acts_within_it(api, ctx, sandbox):
+    """The table's reach for a center's superadmin: its center's accounts and rows; nothing
+    that belongs to every center (the WeChat configuration, partner keys, unbound accounts)."""
+    env = await role_env(api, ctx)
+    await env.db(create_admin, "role_super_a", PASSWORD, "superadmin", CENTER_A)
+    token = await _login(api, "role_super_a")
+    me = (await api("GET", "/admin/api/me", token=token))[1]
+    assert "wechat_config.write" not in me["permissions"] and "admins.manage" in me["permissions"]
+    put = await api("PUT", "/admin/api/wechat-config", {"env_version": "trial"}, token=token)
+    assert put[0] == 403
+    assert (await api("POST", "/admin/api/partners", {"name": "x"}, token=token))[0] == 403
+    status, page = await api("GET", "/admin/api/admins", token=token)
+    assert status == 200
+    assert {a["center"] for a in page["items"]} == {CENTER_A}
+    assert (await api("GET", "/admin/api/admins/role_ca_b", token=token))[0] == 404
+    new = {"username": "new_a", "password": PASSWORD, "role": "viewer"}
+    assert (await api("POST", "/admin/api/admins", new, token=token))[0] == 403
+    new["center"] = CENTER_A
+    assert (await api("POST", "/admin/api/admins", new, token=token))[0] == 201
+    change = {"center": CENTER_B}
+    assert (await api("PUT", "/admin/api/admins/new_a", change, token=token))[0] == 403

@@ -14,8 +14,8 @@ How each section's rows are queried, shown and validated is ``admin_rows``; part
   ratings name them — so ``DELETE /staff/{staff_no}`` *deactivates* them (``active=false``)
   and frees the windows they staffed; ``PUT {active: true}`` brings them back.
 * Every write is audited in its transaction (``<singular>.create|update|delete``,
-  ``staff.deactivate``, ``partner.create|revoke``), with changed values but never an ID number
-  (shown as ``"set"`` / ``"cleared"``) or a secret.
+  ``staff.deactivate``), with changed values but never an ID number (shown as ``"set"`` /
+  ``"cleared"``).
 
 All functions are synchronous: run them on the database thread (``ctx.db.run``).
 """

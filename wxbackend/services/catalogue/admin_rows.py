@@ -231,6 +231,7 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {"staff": ("active",)}
 
 
 def row_center_id(section: str, row: Any) -> int:
+    """The id of the center a row of ``section`` belongs to (a center: its own)."""
     if section == "centers":
         return row.id
     if section == "items":
@@ -242,6 +243,7 @@ def row_center_id(section: str, row: Any) -> int:
 
 
 def check(section: str, raw: dict[str, Any], hasher: LookupHasher) -> dict[str, Any]:
+    """The row checked like a row of the catalogue file (422 ``invalid_field`` otherwise)."""
     try:
         return validate_row(section, raw, hasher)
     except CatalogError as exc:
@@ -322,4 +324,5 @@ def audit_values(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def id_number_note(id_hash: str | None) -> str:
+    """How the audit log shows an ID number change: never the number or its hash."""
     return "set" if id_hash else "cleared"
