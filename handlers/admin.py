@@ -111,7 +111,7 @@ class WeChatConfigHandler(AdminHandler):
             "responses": {"200": {"description": "the configuration"}, **errors_of(401, 403)},
         },
         "put": {
-            "summary": "Change any subset of the WeChat configuration (superadmin)",
+            "summary": "Change any subset of the WeChat configuration",
             **admin_security(),
             "requestBody": json_body({k: {} for k in CONFIG_FIELDS}),
             "responses": {"200": {"description": "the new configuration"}, **errors_of(400, 403)},

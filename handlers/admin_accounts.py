@@ -28,8 +28,7 @@ class AdminsHandler(AdminHandler):
             "responses": {"200": {"description": "{items}"}, **errors_of(401, 403)},
         },
         "post": {
-            "summary": "Create an administrator (a center_admin needs a center, a handler a "
-            "department of it)",
+            "summary": "Create an administrator, bound as its role needs (a center, a department)",
             **admin_security(),
             "requestBody": json_body(
                 {

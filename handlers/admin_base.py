@@ -39,6 +39,12 @@ class AdminHandler(BaseHandler):
             action = cls.permissions.get(method, ANY_ADMIN)
             if action != ANY_ADMIN and action not in permissions.ACTIONS:
                 raise TypeError(f"{cls.__name__}: unknown action {action!r}")
+        # /openapi.json names the permission of each operation
+        operations = getattr(cls, "openapi", None) or {}
+        cls.openapi = {
+            method: {**spec, "x-permission": cls.permissions.get(method, ANY_ADMIN)}
+            for method, spec in operations.items()
+        }
 
     async def prepare(self) -> None:  # type: ignore[override]
         super().prepare()

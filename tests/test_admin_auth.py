@@ -174,3 +174,18 @@ def test_the_console_names_no_role():
             assert f'"{role}"' not in text, (script.name, role)
         asked |= set(re.findall(r'(?:can\(|permission: )"([a-z_.]+)"', text))
     assert asked and asked <= set(permissions.ACTIONS), asked - set(permissions.ACTIONS)
+
+
+@pytest.mark.asyncio
+async def test_openapi_names_the_permission_of_every_admin_operation(api):
+    status, doc = await api("GET", "/openapi.json")
+    assert status == 200
+    for path, entry in doc["paths"].items():
+        if not path.startswith("/admin/api/") or path == "/admin/api/login":
+            continue
+        for method, operation in entry.items():
+            action = operation.get("x-permission")
+            assert action == "*" or action in permissions.ACTIONS, (method, path, action)
+    tickets = doc["paths"]["/admin/api/tickets/{ticket_id}/appeal/decide"]
+    assert tickets["post"]["x-permission"] == "tickets.decide_appeal"
+    assert doc["paths"]["/admin/api/me"]["get"]["x-permission"] == "*"
