@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from handlers.admin_base import ADMIN_COOKIE, AdminHandler, admin_security
+from handlers.admin_base import ADMIN_COOKIE, ANY_ADMIN, AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
+from wxbackend.services.admin import accounts, wechat_config
 from wxbackend.services.admin import messages as messages_admin
 from wxbackend.services.admin import sessions as admin_auth
-from wxbackend.services.admin import wechat_config
 from wxbackend.wechat import errors as wx
 
 
@@ -49,7 +49,7 @@ class AdminLoginHandler(BaseHandler):
 
 
 class AdminLogoutHandler(AdminHandler):
-    write_roles = ("superadmin", "center_admin", "handler", "viewer")
+    permissions = {"post": ANY_ADMIN}
     openapi = {
         "post": {
             "summary": "End this admin session",
@@ -66,25 +66,27 @@ class AdminLogoutHandler(AdminHandler):
 
 
 class AdminMeHandler(AdminHandler):
+    permissions = {"get": ANY_ADMIN}
     openapi = {
         "get": {
-            "summary": "The logged-in administrator and their scope",
+            "summary": "The logged-in administrator, their reach and what they may do",
+            "description": "permissions: the actions of the permission table the caller may "
+            "do somewhere in their reach (e.g. tickets.read, tickets.work, catalogue.write, "
+            "admins.manage); the console shows only those. roles: every role with its label.",
             **admin_security(),
-            "responses": {"200": {"description": "{username, role, center_id, department_id}"}},
+            "responses": {
+                "200": {
+                    "description": "{id, username, role, role_label, center, department, "
+                    "center_id, department_id, staff_no (null), permissions:[action], "
+                    "roles:[{role, label}]}"
+                },
+                **errors_of(401),
+            },
         }
     }
 
-    def get(self) -> None:
-        a = self.admin
-        self.send(
-            {
-                "id": str(a.admin_id),
-                "username": a.username,
-                "role": a.role,
-                "center_id": str(a.center_id) if a.center_id else None,
-                "department_id": str(a.department_id) if a.department_id else None,
-            }
-        )
+    async def get(self) -> None:
+        self.send(await self.ctx.db.run(accounts.me_view, self.admin))
 
 
 CONFIG_FIELDS = {
@@ -101,7 +103,7 @@ CONFIG_FIELDS = {
 
 
 class WeChatConfigHandler(AdminHandler):
-    read_roles = ("superadmin", "center_admin", "viewer")
+    permissions = {"get": "wechat_config.read", "put": "wechat_config.write"}
     openapi = {
         "get": {
             "summary": "The WeChat configuration in force (secrets masked)",
@@ -109,7 +111,7 @@ class WeChatConfigHandler(AdminHandler):
             "responses": {"200": {"description": "the configuration"}, **errors_of(401, 403)},
         },
         "put": {
-            "summary": "Change any subset of the WeChat configuration (superadmin)",
+            "summary": "Change any subset of the WeChat configuration",
             **admin_security(),
             "requestBody": json_body({k: {} for k in CONFIG_FIELDS}),
             "responses": {"200": {"description": "the new configuration"}, **errors_of(400, 403)},
@@ -131,6 +133,7 @@ class WeChatConfigHandler(AdminHandler):
 
 
 class WeChatConfigTestHandler(AdminHandler):
+    permissions = {"post": "wechat_config.write"}
     openapi = {
         "post": {
             "summary": "Fetch an access token with the configuration in force",
@@ -150,7 +153,7 @@ class WeChatConfigTestHandler(AdminHandler):
 
 
 class WeChatConfigHistoryHandler(AdminHandler):
-    read_roles = ("superadmin",)
+    permissions = {"get": "wechat_config.write"}  # who changes it sees its versions
     openapi = {
         "get": {
             "summary": "Versions of the WeChat configuration: who, when, which fields",

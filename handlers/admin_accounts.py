@@ -1,10 +1,9 @@
 """Administrator accounts and the audit log (``/admin/api/admins``, ``/admin/api/audit-log``).
 
-* ``/admins``: superadmins only. Any change to an admin (role, scope, password, disabled)
+* ``/admins`` (``admins.manage``): any change to an admin (role, reach, password, disabled)
   ends every session of that admin at once; DELETE disables (the row stays for the audit
   log). The last active superadmin cannot be disabled or demoted (409 ``last_superadmin``).
-* ``/audit-log``: a superadmin, or a viewer with no center (an auditor of every center);
-  other roles 403 (entries of every center would leak across scopes).
+* ``/audit-log`` (``audit.read``): entries within the reader's reach (see audit_search).
 """
 
 from __future__ import annotations
@@ -12,16 +11,16 @@ from __future__ import annotations
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
-from wxbackend.services.admin import accounts, audit_search, scope
+from wxbackend.services.admin import accounts, audit_search, permissions
 from wxbackend.services.admin import sessions as admin_auth
 
 _STR = {"type": "string"}
 _NULLABLE_STR = {"type": ["string", "null"]}
-_ROLE = {"type": "string", "enum": ["superadmin", "center_admin", "handler", "viewer"]}
+_ROLE = {"type": "string", "enum": list(permissions.ROLES)}
 
 
 class AdminsHandler(AdminHandler):
-    read_roles = ("superadmin",)
+    permissions = {"get": "admins.manage", "post": "admins.manage"}
     openapi = {
         "get": {
             "summary": "Administrators: username, role, center, department, disabled",
@@ -29,8 +28,7 @@ class AdminsHandler(AdminHandler):
             "responses": {"200": {"description": "{items}"}, **errors_of(401, 403)},
         },
         "post": {
-            "summary": "Create an administrator (a center_admin needs a center, a handler a "
-            "department of it)",
+            "summary": "Create an administrator, bound as its role needs (a center, a department)",
             **admin_security(),
             "requestBody": json_body(
                 {
@@ -50,7 +48,7 @@ class AdminsHandler(AdminHandler):
     }
 
     async def get(self) -> None:
-        self.send({"items": await self.ctx.db.run(accounts.list_admins)})
+        self.send({"items": await self.ctx.db.run(accounts.list_admins, self.admin)})
 
     async def post(self) -> None:
         body = self.json_body(
@@ -62,11 +60,12 @@ class AdminsHandler(AdminHandler):
                 "department": Field(str, nullable=True),
             }
         )
-        self.send(await self.ctx.db.run(accounts.add_admin, self.actor, body), status=201)
+        answer = await self.ctx.db.run(accounts.add_admin, self.admin, self.actor, body)
+        self.send(answer, status=201)
 
 
 class AdminAccountHandler(AdminHandler):
-    read_roles = ("superadmin",)
+    permissions = dict.fromkeys(("get", "put", "delete"), "admins.manage")
     openapi = {
         "get": {
             "summary": "One administrator",
@@ -99,7 +98,7 @@ class AdminAccountHandler(AdminHandler):
     }
 
     async def get(self, username: str) -> None:
-        self.send(await self.ctx.db.run(accounts.get_admin, username))
+        self.send(await self.ctx.db.run(accounts.get_admin, self.admin, username))
 
     async def put(self, username: str) -> None:
         changes = self.json_body(
@@ -111,19 +110,21 @@ class AdminAccountHandler(AdminHandler):
                 "password": Field(str),
             }
         )
-        view, admin_id = await self.ctx.db.run(accounts.update_admin, self.actor, username, changes)
+        view, admin_id = await self.ctx.db.run(
+            accounts.update_admin, self.admin, self.actor, username, changes
+        )
         if changes:
             await admin_auth.revoke_all(self.ctx, admin_id)
         self.send(view)
 
     async def delete(self, username: str) -> None:
-        admin_id = await self.ctx.db.run(accounts.disable_admin, self.actor, username)
+        admin_id = await self.ctx.db.run(accounts.disable_admin, self.admin, self.actor, username)
         await admin_auth.revoke_all(self.ctx, admin_id)
         self.no_content()
 
 
 class AuditLogHandler(AdminHandler):
-    read_roles = ("superadmin", "viewer")
+    permissions = {"get": "audit.read"}
     openapi = {
         "get": {
             "summary": "The audit log, newest first: who did what, when, from where",
@@ -143,9 +144,8 @@ class AuditLogHandler(AdminHandler):
     }
 
     async def get(self) -> None:
-        scope.ensure_unconfined(self.admin)
         query = audit_search.parse_query(lambda name: self.get_query_argument(name, None))
-        self.send(await self.ctx.db.run(audit_search.search, query))
+        self.send(await self.ctx.db.run(audit_search.search, self.admin, query))
 
 
 default_handlers = [

@@ -1,4 +1,5 @@
-"""The base of the admin API: bearer token (or the console's cookie + XSRF), roles, audit actor."""
+"""The base of the admin API: bearer token (or the console's cookie + XSRF), the permission
+of each method (services/admin/permissions.py), the audit actor."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import tornado.web
 
 from handlers.base import BaseHandler, bearer_token
 from wxbackend import errors
+from wxbackend.services.admin import permissions
 from wxbackend.services.admin import sessions as admin_auth
 from wxbackend.services.admin.audit import Actor
 from wxbackend.services.admin.sessions import Principal
 
 ADMIN_COOKIE = "wxb_admin"
-ROLE_RANK = {"viewer": 0, "handler": 1, "center_admin": 2, "superadmin": 3}
+#: In ``AdminHandler.permissions``: any logged-in administrator (``/me``, logout).
+ANY_ADMIN = "*"
 
 
 def admin_security() -> dict[str, Any]:
@@ -21,11 +24,27 @@ def admin_security() -> dict[str, Any]:
 
 
 class AdminHandler(BaseHandler):
-    """Every method needs an admin. ``roles`` lists who may write; GETs allow every role
-    unless ``read_roles`` narrows them."""
+    """Every method needs an admin with the permission ``permissions`` names for it
+    (``{"get": "tickets.read", …}``; :data:`ANY_ADMIN` for any admin): 403 ``forbidden``
+    without it. Where the row lies (its center, department) the service checks."""
 
-    write_roles: tuple[str, ...] = ("superadmin",)
-    read_roles: tuple[str, ...] = ("superadmin", "center_admin", "handler", "viewer")
+    permissions: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for method in ("get", "post", "put", "patch", "delete"):
+            implemented = getattr(cls, method) is not getattr(BaseHandler, method)
+            if implemented and method not in cls.permissions:
+                raise TypeError(f"{cls.__name__}.{method} has no entry in permissions")
+            action = cls.permissions.get(method, ANY_ADMIN)
+            if action != ANY_ADMIN and action not in permissions.ACTIONS:
+                raise TypeError(f"{cls.__name__}: unknown action {action!r}")
+        # /openapi.json names the permission of each operation
+        operations = getattr(cls, "openapi", None) or {}
+        cls.openapi = {
+            method: {**spec, "x-permission": cls.permissions.get(method, ANY_ADMIN)}
+            for method, spec in operations.items()
+        }
 
     async def prepare(self) -> None:  # type: ignore[override]
         super().prepare()
@@ -43,9 +62,9 @@ class AdminHandler(BaseHandler):
             self._check_console_xsrf()
         self.admin: Principal = principal
         self.admin_token = token
-        allowed = self.read_roles if self.request.method == "GET" else self.write_roles
-        if principal.role not in allowed:
-            raise errors.Forbidden()
+        action = self.permissions.get(self.request.method.lower(), ANY_ADMIN)
+        if action != ANY_ADMIN:  # (a method not implemented answers 405 next)
+            permissions.authorize(principal, action)
 
     def _check_console_xsrf(self) -> None:
         try:
@@ -56,7 +75,3 @@ class AdminHandler(BaseHandler):
     @property
     def actor(self) -> Actor:
         return Actor(self.admin.admin_id, self.admin.username, self.client_ip())
-
-    def require(self, *roles: str) -> None:
-        if self.admin.role not in roles:
-            raise errors.Forbidden()

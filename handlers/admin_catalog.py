@@ -1,14 +1,11 @@
 """Catalogue CRUD and partner keys of the admin API (``/admin/api/centers`` … ``/windows``,
 ``/admin/api/partners``).
 
-Thin handlers over ``wxbackend.services.catalogue.admin`` (rules, validation, scope, audit).
-Who may call what:
-
-* GET (list, one row): every role, within their scope (``wxbackend.services.admin.scope``): a
-  center_admin, a handler, or a viewer/superadmin with a center see their center only.
-* POST / PUT / DELETE centers: superadmin. Departments, items, staff, windows: superadmin or
-  the center_admin of the row's center (a row outside the scope is 404).
-* Partners: superadmin only.
+Thin handlers over ``wxbackend.services.catalogue.admin`` (rules, validation, reach, audit)
+and ``…catalogue.admin_partners``. Who may call what is the permission table's
+(``services/admin/permissions.py``): GET ``catalogue.read``; writes of centers
+``centers.write``, of the other sections ``catalogue.write`` (a row beyond the reader's reach
+is 404, a write naming a center beyond the writer's reach 403); partners ``partners.manage``.
 """
 
 from __future__ import annotations
@@ -22,7 +19,9 @@ from wxbackend import errors
 from wxbackend.services.admin.audit_search import parse_limit
 from wxbackend.services.cases import partners as partner_auth
 from wxbackend.services.catalogue import admin as admin_catalog
+from wxbackend.services.catalogue import admin_partners
 from wxbackend.services.catalogue.admin import ListQuery
+from wxbackend.services.catalogue.admin_rows import write_action
 
 _STR = {"type": "string"}
 #: The path parameter naming one row, per section (default ``code``).
@@ -144,7 +143,6 @@ class CatalogHandler(AdminHandler):
     """Base of the catalogue handlers; ``section`` names the catalogue section."""
 
     section = "centers"
-    write_roles = ("superadmin", "center_admin")
 
     def list_query(self) -> ListQuery:
         filters = _LIST_FILTERS[self.section]
@@ -169,6 +167,8 @@ class CatalogHandler(AdminHandler):
 
 
 class CatalogCollectionHandler(CatalogHandler):
+    permissions = {"get": "catalogue.read", "post": "catalogue.write"}
+
     async def get(self) -> None:
         page = await self.ctx.db.run(
             admin_catalog.list_rows, self.section, self.admin, self.list_query()
@@ -185,6 +185,8 @@ class CatalogCollectionHandler(CatalogHandler):
 
 class CatalogItemHandler(CatalogHandler):
     """One row, by the path's ``{code}`` (``{staff_no}`` for staff)."""
+
+    permissions = {"get": "catalogue.read", "put": "catalogue.write", "delete": "catalogue.write"}
 
     @property
     def key(self) -> str:
@@ -216,14 +218,14 @@ class CatalogItemHandler(CatalogHandler):
 
 def _pair(section: str, writers: str) -> tuple[type[CatalogHandler], type[CatalogHandler]]:
     """The collection and the one-row handler classes of a section."""
-    roles = ("superadmin",) if section == "centers" else ("superadmin", "center_admin")
+    write = write_action(section)
     name = section.title().replace("_", "")
     collection = type(
         f"{name}Handler",
         (CatalogCollectionHandler,),
         {
             "section": section,
-            "write_roles": roles,
+            "permissions": {"get": "catalogue.read", "post": write},
             "openapi": _collection_openapi(section, writers),
             "__doc__": f"``/admin/api/{section}``: list and create.",
         },
@@ -233,7 +235,7 @@ def _pair(section: str, writers: str) -> tuple[type[CatalogHandler], type[Catalo
         (CatalogItemHandler,),
         {
             "section": section,
-            "write_roles": roles,
+            "permissions": {"get": "catalogue.read", "put": write, "delete": write},
             "openapi": _item_openapi(section, writers),
             "__doc__": f"``/admin/api/{section}/{{code}}``: read, change, delete.",
         },
@@ -245,7 +247,7 @@ def _pair(section: str, writers: str) -> tuple[type[CatalogHandler], type[Catalo
 
 
 class PartnersHandler(AdminHandler):
-    read_roles = ("superadmin",)
+    permissions = {"get": "partners.manage", "post": "partners.manage"}
     openapi = {
         "get": {
             "summary": "Partner keys: key_id, name, created_at, revoked_at (never a secret)",
@@ -264,17 +266,18 @@ class PartnersHandler(AdminHandler):
     }
 
     async def get(self) -> None:
-        self.send({"items": await self.ctx.db.run(admin_catalog.list_partners)})
+        self.send({"items": await self.ctx.db.run(admin_partners.list_partners)})
 
     async def post(self) -> None:
         body = self.json_body({"name": Field(str, required=True)})
         key = await self.ctx.db.run(
-            admin_catalog.add_partner, self.actor, body["name"], self.ctx.cipher
+            admin_partners.add_partner, self.actor, body["name"], self.ctx.cipher
         )
         self.send(key, status=201)
 
 
 class PartnerRevokeHandler(AdminHandler):
+    permissions = {"post": "partners.manage"}
     openapi = {
         "post": {
             "summary": "Revoke a partner key: its signed requests fail from now on (idempotent)",
@@ -285,21 +288,14 @@ class PartnerRevokeHandler(AdminHandler):
 
     async def post(self, key_id: str) -> None:
         self.json_body({})
-        view = await self.ctx.db.run(admin_catalog.revoke_partner, self.actor, key_id)
+        view = await self.ctx.db.run(admin_partners.revoke_partner, self.actor, key_id)
         await partner_auth.announce_key_change(self.ctx, key_id)  # every process drops it
         self.send(view)
 
 
-_WRITERS = {
-    "centers": "superadmin",
-    "departments": "superadmin or the center's center_admin",
-    "items": "superadmin or the center's center_admin",
-    "staff": "superadmin or the center's center_admin",
-    "windows": "superadmin or the center's center_admin",
-}
 default_handlers = []
 for _section in admin_catalog.SECTIONS:
-    _collection, _one = _pair(_section, _WRITERS[_section])
+    _collection, _one = _pair(_section, f"permission {write_action(_section)}")
     _key = _KEYS.get(_section, "code")
     default_handlers.append(route(f"/admin/api/{_section}", _collection))
     default_handlers.append(route(f"/admin/api/{_section}/{{{_key}}}", _one))

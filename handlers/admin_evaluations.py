@@ -1,13 +1,10 @@
 """Ratings in the admin API: ``/admin/api/evaluations`` (listing, reply, moderation, reveal)
 and ``/admin/api/callback-evaluations`` (ratings taken by phone/SMS follow-up).
 
-Thin handlers over ``wxbackend.services.admin.moderation``. Who:
-
-* GET: every role within its scope (a handler sees their department's ratings).
-* reply, moderate: superadmin, the center_admin of the rating's center.
-* reveal: superadmin only (audited as ``evaluation.reveal``).
-* callback-evaluations: superadmin, the center_admin of the case's center, a handler of its
-  department.
+Thin handlers over ``wxbackend.services.admin.moderation``. Who: the permission table
+(``services/admin/permissions.py``): ``evaluations.read`` (and its reach bounds what is seen),
+``evaluations.reply``, ``evaluations.moderate``, ``evaluations.reveal`` (audited as
+``evaluation.reveal``), ``callback.record``.
 """
 
 from __future__ import annotations
@@ -43,6 +40,8 @@ _FILTERS = (
 class EvaluationsHandler(AdminHandler):
     """``GET /admin/api/evaluations``."""
 
+    permissions = {"get": "evaluations.read"}
+
     openapi = {
         "get": {
             "summary": "Ratings in your scope with their full comment and moderation state, "
@@ -68,6 +67,8 @@ class EvaluationsHandler(AdminHandler):
 class EvaluationHandler(AdminHandler):
     """``GET /admin/api/evaluations/{evaluation_id}``."""
 
+    permissions = {"get": "evaluations.read"}
+
     openapi = {
         "get": {
             "summary": "One rating in the admin shape",
@@ -81,7 +82,7 @@ class EvaluationHandler(AdminHandler):
 
 
 class ReplyHandler(AdminHandler):
-    write_roles = ("superadmin", "center_admin")
+    permissions = {"post": "evaluations.reply"}
     openapi = {
         "post": {
             "summary": "A public reply of the center (1–500 characters)",
@@ -103,7 +104,7 @@ class ReplyHandler(AdminHandler):
 
 
 class ModerateHandler(AdminHandler):
-    write_roles = ("superadmin", "center_admin")
+    permissions = {"post": "evaluations.moderate"}
     openapi = {
         "post": {
             "summary": "Show or hide a comment (hiding needs a reason); the rating stays public",
@@ -130,10 +131,10 @@ class ModerateHandler(AdminHandler):
 
 
 class RevealHandler(AdminHandler):
-    write_roles = ("superadmin",)
+    permissions = {"post": "evaluations.reveal"}
     openapi = {
         "post": {
-            "summary": "The applicant's real name (superadmin; audited, never logged)",
+            "summary": "The applicant's real name (evaluations.reveal; audited, never logged)",
             **admin_security(),
             "responses": {"200": {"description": "{name}"}, **errors_of(401, 403, 404)},
         }
@@ -145,7 +146,7 @@ class RevealHandler(AdminHandler):
 
 
 class CallbackEvaluationsHandler(AdminHandler):
-    write_roles = ("superadmin", "center_admin", "handler")
+    permissions = {"post": "callback.record"}
     openapi = {
         "post": {
             "summary": "Record a rating taken by phone/SMS follow-up (回访评价); supersedes a "

@@ -9,6 +9,7 @@ from wxbackend.services.admin import messages as messages_admin
 
 
 class MessagesHandler(AdminHandler):
+    permissions = {"get": "messages.read"}
     openapi = {
         "get": {
             "summary": "Subscribe messages (reminders, rectified notices): status, errcode, "

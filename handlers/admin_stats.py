@@ -1,7 +1,7 @@
 """Statistics, the staff ranking and the export of the admin API.
 
-``GET /admin/api/stats``, ``GET /admin/api/staff-ranking``, ``GET /admin/api/export``: every
-role may call them, each scoped to what the admin sees (``wxbackend.services.admin.scope``). The
+``GET /admin/api/stats``, ``GET /admin/api/staff-ranking`` (permission ``stats.read``),
+``GET /admin/api/export`` (``export``), each narrowed to the permission's reach. The
 figures and the ranking's method are documented in ``wxbackend.services.admin.stats``, the export's
 fields and streaming in ``wxbackend.services.admin.export``.
 """
@@ -33,6 +33,7 @@ _TO = _query("to", "last day, inclusive, YYYY-MM-DD", format="date")
 
 
 class StatsHandler(AdminHandler):
+    permissions = {"get": "stats.read"}
     openapi = {
         "get": {
             "summary": "Figures per center, item, department, staff member or day "
@@ -64,6 +65,7 @@ class StatsHandler(AdminHandler):
 
 
 class StaffRankingHandler(AdminHandler):
+    permissions = {"get": "stats.read"}
     openapi = {
         "get": {
             "summary": "Window clerks of a month ranked by a Bayesian-smoothed score (scoped)",
@@ -87,6 +89,7 @@ class StaffRankingHandler(AdminHandler):
 
 
 class ExportHandler(AdminHandler):
+    permissions = {"get": "export"}
     openapi = {
         "get": {
             "summary": "Ratings for the provincial platform (product.md rule 12), streamed "

@@ -1,12 +1,9 @@
 """The 差评 tickets of the admin API (``/admin/api/tickets``): the queue and its steps.
 
-Thin handlers over ``wxbackend.services.tickets.workflow`` (states, deadlines, scope, audit). Who:
-
-* GET: every role within its scope (a handler: their department's tickets; a center_admin:
-  their center's); out of scope is 404.
-* verify, rectify, callback, close: superadmin, center_admin, handler (viewers 403).
-* appeal (申诉, filed by staff): center_admin, handler.
-* appeal/decide: superadmin, center_admin (a senior admin; never the appeal's own author).
+Thin handlers over ``wxbackend.services.tickets.workflow`` (states, deadlines, reach, audit).
+Who: the permission table (``services/admin/permissions.py``): GET ``tickets.read`` (beyond
+its reach: 404); each step the permission of ``workflow.STEP_PERMISSIONS`` (``tickets.work``,
+``tickets.appeal``, ``tickets.decide_appeal``; never the appeal's own author).
 
 Invalid steps answer 409 ``invalid_transition``; every answer is the ticket with
 ``verify_due``, ``rectify_due``, ``overdue`` and its history.
@@ -29,11 +26,12 @@ _TICKET = (
     "rectified_at, closed_at, overdue, appeal_status, excluded_from_staff_figures, "
     "history:[{status, action, by, note, at}]}"
 )
-STAFF = ("superadmin", "center_admin", "handler")
 
 
 class TicketsHandler(AdminHandler):
     """``GET /admin/api/tickets?status=&overdue=&cursor=&limit=``."""
+
+    permissions = {"get": "tickets.read"}
 
     openapi = {
         "get": {
@@ -58,6 +56,8 @@ class TicketsHandler(AdminHandler):
 class TicketHandler(AdminHandler):
     """``GET /admin/api/tickets/{ticket_id}``."""
 
+    permissions = {"get": "tickets.read"}
+
     openapi = {
         "get": {
             "summary": "One ticket with its history",
@@ -74,8 +74,12 @@ class StepHandler(AdminHandler):
     """Base of the step handlers: ``step`` names the service step, ``fields`` the body."""
 
     step = "verify"
-    write_roles = STAFF
+    permissions = {"post": tickets.STEP_PERMISSIONS["verify"]}
     fields: dict[str, Field] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        cls.permissions = {"post": tickets.STEP_PERMISSIONS[cls.step]}
+        super().__init_subclass__(**kwargs)
 
     def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
         """The service's keyword arguments from the checked body."""
@@ -162,7 +166,6 @@ class CloseHandler(StepHandler):
 
 class AppealHandler(StepHandler):
     step = "appeal"
-    write_roles = ("center_admin", "handler")
     fields = {"reason": Field(str, required=True)}
     openapi = _step_openapi(
         "申诉: staff appeal a 差评 while the ticket is open or verified (one per ticket)",
@@ -173,7 +176,6 @@ class AppealHandler(StepHandler):
 
 class AppealDecideHandler(StepHandler):
     step = "appeal_decide"
-    write_roles = ("superadmin", "center_admin")
     fields = {"upheld": Field(bool, required=True), "note": Field(str)}
     openapi = _step_openapi(
         "Decide a pending appeal: upheld → invalid (excluded from staff figures, still public)",

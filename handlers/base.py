@@ -48,9 +48,6 @@ class Field:
         return not self.types or isinstance(value, self.types)
 
 
-ANY = Field()
-
-
 class BaseHandler(tornado.web.RequestHandler):
     """JSON API handler. Subclasses describe themselves for /openapi.json in ``openapi``."""
 

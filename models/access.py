@@ -7,8 +7,6 @@ import peewee
 from models.base import BaseModel, utcnow
 from models.catalog import Center, Department
 
-ADMIN_ROLES = ("superadmin", "center_admin", "handler", "viewer")
-
 
 class Partner(BaseModel):
     """A window/case system that signs its requests (HMAC) with a shared secret."""
@@ -22,7 +20,8 @@ class Partner(BaseModel):
 
 
 class Admin(BaseModel):
-    """An administrator of the web console."""
+    """An administrator of the web console. Its ``role`` is a key of the permission table
+    (``wxbackend.services.admin.permissions.ROLES``), which also says what it is bound to."""
 
     username = peewee.CharField(max_length=64, unique=True)
     password_hash = peewee.CharField(max_length=200)

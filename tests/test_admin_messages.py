@@ -7,13 +7,17 @@ from models.case import Case
 from models.messaging import Message, MessageAttempt
 from tests.support.admins import admin_token
 from tests.support.cases import make_case
+from tests.test_admin_roles import NO_AUDITOR, expect, role_env, run_table
 from tests.test_admin_roles import Case as Row
-from tests.test_admin_roles import expect, role_env, run_table
 
 CASES: list[Row] = [
-    Row("GET", "/admin/api/messages", expected=expect(200)),
-    Row("GET", "/admin/api/messages?status=config_error&kind=reminder", expected=expect(200)),
-    Row("GET", "/admin/api/messages?status=nonsense", expected=expect(400)),
+    Row("GET", "/admin/api/messages", expected=expect(200, **NO_AUDITOR)),
+    Row(
+        "GET",
+        "/admin/api/messages?status=config_error&kind=reminder",
+        expected=expect(200, **NO_AUDITOR),
+    ),
+    Row("GET", "/admin/api/messages?status=nonsense", expected=expect(400, **NO_AUDITOR)),
 ]
 
 

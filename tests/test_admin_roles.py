@@ -8,7 +8,12 @@ get. The roles (:data:`ROLES`) are logged in once per test run of the table:
 * ``center_admin_b``  — center_admin of center B (``440104-XY``)
 * ``handler_a``       — handler of department ``HL-LABOR`` of center A
 * ``viewer``          — viewer with no center
+* ``auditor``         — auditor (纪检督查) with no center: reads tickets, ratings, the audit log
+* ``auditor_a``       — auditor bound to center A
 * ``anonymous``       — no token
+
+Who may do what is the permission table (``wxbackend/services/admin/permissions.py``); this
+table is its behaviour, route by route.
 
 **Adding rows for your endpoints**: append ``Case``s to :data:`CASES` (build ``expected`` with
 :func:`expect`) — or keep them in a module of your own listed in :data:`CASE_MODULES` (a
@@ -37,10 +42,33 @@ from handlers.routes import all_routes
 from models.catalog import Center, Department, ServiceItem, Staff, Window
 from tests.support.admins import PASSWORD
 from wxbackend.db import database
+from wxbackend.services.admin import permissions
 from wxbackend.services.admin.accounts import create_admin, create_partner
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
-ROLES = ("superadmin", "center_admin_a", "center_admin_b", "handler_a", "viewer", "anonymous")
+ROLES = (
+    "superadmin",
+    "center_admin_a",
+    "center_admin_b",
+    "handler_a",
+    "viewer",
+    "auditor",
+    "auditor_a",
+    "anonymous",
+)
+#: The admin behind each column: (username, role, center, department).
+ACCOUNTS: dict[str, tuple[str, str, str | None, str | None]] = {
+    "superadmin": ("role_super", "superadmin", None, None),
+    "center_admin_a": ("role_ca_a", "center_admin", "440103-HL", None),
+    "center_admin_b": ("role_ca_b", "center_admin", "440104-XY", None),
+    "handler_a": ("role_handler_a", "handler", None, "HL-LABOR"),
+    "viewer": ("role_viewer", "viewer", None, None),
+    "auditor": ("role_auditor", "auditor", None, None),
+    "auditor_a": ("role_auditor_a", "auditor", "440103-HL", None),
+}
+#: The auditor has only tickets.read, evaluations.read and audit.read: 403 elsewhere, bound to
+#: a center or not.
+NO_AUDITOR = {"auditor": 403, "auditor_a": 403}
 CENTER_A, CENTER_B = "440103-HL", "440104-XY"
 DEPT_A, DEPT_B = "HL-LABOR", "XY-GEN"
 SECOND_CENTER = {
@@ -159,11 +187,17 @@ def change_in_a(status: int) -> dict[str, int]:
 
 
 def read_a() -> dict[str, int]:
-    return expect(200, center_admin_b=404)
+    """A catalogue row of center A (the auditor has no catalogue.read)."""
+    return expect(200, center_admin_b=404, **NO_AUDITOR)
 
 
 def read_b() -> dict[str, int]:
-    return expect(200, center_admin_a=404, handler_a=404)
+    return expect(200, center_admin_a=404, handler_a=404, **NO_AUDITOR)
+
+
+def catalogue_readers(status: int) -> dict[str, int]:
+    """Every role with catalogue.read (all but the auditor)."""
+    return expect(status, **NO_AUDITOR)
 
 
 # ---- setups: a fresh target for each attempt ------------------------------------------------
@@ -247,12 +281,12 @@ def _staff_body(center: str, dept: str) -> dict[str, str]:
 CASES: list[Case] = [
     # -- existing admin endpoints
     Case("GET", "/admin/api/me", expected=everyone(200)),
-    Case("GET", "/admin/api/wechat-config", expected=expect(200, handler_a=403)),
+    Case("GET", "/admin/api/wechat-config", expected=expect(200, handler_a=403, **NO_AUDITOR)),
     Case("PUT", "/admin/api/wechat-config", {"env_version": "trial"}, superadmin_only(200)),
     Case("POST", "/admin/api/wechat-config/test", None, superadmin_only(200)),
     Case("GET", "/admin/api/wechat-config/history", expected=superadmin_only(200)),
     # -- centers
-    Case("GET", "/admin/api/centers", expected=everyone(200)),
+    Case("GET", "/admin/api/centers", expected=catalogue_readers(200)),
     Case(
         "POST",
         "/admin/api/centers",
@@ -268,7 +302,7 @@ CASES: list[Case] = [
         "DELETE", "/admin/api/centers/{target}", expected=superadmin_only(204), setup=fresh_center
     ),
     # -- departments
-    Case("GET", "/admin/api/departments", expected=everyone(200)),
+    Case("GET", "/admin/api/departments", expected=catalogue_readers(200)),
     Case(
         "POST",
         "/admin/api/departments",
@@ -291,7 +325,7 @@ CASES: list[Case] = [
         setup=fresh_department,
     ),
     # -- items
-    Case("GET", "/admin/api/items", expected=everyone(200)),
+    Case("GET", "/admin/api/items", expected=catalogue_readers(200)),
     Case(
         "POST",
         "/admin/api/items",
@@ -309,7 +343,7 @@ CASES: list[Case] = [
     Case("PUT", "/admin/api/items/{item_a}", {"name": "失业登记"}, change_in_a(200)),
     Case("DELETE", "/admin/api/items/{target}", expected=change_in_a(204), setup=fresh_item),
     # -- staff
-    Case("GET", "/admin/api/staff", expected=everyone(200)),
+    Case("GET", "/admin/api/staff", expected=catalogue_readers(200)),
     Case("POST", "/admin/api/staff", _staff_body("{center_a}", "{dept_a}"), writers_of_a(201)),
     Case("POST", "/admin/api/staff", _staff_body("{center_b}", "{dept_b}"), writers_of_b(201)),
     Case("GET", "/admin/api/staff/{staff_a}", expected=read_a()),
@@ -317,7 +351,7 @@ CASES: list[Case] = [
     Case("PUT", "/admin/api/staff/{staff_a}", {"name": "黄玉华"}, change_in_a(200)),
     Case("DELETE", "/admin/api/staff/{target}", expected=change_in_a(204), setup=fresh_staff),
     # -- windows
-    Case("GET", "/admin/api/windows", expected=everyone(200)),
+    Case("GET", "/admin/api/windows", expected=catalogue_readers(200)),
     Case(
         "POST",
         "/admin/api/windows",
@@ -360,7 +394,11 @@ CASES: list[Case] = [
         setup=fresh_admin,
     ),
     Case("DELETE", "/admin/api/admins/{target}", expected=superadmin_only(204), setup=fresh_admin),
-    Case("GET", "/admin/api/audit-log", expected=expect(403, superadmin=200, viewer=200)),
+    Case(
+        "GET",
+        "/admin/api/audit-log",
+        expected=expect(403, superadmin=200, viewer=200, auditor=200, auditor_a=200),
+    ),
 ]
 
 
@@ -395,20 +433,11 @@ async def role_env(api: Any, ctx: Any) -> RoleEnv:
         with database.atomic():
             import_catalog(example, ctx.hasher)
             import_catalog(SECOND_CENTER, ctx.hasher)
-            create_admin("role_super", PASSWORD, "superadmin")
-            create_admin("role_ca_a", PASSWORD, "center_admin", CENTER_A)
-            create_admin("role_ca_b", PASSWORD, "center_admin", CENTER_B)
-            create_admin("role_handler_a", PASSWORD, "handler", None, DEPT_A)
-            create_admin("role_viewer", PASSWORD, "viewer")
+            for username, role, center, department in ACCOUNTS.values():
+                create_admin(username, PASSWORD, role, center, department)
 
     await ctx.db.run(seed)
-    usernames = {
-        "superadmin": "role_super",
-        "center_admin_a": "role_ca_a",
-        "center_admin_b": "role_ca_b",
-        "handler_a": "role_handler_a",
-        "viewer": "role_viewer",
-    }
+    usernames = {column: account[0] for column, account in ACCOUNTS.items()}
     tokens: dict[str, str | None] = {r: await _login(api, u) for r, u in usernames.items()}
     tokens["anonymous"] = None
     return RoleEnv(api, ctx, tokens)
@@ -486,3 +515,57 @@ def _template_shape(path: str) -> str:
     import re
 
     return re.sub(r"\{\w+\}", "{}", path)
+
+
+def test_every_role_of_the_permission_table_has_a_column():
+    """A role added to the table fails here until the role table gives it a column."""
+    assert {role for _, role, _, _ in ACCOUNTS.values()} == set(permissions.ROLES)
+    assert set(ACCOUNTS) | {"anonymous"} == set(ROLES)
+
+
+@pytest.mark.asyncio
+async def test_auditor_reads_the_audit_log_of_its_reach(api, ctx, sandbox):
+    """A bound auditor reads the entries of its center's administrators; an unbound one all."""
+    env = await role_env(api, ctx)
+    for column, department in (("center_admin_a", DEPT_A), ("center_admin_b", DEPT_B)):
+        status, _ = await api(
+            "PUT",
+            f"/admin/api/departments/{department}",
+            {"name": "改名"},
+            token=env.tokens[column],
+        )
+        assert status == 200, column
+
+    async def authors(column: str) -> set[str]:
+        status, page = await api(
+            "GET", "/admin/api/audit-log?action=department.update", token=env.tokens[column]
+        )
+        assert status == 200, page
+        return {entry["username"] for entry in page["items"]}
+
+    assert await authors("auditor") == {"role_ca_a", "role_ca_b"}
+    assert await authors("auditor_a") == {"role_ca_a"}
+
+
+@pytest.mark.asyncio
+async def test_superadmin_bound_to_a_center_acts_within_it(api, ctx, sandbox):
+    """The table's reach for a center's superadmin: its center's accounts and rows; nothing
+    that belongs to every center (the WeChat configuration, partner keys, unbound accounts)."""
+    env = await role_env(api, ctx)
+    await env.db(create_admin, "role_super_a", PASSWORD, "superadmin", CENTER_A)
+    token = await _login(api, "role_super_a")
+    me = (await api("GET", "/admin/api/me", token=token))[1]
+    assert "wechat_config.write" not in me["permissions"] and "admins.manage" in me["permissions"]
+    put = await api("PUT", "/admin/api/wechat-config", {"env_version": "trial"}, token=token)
+    assert put[0] == 403
+    assert (await api("POST", "/admin/api/partners", {"name": "x"}, token=token))[0] == 403
+    status, page = await api("GET", "/admin/api/admins", token=token)
+    assert status == 200
+    assert {a["center"] for a in page["items"]} == {CENTER_A}
+    assert (await api("GET", "/admin/api/admins/role_ca_b", token=token))[0] == 404
+    new = {"username": "new_a", "password": PASSWORD, "role": "viewer"}
+    assert (await api("POST", "/admin/api/admins", new, token=token))[0] == 403
+    new["center"] = CENTER_A
+    assert (await api("POST", "/admin/api/admins", new, token=token))[0] == 201
+    change = {"center": CENTER_B}
+    assert (await api("PUT", "/admin/api/admins/new_a", change, token=token))[0] == 403

@@ -21,7 +21,6 @@ from tests.test_admin_roles import (
     Setup,
     everyone,
     expect,
-    read_b,
     role_env,
     run_table,
     superadmin_only,
@@ -90,6 +89,11 @@ def unrated_case_in(place: str) -> Setup:
         return {"target": case_no}
 
     return setup
+
+
+def read_b() -> dict[str, int]:
+    """A ticket or rating of center B: out of reach of A's admins and of A's auditor."""
+    return expect(200, center_admin_a=404, handler_a=404, auditor_a=404)
 
 
 def staff_of_a(status: int) -> dict[str, int]:

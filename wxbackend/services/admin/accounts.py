@@ -2,10 +2,12 @@
 
 The command line uses :func:`create_admin` and :func:`create_partner` (raising
 :class:`AccountError`). The admin API (``/admin/api/admins``) uses :func:`list_admins`,
-:func:`add_admin`, :func:`update_admin` and :func:`disable_admin`, which apply the stricter
-scope rules of :func:`resolve_scope`, write the audit log in the same transaction and raise
-contract errors. They run on the database thread; the caller ends the admin's sessions
-(``admin_auth.revoke_all``) after they return.
+:func:`add_admin`, :func:`update_admin` and :func:`disable_admin`, which also keep to the
+acting admin's reach (``admins.manage`` of the permission table: an account bound to a center
+beyond it is 404, binding one there 403), write the audit log in the same transaction and
+raise contract errors. Both check a role and its binding with :func:`resolve_scope`, from the
+permission table's roles. They run on the database thread; the caller ends the admin's
+sessions (``admin_auth.revoke_all``) after they return.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from typing import Any
 
 import peewee
 
-from models.access import ADMIN_ROLES, Admin, Partner
+from models.access import Admin, Partner
 from models.catalog import Center, Department
 from wxbackend import errors
 from wxbackend.db import database
 from wxbackend.security import FieldCipher, hash_password
-from wxbackend.services.admin import passwords
+from wxbackend.services.admin import passwords, permissions, scope
 from wxbackend.services.admin.audit import Actor, record
+from wxbackend.services.admin.permissions import Binding, Target
+from wxbackend.services.admin.sessions import Principal
 from wxbackend.timefmt import iso
 
+MANAGE = "admins.manage"
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 
 
@@ -49,27 +54,13 @@ def create_admin(
     center_code: str | None = None,
     department_code: str | None = None,
 ) -> Admin:
-    """A new administrator with an scrypt password hash.
-
-    ``department_code`` (handlers) also sets the center to the department's; a center given
-    as well must be that one.
-    """
+    """A new administrator with an scrypt password hash, bound as :func:`resolve_scope` says
+    (a department also sets the center to the department's; a center given as well must be
+    that one)."""
     if not USERNAME.match(username):
         raise AccountError("username: 3–64 letters, digits or _.@-")
     _check_password(password)
-    if role not in ADMIN_ROLES:
-        raise AccountError(f"role: one of {', '.join(ADMIN_ROLES)}")
-    center = None
-    if center_code:
-        center = Center.get_or_none(Center.code == center_code)
-        if center is None:
-            raise AccountError(f"center: unknown center {center_code!r}")
-    elif role == "center_admin":
-        raise AccountError("center: a center_admin needs --center")
-    department = None
-    if department_code:
-        department = _department_in(department_code, center)
-        center = department.center
+    center, department = resolve_scope(role, center_code, department_code)
     if Admin.select().where(Admin.username == username).exists():
         raise AccountError(f"username: {username!r} exists")
     return Admin.create(
@@ -119,27 +110,28 @@ def create_partner(name: str, cipher: FieldCipher) -> PartnerKey:
 def resolve_scope(
     role: str, center_code: str | None, department_code: str | None
 ) -> tuple[Center | None, Department | None]:
-    """The (center, department) of an admin of ``role``, by the admin API's rules: a
-    ``center_admin`` needs a center; a ``handler`` needs a department (their center is the
-    department's; a center given too must match); only handlers have a department; a
-    ``viewer`` or ``superadmin`` may have a center (then they see only it). AccountError
-    otherwise."""
-    if role not in ADMIN_ROLES:
-        raise AccountError(f"role: one of {', '.join(ADMIN_ROLES)}")
+    """The (center, department) of an admin of ``role``, by the role's binding in the
+    permission table: bound to a department (a handler: their center is the department's; a
+    center given too must match), to exactly one center (a center_admin), or optionally to a
+    center (then they see only it); only a department-bound role has a department.
+    AccountError otherwise."""
+    spec = permissions.ROLES.get(role)
+    if spec is None:
+        raise AccountError(f"role: one of {', '.join(permissions.ROLES)}")
     center = None
     if center_code:
         center = Center.get_or_none(Center.code == center_code)
         if center is None:
             raise AccountError(f"center: unknown center {center_code!r}")
-    if role == "handler":
+    if spec.binding is Binding.DEPARTMENT:
         if not department_code:
-            raise AccountError("department: a handler needs a department")
+            raise AccountError(f"department: a {role} needs a department")
         department = _department_in(department_code, center)
         return department.center, department
     if department_code:
-        raise AccountError("department: only a handler has a department")
-    if role == "center_admin" and center is None:
-        raise AccountError("center: a center_admin needs a center")
+        raise AccountError(f"department: a {role} has no department")
+    if spec.binding is Binding.CENTER and center is None:
+        raise AccountError(f"center: a {role} needs a center")
     return center, None
 
 
@@ -155,8 +147,28 @@ def admin_view(admin: Admin) -> dict[str, Any]:
     }
 
 
-def list_admins() -> list[dict[str, Any]]:
-    """Every administrator, disabled ones included, by username."""
+def me_view(principal: Principal) -> dict[str, Any]:
+    """``GET /me``: the caller, their reach and the permissions the console shows."""
+    admin = Admin.get_by_id(principal.admin_id)
+    role = permissions.ROLES.get(principal.role)
+    return {
+        "id": str(admin.id),
+        "username": admin.username,
+        "role": admin.role,
+        "role_label": role.label if role is not None else admin.role,
+        "center": _code(admin.center),
+        "department": _code(admin.department),
+        "center_id": str(admin.center_id) if admin.center_id else None,
+        "department_id": str(admin.department_id) if admin.department_id else None,
+        "staff_no": None,  # accounts are not linked to staff yet
+        "permissions": permissions.granted(principal),
+        "roles": permissions.role_labels(),
+    }
+
+
+def list_admins(principal: Principal) -> list[dict[str, Any]]:
+    """Every administrator within the principal's reach, disabled ones included, by
+    username."""
     query = (
         Admin.select(Admin, Center, Department)
         .join(Center, peewee.JOIN.LEFT_OUTER, on=Admin.center == Center.id)
@@ -164,25 +176,31 @@ def list_admins() -> list[dict[str, Any]]:
         .join(Department, peewee.JOIN.LEFT_OUTER, on=Admin.department == Department.id)
         .order_by(Admin.username)
     )
-    return [admin_view(a) for a in query]
+    return [admin_view(a) for a in scope.scoped(query, principal, MANAGE, center=Admin.center)]
 
 
-def get_admin(username: str) -> dict[str, Any]:
-    return admin_view(_admin(username))
+def get_admin(principal: Principal, username: str) -> dict[str, Any]:
+    """One administrator (404 when missing or beyond the principal's reach)."""
+    return admin_view(_admin(principal, username))
 
 
-def _admin(username: str) -> Admin:
+def _admin(principal: Principal, username: str) -> Admin:
     admin = Admin.get_or_none(Admin.username == username)
-    if admin is None:
+    if admin is None or not permissions.allows(principal, MANAGE, Target(admin.center_id)):
         raise errors.NotFound(f"No administrator {username!r}.")
     return admin
+
+
+def _may_bind(principal: Principal, center: Center | None) -> None:
+    """403 unless an account bound to ``center`` (None: every center) lies within reach."""
+    permissions.authorize(principal, MANAGE, Target(center.id if center else None))
 
 
 def _invalid(exc: AccountError) -> errors.ContractError:
     return errors.InvalidField(str(exc), field=exc.field)
 
 
-def add_admin(actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
+def add_admin(principal: Principal, actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /admins``: a new admin (audited ``admin.create``); 409 ``exists`` when the
     username is taken, 422 ``invalid_field`` for a bad value."""
     with database.atomic():
@@ -192,6 +210,7 @@ def add_admin(actor: Actor, body: dict[str, Any]) -> dict[str, Any]:
             center, department = resolve_scope(
                 body["role"], body.get("center"), body.get("department")
             )
+            _may_bind(principal, center)
             admin = create_admin(
                 body["username"],
                 body["password"],
@@ -230,14 +249,16 @@ def _guard_last_superadmin(admin: Admin, role: str, disabled: bool) -> None:
         raise errors.LastSuperadmin()
 
 
-def update_admin(actor: Actor, username: str, changes: dict[str, Any]) -> tuple[dict, int]:
+def update_admin(
+    principal: Principal, actor: Actor, username: str, changes: dict[str, Any]
+) -> tuple[dict, int]:
     """``PUT /admins/{username}``: change role, center, department, disabled and/or password
     (null clears center or department). Returns (the admin's view, their id) — the caller ends
     their sessions. Leaving the handler role drops the department. 409 ``last_superadmin``
     when this would leave no active superadmin. Audited ``admin.update`` with the names of
     the changed fields (never the password)."""
     with database.atomic():
-        admin = _admin(username)
+        admin = _admin(principal, username)
         role = changes.get("role", admin.role)
         center_code = changes["center"] if "center" in changes else _code(admin.center)
         if "department" in changes:
@@ -254,6 +275,7 @@ def update_admin(actor: Actor, username: str, changes: dict[str, Any]) -> tuple[
                 _check_password(changes["password"])
         except AccountError as exc:
             raise _invalid(exc) from None
+        _may_bind(principal, center)
         disabled = changes.get("disabled", admin.disabled)
         _guard_last_superadmin(admin, role, disabled)
         new = {
@@ -284,11 +306,11 @@ def update_admin(actor: Actor, username: str, changes: dict[str, Any]) -> tuple[
     return view, admin.id
 
 
-def disable_admin(actor: Actor, username: str) -> int:
+def disable_admin(principal: Principal, actor: Actor, username: str) -> int:
     """``DELETE /admins/{username}``: disable the account (the row stays for the audit log);
     returns its id. Idempotent; 409 ``last_superadmin`` for the last active superadmin."""
     with database.atomic():
-        admin = _admin(username)
+        admin = _admin(principal, username)
         if not admin.disabled:
             _guard_last_superadmin(admin, admin.role, True)
             Admin.update(disabled=True).where(Admin.id == admin.id).execute()

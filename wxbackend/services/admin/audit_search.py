@@ -5,6 +5,9 @@ Filters: ``action`` (exact, e.g. ``admin.update``; or a prefix ending in ``.`` s
 inclusive, ``to`` exclusive), ``cursor`` (the ``next_cursor`` of the previous page) and
 ``limit`` (1–200, default 50). Keyset pagination on the entry id, which grows with time, so a
 page never repeats or skips an entry while new ones arrive.
+
+Reach (``audit.read``): a reader bound to a center sees the entries written by the
+administrators of that center; an unbound one every entry.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from models.access import Admin
 from models.audit import AuditEntry
 from wxbackend import errors
+from wxbackend.services.admin import scope
+from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.common import query_args
 from wxbackend.timefmt import iso
 
@@ -77,10 +83,15 @@ def entry_view(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def search(q: AuditQuery) -> dict[str, Any]:
-    """One page, newest first: ``{items, next_cursor}`` (next_cursor None on the last page).
-    Synchronous: run it on the database thread."""
+def search(principal: Principal, q: AuditQuery) -> dict[str, Any]:
+    """One page of the entries within the principal's reach, newest first: ``{items,
+    next_cursor}`` (next_cursor None on the last page). Synchronous: run it on the database
+    thread."""
     query = AuditEntry.select()
+    center_id = scope.center_filter(principal, "audit.read")
+    if center_id is not None:
+        authors = Admin.select(Admin.id).where(Admin.center == center_id)
+        query = query.where(AuditEntry.admin_id.in_(authors))
     if q.action:
         if q.action.endswith("."):
             query = query.where(AuditEntry.action.startswith(q.action))

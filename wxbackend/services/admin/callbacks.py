@@ -51,7 +51,7 @@ def callback_case(principal: Principal, case_no: str) -> int:
     case = Case.get_or_none(Case.case_no == case_no)
     if case is None:
         raise errors.NotFound("No such case.")
-    scope.ensure_visible(principal, case.center_id, case.department_id)
+    scope.ensure_visible(principal, "callback.record", case.center_id, case.department_id)
     return case.id
 
 

@@ -124,8 +124,8 @@ def record_export(actor: Actor, principal: Principal, query: ExportQuery) -> Non
         "from": query.first,
         "to": query.last,
         "format": query.format,
-        "center_id": scope.center_filter(principal),
-        "department_id": scope.department_filter(principal),
+        "center_id": scope.center_filter(principal, "export"),
+        "department_id": scope.department_filter(principal, "export"),
     }
     with database.atomic():
         record(actor, "evaluations.export", "export", query.format, detail)
@@ -178,7 +178,7 @@ def _select(principal: Principal, query: ExportQuery) -> peewee.Select:
             Evaluation, approver, peewee.JOIN.LEFT_OUTER, on=(Evaluation.approver == approver.id)
         )
     )
-    where = scope.where_clauses(principal, Evaluation.center, Evaluation.department)
+    where = scope.where_clauses(principal, "export", Evaluation.center, Evaluation.department)
     if query.start is not None:
         where.append(Evaluation.created_at >= query.start)
     if query.end is not None:

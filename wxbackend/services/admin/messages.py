@@ -54,7 +54,9 @@ def list_messages(principal: Principal, arg: Callable[[str], str | None]) -> dic
 def scoped_messages(query: peewee.Select, principal: Principal) -> peewee.Select:
     """Messages of the cases in the principal's scope (unconfined admins also see messages
     without a case)."""
-    return scope.scoped(query, principal, center=Case.center, department=Case.department)
+    return scope.scoped(
+        query, principal, "messages.read", center=Case.center, department=Case.department
+    )
 
 
 def _attempt_counts(ids: list[int]) -> dict[int, int]:

@@ -50,6 +50,7 @@ from wxbackend.db import database
 from wxbackend.security import FieldCipher
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
+from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.cases.scan import parse_id
@@ -64,6 +65,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REPLY_MAX_CHARS = 500
 REASON_MAX_CHARS = 200
+#: The permission whose reach bounds what an admin sees of the ratings.
+READ = "evaluations.read"
 
 
 # --------------------------------------------------------------------------- the listing
@@ -128,7 +131,7 @@ def list_evaluations(principal: Principal, query: EvaluationQuery) -> dict[str, 
     """One page of the admin listing: ``{items, next_cursor}``."""
     rows = _with_case_no(Evaluation.select(Evaluation, Case.case_no))
     rows = scope.scoped(
-        rows.switch(Evaluation), principal, Evaluation.center, Evaluation.department
+        rows.switch(Evaluation), principal, READ, Evaluation.center, Evaluation.department
     )
     if query.center is not None:
         rows = rows.where(Evaluation.center == _id_of(Center.code, query.center))
@@ -246,7 +249,7 @@ def _visible_evaluation(principal: Principal, evaluation_id: Any) -> Evaluation:
         )
     if found is None:
         raise errors.NotFound("No such evaluation.")
-    scope.ensure_visible(principal, found.center_id, found.department_id)
+    scope.ensure_visible(principal, READ, found.center_id, found.department_id)
     return found
 
 
@@ -255,9 +258,9 @@ def admin_view_of(principal: Principal, evaluation_id: Any) -> dict[str, Any]:
     return admin_views([_visible_evaluation(principal, evaluation_id)])[0]
 
 
-def _writable_evaluation(principal: Principal, evaluation_id: Any) -> Evaluation:
+def _writable_evaluation(principal: Principal, evaluation_id: Any, action: str) -> Evaluation:
     evaluation = _visible_evaluation(principal, evaluation_id)
-    scope.ensure_writable(principal, evaluation.center_id)
+    authorize(principal, action, Target(evaluation.center_id, evaluation.department_id))
     return evaluation
 
 
@@ -284,7 +287,7 @@ def add_reply(
     if not 1 <= len(body) <= REPLY_MAX_CHARS:
         raise errors.InvalidField(f"A reply has 1 to {REPLY_MAX_CHARS} characters.", field="text")
     with database.atomic():
-        evaluation = _writable_evaluation(principal, evaluation_id)
+        evaluation = _writable_evaluation(principal, evaluation_id, "evaluations.reply")
         reply = Reply.create(
             evaluation=evaluation.id, text=body, admin_id=actor.admin_id, created_at=now
         )
@@ -314,7 +317,7 @@ def moderate(
     if not visible and why is None:
         raise errors.InvalidField("Hiding a comment needs a reason.", field="reason")
     with database.atomic():
-        evaluation = _writable_evaluation(principal, evaluation_id)
+        evaluation = _writable_evaluation(principal, evaluation_id, "evaluations.moderate")
         if evaluation.comment is None:
             raise errors.InvalidTransition("This rating has no comment to moderate.")
         status = "visible" if visible else "hidden"

@@ -29,10 +29,6 @@ class Principal:
     center_id: int | None
     department_id: int | None
 
-    @property
-    def is_superadmin(self) -> bool:
-        return self.role == "superadmin"
-
 
 def _principal(admin: Admin) -> Principal:
     return Principal(admin.id, admin.username, admin.role, admin.center_id, admin.department_id)

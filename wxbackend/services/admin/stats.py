@@ -116,8 +116,8 @@ def month_range(text: str | None) -> tuple[str, Any, Any]:
 def admin_scope(principal: Principal, query: public.StatsQuery) -> public.Scope:
     """The public scope of ``query`` (codes, range) narrowed to what ``principal`` sees."""
     wanted = public.resolve_scope(query)
-    center_id = scope.center_filter(principal)
-    department_id = scope.department_filter(principal)
+    center_id = scope.center_filter(principal, "stats.read")
+    department_id = scope.department_filter(principal, "stats.read")
     empty = wanted.empty
     if center_id is not None and wanted.center_id not in (None, center_id):
         empty = True
@@ -227,7 +227,7 @@ def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dic
         .group_by(Evaluation.window_staff)
         .tuples()
     )
-    terms = scope.where_clauses(principal, Evaluation.center, Evaluation.department)
+    terms = scope.where_clauses(principal, "stats.read", Evaluation.center, Evaluation.department)
     if terms:
         per_staff = per_staff.where(*terms)
     counts = {staff_id: (n, stars, bad_n or 0) for staff_id, n, stars, bad_n in per_staff}

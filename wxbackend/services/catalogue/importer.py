@@ -321,12 +321,6 @@ def key_field(section: str) -> str:
     return _FIELDS[section][0]
 
 
-def row_fields(section: str) -> tuple[str, ...]:
-    """Every field a row of ``section`` may carry in the catalogue file (required first)."""
-    _, required, optional = _FIELDS[section]
-    return required + optional
-
-
 # --------------------------------------------------------------------------- references
 
 

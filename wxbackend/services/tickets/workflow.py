@@ -29,10 +29,9 @@ A ticket is opened with its rating (``tickets.opening.open_ticket``); from then 
   the note ≤ :data:`NOTE_MAX_CHARS` characters) and an audit entry (``ticket.<step>``, without
   the note: it may name people) written in the same transaction. A step applies with a
   compare-and-set on the status, so two admins racing cannot both move a ticket.
-* **Who**: reading — every role within its scope (a handler sees only their department's
-  tickets, a center_admin only their center's); a ticket out of scope is 404. Steps — a handler
-  of the department, the center_admin of the center, a superadmin; viewers never (the handler
-  classes gate the roles).
+* **Who**: the permission table (``services/admin/permissions.py``): ``tickets.read`` bounds
+  what an admin sees (a ticket beyond it is 404), :data:`STEP_PERMISSIONS` names what each
+  step needs (403 without it, on the ticket's center and department).
 
 The synchronous functions run on the database thread; :func:`act` runs a step and republishes
 the public rating (its ``ticket_status`` changed) on the live channel.
@@ -57,6 +56,7 @@ from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
+from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
@@ -202,7 +202,9 @@ def views_of(tickets: list[Ticket], now: datetime) -> list[dict[str, Any]]:
 def list_tickets(principal: Principal, query: TicketQuery, now: datetime) -> dict[str, Any]:
     """``GET /tickets``: the principal's tickets, newest first, keyset pagination on the id."""
     rows = _with_case_no(Ticket.select(Ticket, Case.case_no))
-    rows = scope.scoped(rows, principal, center=Ticket.center, department=Ticket.department)
+    rows = scope.scoped(
+        rows, principal, "tickets.read", center=Ticket.center, department=Ticket.department
+    )
     if query.status is not None:
         rows = rows.where(Ticket.status == query.status)
     if query.overdue is not None:
@@ -224,7 +226,7 @@ def _visible_ticket(principal: Principal, ticket_id: Any) -> Ticket:
     )
     if ticket is None:
         raise errors.NotFound("No such ticket.")
-    scope.ensure_visible(principal, ticket.center_id, ticket.department_id)
+    scope.ensure_visible(principal, "tickets.read", ticket.center_id, ticket.department_id)
     return ticket
 
 
@@ -279,6 +281,8 @@ def _apply(
     ``invalid_transition``), compare-and-set the status, the event, the audit entry."""
     with database.atomic():
         ticket = _visible_ticket(principal, ticket_id)
+        target = Target(ticket.center_id, ticket.department_id)
+        authorize(principal, STEP_PERMISSIONS[step], target)
         change = plan(ticket)
         columns = dict(change.fields)
         columns["status"] = change.status
@@ -438,6 +442,15 @@ def decide_appeal(
     return _apply(principal, actor, ticket_id, "appeal_decide", plan, now)
 
 
+#: The permission (services/admin/permissions.py) each step needs; the handlers gate on it.
+STEP_PERMISSIONS: dict[str, str] = {
+    "verify": "tickets.work",
+    "rectify": "tickets.work",
+    "callback": "tickets.work",
+    "close": "tickets.work",
+    "appeal": "tickets.appeal",
+    "appeal_decide": "tickets.decide_appeal",
+}
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "verify": verify,
     "rectify": rectify,

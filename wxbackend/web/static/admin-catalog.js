@@ -66,7 +66,7 @@
     var listBox = A.box(spec.label + "列表");
     var listBody = el("div");
     listBox.appendChild(listBody);
-    var canWrite = A.can("superadmin") || (name !== "centers" && A.can("center_admin"));
+    var canWrite = A.can(name === "centers" ? "centers.write" : "catalogue.write");
 
     function reload() {
       var columns = spec.columns.map(function (c) {
@@ -164,18 +164,18 @@
   }
 
   function renderAdmins(content) {
-    content.appendChild(A.heading("管理员", "角色：超级管理员 > 中心管理员（一个中心）> 处理人员（一个部门的工单）> 查看人员。"));
+    content.appendChild(A.heading("管理员", "每个角色可做的操作与范围（一个部门、一个中心或全部中心）由服务端的权限表决定。"));
     var listBox = A.box("管理员列表");
     var listBody = el("div");
     listBox.appendChild(listBody);
     var create = A.box("新增管理员");
-    var roles = Object.keys(A.ROLE_NAMES).map(function (r) { return [r, A.ROLE_NAMES[r]]; });
+    var roles = (A.me().roles || []).map(function (r) { return [r.role, r.label]; });
     create.appendChild(A.form([
       { name: "username", label: "用户名", required: true, maxlength: 64 },
       { name: "password", label: "初始密码", type: "password", required: true, maxlength: 256 },
-      { name: "role", label: "角色", type: "select", options: roles, value: "viewer" },
-      { name: "center", label: "中心编码（中心管理员、处理人员必填）", maxlength: 64 },
-      { name: "department", label: "部门编码（处理人员必填）", maxlength: 64 },
+      { name: "role", label: "角色", type: "select", options: roles },
+      { name: "center", label: "中心编码（按角色需要；留空为全部中心）", maxlength: 64 },
+      { name: "department", label: "部门编码（绑定部门的角色必填）", maxlength: 64 },
     ], "新增", function (v) {
       return A.api("POST", "/admins", v).then(function () { reload(); return "已新增。"; });
     }, { reset: true }));
@@ -185,7 +185,7 @@
     function reload() {
       A.pagedTable(WXB.clear(listBody), [
         { label: "用户名", key: "username" },
-        { label: "角色", value: function (r) { return A.ROLE_NAMES[r.role] || r.role; } },
+        { label: "角色", value: function (r) { return A.roleLabel(r.role); } },
         { label: "中心", key: "center" },
         { label: "部门", key: "department" },
         { label: "已停用", key: "disabled" },
@@ -202,7 +202,7 @@
     reload();
   }
 
-  A.section({ id: "catalog", label: "目录管理", render: renderCatalog });
-  A.section({ id: "partners", label: "合作方密钥", roles: ["superadmin"], render: renderPartners });
-  A.section({ id: "admins", label: "管理员", roles: ["superadmin"], render: renderAdmins });
+  A.section({ id: "catalog", label: "目录管理", permission: "catalogue.read", render: renderCatalog });
+  A.section({ id: "partners", label: "合作方密钥", permission: "partners.manage", render: renderPartners });
+  A.section({ id: "admins", label: "管理员", permission: "admins.manage", render: renderAdmins });
 })();

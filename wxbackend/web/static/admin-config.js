@@ -68,9 +68,10 @@
     var edit = A.box("修改配置");
     var hist = A.box("修改历史");
     content.appendChild(now);
-    content.appendChild(test);
-    if (A.can("superadmin")) content.appendChild(edit);
-    if (A.can("superadmin")) content.appendChild(hist);
+    var writer = A.can("wechat_config.write");
+    if (writer) content.appendChild(test);
+    if (writer) content.appendChild(edit);
+    if (writer) content.appendChild(hist);
 
     var note = A.status();
     test.appendChild(el("p", { className: "hint", text: "用当前配置向微信获取一次 access_token。" }));
@@ -92,9 +93,9 @@
 
     function reload(keepForm) {
       current(WXB.clear(nowBody)).then(function (cfg) {
-        if (!keepForm) WXB.clear(editBody).appendChild(editForm(cfg, reload));
+        if (writer && !keepForm) WXB.clear(editBody).appendChild(editForm(cfg, reload));
       });
-      if (A.can("superadmin")) {
+      if (writer) {
         A.pagedTable(WXB.clear(histBody), [
           { label: "版本", key: "version" },
           { label: "修改的项目", value: function (r) { return (r.changed_fields || []).join("、"); } },
@@ -106,5 +107,5 @@
     reload();
   }
 
-  A.section({ id: "wechat", label: "微信配置", roles: ["superadmin", "center_admin", "viewer"], render: render });
+  A.section({ id: "wechat", label: "微信配置", permission: "wechat_config.read", render: render });
 })();

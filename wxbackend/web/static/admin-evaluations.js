@@ -1,5 +1,6 @@
-/* 评价管理: GET /admin/api/evaluations (filters, cursor), reply, moderate, reveal (superadmin,
- * audited), and POST /admin/api/callback-evaluations (回访评价 taken by phone / SMS). */
+/* 评价管理: GET /admin/api/evaluations (filters, cursor), reply, moderate, reveal (audited),
+ * and POST /admin/api/callback-evaluations (回访评价 taken by phone / SMS); each shown only
+ * with its permission from /admin/api/me. */
 "use strict";
 
 (function () {
@@ -36,7 +37,7 @@
       holder.appendChild(build());
     }
     var path = "/evaluations/" + encodeURIComponent(e.id);
-    if (A.can("superadmin", "center_admin")) {
+    if (A.can("evaluations.reply")) {
       box.appendChild(A.button("公开回复", function () {
         toggle("reply", function () {
           return A.form([{ name: "text", label: "回复内容（将公开显示）", type: "textarea", required: true, maxlength: 500 }], "发布回复", function (v) {
@@ -44,6 +45,8 @@
           });
         });
       }));
+    }
+    if (A.can("evaluations.moderate")) {
       var hide = e.comment_status !== "hidden";
       box.appendChild(A.button(hide ? "隐藏评论" : "恢复显示", function () {
         toggle("moderate", function () {
@@ -53,7 +56,7 @@
         });
       }));
     }
-    if (A.can("superadmin") && e.channel !== "default") {
+    if (A.can("evaluations.reveal") && e.channel !== "default") {
       var revealed = el("span", { className: "revealed" });
       box.appendChild(A.button("查看实名", function () {
         if (!window.confirm("查看评价人真实姓名将记入审计日志，确定继续？")) return;
@@ -67,7 +70,7 @@
   }
 
   function render(content) {
-    content.appendChild(A.heading("评价管理", "查看全部评价（含待审核、已隐藏的评论）、公开回复、审核评论；查看实名仅限超级管理员且记入审计日志。"));
+    content.appendChild(A.heading("评价管理", "查看全部评价（含待审核、已隐藏的评论）、公开回复、审核评论；查看实名记入审计日志。"));
     var channels = [["", "全部渠道"]].concat(Object.keys(WXB.CHANNELS).map(function (k) { return [k, WXB.CHANNELS[k]]; }));
     var statuses = [["", "全部评论状态"]].concat(Object.keys(COMMENT_STATUS).map(function (k) { return [k, COMMENT_STATUS[k]]; }));
     var filters = {};
@@ -105,7 +108,7 @@
     }
     reload();
 
-    if (A.can("superadmin", "center_admin", "handler")) {
+    if (A.can("callback.record")) {
       var callback = A.box("录入回访评价（电话 / 短信）");
       callback.appendChild(el("p", { className: "hint", text: "仅用于群众尚未自行评价的办件；会取代系统默认评价；差评将自动生成工单。指标代码用逗号分隔，例如 poor_attitude,long_queue。" }));
       callback.appendChild(A.form([
@@ -126,5 +129,5 @@
     }
   }
 
-  A.section({ id: "evaluations", label: "评价管理", render: render });
+  A.section({ id: "evaluations", label: "评价管理", permission: "evaluations.read", render: render });
 })();

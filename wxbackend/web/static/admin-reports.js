@@ -117,7 +117,7 @@
     reload();
   }
 
-  A.section({ id: "stats", label: "统计分析", render: renderStats });
-  A.section({ id: "export", label: "数据导出", render: renderExport });
-  A.section({ id: "audit", label: "审计日志", roles: ["superadmin", "viewer"], render: renderAudit });
+  A.section({ id: "stats", label: "统计分析", permission: "stats.read", render: renderStats });
+  A.section({ id: "export", label: "数据导出", permission: "export", render: renderExport });
+  A.section({ id: "audit", label: "审计日志", permission: "audit.read", render: renderAudit });
 })();

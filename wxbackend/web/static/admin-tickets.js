@@ -5,28 +5,26 @@
 (function () {
   var el = WXB.el;
   var A = ADMIN;
-  var STAFF = ["superadmin", "center_admin", "handler"];
-
   var ACTIONS = [
-    { path: "verify", label: "核实", roles: STAFF, states: ["open"], fields: [
+    { path: "verify", label: "核实", permission: "tickets.work", states: ["open"], fields: [
       { name: "valid", label: "核实结果", type: "select", options: [["true", "差评属实"], ["false", "差评无效"]] },
       { name: "note", label: "核实说明", type: "textarea" },
     ], body: function (v) { return { valid: v.valid === "true", note: v.note || "" }; } },
-    { path: "rectify", label: "整改反馈", roles: STAFF, states: ["verified"], fields: [
+    { path: "rectify", label: "整改反馈", permission: "tickets.work", states: ["verified"], fields: [
       { name: "note", label: "整改情况", type: "textarea", required: true },
     ], body: function (v) { return { note: v.note }; } },
-    { path: "callback", label: "回访", roles: STAFF, states: ["rectified"], fields: [
+    { path: "callback", label: "回访", permission: "tickets.work", states: ["rectified"], fields: [
       { name: "channel", label: "回访方式", type: "select", options: [["phone", "电话"], ["sms", "短信"], ["wechat", "微信"]] },
       { name: "satisfied", label: "群众是否满意", type: "select", options: [["true", "满意"], ["false", "不满意（退回重新整改）"]] },
       { name: "note", label: "回访记录", type: "textarea" },
     ], body: function (v) { return { channel: v.channel, satisfied: v.satisfied === "true", note: v.note || "" }; } },
-    { path: "close", label: "办结", roles: STAFF, states: ["called_back"], fields: [
+    { path: "close", label: "办结", permission: "tickets.work", states: ["called_back"], fields: [
       { name: "note", label: "办结说明", type: "textarea" },
     ], body: function (v) { return v.note ? { note: v.note } : {}; } },
-    { path: "appeal", label: "申诉", roles: ["center_admin", "handler"], states: ["open", "verified"], fields: [
+    { path: "appeal", label: "申诉", permission: "tickets.appeal", states: ["open", "verified"], fields: [
       { name: "reason", label: "申诉理由（恶意或误评）", type: "textarea", required: true },
     ], body: function (v) { return { reason: v.reason }; } },
-    { path: "appeal/decide", label: "申诉裁决", roles: ["superadmin", "center_admin"], appeal: true, fields: [
+    { path: "appeal/decide", label: "申诉裁决", permission: "tickets.decide_appeal", appeal: true, fields: [
       { name: "upheld", label: "裁决", type: "select", options: [["true", "申诉成立（差评无效，不计入人员统计）"], ["false", "申诉不成立"]] },
       { name: "note", label: "裁决说明", type: "textarea" },
     ], body: function (v) { return { upheld: v.upheld === "true", note: v.note || "" }; } },
@@ -54,7 +52,7 @@
     var formHolder = el("div");
     var shown = null;
     ACTIONS.forEach(function (action) {
-      if (!A.can.apply(null, action.roles)) return;
+      if (!A.can(action.permission)) return;
       if (action.appeal ? ticket.appeal_status !== "pending" : action.states.indexOf(ticket.status) < 0) return;
       box.appendChild(A.button(action.label, function () {
         WXB.clear(formHolder);
@@ -104,5 +102,5 @@
     reload();
   }
 
-  A.section({ id: "tickets", label: "差评工单", render: render });
+  A.section({ id: "tickets", label: "差评工单", permission: "tickets.read", render: render });
 })();

@@ -1,6 +1,10 @@
 /* 管理后台 core: the admin API client (cookie session + X-XSRFToken), login, navigation, and
  * small UI builders (tables, forms, paged lists) the section files use.
  *
+ * What the caller may do comes from GET /admin/api/me (`permissions`, the actions of the
+ * server's permission table): sections and buttons ask ADMIN.can("tickets.work"); the console
+ * never names a role.
+ *
  * The session is the HttpOnly cookie set by POST /admin/api/login; the token in its answer is
  * deliberately not kept. Writes echo the _xsrf cookie in X-XSRFToken. Sections register with
  * ADMIN.section({...}) from their own files; admin-start.js starts the console. */
@@ -11,7 +15,6 @@ var ADMIN = (function () {
   var $ = function (id) { return document.getElementById(id); };
   var sections = [];
   var me = null;
-  var ROLE_NAMES = { superadmin: "超级管理员", center_admin: "中心管理员", handler: "处理人员", viewer: "查看人员" };
 
   function xsrf() {
     var match = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
@@ -29,13 +32,20 @@ var ADMIN = (function () {
       body: body !== null && body !== undefined ? JSON.stringify(body) : (method === "GET" ? undefined : ""),
     }).catch(function (err) {
       if (err.status === 401 && path !== "/login") showLogin("登录已失效，请重新登录。");
-      if (err.status === 403 && err.code === "forbidden") err.message = "当前角色无权执行此操作。" + err.message;
+      if (err.status === 403 && err.code === "forbidden") err.message = "当前账号无权执行此操作。" + err.message;
       throw err;
     });
   }
 
-  function can() {
-    return me && Array.prototype.indexOf.call(arguments, me.role) >= 0;
+  /* can("tickets.work"): may the caller do this action somewhere in their reach? */
+  function can(action) {
+    return Boolean(me && (me.permissions || []).indexOf(action) >= 0);
+  }
+
+  /* The role with its label of a role code (from /me's roles). */
+  function roleLabel(role) {
+    var found = ((me && me.roles) || []).filter(function (r) { return r.role === role; })[0];
+    return found ? found.label : role;
   }
 
   // ---- UI builders -----------------------------------------------------------------------
@@ -183,7 +193,7 @@ var ADMIN = (function () {
   }
 
   function visibleSections() {
-    return sections.filter(function (s) { return !s.roles || can.apply(null, s.roles); });
+    return sections.filter(function (s) { return !s.permission || can(s.permission); });
   }
 
   function open(id) {
@@ -207,7 +217,7 @@ var ADMIN = (function () {
     $("login-view").hidden = true;
     $("console-view").hidden = false;
     $("who").hidden = false;
-    $("who-name").textContent = who.username + "（" + (ROLE_NAMES[who.role] || who.role) + "）";
+    $("who-name").textContent = who.username + "（" + (who.role_label || who.role) + "）";
     var nav = WXB.clear($("nav"));
     visibleSections().forEach(function (s) {
       nav.appendChild(el("button", { type: "button", className: "nav-item", dataset: { section: s.id }, text: s.label, onclick: function () { open(s.id); } }));
@@ -248,6 +258,6 @@ var ADMIN = (function () {
   return {
     api: api, can: can, me: function () { return me; }, section: section, start: start,
     table: table, form: form, pagedTable: pagedTable, heading: heading, box: box, button: button,
-    status: status, say: say, cellValue: cellValue, ROLE_NAMES: ROLE_NAMES,
+    status: status, say: say, cellValue: cellValue, roleLabel: roleLabel,
   };
 })();
