@@ -28,6 +28,7 @@ class AdminLoginHandler(BaseHandler):
     }
 
     async def post(self) -> None:
+        self._refuse_cross_site()
         body = self.json_body(
             {"username": Field(str, required=True), "password": Field(str, required=True)}
         )
@@ -39,13 +40,28 @@ class AdminLoginHandler(BaseHandler):
             ADMIN_COOKIE,
             token,
             httponly=True,
-            secure=self.request.protocol == "https",
             samesite="Strict",
             expires_days=ttl / 86400,
             path="/admin",
         )
         self.xsrf_token  # noqa: B018 - sets the _xsrf cookie the console echoes back
         self.send({"token": token, "role": principal.role, "expires_in": ttl})
+
+    def _refuse_cross_site(self) -> None:
+        """Login CSRF: another site's page must not log a console into an account of its
+        choosing. A browser says where a request comes from (``Sec-Fetch-Site``, ``Origin``);
+        API clients send neither and are served."""
+        site = self.request.headers.get("Sec-Fetch-Site", "")
+        origin = self.request.headers.get("Origin")
+        if site == "cross-site" or (origin is not None and not self._same_origin(origin)):
+            raise errors.Forbidden("Log in from this server's own console.")
+
+    def _same_origin(self, origin: str) -> bool:
+        """``Origin`` names this server: as the client reached it (behind nginx the Host
+        header must be passed on) or as ``server.public_url`` says."""
+        here = f"{'https' if self.is_https() else 'http'}://{self.request.host}"
+        public = self.ctx.settings.server.public_url.rstrip("/")
+        return origin == here or (bool(public) and origin == public)
 
 
 class AdminLogoutHandler(AdminHandler):

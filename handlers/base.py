@@ -18,7 +18,7 @@ import tornado.web
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.citizens import auth as auth_service
-from wxbackend.services.common.clientaddr import client_address
+from wxbackend.services.common.clientaddr import client_address, is_https
 
 log = logging.getLogger("wxbackend.access")
 app_log = logging.getLogger("wxbackend")
@@ -174,6 +174,24 @@ class BaseHandler(tornado.web.RequestHandler):
             if not spec.accepts(data[name]):
                 raise errors.InvalidBody(f"Field {name} has the wrong type.", field=name)
         return data
+
+    def is_https(self) -> bool:
+        """The client's own connection is TLS (see :func:`clientaddr.is_https`)."""
+        server = self.ctx.settings.server
+        return is_https(
+            self.request.protocol,
+            self.request.remote_ip or "",
+            self.request.headers.get("X-Forwarded-Proto"),
+            server.trusted_proxies,
+            server.public_url,
+        )
+
+    def set_cookie(self, name: str, value: str | bytes, **kwargs: Any) -> None:  # type: ignore[override]
+        """Every cookie of ours is Secure when the client came over TLS (behind a proxy too)
+        and SameSite=Strict unless said otherwise: the console's ``_xsrf`` cookie included."""
+        kwargs["secure"] = self.is_https()
+        kwargs.setdefault("samesite", "Strict")
+        super().set_cookie(name, value, **kwargs)
 
     def client_ip(self) -> str:
         return client_address(

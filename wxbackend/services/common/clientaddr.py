@@ -40,3 +40,20 @@ def client_address(peer: str, forwarded_for: str | None, trusted_proxies: Sequen
         if not _trusted(hop, networks):
             return hop
     return hops[0] if hops else peer
+
+
+def is_https(
+    protocol: str,
+    peer: str,
+    forwarded_proto: str | None,
+    trusted_proxies: Sequence[str],
+    public_url: str = "",
+) -> bool:
+    """Did the client reach us over TLS? Directly (``protocol``), through a trusted proxy
+    that says so in ``X-Forwarded-Proto`` (nginx ending TLS, as the README's example), or by
+    configuration (``server.public_url`` starting with ``https://``)."""
+    if protocol == "https" or public_url.startswith("https://"):
+        return True
+    if not forwarded_proto or not _trusted(peer, _networks(tuple(trusted_proxies))):
+        return False
+    return forwarded_proto.split(",")[0].strip().lower() == "https"
