@@ -184,6 +184,7 @@ class Processes:
             "WXB_SERVER_DATA_DIR": str(self.tmp),
             "WXB_REDIS_URL": redis_url,
             "WXB_WECHAT_API_BASE": f"http://{HOST}:{sandbox_port}/",
+            "WXB_WECHAT_ALLOW_SANDBOX": "true",
             **extra_env,
         }
         argv = [venv_bin("wxbackend"), "serve", "--port", str(port), "--address", HOST]

@@ -22,6 +22,7 @@ WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WXB_")}
+    env["WXB_WECHAT_ALLOW_SANDBOX"] = "true"  # servers here use a real Redis beside the sandbox
     env.update(extra)
     return env
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 
 from wxbackend.logsetup import setup_logging
-from wxbackend.settings import Settings, SettingsError, load_settings
+from wxbackend.settings import Settings, SettingsError, load_settings, local_wechat_problem
 
 log = logging.getLogger("wxbackend")
 
@@ -138,6 +138,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.server import migrate_schema
     from wxbackend.services.jobs.registry import run_until_signalled
 
+    _refuse_local_wechat(settings)
     if settings.redis.url == "embedded":
         log.warning(
             "redis.url is 'embedded': this worker gets no wake-ups from servers (it still "
@@ -304,7 +305,23 @@ def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_local_wechat(settings: Settings) -> None:
+    problem = local_wechat_problem(settings)
+    if problem is not None:
+        raise CliError(problem)
+    base = settings.wechat.api_base
+    if base == "sandbox" or base.startswith("http://"):
+        log.warning("WeChat is %s: not real WeChat (%s)", base, _why_local(settings))
+
+
+def _why_local(settings: Settings) -> str:
+    if settings.wechat.allow_sandbox:
+        return "wechat.allow_sandbox = true"
+    return "allowed on the embedded defaults only"
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    _refuse_local_wechat(settings)
     processes = args.processes or settings.server.processes
     if processes > 1:
         share_metrics_between_processes()  # before anything imports prometheus_client

@@ -95,6 +95,28 @@ class Settings:
         return self.database.url.startswith("sqlite:")
 
 
+def local_wechat_problem(settings: Settings) -> str | None:
+    """Why this configuration must not start with its WeChat base, or None.
+
+    ``"sandbox"`` and ``http://`` bases hand out logins and verified identities to anyone
+    who can reach them; they belong to a developer's machine (the embedded defaults) or to
+    tests and benchmarks (``wechat.allow_sandbox = true``), never beside PostgreSQL or a
+    real Redis by accident.
+    """
+    base = settings.wechat.api_base
+    if not (base == "sandbox" or base.startswith("http://")) or settings.wechat.allow_sandbox:
+        return None
+    embedded = settings.database.url.startswith("sqlite") and settings.redis.url == "embedded"
+    if embedded:
+        return None
+    return (
+        f"wechat.api_base {base!r} is the sandbox or plain http, which hands out logins and "
+        "face passes to anyone who reaches it; with PostgreSQL or a real Redis set "
+        "wechat.api_base to https://api.weixin.qq.com/ (or wechat.allow_sandbox = true for "
+        "tests)"
+    )
+
+
 def load_settings(
     config_file: str | os.PathLike | None = None,
     env: Mapping[str, str] | None = None,

@@ -51,6 +51,7 @@ def worker_env(
             "WXB_SERVER_DATA_DIR": str(data_dir),
             "WXB_REDIS_URL": redis_url,
             "WXB_WECHAT_API_BASE": sandbox_url,
+            "WXB_WECHAT_ALLOW_SANDBOX": "true",
             "WXB_WECHAT_TEMPLATE_REMINDER": TEMPLATE,
             "WXB_REMINDERS_QUIET_HOURS": "",
             "WXB_WORKER_EMBEDDED": "false",
