@@ -61,8 +61,8 @@ def sign(secret: str, method: str, target: str, timestamp: str, nonce: str, body
 def resident_id(area: str = "440103", birth: str = "19900101", seq: int | None = None) -> str:
     """A valid 18-character resident ID number (check digit from ``stdnum.cn.ric``).
 
-    ``seq`` (0–999) picks the 3-digit sequence; random when None. ``stdnum`` also checks that
-    the area code existed at the birth date (440103 did not yet in 1980: use a 1985+ date).
+    ``seq`` (0–999) picks the 3-digit sequence; random when None. Any birth date from
+    1900 on is valid with any area (product rule 13: the area is the issuing office's).
     """
     seq = secrets.randbelow(1000) if seq is None else seq
     first17 = f"{area}{birth}{seq:03d}"
