@@ -72,7 +72,7 @@ def _seed(ctx) -> int:
 @pytest.mark.asyncio
 async def test_many_feeds_share_one_connection_and_get_their_channel(ctx):
     rating = await ctx.db.run(_seed, ctx)  # a rating of CENTER
-    before = await pubsub_connections(ctx.redis)
+    before = await settled_pubsub_connections(ctx.redis)
     centers = [CENTER] * 80 + [OTHER_CENTER] * 80 + [None] * 40
     feeds = await asyncio.gather(*(realtime.subscribe(ctx, c) for c in centers))
     try:
