@@ -37,6 +37,7 @@ class AdminsHandler(AdminHandler):
                     "role": _ROLE,
                     "center": _NULLABLE_STR,
                     "department": _NULLABLE_STR,
+                    "staff_no": _NULLABLE_STR,
                 },
                 required=["username", "password", "role"],
             ),
@@ -58,6 +59,7 @@ class AdminsHandler(AdminHandler):
                 "role": Field(str, required=True),
                 "center": Field(str, nullable=True),
                 "department": Field(str, nullable=True),
+                "staff_no": Field(str, nullable=True),
             }
         )
         answer = await self.ctx.db.run(accounts.add_admin, self.admin, self.actor, body)
@@ -82,6 +84,7 @@ class AdminAccountHandler(AdminHandler):
                     "center": _NULLABLE_STR,
                     "department": _NULLABLE_STR,
                     "disabled": {"type": "boolean"},
+                    "staff_no": _NULLABLE_STR,
                     "password": _STR,
                 }
             ),
@@ -108,6 +111,7 @@ class AdminAccountHandler(AdminHandler):
                 "department": Field(str, nullable=True),
                 "disabled": Field(bool),
                 "password": Field(str),
+                "staff_no": Field(str, nullable=True),
             }
         )
         view, admin_id = await self.ctx.db.run(

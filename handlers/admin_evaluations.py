@@ -161,8 +161,10 @@ class CallbackEvaluationsHandler(AdminHandler):
                     "targets": {"type": "object"},
                     "indicators": {"type": "array", "items": _STR},
                     "comment": {"type": ["string", "null"]},
+                    "contact_at": {"type": "string", "format": "date-time"},
+                    "reference": {"type": "string", "minLength": 1, "maxLength": 64},
                 },
-                required=["case_no", "channel", "overall"],
+                required=["case_no", "channel", "overall", "contact_at", "reference"],
             ),
             "responses": {
                 "201": {"description": f"{{evaluation: {_VIEW}}}"},
@@ -182,6 +184,8 @@ class CallbackEvaluationsHandler(AdminHandler):
                 "targets": Field(dict, nullable=True),
                 "indicators": Field(list, nullable=True),
                 "comment": Field(str, nullable=True),
+                "contact_at": Field(str, required=True),
+                "reference": Field(str, required=True),
             }
         )
         answer = await callbacks.record_callback(self.ctx, self.admin, self.actor, body)

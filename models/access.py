@@ -28,5 +28,8 @@ class Admin(BaseModel):
     role = peewee.CharField(max_length=16)
     center = peewee.ForeignKeyField(Center, null=True, on_delete="RESTRICT")
     department = peewee.ForeignKeyField(Department, null=True, on_delete="RESTRICT")
+    # The staff member this account belongs to, if any (product rule 18: nobody records
+    # a callback rating of their own case).
+    staff_no = peewee.CharField(max_length=32, null=True)
     disabled = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField(default=utcnow)

@@ -53,6 +53,9 @@ class Evaluation(BaseModel):
     moderation_reason = peewee.CharField(max_length=200, null=True)
     like_count = peewee.IntegerField(default=0)
     created_at = peewee.DateTimeField(default=utcnow)
+    # A callback rating (phone/sms): when the call or SMS took place and its record's id.
+    contact_at = peewee.DateTimeField(null=True)
+    contact_reference = peewee.CharField(max_length=64, null=True)
     # Copied from the case:
     center = peewee.ForeignKeyField(Center, on_delete="RESTRICT")
     item = peewee.ForeignKeyField(ServiceItem, on_delete="RESTRICT")

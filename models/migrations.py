@@ -9,6 +9,8 @@ import logging
 from collections.abc import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as migrate_columns
 
 from models.access import Admin, Partner
 from models.audit import AuditEntry
@@ -65,6 +67,21 @@ def _cases_and_ratings(db: peewee.Database) -> None:
         Indicator.insert(code=code, label=label, sort_order=order).on_conflict_ignore().execute()
 
 
+def _add_columns(db: peewee.Database, *columns: peewee.Field) -> None:
+    """Add the model fields' columns their tables lack (a database created by an earlier
+    migration from today's models already has them)."""
+    migrator = SchemaMigrator.from_database(db)
+    for field in columns:
+        table = field.model._meta.table_name
+        if field.column_name not in {c.name for c in db.get_columns(table)}:
+            migrate_columns(migrator.add_column(table, field.column_name, field))
+
+
+def _reach_and_callbacks(db: peewee.Database) -> None:
+    """Admins linked to a staff member; a callback rating's contact time and reference."""
+    _add_columns(db, Admin.staff_no, Evaluation.contact_at, Evaluation.contact_reference)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -90,6 +107,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         "subscriptions, messages, push receipts",
         _create(Subscription, Message, MessageAttempt, PushReceipt),
     ),
+    (6, "admin staff_no; callback contact time and reference", _reach_and_callbacks),
 ]
 
 

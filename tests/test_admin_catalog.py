@@ -6,6 +6,7 @@ validation, scope, references, audit entries, secrets and ID numbers kept out of
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -147,11 +148,11 @@ async def test_department_crud_scoped_to_center_admin(api, ctx, root):
     status, created = await api("POST", f"{A}/departments", body, token=boss_a)
     assert status == 201 and created["credit_code"] is None and created["center"] == CENTER_A
 
-    # center B is out of scope: naming it is 403, its rows are invisible (404)
+    # center B is out of scope: naming it is 403 beyond_reach, its rows are invisible (404)
     status, answer = await api(
         "POST", f"{A}/departments", {**body, "code": "XY-NEW", "center": CENTER_B}, token=boss_a
     )
-    assert status == 403 and code(answer) == "forbidden"
+    assert status == 403 and code(answer) == "beyond_reach"  # api.md: beyond one's reach
     assert (await api("GET", f"{A}/departments/XY-GEN", token=boss_a))[0] == 404
     assert (await api("PUT", f"{A}/departments/XY-GEN", {"name": "x"}, token=boss_a))[0] == 404
     assert (await api("DELETE", f"{A}/departments/XY-GEN", token=boss_a))[0] == 404
@@ -429,6 +430,7 @@ async def test_admin_accounts(api, ctx, root):
         "role": "center_admin",
         "center": CENTER_B,
         "department": None,
+        "staff_no": None,
         "disabled": False,
         "created_at": boss["created_at"],
     }
@@ -496,23 +498,41 @@ async def test_admin_accounts(api, ctx, root):
 
 @pytest.mark.asyncio
 async def test_last_superadmin_cannot_be_disabled_or_demoted(api, ctx, root):
-    for change in ({"role": "viewer"}, {"disabled": True}):
+    # nobody changes their own role or reach, nor disables themselves (product rule 20)
+    for change in ({"role": "viewer"}, {"disabled": True}, {"center": CENTER_A}):
         status, answer = await api("PUT", f"{A}/admins/root", change, token=root)
-        assert status == 409 and code(answer) == "last_superadmin"
+        assert status == 403 and code(answer) == "beyond_reach"
     status, answer = await api("DELETE", f"{A}/admins/root", token=root)
-    assert status == 409 and code(answer) == "last_superadmin"
+    assert status == 403 and code(answer) == "beyond_reach"
     assert (await api("GET", f"{A}/me", token=root))[0] == 200  # nothing changed
 
     second = {"username": "root2", "password": PASSWORD, "role": "superadmin"}
     assert (await api("POST", f"{A}/admins", second, token=root))[0] == 201
-    status, answer = await api("PUT", f"{A}/admins/root", {"role": "viewer"}, token=root)
+    root2 = await admin_token(api, ctx, "root2")
+    status, answer = await api("PUT", f"{A}/admins/root", {"role": "viewer"}, token=root2)
     assert status == 200 and answer["role"] == "viewer"
     assert (await api("GET", f"{A}/me", token=root))[0] == 401  # demoted: sessions ended
-    root2 = await admin_token(api, ctx, "root2")
-    status, answer = await api("DELETE", f"{A}/admins/root2", token=root2)
-    assert status == 409 and code(answer) == "last_superadmin"
     admins = await ctx.db.run(lambda: {a.username: a.role for a in Admin.select()})
     assert admins == {"root": "viewer", "root2": "superadmin"}
+
+
+@pytest.mark.asyncio
+async def test_two_superadmins_disabling_each_other_leave_one(api, ctx, root):
+    """The last unrestricted superadmin stays even in a race: each disables the other at
+    once; one wins, the other gets 409 last_superadmin (or 401, its session ended)."""
+    second = {"username": "root2", "password": PASSWORD, "role": "superadmin"}
+    assert (await api("POST", f"{A}/admins", second, token=root))[0] == 201
+    root2 = await admin_token(api, ctx, "root2")
+    answers = await asyncio.gather(
+        api("DELETE", f"{A}/admins/root2", token=root),
+        api("DELETE", f"{A}/admins/root", token=root2),
+    )
+    statuses = sorted(status for status, _ in answers)
+    assert statuses in ([204, 401], [204, 409]), answers
+    left = await ctx.db.run(
+        lambda: [a.username for a in Admin.select().where(Admin.disabled == False)]  # noqa: E712
+    )
+    assert len(left) == 1
 
 
 # ---- audit log ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from tests.support.cases import make_case, make_id_number
 from tests.test_tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.messaging import reminders
-from wxbackend.timefmt import SHANGHAI
+from wxbackend.timefmt import SHANGHAI, iso
 
 E = "/admin/api/evaluations"
 CB = "/admin/api/callback-evaluations"
@@ -270,8 +270,16 @@ async def test_reveal_superadmin_only_audited_never_logged(api, ctx, team, caplo
 # ---- callback ratings --------------------------------------------------------------------------
 
 
+#: A callback rating's call: when it took place and its record (product rule 18).
+CONTACT = {"contact_at": iso(utcnow() - timedelta(hours=1)), "reference": "CALL-20260301-001"}
+#: Cases a callback may rate: completed over callback.min_hours_after_completion (24 h) ago.
+CALLBACK_AGE = timedelta(hours=30)
+
+
 async def _case(ctx, **codes) -> tuple[str, str]:
-    """A finished, unrated case with an active QR token: ``(case_id, case_no)``."""
+    """A finished, unrated case (completed 30 h ago) with an active QR token:
+    ``(case_id, case_no)``."""
+    codes.setdefault("completed_at", utcnow() - CALLBACK_AGE)
     case_id, _ = await make_case(ctx, "黎明", make_id_number(4321), **codes)
     case_no = await ctx.db.run(lambda: Case.get_by_id(int(case_id)).case_no)
     return case_id, case_no
@@ -286,7 +294,13 @@ async def test_callback_rating_recorded(api, ctx, team):
         published.append(evaluation_id)
 
     ctx.extras["publish_evaluation"] = publish
-    body = {"case_no": case_no, "channel": "phone", "overall": 5, "indicators": ["efficiency"]}
+    body = {
+        "case_no": case_no,
+        "channel": "phone",
+        "overall": 5,
+        "indicators": ["efficiency"],
+        **CONTACT,
+    }
     status, answer = await api("POST", CB, {**body, "channel": "wechat"}, token=team["labor"])
     assert (status, answer["error"]["field"]) == (422, "channel")
     status, answer = await api("POST", CB, {**body, "overall": 6}, token=team["labor"])
@@ -322,6 +336,7 @@ async def test_callback_rating_recorded(api, ctx, team):
     assert json.loads(entry.detail) == {
         "case_id": case_id,
         "channel": "phone",
+        "contact_reference": CONTACT["reference"],
         "overall": 5,
         "superseded_default": False,
     }
@@ -359,7 +374,7 @@ async def test_callback_rating_cancels_the_cases_pending_jobs(api, ctx, team):
     before = await ctx.db.run(_job_statuses, sorted(expected))
     assert set(before.values()) == {"pending"}, before
 
-    body = {"case_no": case_no, "channel": "sms", "overall": 4}
+    body = {"case_no": case_no, "channel": "sms", "overall": 4, **CONTACT}
     status, answer = await api("POST", CB, body, token=team["labor"])
     assert status == 201, answer
     after = await ctx.db.run(_job_statuses, sorted(expected))
@@ -369,8 +384,10 @@ async def test_callback_rating_cancels_the_cases_pending_jobs(api, ctx, team):
 @pytest.mark.asyncio
 @pytest.mark.parametrize("settings_overrides", [UNCACHED])
 async def test_callback_bad_rating_supersedes_default_and_opens_ticket(api, ctx, team):
-    default = await seed_rating(ctx, overall=3, channel="default", comment=None)
-    body = {"case_no": default.case_no, "channel": "sms", "overall": 2}
+    default = await seed_rating(
+        ctx, overall=3, channel="default", comment=None, completed_at=utcnow() - CALLBACK_AGE
+    )
+    body = {"case_no": default.case_no, "channel": "sms", "overall": 2, **CONTACT}
     status, answer = await api("POST", CB, body, token=team["center"])
     assert (status, code_of(answer)) == (422, "reason_required")
     _, before = await api("GET", "/api/v1/public/stats")
@@ -418,15 +435,17 @@ async def test_callback_bad_rating_supersedes_default_and_opens_ticket(api, ctx,
 @pytest.mark.asyncio
 async def test_callback_refused_after_a_citizen_rating(api, sandbox, ctx, team):
     id_number = make_id_number(77)
-    case_id, scene = await make_case(ctx, "黎明", id_number)
+    case_id, scene = await make_case(ctx, "黎明", id_number, completed_at=utcnow() - CALLBACK_AGE)
     citizen = await verified_user(api, sandbox, "黎明", id_number)
     assert (await rate(api, citizen, scene=scene, overall=5))[0] == 201
     case_no = await ctx.db.run(lambda: Case.get_by_id(int(case_id)).case_no)
-    body = {"case_no": case_no, "channel": "phone", "overall": 1, "comment": "差"}
+    body = {"case_no": case_no, "channel": "phone", "overall": 1, "comment": "差", **CONTACT}
     status, answer = await api("POST", CB, body, token=team["super"])
     assert (status, code_of(answer)) == (409, "already_evaluated")
     for channel in ("miniprogram", "phone", "sms"):
-        seeded = await seed_rating(ctx, overall=4, channel=channel, comment=None)
+        seeded = await seed_rating(
+            ctx, overall=4, channel=channel, comment=None, completed_at=utcnow() - CALLBACK_AGE
+        )
         status, answer = await api(
             "POST", CB, {**body, "case_no": seeded.case_no}, token=team["super"]
         )

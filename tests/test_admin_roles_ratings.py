@@ -9,8 +9,11 @@ role's answer.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from models.base import utcnow
 from models.case import Case
 from models.ticket import Ticket
 from tests.support.cases import make_case, make_id_number
@@ -29,6 +32,7 @@ from tests.test_admin_roles import (
     Case as Row,
 )
 from tests.test_tickets import seed_rating
+from wxbackend.timefmt import iso
 
 #: make_case codes per place.
 PLACES: dict[str, dict[str, str | None]] = {
@@ -83,7 +87,11 @@ def unrated_case_in(place: str) -> Setup:
 
     async def setup(env: RoleEnv, v: dict[str, str]) -> dict[str, str]:
         case_id, _ = await make_case(
-            env.ctx, "黎明", make_id_number(int(v["uid"]) % 1000), **PLACES[place]
+            env.ctx,
+            "黎明",
+            make_id_number(int(v["uid"]) % 1000),
+            completed_at=utcnow() - timedelta(hours=30),  # callbacks wait 24 h (rule 18)
+            **PLACES[place],
         )
         case_no = await env.db(lambda: Case.get_by_id(int(case_id)).case_no)
         return {"target": case_no}
@@ -124,7 +132,14 @@ T = "/admin/api/tickets/{target}"
 E = "/admin/api/evaluations/{target}"
 CB = "/admin/api/callback-evaluations"
 _VERIFY = {"valid": True, "note": "属实"}
-_CALLBACK = {"case_no": "{target}", "channel": "phone", "overall": 2, "indicators": ["overdue"]}
+_CALLBACK = {
+    "case_no": "{target}",
+    "channel": "phone",
+    "overall": 2,
+    "indicators": ["overdue"],
+    "contact_at": iso(utcnow() - timedelta(hours=1)),
+    "reference": "SMS-0001",
+}
 
 CASES: list[Row] = [
     # -- tickets: reading

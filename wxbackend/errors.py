@@ -40,6 +40,9 @@ BodyTooLarge = _error("BodyTooLarge", 413, "body_too_large", "The request body i
 Unauthenticated = _error("Unauthenticated", 401, "unauthenticated", "Log in first.")
 Forbidden = _error("Forbidden", 403, "forbidden", "Your role does not allow this.")
 NotFound = _error("NotFound", 404, "not_found", "Not found.")
+BeyondReach = _error(
+    "BeyondReach", 403, "beyond_reach", "That lies beyond your own role and reach."
+)
 RateLimited = _error("RateLimited", 429, "rate_limited", "Too many requests; try again later.")
 Unavailable = _error("Unavailable", 503, "unavailable", "A service this needs is unavailable.")
 
@@ -162,4 +165,12 @@ InvalidTransition = _error(
     409,
     "invalid_transition",
     "This step is not allowed in the ticket's current state.",
+)
+
+# Callback ratings (回访评价, product rule 18)
+OwnCase = _error(
+    "OwnCase", 403, "own_case", "The case's own window staff or approver cannot record its rating."
+)
+TooEarly = _error(
+    "TooEarly", 422, "too_early", "Too soon after the case was completed for a callback rating."
 )

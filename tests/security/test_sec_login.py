@@ -28,11 +28,12 @@ async def test_a_burst_of_wrong_passwords_locks_like_a_sequence(api, ctx):
     await admin_token(api, ctx)  # creates root (one good login, which clears the count)
     wrong = [api("POST", LOGIN, {"username": "root", "password": f"wrong-{n}"}) for n in range(40)]
     right = api("POST", LOGIN, {"username": "root", "password": PASSWORD})
-    answers = await asyncio.gather(*wrong, right)
-    statuses = [status for status, _ in answers]
-    assert statuses.count(401) <= 5, statuses
-    assert statuses.count(429) >= 35, statuses
-    assert statuses[-1] == 429  # the right password, behind the burst, is locked out too
+    statuses = [status for status, _ in await asyncio.gather(*wrong, right)]
+    # five attempts are checked, whatever their order of arrival; the right password gets
+    # in only if it is one of those five (then, as in a sequence, the count starts again)
+    checked = statuses.count(401) + statuses.count(200)
+    assert checked <= (11 if 200 in statuses else 5), statuses
+    assert statuses.count(429) >= 30, statuses
     status, answer = await api("POST", LOGIN, {"username": "root", "password": PASSWORD})
     assert status == 429 and answer["error"]["code"] == "locked"
 

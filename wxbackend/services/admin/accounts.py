@@ -20,7 +20,7 @@ from typing import Any
 import peewee
 
 from models.access import Admin, Partner
-from models.catalog import Center, Department
+from models.catalog import Center, Department, Staff
 from wxbackend import errors
 from wxbackend.db import database
 from wxbackend.security import FieldCipher, hash_password
@@ -142,6 +142,7 @@ def admin_view(admin: Admin) -> dict[str, Any]:
         "role": admin.role,
         "center": admin.center.code if admin.center_id else None,
         "department": admin.department.code if admin.department_id else None,
+        "staff_no": admin.staff_no,
         "disabled": admin.disabled,
         "created_at": iso(admin.created_at),
     }
@@ -160,7 +161,7 @@ def me_view(principal: Principal) -> dict[str, Any]:
         "department": _code(admin.department),
         "center_id": str(admin.center_id) if admin.center_id else None,
         "department_id": str(admin.department_id) if admin.department_id else None,
-        "staff_no": None,  # accounts are not linked to staff yet
+        "staff_no": admin.staff_no,
         "permissions": permissions.granted(principal),
         "roles": permissions.role_labels(),
     }
@@ -191,9 +192,35 @@ def _admin(principal: Principal, username: str) -> Admin:
     return admin
 
 
-def _may_bind(principal: Principal, center: Center | None) -> None:
-    """403 unless an account bound to ``center`` (None: every center) lies within reach."""
+def _may_bind(principal: Principal, center: Center | None, role: str) -> None:
+    """403 ``beyond_reach`` unless an account of ``role`` bound to ``center`` (None: every
+    center) lies within the principal's reach and role (product rule 20)."""
     permissions.authorize(principal, MANAGE, Target(center.id if center else None))
+    if not permissions.may_grant(principal, role):
+        raise errors.BeyondReach(f"You cannot give the role {role}: it is beyond your own.")
+
+
+def _staff_no(value: Any, center: Center | None) -> str | None:
+    """A staff member the account belongs to (product rule 18): an existing ``staff_no`` of
+    the account's center (any center for an unbound account); None clears it."""
+    if value is None or value == "":
+        return None
+    staff = Staff.get_or_none(Staff.staff_no == value) if isinstance(value, str) else None
+    if staff is None or (center is not None and staff.center_id != center.id):
+        raise errors.InvalidField(
+            "staff_no: no such staff member of the account's center.", field="staff_no"
+        )
+    return staff.staff_no
+
+
+def _not_on_oneself(principal: Principal, admin: Admin, changes: dict[str, Any]) -> None:
+    """Nobody changes their own role or reach, or disables themselves (their password they
+    may change)."""
+    if admin.id != principal.admin_id:
+        return
+    reach = ("role", "center", "department", "disabled", "staff_no")
+    if any(key in changes for key in reach):
+        raise errors.BeyondReach("You cannot change your own role, reach or account state.")
 
 
 def _invalid(exc: AccountError) -> errors.ContractError:
@@ -210,7 +237,7 @@ def add_admin(principal: Principal, actor: Actor, body: dict[str, Any]) -> dict[
             center, department = resolve_scope(
                 body["role"], body.get("center"), body.get("department")
             )
-            _may_bind(principal, center)
+            _may_bind(principal, center, body["role"])
             admin = create_admin(
                 body["username"],
                 body["password"],
@@ -220,32 +247,43 @@ def add_admin(principal: Principal, actor: Actor, body: dict[str, Any]) -> dict[
             )
         except AccountError as exc:
             raise _invalid(exc) from None
+        staff_no = _staff_no(body.get("staff_no"), center)
+        if staff_no is not None:
+            Admin.update(staff_no=staff_no).where(Admin.id == admin.id).execute()
+            admin = Admin.get_by_id(admin.id)
         view = admin_view(admin)
         record(
             actor,
             "admin.create",
             "admin",
             admin.username,
-            {k: view[k] for k in ("role", "center", "department")},
+            {k: view[k] for k in ("role", "center", "department", "staff_no")},
         )
     return view
 
 
-def _active_superadmins_besides(admin: Admin) -> int:
+def _unrestricted_superadmins_besides(admin: Admin) -> int:
+    """Active superadmins bound to no center, other than ``admin``."""
     query = Admin.select(Admin.id).where(
-        (Admin.role == "superadmin") & (Admin.disabled == False)  # noqa: E712 - SQL
+        (Admin.role == "superadmin")
+        & (Admin.disabled == False)  # noqa: E712 - SQL
+        & Admin.center.is_null()
     )
     if database.for_update:  # PostgreSQL: serialise concurrent demotions
         query = query.for_update()
     return sum(1 for a in query if a.id != admin.id)
 
 
-def _guard_last_superadmin(admin: Admin, role: str, disabled: bool) -> None:
-    if admin.role != "superadmin" or admin.disabled:
+def _guard_last_superadmin(
+    admin: Admin, role: str, disabled: bool, center: Center | None = None
+) -> None:
+    """409 ``last_superadmin`` when the change would leave no active superadmin bound to no
+    center (demoted, disabled or bound to one center): someone must reach everything."""
+    if admin.role != "superadmin" or admin.disabled or admin.center_id is not None:
         return
-    if role == "superadmin" and not disabled:
+    if role == "superadmin" and not disabled and center is None:
         return
-    if _active_superadmins_besides(admin) == 0:
+    if _unrestricted_superadmins_besides(admin) == 0:
         raise errors.LastSuperadmin()
 
 
@@ -259,6 +297,7 @@ def update_admin(
     the changed fields (never the password)."""
     with database.atomic():
         admin = _admin(principal, username)
+        _not_on_oneself(principal, admin, changes)
         role = changes.get("role", admin.role)
         center_code = changes["center"] if "center" in changes else _code(admin.center)
         if "department" in changes:
@@ -275,20 +314,25 @@ def update_admin(
                 _check_password(changes["password"])
         except AccountError as exc:
             raise _invalid(exc) from None
-        _may_bind(principal, center)
+        _may_bind(principal, center, role)
         disabled = changes.get("disabled", admin.disabled)
-        _guard_last_superadmin(admin, role, disabled)
+        _guard_last_superadmin(admin, role, disabled, center)
+        staff_no = (
+            _staff_no(changes["staff_no"], center) if "staff_no" in changes else admin.staff_no
+        )
         new = {
             "role": role,
             "center": center.id if center else None,
             "department": department.id if department else None,
             "disabled": disabled,
+            "staff_no": staff_no,
         }
         old = {
             "role": admin.role,
             "center": admin.center_id,
             "department": admin.department_id,
             "disabled": admin.disabled,
+            "staff_no": admin.staff_no,
         }
         changed = sorted(k for k in new if new[k] != old[k])
         values: dict[str, Any] = {k: new[k] for k in changed}
@@ -311,6 +355,7 @@ def disable_admin(principal: Principal, actor: Actor, username: str) -> int:
     returns its id. Idempotent; 409 ``last_superadmin`` for the last active superadmin."""
     with database.atomic():
         admin = _admin(principal, username)
+        _not_on_oneself(principal, admin, {"disabled": True})
         if not admin.disabled:
             _guard_last_superadmin(admin, admin.role, True)
             Admin.update(disabled=True).where(Admin.id == admin.id).execute()

@@ -13,15 +13,27 @@ case's active QR tokens, sets ``case.first_rated_at`` if unset and cancels the c
 pending reminders and default rating. Who: superadmin, the center_admin of the case's center,
 a handler of its department; audited as ``evaluation.callback`` (the recording admin), in the
 writer's transaction.
+
+Product rule 18 (staff must not close a case with a made-up rating): the recording admin is
+not the case's window staff or approver (an account linked to a staff member by
+``staff_no``; else 403 ``own_case``); the case was completed at least
+``callback.min_hours_after_completion`` ago (else 422 ``too_early``); ``contact_at`` (when
+the call or SMS took place: after completion, not in the future) and ``reference`` (the call
+record or SMS id, 1–64 characters) are required and stored with the rating.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from models.access import Admin
+from models.base import utcnow
 from models.case import Case
+from models.catalog import Staff
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.admin import scope
@@ -31,6 +43,7 @@ from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.ratings import writer
 from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
 from wxbackend.services.ratings.writer import FirstRating
+from wxbackend.timefmt import parse_iso
 
 #: Channels of a rating recorded by staff (回访评价).
 CALLBACK_CHANNELS = ("phone", "sms")
@@ -46,32 +59,95 @@ class CallbackRating:
     indicator_ids: Mapping[str, int]
 
 
-def callback_case(principal: Principal, case_no: str) -> int:
-    """The id of the case a callback rates: 404 when unknown or outside the caller's scope."""
+@dataclass(frozen=True)
+class Contact:
+    """The call or SMS a callback rating was taken in."""
+
+    at: datetime
+    reference: str
+
+
+#: How far in the future ``contact_at`` may lie (clock differences).
+CLOCK_SLACK = timedelta(minutes=5)
+_REFERENCE = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+
+
+def parse_contact(contact_at: Any, reference: Any, now: datetime) -> Contact:
+    """``contact_at`` (ISO time with offset, not in the future) and ``reference`` (1–64
+    printable characters); 422 ``invalid_field`` naming the field."""
+    try:
+        at = parse_iso(contact_at) if isinstance(contact_at, str) else None
+    except ValueError:
+        at = None
+    if at is None or at > now + CLOCK_SLACK:
+        raise errors.InvalidField(
+            "contact_at: the ISO time (with offset) of the call or SMS, not in the future.",
+            field="contact_at",
+        )
+    text = reference.strip() if isinstance(reference, str) else ""
+    if not _REFERENCE.fullmatch(text):
+        raise errors.InvalidField(
+            "reference: the call record or SMS id, 1–64 characters.", field="reference"
+        )
+    return Contact(at, text)
+
+
+def callback_case(
+    principal: Principal, case_no: str, contact: Contact, min_hours: float, now: datetime
+) -> int:
+    """The id of the case a callback rates, after rule 18's checks: 404 when unknown or
+    outside the caller's scope, 403 ``own_case``, 422 ``too_early``, 422 ``invalid_field``
+    for a contact before the case was completed."""
     case = Case.get_or_none(Case.case_no == case_no)
     if case is None:
         raise errors.NotFound("No such case.")
     scope.ensure_visible(principal, "callback.record", case.center_id, case.department_id)
+    if _is_own_case(principal, case):
+        raise errors.OwnCase()
+    if now < case.completed_at + timedelta(hours=min_hours):
+        raise errors.TooEarly(
+            f"A callback rating is recorded at least {min_hours:g} hours after completion."
+        )
+    if contact.at < case.completed_at:
+        raise errors.InvalidField(
+            "contact_at: the call or SMS must come after the case was completed.",
+            field="contact_at",
+        )
     return case.id
 
 
-def _first_rating(case_id: int, new: CallbackRating) -> FirstRating:
+def _is_own_case(principal: Principal, case: Case) -> bool:
+    """Is the recording admin the case's window staff or approver (by the account's
+    ``staff_no``)?"""
+    staff_no = Admin.select(Admin.staff_no).where(Admin.id == principal.admin_id).scalar()
+    if not staff_no:
+        return False
+    staff_ids = [i for i in (case.window_staff_id, case.approver_id) if i is not None]
+    return bool(staff_ids) and (
+        Staff.select().where(Staff.id.in_(staff_ids) & (Staff.staff_no == staff_no)).exists()
+    )
+
+
+def _first_rating(case_id: int, new: CallbackRating, contact: Contact) -> FirstRating:
     return FirstRating.of(
         new.rating,
         new.indicator_ids,
         case_id=case_id,
         channel=new.channel,
         comment_status="visible",  # staff-recorded: no citizen openid to check it with
+        contact_at=contact.at,
+        contact_reference=contact.reference,
     )
 
 
-def _audit(actor: Actor, case_id: int, new: CallbackRating) -> writer.Within:
+def _audit(actor: Actor, case_id: int, new: CallbackRating, contact: Contact) -> writer.Within:
     """The audit entry of a callback, written inside the writer's transaction."""
 
     def within(written: writer.Written) -> None:
         detail = {
             "case_id": str(case_id),
             "channel": new.channel,
+            "contact_reference": contact.reference,
             "overall": new.rating.overall,
             "superseded_default": written.superseded_default,
         }
@@ -99,13 +175,16 @@ async def record_callback(
         comment=body.get("comment"),
         comment_max_chars=ctx.settings.rating.comment_max_chars,
     )
+    now = utcnow()
+    contact = parse_contact(body.get("contact_at"), body.get("reference"), now)
     indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
     new = CallbackRating(body["case_no"], channel, rating, indicator_ids)
-    case_id = await ctx.db.run(callback_case, principal, new.case_no)
-    first = _first_rating(case_id, new)
+    min_hours = ctx.settings.callback.min_hours_after_completion
+    case_id = await ctx.db.run(callback_case, principal, new.case_no, contact, min_hours, now)
+    first = _first_rating(case_id, new, contact)
     # the writer supersedes a default rating in place, cancels the case's pending jobs and
     # publishes after commit, as for every channel
     written = await writer.record(
-        ctx, first, supersede_default=True, within=_audit(actor, case_id, new)
+        ctx, first, supersede_default=True, within=_audit(actor, case_id, new, contact)
     )
     return {"evaluation": await ctx.db.run(admin_view_of, principal, written.evaluation_id)}

@@ -219,9 +219,25 @@ def allows(principal: Principal, action: str, target: Target | None = None) -> b
 
 
 def authorize(principal: Principal, action: str, target: Target | None = None) -> None:
-    """403 ``forbidden`` unless :func:`allows`."""
-    if not allows(principal, action, target):
-        raise errors.Forbidden()
+    """Nothing when :func:`allows`; else 403 ``beyond_reach`` when the role has the action
+    but not there (another center, or something of every center for a center-bound
+    account), 403 ``forbidden`` when the role does not have it at all."""
+    if allows(principal, action, target):
+        return
+    role = ROLES.get(principal.role)
+    if role is not None and action in role.grants:
+        raise errors.BeyondReach()
+    raise errors.Forbidden()
+
+
+def may_grant(principal: Principal, role: str) -> bool:
+    """Product rule 20: nobody empowers an account beyond their own role. :data:`ROLES` is
+    ordered from the widest role to the narrowest: one may give one's own role or a role
+    after it (where the account is bound is checked apart, as its target)."""
+    order = list(ROLES)
+    if role not in ROLES:
+        return True  # an unknown role is refused by the account checks, as 422
+    return principal.role in ROLES and order.index(role) >= order.index(principal.role)
 
 
 def granted(principal: Principal) -> list[str]:

@@ -76,6 +76,8 @@ class FirstRating:
     name_masked: str | None = None
     token_id: int | None = None
     at: datetime = field(default_factory=utcnow)
+    contact_at: datetime | None = None  # a callback: when the call or SMS took place
+    contact_reference: str | None = None  # … and the call record or SMS id
 
     @classmethod
     def of(cls, rating: Rating, indicator_ids: Mapping[str, int], **who: Any) -> FirstRating:
@@ -299,6 +301,8 @@ def _rating_columns(first: FirstRating) -> dict[str, Any]:
         "comment_status": first.comment_status,
         "moderation_reason": None,
         "created_at": first.at,
+        "contact_at": first.contact_at,
+        "contact_reference": first.contact_reference,
         **{f"stage_{key}": first.stages.get(key) for key in STAGES},
         **{f"target_{key}": first.targets.get(key) for key in TARGETS},
     }
