@@ -37,7 +37,7 @@ from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import mask_name, normalize_id_number
 from wxbackend.services.citizens import ratelimit
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.settings import Settings
 from wxbackend.wechat import errors as wx
 
@@ -283,7 +283,7 @@ def bind_identity(
             .execute()
         )
         if settings is not None:
-            reminders.schedule_for_identity(values.id_hash, settings, now)
+            schedule.schedule_for_identity(values.id_hash, settings, now)
     return now
 
 

@@ -9,6 +9,8 @@ each hour's job once. A run first schedules the next hour's job, then does its w
 - ``default_ratings``: default-rate unrated cases past their window that have no job.
 - ``purge_jobs``: finished jobs older than :data:`JOB_RETENTION_DAYS` (the messages stay:
   they, not the jobs, are the idempotency record of a reminder).
+- ``purge_push_receipts``: message-push receipts older than :data:`RECEIPT_RETENTION_DAYS`
+  (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from models.job import Job
 from wxbackend.context import Context
 from wxbackend.services.citizens import identity
 from wxbackend.services.jobs import queue as jobs
+from wxbackend.services.messaging import subscriptions
 from wxbackend.services.ratings import defaults as default_ratings
 from wxbackend.services.tickets import workflow as tickets
 
@@ -30,9 +33,11 @@ log = logging.getLogger("wxbackend.housekeeping")
 
 KIND = "housekeeping"
 JOB_RETENTION_DAYS = 30
+RECEIPT_RETENTION_DAYS = 2
 
 
 def hour_key(task: str, at: datetime) -> str:
+    """The key of ``task``'s job of the UTC hour of ``at``."""
     return f"{KIND}:{task}:{at:%Y%m%d%H}"
 
 
@@ -63,11 +68,17 @@ async def _purge_jobs(ctx: Context) -> int:
     return await ctx.db.run(purge_jobs, utcnow())
 
 
+async def _purge_push_receipts(ctx: Context) -> int:
+    before = utcnow() - timedelta(days=RECEIPT_RETENTION_DAYS)
+    return await ctx.db.run(subscriptions.prune_receipts, before)
+
+
 TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "flag_overdue": _flag_overdue,
     "purge_face_attempts": _purge_face_attempts,
     "default_ratings": default_ratings.sweep,
     "purge_jobs": _purge_jobs,
+    "purge_push_receipts": _purge_push_receipts,
 }
 
 

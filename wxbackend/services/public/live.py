@@ -32,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from wxbackend.context import Context
-from wxbackend.services.public.listing import public_shape_of
+from wxbackend.services.public.shape import public_shape_of
 
 log = logging.getLogger("wxbackend.realtime")
 

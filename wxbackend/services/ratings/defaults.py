@@ -26,7 +26,7 @@ from models.evaluation import Evaluation, catalogue_refs
 from models.job import Job
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import evaluations
 
@@ -72,7 +72,7 @@ def apply_default_rating(case_id: int, window_days: int, now: datetime | None = 
             if updated != 1:
                 raise peewee.IntegrityError("rated meanwhile")
             evaluations.close_case_tokens(case.id, None, now)
-            reminders.cancel_case_jobs(case.id)
+            schedule.cancel_case_jobs(case.id)
     except peewee.IntegrityError:
         return None  # a citizen (or a callback) rated it first
     return evaluation.id

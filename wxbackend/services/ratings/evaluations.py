@@ -57,7 +57,7 @@ from wxbackend.db import compiled_insert, compiled_rows, database, param
 from wxbackend.security import token_digest
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.cases import scan
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
 from wxbackend.services.tickets.workdays import WorkCalendar
 from wxbackend.settings import Settings
@@ -469,7 +469,7 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
             if updated != 1:
                 raise errors.AlreadyEvaluated()
             _close_tokens(case.id, prepared.token_id, now)
-            reminders.cancel_case_jobs(case.id, now)  # no reminder, no default rating any more
+            schedule.cancel_case_jobs(case.id, now)  # no reminder, no default rating any more
             _insert_indicators(evaluation_id, rating.indicators, new.indicator_ids)
             if rating.is_bad:
                 open_ticket(evaluation_id, case, now, settings)

@@ -61,7 +61,7 @@ from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
 from wxbackend.timefmt import iso
 
@@ -305,7 +305,7 @@ def _apply(
             at=now,
         )
         if change.status == "closed":  # the citizen is told, inviting a follow-up rating
-            reminders.schedule_rectified_notice(ticket.id, now)
+            schedule.schedule_rectified_notice(ticket.id, now)
         detail = {"from": ticket.status, "to": change.status, **change.audit}
         record(actor, f"ticket.{step}", "ticket", ticket.id, detail)
         return get_ticket(principal, ticket.id, now)
