@@ -155,7 +155,7 @@ async def test_reply_is_public_and_audited(api, ctx, team):
     async def publish(evaluation_id: int) -> None:
         published.append(evaluation_id)
 
-    ctx.extras["publish_evaluation"] = publish
+    ctx.publisher = publish
     for text in ("", "   ", "长" * 501):
         status, answer = await api("POST", path, {"text": text}, token=team["center"])
         assert (status, code_of(answer)) == (422, "invalid_field"), text
@@ -282,7 +282,7 @@ async def test_callback_rating_recorded(api, ctx, team):
     async def publish(evaluation_id: int) -> None:
         published.append(evaluation_id)
 
-    ctx.extras["publish_evaluation"] = publish
+    ctx.publisher = publish
     body = {"case_no": case_no, "channel": "phone", "overall": 5, "indicators": ["efficiency"]}
     status, answer = await api("POST", CB, {**body, "channel": "wechat"}, token=team["labor"])
     assert (status, answer["error"]["field"]) == (422, "channel")

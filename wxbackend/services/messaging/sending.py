@@ -347,7 +347,7 @@ def _msgid(answer: Any) -> str | None:
 
 
 def _metrics(ctx: Context) -> Counter:
-    counter = ctx.extras.get("messages_counter")
+    counter = ctx.messages_counter
     if counter is None:
         counter = Counter(
             "wxb_messages",
@@ -355,7 +355,7 @@ def _metrics(ctx: Context) -> Counter:
             ["kind", "status"],
             registry=ctx.metrics.registry,
         )
-        ctx.extras["messages_counter"] = counter
+        ctx.messages_counter = counter
     return counter
 
 
@@ -378,9 +378,9 @@ def _no_template(targets: Targets) -> Targets:
 
 
 def _send_slots(ctx: Context) -> asyncio.Semaphore:
-    slots = ctx.extras.get("send_slots")
+    slots = ctx.send_slots
     if slots is None:
-        slots = ctx.extras["send_slots"] = asyncio.Semaphore(SEND_CONCURRENCY)
+        slots = ctx.send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
     return slots
 
 

@@ -33,7 +33,6 @@ STATS_WAIT_SECONDS = 2.0
 #: After a Redis error this process computes without the cache this long before trying Redis
 #: again (redis-py retries a dead server for seconds: one request pays that, not each one).
 STATS_REDIS_PAUSE_SECONDS = 5.0
-_PAUSED_UNTIL = "public.stats_cache.paused_until"  # in ctx.extras: time.monotonic()
 _POLL_FIRST_SECONDS = 0.01
 _POLL_MAX_SECONDS = 0.1
 _REDIS_ERRORS = (TimeoutError, RedisError, OSError)
@@ -57,12 +56,12 @@ class _StatsCache:
     requests of the next :data:`STATS_REDIS_PAUSE_SECONDS`, without a word."""
 
     def __init__(self, ctx: Context, query: StatsQuery):
+        self.ctx = ctx
         self.redis = ctx.redis
-        self.extras = ctx.extras
         self.key = stats_cache_key(ctx, query)
         self.lock = self.key + ":lock"
         self.owner = secrets.token_hex(8)
-        self.down = time.monotonic() < self.extras.get(_PAUSED_UNTIL, 0.0)
+        self.down = time.monotonic() < ctx.stats_paused_until
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if self.down:
@@ -71,7 +70,7 @@ class _StatsCache:
             return await getattr(self.redis, method)(*args, **kwargs)
         except _REDIS_ERRORS as exc:
             self.down = True
-            self.extras[_PAUSED_UNTIL] = time.monotonic() + STATS_REDIS_PAUSE_SECONDS
+            self.ctx.stats_paused_until = time.monotonic() + STATS_REDIS_PAUSE_SECONDS
             log.warning(
                 "public stats: Redis unavailable, computing without the cache",
                 extra={"fields": {"error": type(exc).__name__}},
@@ -125,7 +124,6 @@ class _StatsCache:
 
 #: Longest wait for a free computation slot before answering 503 ``unavailable``.
 STATS_SLOT_WAIT_SECONDS = 10.0
-_STATS_SLOTS = "public.stats_slots"  # in ctx.extras: this process's asyncio.Semaphore
 
 
 async def compute_stats(ctx: Context, query: StatsQuery) -> dict[str, Any]:
@@ -133,10 +131,9 @@ async def compute_stats(ctx: Context, query: StatsQuery) -> dict[str, Any]:
     (at least one): a flood of distinct queries (every one a cache miss, ~0.1 s at 200,000
     ratings) queues here instead of taking every thread from ratings, logins and scans.
     No slot within :data:`STATS_SLOT_WAIT_SECONDS` → 503 ``unavailable``."""
-    slots = ctx.extras.get(_STATS_SLOTS)
+    slots = ctx.stats_slots
     if slots is None:
-        slots = asyncio.Semaphore(max(1, ctx.settings.database.threads // 4))
-        ctx.extras[_STATS_SLOTS] = slots
+        slots = ctx.stats_slots = asyncio.Semaphore(max(1, ctx.settings.database.threads // 4))
     try:
         await asyncio.wait_for(slots.acquire(), STATS_SLOT_WAIT_SECONDS)
     except TimeoutError:

@@ -19,7 +19,7 @@ Order of the work, so a rejected request stores nothing and an accepted one is n
    Redis is flushed or down. The same transaction marks the token used, revokes every other
    token of the case, stores the indicators and opens the 差评 ticket.
 5. After commit: the answer, and the optional publisher hook
-   ``ctx.extras["publish_evaluation"](evaluation_id)`` (failures are logged, never raised).
+   ``ctx.publisher(evaluation_id)`` (failures are logged, never raised).
 """
 
 from __future__ import annotations
