@@ -44,7 +44,7 @@ from wxbackend.services.admin import scope
 from wxbackend.services.admin.accounts import AccountError, create_partner
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.catalogue.importer import CatalogError, key_field, row_fields, validate_row
+from wxbackend.services.catalogue.rows import CatalogError, key_field, row_fields, validate_row
 from wxbackend.timefmt import iso
 
 SECTIONS = ("centers", "departments", "items", "staff", "windows")
