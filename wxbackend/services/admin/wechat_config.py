@@ -257,12 +257,15 @@ class WeChatConfigStore:
         )
 
     def config(self) -> WeChatConfig:
+        """The configuration in force."""
         return self.current
 
     def credentials(self) -> Credentials:
+        """The appid and secret in force (the WeChat gateway asks at every token fetch)."""
         return self.current.credentials
 
     async def reload(self) -> WeChatConfig:
+        """Read the effective configuration from the database."""
         fresh = await self.db.run(load_effective, self.settings, self.cipher)
         if fresh.version != self.current.version:
             log.info("WeChat configuration version %d in force", fresh.version)
@@ -270,12 +273,14 @@ class WeChatConfigStore:
         return fresh
 
     async def save(self, actor: Actor, changes: dict[str, Any]) -> WeChatConfig:
+        """Store a new version, use it here at once and announce it to the other processes."""
         fresh = await self.db.run(save_changes, self.settings, self.cipher, actor, changes)
         self.current = fresh
         await self.announce(fresh.version)
         return fresh
 
     async def announce(self, version: int) -> None:
+        """Publish ``version`` on the channel (a failure is logged: polling spreads it too)."""
         try:
             await self.redis.publish(self.channel, str(version))
         except Exception as exc:  # noqa: BLE001 - polling still spreads the change
@@ -286,6 +291,7 @@ class WeChatConfigStore:
         self._watcher.start()
 
     async def stop(self) -> None:
+        """Stop watching."""
         await self._watcher.stop()
 
     async def _poll(self) -> None:

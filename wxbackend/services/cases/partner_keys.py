@@ -111,10 +111,12 @@ class SecretCache:
         )
 
     def clear(self) -> None:
+        """Forget every secret."""
         self.entries.clear()
         self.generation += 1
 
     def drop(self, key_id: str) -> None:
+        """Forget one key's secret."""
         self.entries.pop(key_id, None)
         self.generation += 1
 
@@ -180,9 +182,11 @@ class SecretCache:
         return partner, secret
 
     def start(self) -> None:
+        """Follow key changes in the background (``Context.start``; needs the running loop)."""
         self._watcher.start()
 
     async def stop(self) -> None:
+        """Stop following them (``Context.close``; bounded by :data:`STOP_SECONDS`)."""
         try:
             await asyncio.wait_for(self._watcher.stop(), STOP_SECONDS)
         except TimeoutError:

@@ -39,18 +39,22 @@ FINAL_STATUSES = frozenset({"sent", "no_quota", "config_error", "failed"})
 
 
 def reminder_key(case_id: int, n: int) -> str:
+    """The job and message key of reminder ``n`` of a case."""
     return f"{REMINDER}:{case_id}:{n}"
 
 
 def rectified_key(ticket_id: int) -> str:
+    """The job and message key of a ticket's rectified notice."""
     return f"{RECTIFIED}:{ticket_id}"
 
 
 def default_rating_key(case_id: int) -> str:
+    """The job key of a case's default rating."""
     return f"{DEFAULT_RATING}:{case_id}"
 
 
 def rating_window_end(completed_at: datetime, settings: Settings) -> datetime:
+    """When a case completed at ``completed_at`` can no longer be rated (and is default-rated)."""
     return completed_at + timedelta(days=settings.rating.default_after_days)
 
 
