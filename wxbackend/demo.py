@@ -330,7 +330,7 @@ class Demo:
         from wxbackend.db import database
         from wxbackend.security import DecryptionError
         from wxbackend.services.admin.accounts import create_partner
-        from wxbackend.services.cases.partners import SECRET_CONTEXT
+        from wxbackend.services.cases.partner_keys import SECRET_CONTEXT
 
         rows = (
             Partner.select()
