@@ -1,7 +1,9 @@
 """Scheduling the jobs of a case: reminders to rate (提醒评价), the default rating and the
-rectification notice (整改反馈). Sending them is :mod:`.sending`.
+rectification notice (整改反馈). The messages are sent by :mod:`.sending`, the default
+rating given by ``wxbackend.services.ratings.defaults``.
 
-Scheduling (sync, inside the transaction that makes the work due; see :mod:`.jobs`):
+Scheduling (sync, inside the transaction that makes the work due; the jobs are
+``wxbackend.services.jobs.queue``'s):
 
 - :func:`schedule_case_jobs` — a case was reported: its default rating and, when the
   applicant's identity is bound to a WeChat user, reminder 1 at ``base +
