@@ -40,7 +40,8 @@ from models.migrations import migrate  # noqa: E402
 from wxbackend.db import Database  # noqa: E402
 from wxbackend.security import LookupHasher, load_keys  # noqa: E402
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file  # noqa: E402
-from wxbackend.services.public.listing import ListQuery, StatsQuery, list_public, stats_public  # noqa: E402
+from wxbackend.services.public.figures import StatsQuery, stats_public  # noqa: E402
+from wxbackend.services.public.listing import ListQuery, list_public  # noqa: E402
 from wxbackend.services.ratings.levels import is_bad  # noqa: E402
 from wxbackend.settings import load_settings  # noqa: E402
 

@@ -6,7 +6,7 @@ processes) against the sandbox (its own process), and their ratio.
 Each configuration runs under each WeChat latency of ``--latency-ms``: 0 (the sandbox
 answers at once, so a worker is bound by CPU) and 50 ms (``subscribe/send`` answered after a
 50 ms pause, a sandbox fault with ``hang_seconds`` only, as a call to WeChat's servers takes;
-a worker is then bound by its calls in flight, ``reminders.SEND_CONCURRENCY``). The ratio
+a worker is then bound by its calls in flight, ``sending.SEND_CONCURRENCY``). The ratio
 target is judged under WeChat's latency; on this 2-core machine, with no latency, one worker
 and the sandbox already keep 1.5 cores busy, so a second worker has half a core to add.
 
@@ -40,7 +40,7 @@ from tests.tools.reminder_backlog import (  # noqa: E402
     settings_for,
     worker_env,
 )
-from wxbackend.services.messaging.reminders import SEND_CONCURRENCY  # noqa: E402
+from wxbackend.services.messaging.sending import SEND_CONCURRENCY  # noqa: E402
 
 DUE_IN = 4.0
 

@@ -16,6 +16,7 @@ from typing import Any
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
+from wxbackend.services.tickets import views
 from wxbackend.services.tickets import workflow as tickets
 
 _STR = {"type": "string"}
@@ -49,7 +50,7 @@ class TicketsHandler(AdminHandler):
     }
 
     async def get(self) -> None:
-        query = tickets.parse_ticket_query(lambda name: self.get_query_argument(name, None))
+        query = views.parse_ticket_query(lambda name: self.get_query_argument(name, None))
         self.send(await tickets.list_for(self.ctx, self.admin, query))
 
 

@@ -1,7 +1,7 @@
 """Live ratings for the public pages: ``GET /api/v1/public/live?center=`` (Server-Sent Events).
 
 Each stream holds one feed of ``wxbackend.services.public.live`` for as long as the browser stays
-connected; all the feeds of a process share ONE Redis pub/sub connection (``realtime.LiveHub``):
+connected; all the feeds of a process share ONE Redis pub/sub connection (``live_hub.LiveHub``):
 
 * every new public rating (and a rating whose follow-up 追评 just arrived) is one event,
   ``id: <evaluation id>`` + ``data: <the public shape, one line of JSON>``;
@@ -34,6 +34,7 @@ from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public.live_hub import LiveFeed
 
 log = logging.getLogger("wxbackend.live")
 
@@ -41,7 +42,6 @@ MAX_STREAMS = 500
 HEARTBEAT_SECONDS = 15.0
 RETRY_MILLISECONDS = 5000
 _CENTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_SLOTS_KEY = "live_streams"
 
 RETRY_AFTER_SECONDS = 10
 
@@ -52,27 +52,6 @@ class TooManyStreams(errors.ContractError):
     status = 503
     code = "too_many_streams"
     default_message = "Too many live connections; try again shortly."
-
-
-class StreamSlots:
-    """The live streams open in this process (one per server process, kept in ctx.extras)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-
-    def take(self, limit: int) -> bool:
-        if self.open >= limit:
-            return False
-        self.open += 1
-        return True
-
-    def release(self) -> None:
-        self.open = max(0, self.open - 1)
-
-
-def stream_slots(ctx: Any) -> StreamSlots:
-    """This process's :class:`StreamSlots`."""
-    return ctx.extras.setdefault(_SLOTS_KEY, StreamSlots())
 
 
 def sse_event(shape: dict[str, Any]) -> bytes:
@@ -123,7 +102,7 @@ class LiveHandler(BaseHandler):
         center = self.get_query_argument("center", None) or None
         if center is not None and not _CENTER.fullmatch(center):
             raise errors.InvalidQuery("Parameter center is not a center code.", parameter="center")
-        slots = stream_slots(self.ctx)
+        slots = self.ctx.live_streams
         if not slots.take(self.max_streams):
             raise TooManyStreams()
         self._slot_taken = True
@@ -137,7 +116,7 @@ class LiveHandler(BaseHandler):
         finally:
             await self._close_feed(feed)
 
-    async def _stream(self, feed: realtime.LiveFeed) -> None:
+    async def _stream(self, feed: LiveFeed) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # nginx: pass events through unbuffered
@@ -195,7 +174,7 @@ class LiveHandler(BaseHandler):
             return False
         return True
 
-    async def _close_feed(self, feed: realtime.LiveFeed) -> None:
+    async def _close_feed(self, feed: LiveFeed) -> None:
         try:
             await feed.aclose()
         except (TimeoutError, RedisError, OSError) as exc:
@@ -212,7 +191,7 @@ class LiveHandler(BaseHandler):
     def on_finish(self) -> None:
         if self._slot_taken:
             self._slot_taken = False
-            stream_slots(self.ctx).release()
+            self.ctx.live_streams.release()
         super().on_finish()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from handlers.base import BaseHandler, CitizenHandler, route
 from handlers.openapi import bearer, errors_of
-from wxbackend.services.public import listing as public
+from wxbackend.services.public import figures, listing, stats_cache
 from wxbackend.services.ratings import levels, likes
 
 
@@ -49,8 +49,8 @@ class PublicEvaluationsHandler(BaseHandler):
     }
 
     async def get(self) -> None:
-        args = {name: self.get_query_argument(name, None) for name in public.LIST_PARAMETERS}
-        self.send(await public.public_evaluations(self.ctx, args))
+        args = {name: self.get_query_argument(name, None) for name in listing.LIST_PARAMETERS}
+        self.send(await listing.public_evaluations(self.ctx, args))
 
 
 class PublicStatsHandler(BaseHandler):
@@ -74,8 +74,8 @@ class PublicStatsHandler(BaseHandler):
     }
 
     async def get(self) -> None:
-        args = {name: self.get_query_argument(name, None) for name in public.STATS_PARAMETERS}
-        answer = await public.public_stats(self.ctx, args)
+        args = {name: self.get_query_argument(name, None) for name in figures.STATS_PARAMETERS}
+        answer = await stats_cache.public_stats(self.ctx, args)
         ttl = self.ctx.settings.public.stats_cache_seconds
         if ttl > 0:  # the same figures for everyone, as fresh as the server's own cache
             self.set_header("Cache-Control", f"public, max-age={ttl}")

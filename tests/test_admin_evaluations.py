@@ -19,7 +19,7 @@ from tests.public_seed import UNCACHED  # figures compared before/after: fresh
 from tests.support.cases import make_case, make_id_number
 from tests.test_tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
 from wxbackend.clients.citizen import rate, verified_user
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.timefmt import SHANGHAI, iso
 
 E = "/admin/api/evaluations"
@@ -158,7 +158,7 @@ async def test_reply_is_public_and_audited(api, ctx, team):
     async def publish(evaluation_id: int) -> None:
         published.append(evaluation_id)
 
-    ctx.extras["publish_evaluation"] = publish
+    ctx.publisher = publish
     for text in ("", "   ", "长" * 501):
         status, answer = await api("POST", path, {"text": text}, token=team["center"])
         assert (status, code_of(answer)) == (422, "invalid_field"), text
@@ -293,7 +293,7 @@ async def test_callback_rating_recorded(api, ctx, team):
     async def publish(evaluation_id: int) -> None:
         published.append(evaluation_id)
 
-    ctx.extras["publish_evaluation"] = publish
+    ctx.publisher = publish
     body = {
         "case_no": case_no,
         "channel": "phone",
@@ -351,8 +351,8 @@ def _schedule_jobs(case_id: int, settings) -> list[str]:
     """The case's default rating and reminders, as when it was reported with a bound user;
     their job keys."""
     case = Case.get_by_id(case_id)
-    reminders.schedule_case_jobs(case, settings)
-    reminders.schedule_reminders(case, settings, utcnow(), catch_up=False)
+    schedule.schedule_case_jobs(case, settings)
+    schedule.schedule_reminders(case, settings, utcnow(), catch_up=False)
     return [job.key for job in Job.select(Job.key)]
 
 
@@ -367,8 +367,8 @@ async def test_callback_rating_cancels_the_cases_pending_jobs(api, ctx, team):
     used to leave them, so the case could still be reminded about and default-rated)."""
     case_id, case_no = await _case(ctx)
     keys = await ctx.db.run(_schedule_jobs, int(case_id), ctx.settings)
-    expected = {reminders.default_rating_key(int(case_id))} | {
-        reminders.reminder_key(int(case_id), n) for n in reminders.REMINDER_NUMBERS
+    expected = {schedule.default_rating_key(int(case_id))} | {
+        schedule.reminder_key(int(case_id), n) for n in schedule.REMINDER_NUMBERS
     }
     assert expected <= set(keys)
     before = await ctx.db.run(_job_statuses, sorted(expected))

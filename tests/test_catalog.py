@@ -1,4 +1,4 @@
-"""Tests for wxbackend.services.catalogue.importer: the catalogue import (目录导入)."""
+"""Tests for wxbackend.services.catalogue.importer and .rows: the catalogue import (目录导入)."""
 
 import copy
 import json
@@ -10,12 +10,8 @@ from models.catalog import Center, Department, ServiceItem, Staff, Window
 from models.migrations import migrate
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import Keys, LookupHasher, normalize_id_number
-from wxbackend.services.catalogue.importer import (
-    CatalogError,
-    import_catalog,
-    load_catalog_file,
-    validate_catalog,
-)
+from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
+from wxbackend.services.catalogue.rows import CatalogError, validate_catalog
 from wxbackend.settings import load_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "conf" / "catalog.example.json"

@@ -16,7 +16,7 @@ from tests.test_reminders import running_worker, wait_for
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.clients.partner import iso_ago, resident_id
 from wxbackend.services.jobs import housekeeping
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.services.ratings import defaults as default_ratings
 
 FAST = {"worker": {"poll_seconds": 0.2}}
@@ -56,7 +56,7 @@ async def test_default_rating_after_the_window(api, sandbox, ctx, partner):
     status, rated = await rate(api, token, scene=scene, overall=5)
     assert status == 201, rated
 
-    key = reminders.default_rating_key(old_case)
+    key = schedule.default_rating_key(old_case)
     async with running_worker(ctx):
         assert await wait_for(lambda: _is(ctx, key, "done"))
     rows = await ctx.db.run(evaluations_of, old_case)
@@ -92,7 +92,7 @@ async def _is(ctx, key: str, status: str) -> bool:
 @pytest.mark.parametrize("settings_overrides", [{**FAST, "rating": {"default_enabled": False}}])
 async def test_default_ratings_can_be_turned_off(ctx, partner):
     case_id, _ = await report_old_case(partner)
-    key = reminders.default_rating_key(case_id)
+    key = schedule.default_rating_key(case_id)
     async with running_worker(ctx):
         assert await wait_for(lambda: _is(ctx, key, "done"))
         assert await default_ratings.sweep(ctx) == 0
@@ -103,7 +103,7 @@ async def test_default_ratings_can_be_turned_off(ctx, partner):
 @pytest.mark.asyncio
 async def test_not_before_the_window_ends(ctx, partner):
     case_id, _ = await report_old_case(partner, days=6.9)
-    key = reminders.default_rating_key(case_id)
+    key = schedule.default_rating_key(case_id)
     assert await job_status(ctx, key) == "pending"
     async with running_worker(ctx):
         await asyncio.sleep(0.6)
@@ -126,7 +126,7 @@ async def test_a_citizen_rating_wins(api, sandbox, ctx, partner):
     token = await verified_user(api, sandbox, "黎明", id_number)
     status, answer = await rate(api, token, case_id=str(case_id), overall=4)
     assert status == 201, answer
-    assert await job_status(ctx, reminders.default_rating_key(case_id)) == "cancelled"
+    assert await job_status(ctx, schedule.default_rating_key(case_id)) == "cancelled"
     later = utcnow() + timedelta(days=2)
     assert await ctx.db.run(default_ratings.apply_default_rating, case_id, 7, later) is None
     rows = await ctx.db.run(evaluations_of, case_id)

@@ -60,7 +60,7 @@ async def test_scan_rate_then_my_evaluations(api, sandbox, ctx):
     async def publish(evaluation_id: int) -> None:
         published.append(evaluation_id)
 
-    ctx.extras["publish_evaluation"] = publish
+    ctx.publisher = publish
     status, answer = await rate(
         api,
         token,
@@ -139,7 +139,7 @@ async def test_publish_failure_never_fails_the_rating(api, sandbox, ctx, caplog)
     async def broken(evaluation_id: int) -> None:
         raise RuntimeError("pub/sub down")
 
-    ctx.extras["publish_evaluation"] = broken
+    ctx.publisher = broken
     status, answer = await rate(api, token, scene=scene, overall=5)
     assert status == 201, answer
     assert "publishing an evaluation failed" in caplog.text

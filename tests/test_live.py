@@ -107,7 +107,7 @@ class Stream:
 
 
 async def numsub(ctx, center: str | None) -> int:
-    channel = realtime.channel_name(ctx, center)
+    channel = realtime.channel_name(ctx.rkeys, center)
     answer = await ctx.redis.pubsub_numsub(channel)
     return dict(answer).get(channel, 0)
 
@@ -175,7 +175,7 @@ async def _is(awaitable, value) -> bool:
 
 
 async def _slots_open(ctx, n: int) -> bool:
-    return live.stream_slots(ctx).open == n
+    return ctx.live_streams.open == n
 
 
 @pytest.mark.asyncio
@@ -276,7 +276,7 @@ async def test_retry_after_on_503(http_client, base_url, ctx, monkeypatch):
     monkeypatch.setattr(live.LiveHandler, "max_streams", 0)
     response = await http_client.fetch(base_url + "/api/v1/public/live", raise_error=False)
     assert response.code == 503 and response.headers["Retry-After"] == "10"
-    assert live.stream_slots(ctx).open == 0
+    assert ctx.live_streams.open == 0
 
 
 @pytest.mark.asyncio
@@ -316,4 +316,4 @@ async def test_redis_down_is_503_and_frees_the_slot(api, ctx, monkeypatch):
     monkeypatch.setattr(realtime, "subscribe", broken)
     status, answer = await api("GET", "/api/v1/public/live")
     assert status == 503 and answer["error"]["code"] == "unavailable"
-    assert live.stream_slots(ctx).open == 0
+    assert ctx.live_streams.open == 0

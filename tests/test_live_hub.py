@@ -31,6 +31,7 @@ from tests.test_live import (  # noqa: F401 - fixtures too
 )
 from wxbackend.context import build_context
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public import live_hub, live_publisher
 
 
 async def pubsub_connections(client: aioredis.Redis) -> int:
@@ -53,10 +54,10 @@ async def settled_pubsub_connections(client: aioredis.Redis) -> int:
 
 
 async def publish_json(ctx, center: str | None, body: dict) -> None:
-    await ctx.redis.publish(realtime.channel_name(ctx, center), json.dumps(body))
+    await ctx.redis.publish(realtime.channel_name(ctx.rkeys, center), json.dumps(body))
 
 
-async def read_until(feed: realtime.LiveFeed, last_id: str) -> list[str]:
+async def read_until(feed: live_hub.LiveFeed, last_id: str) -> list[str]:
     """The ids a feed receives up to (and without) ``last_id``."""
     ids = []
     while (shape := await asyncio.wait_for(anext(feed), 5))["id"] != last_id:
@@ -99,17 +100,19 @@ async def test_many_feeds_share_one_connection_and_get_their_channel(ctx):
 
 
 async def _no_live_channels(ctx) -> bool:
-    return await ctx.redis.pubsub_channels(realtime._live_pattern(ctx)) == []
+    return await ctx.redis.pubsub_channels(live_publisher.live_pattern(ctx.rkeys)) == []
 
 
 @pytest.mark.asyncio
 async def test_last_feed_of_a_channel_unsubscribes_it(ctx, monkeypatch):
     rating = await ctx.db.run(_seed, ctx)
     shaped: list[int] = []
-    real_shape = realtime.public_shape_of
-    monkeypatch.setattr(realtime, "public_shape_of", lambda i: shaped.append(i) or real_shape(i))
-    channel = realtime.channel_name(ctx, CENTER)
-    pattern = realtime._live_pattern(ctx)
+    real_shape = live_publisher.public_shape_of
+    monkeypatch.setattr(
+        live_publisher, "public_shape_of", lambda i: shaped.append(i) or real_shape(i)
+    )
+    channel = realtime.channel_name(ctx.rkeys, CENTER)
+    pattern = live_publisher.live_pattern(ctx.rkeys)
     first = await realtime.subscribe(ctx, CENTER)
     second = await realtime.subscribe(ctx, CENTER)
     assert await ctx.redis.pubsub_channels(pattern) == [channel]
@@ -157,7 +160,7 @@ async def test_slow_consumer_is_ended_without_affecting_others(ctx):
     slow = await realtime.subscribe(ctx, CENTER)  # never read
     fast = await realtime.subscribe(ctx, CENTER)
     elsewhere = await realtime.subscribe(ctx, OTHER_CENTER)
-    total = realtime.MAX_BACKLOG + 20
+    total = live_hub.MAX_BACKLOG + 20
     received: list[int] = []
 
     async def read_fast() -> None:
@@ -193,11 +196,11 @@ async def test_slow_consumer_is_ended_without_affecting_others(ctx):
 async def test_context_close_with_open_feeds_is_prompt(ctx, settings, sandbox, monkeypatch):
     """The wake-up stops the reader at once: with a 30 s poll, only it can end a close this
     fast."""
-    monkeypatch.setattr(realtime.LiveHub, "poll_seconds", 30.0)
+    monkeypatch.setattr(live_hub.LiveHub, "poll_seconds", 30.0)
     other = build_context(settings, api_base=sandbox.url)
     await other.start()
     feeds = [await realtime.subscribe(other, c) for c in (CENTER, None, None)]
-    hub = other.extras[realtime.HUB]
+    hub = other.live_hub
     waiting = [asyncio.ensure_future(anext(feed)) for feed in feeds]  # consumers mid-wait
     await asyncio.sleep(0.05)
     started = time.monotonic()
@@ -252,11 +255,11 @@ async def own_redis():
 
 @pytest_asyncio.fixture
 async def alone(ctx, own_redis):
-    """A context on the private Redis (its own extras, so its own hub)."""
+    """A context on the private Redis (no hub yet, so its own)."""
     client = own_redis.client()
-    context = dataclasses.replace(ctx, redis=client, extras={})
+    context = dataclasses.replace(ctx, redis=client, live_hub=None)
     yield context
-    hub = context.extras.pop(realtime.HUB, None)
+    hub, context.live_hub = context.live_hub, None
     if hub is not None:
         await asyncio.wait_for(hub.aclose(), 10)
     await client.aclose()
@@ -292,9 +295,9 @@ async def _is_false(value: bool) -> bool:
 async def test_silent_redis_ends_every_feed(alone, monkeypatch):
     """A connection that stays open but never answers (here: CLIENT PAUSE) is noticed by the
     hub's own PING."""
-    monkeypatch.setattr(realtime.LiveHub, "poll_seconds", 0.1)
-    monkeypatch.setattr(realtime.LiveHub, "ping_after_seconds", 0.3)
-    monkeypatch.setattr(realtime.LiveHub, "pong_wait_seconds", 0.5)
+    monkeypatch.setattr(live_hub.LiveHub, "poll_seconds", 0.1)
+    monkeypatch.setattr(live_hub.LiveHub, "ping_after_seconds", 0.3)
+    monkeypatch.setattr(live_hub.LiveHub, "pong_wait_seconds", 0.5)
     async with await realtime.subscribe(alone, CENTER) as feed:
         await asyncio.sleep(1)  # idle, yet alive: PINGs are answered
         assert not realtime.live_hub(alone).closed

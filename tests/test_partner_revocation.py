@@ -29,7 +29,9 @@ from wxbackend.app import make_app
 from wxbackend.clients.partner import PartnerClient
 from wxbackend.context import Context, build_context
 from wxbackend.db import database
+from wxbackend.services.cases import partner_keys
 from wxbackend.services.cases import partners as partner_auth
+from wxbackend.services.cases.partner_keys import SecretCache
 
 A = "/admin/api"
 #: The brief's bound for another process (the poll is 1 s; a request checks after 1.5 s).
@@ -63,7 +65,7 @@ async def second_process(
         server = tornado.httpserver.HTTPServer(make_app(other))
         server.add_sockets([sock])
         made.append((other, server))
-        await until(lambda: partner_auth.secret_cache(other).version is not None)
+        await until(lambda: other.partner_secrets.version is not None)
         return Process(other, Api(http_client, f"http://127.0.0.1:{port}"))
 
     yield start
@@ -111,13 +113,13 @@ async def test_revocation_reaches_another_process_by_pubsub(
     partner, api, ctx, second_process, monkeypatch
 ):
     """With the version poll pushed out of reach, only the pub/sub message can tell B."""
-    monkeypatch.setattr(partner_auth, "POLL_SECONDS", 60.0)
-    monkeypatch.setattr(partner_auth, "CHECK_SECONDS", 60.0)
+    monkeypatch.setattr(partner_keys, "POLL_SECONDS", 60.0)
+    monkeypatch.setattr(partner_keys, "CHECK_SECONDS", 60.0)
     b = await second_process()
     in_b = b.client(partner.key_id, partner.secret)
     assert (await partner.report_case())[0] == 201  # cached in A
     assert (await in_b.report_case())[0] == 201  # cached in B
-    assert partner.key_id in partner_auth.secret_cache(b.ctx).entries
+    assert partner.key_id in b.ctx.partner_secrets.entries
     root = await admin_token(api, ctx)
     await revoke(api, root, partner.key_id)
     # the revoking process itself: at once
@@ -156,27 +158,27 @@ async def test_lost_message_converges_by_the_version_poll(
 async def test_cache_spares_the_database(partner, api, ctx, second_process, monkeypatch):
     b = await second_process()
     reads: list[str] = []
-    load_partner = partner_auth.load_partner
+    load_partner = partner_keys.load_partner
 
     def counting(key_id: str):
         reads.append(key_id)
         return load_partner(key_id)
 
-    monkeypatch.setattr(partner_auth, "load_partner", counting)
+    monkeypatch.setattr(partner_keys, "load_partner", counting)
     in_b = b.client(partner.key_id, partner.secret)
     for _ in range(5):
         assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id]
     # the version checks (background, and a request's own after CHECK_SECONDS) keep it
-    await asyncio.sleep(partner_auth.CHECK_SECONDS + 0.2)
+    await asyncio.sleep(partner_keys.CHECK_SECONDS + 0.2)
     assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id]
     # another key's revocation empties the cache once; then it is cached again
     root = await admin_token(api, ctx)
     other_key, _ = await new_key(api, root)
-    version = int(await ctx.redis.get(partner_auth.version_key(ctx)) or 0)
+    version = int(await ctx.redis.get(partner_keys.version_key(ctx.rkeys)) or 0)
     await revoke(api, root, other_key)
-    await until(lambda: partner_auth.secret_cache(b.ctx).version == version + 1)
+    await until(lambda: b.ctx.partner_secrets.version == version + 1)
     for _ in range(3):
         assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id, partner.key_id]
@@ -188,14 +190,16 @@ async def test_redis_down_never_fails_the_check(partner, ctx, caplog):
     dead = aioredis.Redis.from_url(
         f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.5, socket_connect_timeout=0.5
     )
-    cut_off = dataclasses.replace(ctx, redis=dead, extras={})
+    cut_off = dataclasses.replace(
+        ctx, redis=dead, partner_secrets=SecretCache(dead, ctx.rkeys, ctx.db, ctx.cipher)
+    )
     caplog.set_level(logging.INFO)
     try:
-        found = await partner_auth.secret_cache(cut_off).lookup(partner.key_id)
+        found = await cut_off.partner_secrets.lookup(partner.key_id)
         assert found is not None and found[1] == partner.secret
-        cache = partner_auth.secret_cache(cut_off)
+        cache = cut_off.partner_secrets
         entry = cache.entries[partner.key_id]
-        assert entry.until - time.monotonic() <= partner_auth.SECRET_CACHE_SECONDS
+        assert entry.until - time.monotonic() <= partner_keys.SECRET_CACHE_SECONDS
         assert cache.failing and cache.version is None
         attempted = cache.attempted_at
         assert (await cache.lookup(partner.key_id))[1] == partner.secret

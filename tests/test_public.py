@@ -30,7 +30,8 @@ from tests.public_seed import (
     seed_catalog,
 )
 from wxbackend.db import database
-from wxbackend.services.public import listing as public
+from wxbackend.services.common import query_args
+from wxbackend.services.public import figures, listing
 from wxbackend.services.ratings import levels
 from wxbackend.services.ratings.levels import is_bad
 from wxbackend.timefmt import SHANGHAI, iso
@@ -269,7 +270,7 @@ async def test_page_costs_a_fixed_number_of_queries(ctx):
 
         db.execute_sql = counting
         try:
-            page = public.list_public(public.ListQuery(limit=limit))
+            page = listing.list_public(listing.ListQuery(limit=limit))
         finally:
             del db.execute_sql
         assert len(page["items"]) == limit
@@ -396,8 +397,8 @@ async def test_tallies_group_by_center(ctx):
         for n in range(30):
             rated_case(ctx, 1 + n % 5, list(ITEMS)[n % 3], channel="default" if n % 7 else "qr")
         insert_case(ctx, "440104-XX-001")
-        grouped = public.tallies(public.Scope(), group_by="center")
-        whole = public.tallies(public.Scope())[None]
+        grouped = figures.tallies(figures.Scope(), group_by="center")
+        whole = figures.tallies(figures.Scope())[None]
         return grouped, whole
 
     grouped, whole = await ctx.db.run(run)
@@ -410,7 +411,7 @@ async def test_tallies_group_by_center(ctx):
             == (whole.active_by_level[level])
         )
     with pytest.raises(ValueError):
-        public.tallies(public.Scope(), group_by="applicant_id_hash")
+        figures.tallies(figures.Scope(), group_by="applicant_id_hash")
 
 
 @pytest.mark.asyncio
@@ -456,13 +457,13 @@ async def test_stats_rejects_bad_queries(api, ctx, query):
 
 def test_cursor_round_trip():
     for last in (1, 9, 10, 123456789, 2**62):
-        assert public.decode_cursor(public.encode_cursor(last)) == last
-    assert "=" not in public.encode_cursor(10)
+        assert query_args.decode_cursor(query_args.encode_cursor(last)) == last
+    assert "=" not in query_args.encode_cursor(10)
 
 
 def test_shanghai_day_bounds():
-    assert public.day_start_utc(date(2026, 3, 1)) == datetime(2026, 2, 28, 16, 0, 0)
-    assert iso(public.day_start_utc(date(2026, 3, 1))) == "2026-03-01T00:00:00+08:00"
+    assert query_args.day_start_utc(date(2026, 3, 1)) == datetime(2026, 2, 28, 16, 0, 0)
+    assert iso(query_args.day_start_utc(date(2026, 3, 1))) == "2026-03-01T00:00:00+08:00"
 
 
 @pytest.mark.asyncio

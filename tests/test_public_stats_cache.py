@@ -1,7 +1,7 @@
 """``GET /api/v1/public/stats`` through its Redis cache (``public.stats_cache_seconds``).
 
 Real redis-server and database throughout; the only stand-in is a counting wrapper around
-``public.stats_public`` (the function that aggregates), to count computations.
+``figures.stats_public`` (the function that aggregates), to count computations.
 """
 
 from __future__ import annotations
@@ -20,24 +20,24 @@ import pytest
 
 from tests.public_seed import CENTER, ITEMS, UNCACHED, insert_case, insert_rating, seed_catalog
 from wxbackend.cache import make_redis
-from wxbackend.services.public import listing as public
+from wxbackend.services.public import figures, stats_cache
 from wxbackend.settings import SettingsError, load_settings
 
 STATS = "/api/v1/public/stats"
 
 
 class Counted:
-    """``public.stats_public`` wrapped: counts its calls, optionally slowed down (it runs on
+    """``figures.stats_public`` wrapped: counts its calls, optionally slowed down (it runs on
     the database threads, so the sleep holds a thread as a slow aggregation would)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0):
-        self.original = public.stats_public
+        self.original = figures.stats_public
         self.delay = delay
         self.calls = 0
         self._lock = threading.Lock()
-        monkeypatch.setattr(public, "stats_public", self)
+        monkeypatch.setattr(stats_cache, "stats_public", self)
 
-    def __call__(self, query: public.StatsQuery) -> dict[str, Any]:
+    def __call__(self, query: figures.StatsQuery) -> dict[str, Any]:
         with self._lock:
             self.calls += 1
         if self.delay:
@@ -103,7 +103,7 @@ def query_string(params: dict[str, str]) -> str:
 async def test_cached_answer_equals_uncached(api, ctx):
     await ctx.db.run(seed_mixed, ctx)
     for params in QUERIES:
-        direct = await ctx.db.run(public.stats_public, public.parse_stats_query(params))
+        direct = await ctx.db.run(figures.stats_public, figures.parse_stats_query(params))
         status, missed = await api("GET", query_string(params))
         assert status == 200, missed
         status, hit = await api("GET", query_string(params))
@@ -111,7 +111,7 @@ async def test_cached_answer_equals_uncached(api, ctx):
         assert missed == hit == direct, params
         assert shape(missed) == shape(hit) == shape(direct), params
         assert json.dumps(hit) == json.dumps(direct)  # same keys, same order
-        key = public.stats_cache_key(ctx, public.parse_stats_query(params))
+        key = stats_cache.stats_cache_key(ctx, figures.parse_stats_query(params))
         assert json.loads(await ctx.redis.get(key)) == direct
         assert 0 < await ctx.redis.ttl(key) <= 10  # the default public.stats_cache_seconds
     keys = await cache_keys(ctx)
@@ -172,7 +172,7 @@ async def test_twenty_concurrent_misses_compute_once(api, ctx, monkeypatch):
     assert all(answer == results[0][1] for _, answer in results)
     assert counted.calls == 1
     assert not await ctx.redis.exists(
-        public.stats_cache_key(ctx, public.parse_stats_query({"center": CENTER})) + ":lock"
+        stats_cache.stats_cache_key(ctx, figures.parse_stats_query({"center": CENTER})) + ":lock"
     )  # released once stored
 
 
@@ -182,13 +182,13 @@ async def test_waiting_for_another_computation_is_bounded(api, ctx, monkeypatch)
     ``STATS_WAIT_SECONDS``, computes itself, and fills the cache."""
     await ctx.db.run(seed_mixed, ctx, 10)
     counted = Counted(monkeypatch)
-    key = public.stats_cache_key(ctx, public.parse_stats_query({}))
+    key = stats_cache.stats_cache_key(ctx, figures.parse_stats_query({}))
     await ctx.redis.set(key + ":lock", "a crashed process", px=10_000)
     started = time.monotonic()
     status, answer = await api("GET", STATS)
     waited = time.monotonic() - started
     assert status == 200 and counted.calls == 1
-    assert public.STATS_WAIT_SECONDS * 0.9 <= waited < public.STATS_WAIT_SECONDS + 1.5
+    assert stats_cache.STATS_WAIT_SECONDS * 0.9 <= waited < stats_cache.STATS_WAIT_SECONDS + 1.5
     assert await ctx.redis.get(key + ":lock") == "a crashed process"  # not someone else's
     assert (await api("GET", STATS))[1] == answer and counted.calls == 1  # cached meanwhile
 
@@ -214,7 +214,7 @@ async def test_ttl_zero_disables_the_cache(api, ctx, monkeypatch):
 async def test_redis_down_still_answers(api, ctx, monkeypatch, caplog):
     """Redis down: the client the server builds (``make_redis``) for an address where no
     Redis listens; then Redis back (the test session's redis-server)."""
-    monkeypatch.setattr(public, "STATS_REDIS_PAUSE_SECONDS", 1.0)
+    monkeypatch.setattr(stats_cache, "STATS_REDIS_PAUSE_SECONDS", 1.0)
     await ctx.db.run(seed_mixed, ctx, 10)
     counted = Counted(monkeypatch)
     path = f"{STATS}?center={CENTER}&from=2026-02-01"
@@ -233,8 +233,8 @@ async def test_redis_down_still_answers(api, ctx, monkeypatch, caplog):
         ctx.redis = working
         await down.aclose()
     direct = await ctx.db.run(
-        public.stats_public.original,
-        public.parse_stats_query({"center": CENTER, "from": "2026-02-01"}),
+        stats_cache.stats_public.original,
+        figures.parse_stats_query({"center": CENTER, "from": "2026-02-01"}),
     )
     assert first == second == direct
     warnings = [r for r in caplog.records if r.name == "wxbackend.public"]
@@ -278,7 +278,7 @@ class Concurrency(Counted):
         self.running = 0
         self.most = 0
 
-    def __call__(self, query: public.StatsQuery) -> dict[str, Any]:
+    def __call__(self, query: figures.StatsQuery) -> dict[str, Any]:
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
@@ -312,7 +312,7 @@ async def test_a_flood_of_misses_leaves_the_database_to_others(api, ctx, monkeyp
 @pytest.mark.asyncio
 async def test_no_slot_in_time_is_503(api, ctx, monkeypatch):
     await ctx.db.run(seed_mixed, ctx, 5)
-    monkeypatch.setattr(public, "STATS_SLOT_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(stats_cache, "STATS_SLOT_WAIT_SECONDS", 0.2)
     Counted(monkeypatch, delay=0.6)
     results = await asyncio.gather(
         *(api("GET", f"{STATS}?from=2026-02-{day:02d}") for day in (1, 2, 3))

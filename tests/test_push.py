@@ -12,8 +12,10 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 
 from models.base import utcnow
+from models.job import Job
 from models.messaging import Message, PushReceipt, Subscription
 from models.user import User
+from wxbackend.services.jobs import housekeeping
 from wxbackend.services.messaging import subscriptions as subs
 from wxbackend.wechat import push
 
@@ -447,3 +449,23 @@ async def test_popup_pairing_under_concurrency(api, sandbox, ctx):
     answers = await asyncio.gather(*calls)
     assert all(status == 200 for status, _ in answers)
     assert await ctx.db.run(quota, user_id, REMINDER) == 10
+
+
+@pytest.mark.asyncio
+async def test_housekeeping_prunes_old_receipts(ctx):
+    """The hourly ``purge_push_receipts`` job: receipts past the retention go, recent stay."""
+    now = utcnow()
+    old = now - timedelta(days=housekeeping.RECEIPT_RETENTION_DAYS, minutes=1)
+    recent = now - timedelta(days=housekeeping.RECEIPT_RETENTION_DAYS - 1)
+
+    def seed():
+        PushReceipt.create(key="old", event="e", received_at=old)
+        PushReceipt.create(key="recent", event="e", received_at=recent)
+        PushReceipt.create(key="now", event="e", received_at=now)
+        housekeeping.ensure_scheduled(now)
+        return Job.get(Job.key == housekeeping.hour_key("purge_push_receipts", now))
+
+    job = await ctx.db.run(seed)
+    await housekeeping.handle(ctx, job)
+    kept = await ctx.db.run(lambda: sorted(r.key for r in PushReceipt.select()))
+    assert kept == ["now", "recent"]

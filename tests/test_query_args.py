@@ -20,14 +20,15 @@ from wxbackend.services.admin import audit_search
 from wxbackend.services.admin import messages as messages_admin
 from wxbackend.services.admin import moderation as admin_evaluations
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.public import listing as public
+from wxbackend.services.common import query_args
+from wxbackend.services.public import figures, listing
 
 ROOT = Principal(1, "root", "superadmin", None, None)
 
 #: Each endpoint's parser, called with a dict of the query parameters.
 PARSERS = {
-    "public list": public.parse_list_query,
-    "public stats": public.parse_stats_query,
+    "public list": listing.parse_list_query,
+    "public stats": figures.parse_stats_query,
     "admin evaluations": lambda args: admin_evaluations.parse_evaluation_query(args.get),
     "audit log": lambda args: audit_search.parse_query(args.get),
     "messages": lambda args: messages_admin.list_messages(ROOT, args.get),
@@ -148,9 +149,9 @@ def test_errors(endpoint, args, expected):
 
 
 def test_public_values():
-    parse_list, parse_stats = public.parse_list_query, public.parse_stats_query
+    parse_list, parse_stats = listing.parse_list_query, figures.parse_stats_query
     assert parse_list({}) == parse_list({"center": "", "limit": "", "cursor": ""})
-    assert parse_list({}) == public.ListQuery()
+    assert parse_list({}) == listing.ListQuery()
     query = {
         "center": "C",
         "item": "I",
@@ -159,16 +160,16 @@ def test_public_values():
         "limit": "020",
         "cursor": "MTA",
     }
-    assert parse_list(query) == public.ListQuery("C", "I", "S", 2, 10, 20)
+    assert parse_list(query) == listing.ListQuery("C", "I", "S", 2, 10, 20)
     assert parse_list({"limit": "50"}).limit == 50
     assert parse_stats({}) == parse_stats({"center": "", "from": "", "to": None})
-    assert parse_stats({}) == public.StatsQuery()
+    assert parse_stats({}) == figures.StatsQuery()
     query = {"center": "C", "item": "I", "from": "2026-03-01", "to": "2026-03-01"}
     start, end = datetime(2026, 2, 28, 16, 0), datetime(2026, 3, 1, 16, 0)
-    assert parse_stats(query) == public.StatsQuery("C", "I", start, end)
+    assert parse_stats(query) == figures.StatsQuery("C", "I", start, end)
     # tickets, statistics and export import these from public
-    assert public.decode_cursor(public.encode_cursor(42)) == 42
-    assert public.day_start_utc(date(2026, 3, 1)) == start
+    assert query_args.decode_cursor(query_args.encode_cursor(42)) == 42
+    assert query_args.day_start_utc(date(2026, 3, 1)) == start
 
 
 def test_admin_evaluations_values():

@@ -25,6 +25,7 @@ from tests.public_seed import (
 from tests.support.cases import make_case, make_id_number
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public.live_publisher import LivePublisher
 
 
 async def next_message(pubsub: aioredis.client.PubSub, timeout: float = 5.0) -> dict:
@@ -38,7 +39,7 @@ async def next_message(pubsub: aioredis.client.PubSub, timeout: float = 5.0) -> 
 
 @pytest.mark.asyncio
 async def test_hook_publishes_public_shape_to_other_connections(api, ctx, redis_flushed):
-    assert "publish_evaluation" in ctx.extras  # installed by build_context
+    assert isinstance(ctx.publisher, LivePublisher)  # installed by build_context
 
     def seed():
         seed_catalog(ctx)
@@ -54,7 +55,7 @@ async def test_hook_publishes_public_shape_to_other_connections(api, ctx, redis_
     other_feed = await realtime.subscribe(ctx, OTHER_CENTER)
     all_feed = await realtime.subscribe(ctx)
     try:
-        receivers = await ctx.extras["publish_evaluation"](rating)
+        receivers = await ctx.publisher(rating)
         assert receivers == 4  # raw ×2 channels, center feed, all feed
         got = [await next_message(raw), await next_message(raw)]
         assert {m["channel"] for m in got} == {ctx.rkeys("live", CENTER), ctx.rkeys("live", "all")}
@@ -135,9 +136,8 @@ async def test_publishing_never_fails_the_caller(ctx):
     dead = aioredis.Redis(
         host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5
     )
-    broken = dataclasses.replace(ctx, redis=dead, extras={})
-    realtime.install_publisher(broken)
+    broken = dataclasses.replace(ctx, redis=dead, publisher=LivePublisher(dead, ctx.rkeys, ctx.db))
     try:
-        assert await broken.extras["publish_evaluation"](rating) == 0
+        assert await broken.publisher(rating) == 0
     finally:
         await dead.aclose()

@@ -8,6 +8,7 @@ import pytest
 
 from tests.public_seed import OTHER_CENTER, rated_case, seed_catalog
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public import live_publisher
 
 
 @pytest.mark.asyncio
@@ -18,13 +19,13 @@ async def test_no_listener_builds_no_shape(ctx, monkeypatch):
 
     rating = await ctx.db.run(seed)
     shaped: list[int] = []
-    real_shape = realtime.public_shape_of
+    real_shape = live_publisher.public_shape_of
 
     def counted(evaluation_id):
         shaped.append(evaluation_id)
         return real_shape(evaluation_id)
 
-    monkeypatch.setattr(realtime, "public_shape_of", counted)
+    monkeypatch.setattr(live_publisher, "public_shape_of", counted)
     assert await realtime.publish_evaluation(ctx, rating) == 0
     assert shaped == []  # nobody listens: no queries, nothing sent
     # a subscriber of another center's channel is enough to build it (and to see it at once)
@@ -33,4 +34,4 @@ async def test_no_listener_builds_no_shape(ctx, monkeypatch):
             assert await realtime.publish_evaluation(ctx, rating) == 1
             assert (await asyncio.wait_for(anext(feed), 5))["id"] == str(rating)
         assert shaped == [rating]
-        assert other.channel == realtime.channel_name(ctx, OTHER_CENTER)
+        assert other.channel == realtime.channel_name(ctx.rkeys, OTHER_CENTER)

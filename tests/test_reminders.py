@@ -31,7 +31,7 @@ from wxbackend.clients.partner import iso_ago, resident_id
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.jobs.registry import handlers
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import quiet_hours, recipients, schedule, sending, template_data
 from wxbackend.worker import Worker
 
 REMINDER = "Reminder_" + "a" * 34
@@ -165,12 +165,12 @@ async def test_accept_report_remind(api, sandbox, ctx, partner):
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     job = await ctx.db.run(job_of, key)
     assert job.status == "pending" and job.kind == "reminder"
-    second = await ctx.db.run(job_of, reminders.reminder_key(case_id, 2))
+    second = await ctx.db.run(job_of, schedule.reminder_key(case_id, 2))
     assert second is not None and second.due_at > job.due_at + timedelta(hours=23)
-    assert await ctx.db.run(job_of, reminders.default_rating_key(case_id)) is not None
+    assert await ctx.db.run(job_of, schedule.default_rating_key(case_id)) is not None
 
     async with running_worker(ctx):
         got = await wait_for(lambda: _messages(sandbox, openid))
@@ -188,7 +188,7 @@ async def test_accept_report_remind(api, sandbox, ctx, partner):
     assert await ctx.db.run(quota_of, (row.user_id, REMINDER)) == 0  # spent exactly once
     assert (await ctx.db.run(job_of, key)).status == "done"
     # the second reminder waits for its time
-    assert (await ctx.db.run(job_of, reminders.reminder_key(case_id, 2))).status == "pending"
+    assert (await ctx.db.run(job_of, schedule.reminder_key(case_id, 2))).status == "pending"
 
 
 async def _messages(sandbox, openid: str) -> list:
@@ -202,9 +202,9 @@ async def test_rated_first_sends_nothing(api, sandbox, ctx, partner):
     case_id = await report(partner, id_number)
     status, answer = await rate(api, token, case_id=str(case_id), overall=5)
     assert status == 201, answer
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     assert (await ctx.db.run(job_of, key)).status == "cancelled"
-    assert (await ctx.db.run(job_of, reminders.default_rating_key(case_id))).status == "cancelled"
+    assert (await ctx.db.run(job_of, schedule.default_rating_key(case_id))).status == "cancelled"
     # Even a job that escaped the cancel (scheduled again) re-checks at send time.
     await ctx.db.run(
         jobs.schedule, "reminder", f"reminder:{case_id}:9", utcnow(), {"case_id": case_id, "n": 9}
@@ -224,7 +224,7 @@ async def test_no_quota_43101_recorded_once(api, sandbox, ctx, partner):
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox, wechat_quota=0)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     async with running_worker(ctx):
         assert await wait_for(lambda: finished(ctx, key))
         await asyncio.sleep(1.0)  # no retry storm
@@ -241,7 +241,7 @@ async def test_without_local_quota_nothing_is_sent(api, sandbox, ctx, partner):
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox, accept=False)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     async with running_worker(ctx):
         assert await wait_for(lambda: finished(ctx, key))
     row = await ctx.db.run(message_of, key)
@@ -266,7 +266,7 @@ async def test_quiet_hours_defer(api, sandbox, ctx, partner):
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox)
     case_id = await report(partner, id_number)
-    job = await ctx.db.run(job_of, reminders.reminder_key(case_id, 1))
+    job = await ctx.db.run(job_of, schedule.reminder_key(case_id, 1))
     assert job.due_at == QUIET_END
     # A job that falls due inside quiet hours anyway (e.g. a retry) is deferred, not sent,
     # and the deferral does not count as an attempt.
@@ -284,7 +284,7 @@ async def _pending_at(ctx, job_id: int, due: datetime) -> bool:
 
 
 def test_quiet_hours_rules():
-    quiet = reminders.quiet_hours("22:00-08:00", "Asia/Shanghai")
+    quiet = quiet_hours.quiet_hours("22:00-08:00", "Asia/Shanghai")
 
     def utc(local: str) -> datetime:
         value = datetime.fromisoformat(local).replace(tzinfo=SHANGHAI)
@@ -295,10 +295,10 @@ def test_quiet_hours_rules():
     assert quiet.defer(utc("2026-03-02T08:00")) == utc("2026-03-02T08:00")
     assert quiet.defer(utc("2026-03-02T12:00")) == utc("2026-03-02T12:00")
     assert quiet.defer(utc("2026-03-02T22:00")) == utc("2026-03-03T08:00")
-    lunch = reminders.quiet_hours("12:00-14:00", "Asia/Shanghai")
+    lunch = quiet_hours.quiet_hours("12:00-14:00", "Asia/Shanghai")
     assert lunch.defer(utc("2026-03-02T13:00")) == utc("2026-03-02T14:00")
     assert lunch.defer(utc("2026-03-02T15:00")) == utc("2026-03-02T15:00")
-    assert reminders.quiet_hours("", "Asia/Shanghai") is None
+    assert quiet_hours.quiet_hours("", "Asia/Shanghai") is None
 
 
 def test_reminder_plan_rules(settings):
@@ -309,19 +309,19 @@ def test_reminder_plan_rules(settings):
     )
     completed = datetime(2026, 3, 2, 2, 0)  # 10:00 local
     reported = completed + timedelta(hours=5)
-    plan = reminders.plan_reminders(reported, completed, s, reported, catch_up=False)
+    plan = schedule.plan_reminders(reported, completed, s, reported, catch_up=False)
     assert plan == [(1, reported + timedelta(hours=2)), (2, reported + timedelta(days=3))]
     # reported late: the second reminder would fall after the 7-day window → none
     late = completed + timedelta(days=5)
-    assert reminders.plan_reminders(late, completed, s, late, catch_up=False) == [
+    assert schedule.plan_reminders(late, completed, s, late, catch_up=False) == [
         (1, late + timedelta(hours=2))
     ]
     # an identity bound on day 4: both past due → one reminder, now
     now = completed + timedelta(days=4)
-    assert reminders.plan_reminders(completed, completed, s, now, catch_up=True) == [(2, now)]
+    assert schedule.plan_reminders(completed, completed, s, now, catch_up=True) == [(2, now)]
     quiet = s.replace(reminders__quiet_hours="22:00-08:00")
     evening = datetime(2026, 3, 2, 13, 30)  # 21:30 local; +2 h = 23:30 → 08:00 next day
-    plan = reminders.plan_reminders(evening, evening, quiet, evening, catch_up=False)
+    plan = schedule.plan_reminders(evening, evening, quiet, evening, catch_up=False)
     assert plan[0] == (1, datetime(2026, 3, 3, 0, 0))
 
 
@@ -341,15 +341,15 @@ def test_template_data_is_cut_to_the_field_limits():
         "date5": "completed_at",
         "name6": "center_name",
     }
-    data = reminders.render_data(fields, values, "Asia/Shanghai")
+    data = template_data.render_data(fields, values, "Asia/Shanghai")
     assert data["thing1"]["value"] == "一" * 19 + "…"
     assert data["time2"]["value"] == "2026-03-02 10:05"
     assert data["character_string3"]["value"] == "C" * 32
     assert data["phrase4"]["value"] == "劳动和社会"
     assert data["date5"]["value"] == "2026-03-02"
     assert data["name6"]["value"] == "海龙街政务服务中心"
-    with pytest.raises(reminders.TemplateFieldsError):
-        reminders.render_data({"thing1": "applicant_name"}, values, "Asia/Shanghai")
+    with pytest.raises(template_data.TemplateFieldsError):
+        template_data.render_data({"thing1": "applicant_name"}, values, "Asia/Shanghai")
 
 
 @pytest.mark.asyncio
@@ -357,7 +357,7 @@ async def test_template_mismatch_47003_is_a_config_error(api, sandbox, ctx, part
     await templates(sandbox, fields={"thing1": "thing", "number2": "number"})
     _, openid, id_number = await citizen(api, sandbox)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     async with running_worker(ctx):
         assert await wait_for(lambda: finished(ctx, key))
         await asyncio.sleep(1.0)
@@ -389,7 +389,7 @@ async def test_busy_once_is_retried_and_sent_once(api, sandbox, ctx, partner):
     _, openid, id_number = await citizen(api, sandbox)
     await sandbox.fault(SEND, errcode=-1, times=1)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     async with running_worker(ctx):
         assert await wait_for(lambda: finished(ctx, key))
     assert len(await _messages(sandbox, openid)) == 1
@@ -405,7 +405,7 @@ async def test_busy_until_the_gateway_gives_up_is_retried_by_the_job(api, sandbo
     _, openid, id_number = await citizen(api, sandbox)
     await sandbox.fault(SEND, errcode=-1, times=3)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     async with running_worker(ctx):
         assert await wait_for(lambda: _retrying(ctx, key), seconds=15)
         row = await ctx.db.run(message_of, key)
@@ -436,17 +436,17 @@ async def test_crash_mid_send_is_resent_once_never_twice(api, sandbox, ctx, part
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     await asyncio.sleep(1.1)  # due
     dead = (await ctx.db.run(jobs.claim, "dead-worker", 0.3, 10, ["reminder"]))[0]
     assert dead.key == key
-    config = reminders.Templates(REMINDER, PAGE)
-    targets = reminders.reminder_targets(ctx.settings)
+    config = sending.Templates(REMINDER, PAGE)
+    targets = recipients.reminder_targets(ctx.settings)
     plans = await ctx.db.run(
-        reminders.prepare_batch, [dead], "reminder", config, targets, ctx.settings
+        sending.prepare_batch, [dead], "reminder", config, targets, ctx.settings
     )
     plan = plans[0]
-    assert isinstance(plan, reminders.SendPlan) and not plan.resend
+    assert isinstance(plan, sending.SendPlan) and not plan.resend
     assert (await ctx.db.run(message_of, key)).status == "sending"
     if first_landed:
         await ctx.wechat.send_subscribe_message(openid, REMINDER, plan.data, page=plan.page)
@@ -466,7 +466,7 @@ async def test_identity_bound_after_the_case_was_reported(api, sandbox, ctx, par
     await templates(sandbox)
     openid, id_number = new_openid(), resident_id()
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     assert await ctx.db.run(job_of, key) is None  # nobody to remind yet
     await asyncio.sleep(1.1)  # the first reminder's time passes
     token = await verified_user(api, sandbox, NAME, id_number, openid=openid)
@@ -490,7 +490,7 @@ async def test_a_skipped_reminder_is_scheduled_again_when_the_identity_is_bound(
     await templates(sandbox)
     token, openid, id_number = await citizen(api, sandbox)
     case_id = await report(partner, id_number)
-    key = reminders.reminder_key(case_id, 1)
+    key = schedule.reminder_key(case_id, 1)
     status, _ = await api("DELETE", "/api/v1/me/identity", token=token)
     assert status == 204
     async with running_worker(ctx):
@@ -522,7 +522,7 @@ async def test_closed_ticket_sends_the_rectified_notice(api, sandbox, ctx, partn
     ]:
         status, view = await api("POST", f"/admin/api/tickets/{tid}/{name}", body, token=admin)
         assert status == 200, (name, view)
-    key = reminders.rectified_key(int(tid))
+    key = schedule.rectified_key(int(tid))
     assert (await ctx.db.run(job_of, key)).kind == "rectified"
     async with running_worker(ctx):
         got = await wait_for(lambda: _messages(sandbox, openid))
@@ -575,7 +575,7 @@ async def test_cases_without_identity_get_no_reminder_jobs(ctx, partner):
     keys = await ctx.db.run(
         lambda: sorted(j.key for j in Job.select().where(Job.key.contains(f":{case_id}")))
     )
-    assert keys == [reminders.default_rating_key(case_id)]
+    assert keys == [schedule.default_rating_key(case_id)]
     case = await ctx.db.run(Case.get_by_id, case_id)
     job = await ctx.db.run(job_of, keys[0])
     assert job.due_at == case.completed_at + timedelta(days=7)
@@ -588,4 +588,4 @@ async def test_case_reported_after_its_window_gets_no_reminder(api, sandbox, ctx
     case_id = await report(
         partner, id_number, accepted_at=iso_ago(days=8, hours=1), completed_at=iso_ago(days=8)
     )
-    assert await ctx.db.run(job_of, reminders.reminder_key(case_id, 1)) is None
+    assert await ctx.db.run(job_of, schedule.reminder_key(case_id, 1)) is None

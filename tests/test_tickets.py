@@ -30,7 +30,7 @@ from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.db import database
 from wxbackend.services.admin.accounts import create_admin
 from wxbackend.services.ratings.levels import is_bad
-from wxbackend.services.tickets import workflow as tickets
+from wxbackend.services.tickets import deadlines
 from wxbackend.services.tickets.opening import open_ticket
 from wxbackend.services.tickets.workdays import WorkCalendar
 from wxbackend.timefmt import SHANGHAI, parse_iso
@@ -359,7 +359,7 @@ async def test_appeal_upheld_excludes_from_staff_figures_but_stays_public(api, c
     _, after = await api("GET", "/api/v1/public/stats")
     assert after["total"] == before["total"] and after["by_level"] == before["by_level"]
     excluded = await ctx.db.run(
-        lambda: [e.evaluation_id for e in tickets.excluded_from_staff_figures()]
+        lambda: [e.evaluation_id for e in deadlines.excluded_from_staff_figures()]
     )
     assert excluded == [int(seeded.evaluation_id)]
     status, answer = await step(api, team["super"], tid, "appeal/decide", {"upheld": False})
@@ -461,8 +461,8 @@ async def test_overdue_computed_filtered_and_flagged(api, ctx, team):
     # the late step set the sticky flag already; the housekeeping flags the other one
     flags = lambda: {str(t.id): t.overdue for t in Ticket.select()}  # noqa: E731
     assert (await ctx.db.run(flags))[late_rectify.ticket_id] is True
-    assert await ctx.db.run(tickets.flag_overdue, utcnow()) == 1
-    assert await ctx.db.run(tickets.flag_overdue, utcnow()) == 0
+    assert await ctx.db.run(deadlines.flag_overdue, utcnow()) == 1
+    assert await ctx.db.run(deadlines.flag_overdue, utcnow()) == 0
     stored = await ctx.db.run(flags)
     assert stored == {
         fresh.ticket_id: False,
@@ -470,7 +470,7 @@ async def test_overdue_computed_filtered_and_flagged(api, ctx, team):
         late_rectify.ticket_id: True,
     }
     # far in the future the fresh one is late too
-    assert await ctx.db.run(tickets.flag_overdue, utcnow() + timedelta(days=60)) == 1
+    assert await ctx.db.run(deadlines.flag_overdue, utcnow() + timedelta(days=60)) == 1
 
     # rectified: no longer overdue (computed), though the flag records it ran late
     status, view = await step(api, token, late_rectify.ticket_id, "rectify", {"note": "已整改"})
@@ -481,14 +481,14 @@ def test_is_overdue_boundaries():
     due_v = datetime(2026, 3, 9, 15, 59, 59)
     due_r = datetime(2026, 3, 27, 15, 59, 59)
     ticket = Ticket(status="open", verify_due=due_v, rectify_due=due_r)
-    assert not tickets.is_overdue(ticket, due_v)
-    assert tickets.is_overdue(ticket, due_v + timedelta(seconds=1))
+    assert not deadlines.is_overdue(ticket, due_v)
+    assert deadlines.is_overdue(ticket, due_v + timedelta(seconds=1))
     ticket.status = "verified"
-    assert not tickets.is_overdue(ticket, due_r)
-    assert tickets.is_overdue(ticket, due_r + timedelta(seconds=1))
+    assert not deadlines.is_overdue(ticket, due_r)
+    assert deadlines.is_overdue(ticket, due_r + timedelta(seconds=1))
     for done in ("rectified", "called_back", "closed", "invalid"):
         ticket.status = done
-        assert not tickets.is_overdue(ticket, due_r + timedelta(days=30))
+        assert not deadlines.is_overdue(ticket, due_r + timedelta(days=30))
 
 
 # ---- deadlines on the working-day calendar ----------------------------------------------------

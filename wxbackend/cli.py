@@ -289,11 +289,8 @@ def _announce_config(settings: Settings, version: int) -> None:
 
 def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import LookupHasher
-    from wxbackend.services.catalogue.importer import (
-        CatalogError,
-        import_catalog,
-        load_catalog_file,
-    )
+    from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
+    from wxbackend.services.catalogue.rows import CatalogError
 
     db, keys = _open_db(settings)
     try:

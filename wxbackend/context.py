@@ -5,20 +5,29 @@ Built once at start (:func:`build_context`) and handed to the application and se
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 
 from wxbackend.cache import Keys, make_redis
 from wxbackend.db import Database
 from wxbackend.metrics import Metrics
 from wxbackend.security import FieldCipher, LookupHasher, load_keys
 from wxbackend.services.admin.wechat_config import WeChatConfigStore
+from wxbackend.services.cases.partner_keys import SecretCache
+from wxbackend.services.public.live_hub import LiveHub, StreamSlots
+from wxbackend.services.public.live_publisher import LivePublisher
 from wxbackend.settings import Settings
 from wxbackend.wechat.client import WeChatGateway
 
 log = logging.getLogger("wxbackend")
+
+#: ``await publisher(evaluation_id)`` publishes a stored rating live; the receivers reached.
+Publisher = Callable[[int], Awaitable[int]]
 
 
 def resolve_api_base(settings: Settings) -> str:
@@ -30,7 +39,9 @@ def resolve_api_base(settings: Settings) -> str:
 
 @dataclass
 class Context:
-    """Everything a handler or service needs, wired in one place."""
+    """Everything a handler or service needs, wired in one place: the shared resources,
+    then the state one process keeps for the services, each field owned by the module named
+    in its comment (which makes it on first use when it starts as None)."""
 
     settings: Settings
     db: Database
@@ -40,26 +51,45 @@ class Context:
     hasher: LookupHasher
     metrics: Metrics
     wechat: WeChatGateway
-    wechat_config: WeChatConfigStore = None  # type: ignore[assignment]
-    extras: dict = field(default_factory=dict)
+    #: The WeChat configuration in force, watched on Redis (admin.wechat_config).
+    wechat_config: WeChatConfigStore
+    #: Decrypted partner secrets, watched on Redis (cases.partner_keys).
+    partner_secrets: SecretCache
+    #: Publishes a stored rating live (public.live_publisher); None: nothing is published.
+    publisher: Publisher | None = None
+    #: The one pub/sub connection of the live feeds (public.live).
+    live_hub: LiveHub | None = None
+    #: The live streams this process serves (handlers.live).
+    live_streams: StreamSlots = field(default_factory=StreamSlots)
+    #: The figures computed at once, at most a quarter of the database threads (public.stats_cache).
+    stats_slots: asyncio.Semaphore | None = None
+    #: Until when (time.monotonic()) the figures skip their Redis cache after an error.
+    stats_paused_until: float = 0.0
+    #: WeChat calls in flight for subscribe messages (messaging.sending).
+    send_slots: asyncio.Semaphore | None = None
+    #: Subscribe-message sends by kind and outcome (messaging.sending).
+    messages_counter: Counter | None = None
 
     async def start(self) -> None:
-        """Load the stored WeChat configuration and start watching for changes."""
+        """Load the stored WeChat configuration and start watching for changes (of it and of
+        partner keys, in every process)."""
         await self.wechat_config.reload()
         self.wechat_config.start()
-        from wxbackend.services.cases import (
-            partners as partner_auth,  # lazy: it imports models and this module
-        )
+        self.partner_secrets.start()
 
-        partner_auth.start_watching(self)  # revoked partner keys, in every process
+    async def end_live_feeds(self) -> None:
+        """Close this process's live hub: every live feed ends (SSE clients reconnect
+        elsewhere). The server calls it before draining connections, so open streams do not
+        hold the drain."""
+        hub, self.live_hub = self.live_hub, None
+        if hub is not None:
+            await hub.aclose()
 
     async def close(self) -> None:
-        from wxbackend.services.cases import partners as partner_auth
-        from wxbackend.services.public import live as realtime  # lazy: they import this module
-
+        """Stop the watchers and the live feeds (each bounded), then close the connections."""
         await self.wechat_config.stop()
-        await partner_auth.stop_watching(self)  # bounded: never hangs the close
-        await realtime.end_live_feeds(self)  # bounded; before Redis goes
+        await self.partner_secrets.stop()
+        await self.end_live_feeds()  # before Redis goes
         self.wechat.close()
         await self.redis.aclose()
         self.db.close()
@@ -74,29 +104,27 @@ def build_context(
     redis = redis if redis is not None else make_redis(settings)
     rkeys = Keys(settings.redis.key_prefix)
     db = Database(settings)
-    holder: list[Context] = []
+    cipher = FieldCipher(keys)
+    config = WeChatConfigStore(settings, db, redis, rkeys, cipher)
     gateway = WeChatGateway(
         api_base or resolve_api_base(settings),
-        lambda: holder[0].wechat_config.credentials(),
+        config.credentials,
         redis,
         rkeys,
         settings.wechat.timeout_seconds,
         metrics,
         keepalive=settings.wechat.http_keepalive,
     )
-    ctx = Context(
+    return Context(
         settings=settings,
         db=db,
         redis=redis,
         rkeys=rkeys,
-        cipher=FieldCipher(keys),
+        cipher=cipher,
         hasher=LookupHasher(keys),
         metrics=metrics,
         wechat=gateway,
+        wechat_config=config,
+        partner_secrets=SecretCache(redis, rkeys, db, cipher),
+        publisher=LivePublisher(redis, rkeys, db),
     )
-    ctx.wechat_config = WeChatConfigStore(ctx)
-    holder.append(ctx)
-    from wxbackend.services.public.live import install_publisher  # imports models: keep it lazy
-
-    install_publisher(ctx)
-    return ctx

@@ -15,8 +15,11 @@ import tornado.httpserver
 import tornado.netutil
 
 from models.migrations import is_empty, migrate
+from wxbackend.app import make_app, server_options
+from wxbackend.context import Context, build_context
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import StartupError, load_keys
+from wxbackend.services.jobs.registry import EmbeddedWorker
 from wxbackend.settings import Settings, SettingsError
 
 log = logging.getLogger("wxbackend")
@@ -86,18 +89,15 @@ class AppServer:
         self.sandbox_port = settings.sandbox.port if sandbox_port is None else sandbox_port
         self.sandbox_server: tornado.httpserver.HTTPServer | None = None
         self.sandbox_state = None  # a wxbackend.sandbox.SandboxState when running
-        self.ctx = None  # the wxbackend.context.Context once started
+        self.ctx: Context | None = None  # once started
         self.http_server: tornado.httpserver.HTTPServer | None = None
-        self.worker = None
+        self.worker: EmbeddedWorker | None = None
 
     @property
     def port(self) -> int:
         return self.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        from wxbackend.app import make_app, server_options
-        from wxbackend.context import build_context
-
         api_base = None
         if self.with_sandbox:
             from wxbackend.sandbox import SandboxState, start_sandbox
@@ -115,8 +115,6 @@ class AppServer:
         )
         self.http_server.add_sockets(self.sockets)
         if self.settings.worker.embedded:  # one per process: they share the job table safely
-            from wxbackend.services.jobs.registry import EmbeddedWorker
-
             self.worker = EmbeddedWorker(self.ctx)
             await self.worker.start()
 
@@ -126,9 +124,7 @@ class AppServer:
         if self.http_server is not None:
             self.http_server.stop()
             if self.ctx is not None:  # live streams never end by themselves: end them cleanly
-                from wxbackend.services.public.live import end_live_feeds
-
-                await end_live_feeds(self.ctx)
+                await self.ctx.end_live_feeds()
             try:
                 await asyncio.wait_for(self.http_server.close_all_connections(), DRAIN_SECONDS)
             except TimeoutError:

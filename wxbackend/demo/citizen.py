@@ -20,7 +20,7 @@ from wxbackend.demo.output import (
 from wxbackend.demo.window import APPLICANT, SECOND_ITEM, fictional_id_number, report_case
 
 if TYPE_CHECKING:
-    from wxbackend.demo.flow import Demo
+    from wxbackend.demo.session import Demo
 
 LIKER = "周子安"
 COMMENT = "材料清单没有一次性告知，我跑了两趟才办成。"

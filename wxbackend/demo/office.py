@@ -9,7 +9,7 @@ from wxbackend.demo.output import DemoError, line
 from wxbackend.demo.prepare import ADMIN_USERNAME
 
 if TYPE_CHECKING:
-    from wxbackend.demo.flow import Demo
+    from wxbackend.demo.session import Demo
 
 TEMPLATE_REMINDER = "wxb-demo-reminder"
 TEMPLATE_RECTIFIED = "wxb-demo-rectified"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from wxbackend.demo.output import DemoError, line
 
 if TYPE_CHECKING:
-    from wxbackend.demo.flow import Demo
+    from wxbackend.demo.session import Demo
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.json"
 ADMIN_USERNAME = "demo"
@@ -63,7 +63,7 @@ def partner_key(ctx: Any) -> tuple[str, str, bool]:
     from wxbackend.db import database
     from wxbackend.security import DecryptionError
     from wxbackend.services.admin.accounts import create_partner
-    from wxbackend.services.cases.partners import SECRET_CONTEXT
+    from wxbackend.services.cases.partner_keys import SECRET_CONTEXT
 
     rows = (
         Partner.select()

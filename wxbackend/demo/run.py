@@ -15,8 +15,9 @@ import tornado.netutil
 
 from wxbackend.clients.http import ApiClient
 from wxbackend.clients.sandbox import SandboxClient
-from wxbackend.demo.flow import Demo
+from wxbackend.demo.flow import run_steps, summary
 from wxbackend.demo.output import DemoError, out
+from wxbackend.demo.session import Demo
 from wxbackend.settings import Settings, SettingsError
 
 
@@ -67,12 +68,12 @@ async def _main(settings: Settings, port: int, address: str, keep_running: bool)
         clients = ApiClient(http, base), SandboxClient(http, sandbox)
         demo = Demo(server, *clients, settings.server.data_dir)
         try:
-            await demo.run()
+            await run_steps(demo)
         except DemoError as exc:
             out(f"\nFAILED: {exc}")
             print(f"wxbackend demo: {exc}", file=sys.stderr)
             return 1
-        demo.summary(keep_running)
+        summary(demo, keep_running)
         if keep_running:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -16,14 +16,14 @@ from wxbackend.demo.output import (
     mask_id,
     mask_token,
 )
+from wxbackend.demo.session import CASE_CODES
 
 if TYPE_CHECKING:
-    from wxbackend.demo.flow import Demo
+    from wxbackend.demo.session import Demo
 
 QR_FILE = "demo-qr.png"
 #: The first case's codes: an item of conf/catalog.example.json with its department,
 #: center, window and staff (`DEFAULT_CASE` of the partner client).
-CASE_CODES = {key: code for key, code in DEFAULT_CASE.items() if key != "item_code"}
 FIRST_ITEM = DEFAULT_CASE["item_code"]  # 失业登记
 SECOND_ITEM = "440103-JY-001"  # 就业登记
 #: The demo's fictional applicant (with the liker, the only full names it prints).

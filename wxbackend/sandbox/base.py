@@ -12,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import tornado.web
 
 from wxbackend.sandbox.errors import JSONDict, WeChatError
 from wxbackend.sandbox.faults import Fault
 
-if TYPE_CHECKING:
-    from wxbackend.sandbox.state import SandboxState
-
 
 class SandboxHandler(tornado.web.RequestHandler):
     """Shared by WeChat and control handlers: the state and JSON answers."""
 
     @property
-    def state(self) -> SandboxState:
-        """The sandbox's state (``app.settings["sandbox_state"]``)."""
+    def state(self) -> Any:
+        """The sandbox's state (``app.settings["sandbox_state"]``), a
+        :class:`~wxbackend.sandbox.state.SandboxState`: not imported here, because the state
+        is made of the API groups' state classes, whose handlers build on this class."""
         return self.settings["sandbox_state"]
 
     def write_json(self, payload: Any, status: int = 200) -> None:

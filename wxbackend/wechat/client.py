@@ -184,7 +184,7 @@ class WeChatGateway:
         if miniprogram_state:
             body["miniprogram_state"] = miniprogram_state
         # Not idempotent (each delivery spends a quota): never resent after a timeout here;
-        # the caller decides (see services/reminders.py).
+        # the caller decides (see services/messaging/sending.py).
         return await self._call_with_token("cgi-bin/message/subscribe/send", body, idempotent=False)
 
     async def msg_sec_check(self, openid: str, content: str, scene: int = 2) -> dict[str, Any]:

@@ -18,9 +18,6 @@ class Actor:
     client_ip: str = ""
 
 
-SYSTEM = Actor(None, "system")
-
-
 def record(
     actor: Actor,
     action: str,

@@ -50,7 +50,7 @@ from wxbackend.db import database
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.public import listing as public
+from wxbackend.services.public import figures
 from wxbackend.timefmt import iso
 
 CHUNK_ROWS = 2000
@@ -99,7 +99,7 @@ def parse_export_query(args: Mapping[str, str | None]) -> ExportQuery:
     fmt = args.get("format") or "csv"
     if fmt not in FORMATS:
         raise errors.InvalidQuery("Parameter format must be csv or jsonl.", parameter="format")
-    days = public.parse_stats_query({"from": args.get("from"), "to": args.get("to")})
+    days = figures.parse_stats_query({"from": args.get("from"), "to": args.get("to")})
     return ExportQuery(
         format=fmt,
         first=args.get("from") or None,

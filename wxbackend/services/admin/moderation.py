@@ -58,7 +58,7 @@ from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings.views import stages_of, targets_of
-from wxbackend.services.tickets.workflow import APPEAL_UPHELD
+from wxbackend.services.tickets.deadlines import APPEAL_UPHELD
 from wxbackend.timefmt import iso
 
 DEFAULT_LIMIT = 50

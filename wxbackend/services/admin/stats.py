@@ -2,8 +2,8 @@
 
 Both are SQL aggregations (``GROUP BY`` with ``COUNT`` / ``SUM(CASE …)``); Python only
 combines the aggregated rows, never the ratings themselves. The counting is shared with the
-public figures: :func:`wxbackend.services.public.listing.tallies` and
-:func:`~wxbackend.services.public.listing.figures`.
+public figures: :func:`wxbackend.services.figures.figures.tallies` and
+:func:`~wxbackend.services.figures.figures.figures`.
 
 ``GET /admin/api/stats?group_by=center|item|department|staff|day&from=&to=`` — one row per
 group that has ratings or finished cases in the range (dates in Asia/Shanghai, both
@@ -52,7 +52,7 @@ from wxbackend.context import Context
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.common import query_args
-from wxbackend.services.public import listing as public
+from wxbackend.services.public import figures
 from wxbackend.services.ratings import levels
 
 GROUPS = ("center", "item", "department", "staff", "day")
@@ -80,7 +80,7 @@ class AdminStatsQuery:
     group_by: str
     first: str | None  # the from/to as given, echoed in the answer
     last: str | None
-    range: public.StatsQuery
+    range: figures.StatsQuery
 
 
 def parse_stats_query(args: Mapping[str, str | None]) -> AdminStatsQuery:
@@ -94,7 +94,7 @@ def parse_stats_query(args: Mapping[str, str | None]) -> AdminStatsQuery:
         group_by=group_by,
         first=args.get("from") or None,
         last=args.get("to") or None,
-        range=public.parse_stats_query(args),
+        range=figures.parse_stats_query(args),
     )
 
 
@@ -107,15 +107,15 @@ def month_range(text: str | None) -> tuple[str, Any, Any]:
     year, month = int(found.group(1)), int(found.group(2))
     first = date(year, month, 1)
     following = date(year + (month == 12), month % 12 + 1, 1)
-    return text or "", public.day_start_utc(first), public.day_start_utc(following)
+    return text or "", query_args.day_start_utc(first), query_args.day_start_utc(following)
 
 
 # --------------------------------------------------------------------------- the scope
 
 
-def admin_scope(principal: Principal, query: public.StatsQuery) -> public.Scope:
+def admin_scope(principal: Principal, query: figures.StatsQuery) -> figures.Scope:
     """The public scope of ``query`` (codes, range) narrowed to what ``principal`` sees."""
-    wanted = public.resolve_scope(query)
+    wanted = figures.resolve_scope(query)
     center_id = scope.center_filter(principal, "stats.read")
     department_id = scope.department_filter(principal, "stats.read")
     empty = wanted.empty
@@ -146,11 +146,11 @@ def _catalogue_keys(group_by: str, ids: list[int]) -> dict[int, dict[str, str]]:
     return {i: {"code": c, "name": n} for i, c, n in found}
 
 
-def row_figures(tally: public.Tally) -> dict[str, Any]:
-    """The figures of one row: :func:`public.figures` plus follow-ups and rectification."""
-    out = public.figures(tally)
+def row_figures(tally: figures.Tally) -> dict[str, Any]:
+    """The figures of one row: :func:`figures.figures` plus follow-ups and rectification."""
+    out = figures.figures(tally)
     out["on_time_rectification_rate"] = (
-        round(tally.rectified_on_time / tally.rectification_due, public.RATE_DIGITS)
+        round(tally.rectified_on_time / tally.rectification_due, figures.RATE_DIGITS)
         if tally.rectification_due
         else 0.0
     )
@@ -160,8 +160,8 @@ def row_figures(tally: public.Tally) -> dict[str, Any]:
     return out
 
 
-def _rows(where: public.Scope, column: str, role: str | None = None) -> list[dict[str, Any]]:
-    counted = public.tallies(where, column, extended=True)
+def _rows(where: figures.Scope, column: str, role: str | None = None) -> list[dict[str, Any]]:
+    counted = figures.tallies(where, column, extended=True)
     if column == "day":
         return [{"key": {"date": day}, **row_figures(counted[day])} for day in sorted(counted)]
     ids = [i for i in counted if i is not None]
@@ -202,7 +202,7 @@ def _ranked_ratings(start: Any, end: Any) -> list[peewee.Expression]:
         Evaluation.channel != "default",
         Evaluation.created_at >= start,
         Evaluation.created_at < end,
-        public.not_upheld(),
+        figures.not_upheld(),
     ]
 
 

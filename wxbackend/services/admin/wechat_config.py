@@ -16,8 +16,11 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from models.settings_store import WeChatConfigVersion
-from wxbackend.cache import ChannelWatcher
+from wxbackend.cache import ChannelWatcher, Keys
+from wxbackend.db import Database, database
 from wxbackend.security import FieldCipher, mask_secret
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.settings import Settings
@@ -189,8 +192,6 @@ def save_changes(
     settings: Settings, cipher: FieldCipher, actor: Actor, changes: dict[str, Any]
 ) -> WeChatConfig:
     """Validate and store a new version (sync, one transaction, audited). Returns it."""
-    from wxbackend.db import database
-
     flat = validate_changes(changes)
     with database.atomic():
         latest = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).first()
@@ -233,12 +234,22 @@ def history(limit: int = 50) -> list[dict[str, Any]]:
 class WeChatConfigStore:
     """The effective configuration of this process, kept current (pub/sub + polling)."""
 
-    def __init__(self, ctx: Any):
-        self.ctx = ctx
-        self.current = base_config(ctx.settings)
-        self.channel = ctx.rkeys("wechat-config")
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        redis: aioredis.Redis,
+        rkeys: Keys,
+        cipher: FieldCipher,
+    ):
+        self.settings = settings
+        self.db = db
+        self.redis = redis
+        self.cipher = cipher
+        self.current = base_config(settings)
+        self.channel = rkeys("wechat-config")
         self._watcher = ChannelWatcher(
-            ctx.redis,
+            redis,
             self.channel,
             on_message=lambda _data: self.reload(),
             on_idle=self._poll,
@@ -246,29 +257,32 @@ class WeChatConfigStore:
         )
 
     def config(self) -> WeChatConfig:
+        """The configuration in force."""
         return self.current
 
     def credentials(self) -> Credentials:
+        """The appid and secret in force (the WeChat gateway asks at every token fetch)."""
         return self.current.credentials
 
     async def reload(self) -> WeChatConfig:
-        fresh = await self.ctx.db.run(load_effective, self.ctx.settings, self.ctx.cipher)
+        """Read the effective configuration from the database."""
+        fresh = await self.db.run(load_effective, self.settings, self.cipher)
         if fresh.version != self.current.version:
             log.info("WeChat configuration version %d in force", fresh.version)
         self.current = fresh
         return fresh
 
     async def save(self, actor: Actor, changes: dict[str, Any]) -> WeChatConfig:
-        fresh = await self.ctx.db.run(
-            save_changes, self.ctx.settings, self.ctx.cipher, actor, changes
-        )
+        """Store a new version, use it here at once and announce it to the other processes."""
+        fresh = await self.db.run(save_changes, self.settings, self.cipher, actor, changes)
         self.current = fresh
         await self.announce(fresh.version)
         return fresh
 
     async def announce(self, version: int) -> None:
+        """Publish ``version`` on the channel (a failure is logged: polling spreads it too)."""
         try:
-            await self.ctx.redis.publish(self.channel, str(version))
+            await self.redis.publish(self.channel, str(version))
         except Exception as exc:  # noqa: BLE001 - polling still spreads the change
             log.warning("could not announce the WeChat configuration: %s", type(exc).__name__)
 
@@ -277,10 +291,11 @@ class WeChatConfigStore:
         self._watcher.start()
 
     async def stop(self) -> None:
+        """Stop watching."""
         await self._watcher.stop()
 
     async def _poll(self) -> None:
-        if await self.ctx.db.run(current_version) != self.current.version:
+        if await self.db.run(current_version) != self.current.version:
             await self.reload()
 
 

@@ -29,7 +29,7 @@ from wxbackend.security import normalize_id_number
 from wxbackend.services.cases import images
 from wxbackend.services.cases.tokens import new_token, replace_token, token_expiry
 from wxbackend.services.citizens import id_numbers
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.settings import Settings
 from wxbackend.timefmt import parse_iso
 
@@ -275,7 +275,7 @@ def store_case(
     409 ``case_exists`` when ``case_no`` is taken — the unique constraint decides, so
     concurrent reports of one case_no give exactly one case. With ``settings``, the same
     transaction schedules the case's default rating and reminders
-    (:func:`wxbackend.services.messaging.reminders.schedule_case_jobs`). Sync: run via
+    (:func:`wxbackend.services.messaging.schedule.schedule_case_jobs`). Sync: run via
     ``ctx.db.run``.
     """
     refs = _resolve_catalog(report)
@@ -298,7 +298,7 @@ def store_case(
             )
             QrToken.create(case=case, token_hash=token_hash, expires_at=expires_at)
             if settings is not None:
-                reminders.schedule_case_jobs(case, settings)
+                schedule.schedule_case_jobs(case, settings)
     except peewee.IntegrityError:
         if Case.select().where(Case.case_no == report.case_no).exists():
             raise errors.CaseExists() from None

@@ -39,7 +39,7 @@ from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.catalogue import admin_rows
-from wxbackend.services.catalogue.importer import key_field
+from wxbackend.services.catalogue.rows import key_field
 
 SECTIONS = ("centers", "departments", "items", "staff", "windows")
 DEFAULT_LIMIT = 100

@@ -1,7 +1,7 @@
 """The rows of the admin API's catalogue (目录管理): how each section is queried, shown,
 validated and audited; the CRUD itself is ``services/catalogue/admin.py``.
 
-Rows are validated exactly like rows of the catalogue file (``importer.validate_row``: codes,
+Rows are validated exactly like rows of the catalogue file (``rows.validate_row``: codes,
 names, area codes, 统一社会信用代码, staff role ``window``/``approver``, photo URL, the ID
 number's GB 11643 checksum); references are codes, checked against the database and against
 the permission table (``catalogue.write``): a reference to a center beyond the admin's reach
@@ -27,7 +27,7 @@ from wxbackend import errors
 from wxbackend.security import LookupHasher
 from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.catalogue.importer import CatalogError, validate_row
+from wxbackend.services.catalogue.rows import CatalogError, validate_row
 from wxbackend.timefmt import iso
 
 #: The permission a write of a section needs.

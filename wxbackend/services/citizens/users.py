@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from models.base import utcnow
+from models.identity import Identity
 from models.user import User
 from wxbackend.services.cases.scan import pending_cases
+from wxbackend.timefmt import iso
 
 
 def upsert_wechat_user(openid: str, unionid: str | None, session_key_enc: str) -> int:
@@ -30,15 +32,8 @@ def upsert_wechat_user(openid: str, unionid: str | None, session_key_enc: str) -
     return User.select(User.id).where(User.openid == openid).scalar()
 
 
-def get_user(user_id: int) -> User | None:
-    return User.get_or_none(User.id == user_id)
-
-
 def identity_summary(user_id: int) -> dict[str, Any]:
     """``{verified, name_masked, verified_at}``: always an object, nulls when unverified."""
-    from models.identity import Identity
-    from wxbackend.timefmt import iso
-
     identity = Identity.get_or_none((Identity.user == user_id) & (Identity.expires_at > utcnow()))
     if identity is None:
         return {"verified": False, "name_masked": None, "verified_at": None}

@@ -4,11 +4,13 @@ Each task is a ``housekeeping`` job keyed ``housekeeping:<task>:<YYYYMMDDHH>`` (
 scheduling is idempotent, so any number of workers starting, or running the job, create
 each hour's job once. A run first schedules the next hour's job, then does its work.
 
-- ``flag_overdue``: the sticky ``Ticket.overdue`` flag (:func:`tickets.flag_overdue`).
+- ``flag_overdue``: the sticky ``Ticket.overdue`` flag (:func:`deadlines.flag_overdue`).
 - ``purge_face_attempts``: face attempts older than ``identity.attempt_retention_days``.
 - ``default_ratings``: default-rate unrated cases past their window that have no job.
 - ``purge_jobs``: finished jobs older than :data:`JOB_RETENTION_DAYS` (the messages stay:
   they, not the jobs, are the idempotency record of a reminder).
+- ``purge_push_receipts``: message-push receipts older than :data:`RECEIPT_RETENTION_DAYS`
+  (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from models.job import Job
 from wxbackend.context import Context
 from wxbackend.services.citizens import identity
 from wxbackend.services.jobs import queue as jobs
+from wxbackend.services.messaging import subscriptions
 from wxbackend.services.ratings import defaults as default_ratings
-from wxbackend.services.tickets import workflow as tickets
+from wxbackend.services.tickets import deadlines
 
 log = logging.getLogger("wxbackend.housekeeping")
 
 KIND = "housekeeping"
 JOB_RETENTION_DAYS = 30
+RECEIPT_RETENTION_DAYS = 2
 
 
 def hour_key(task: str, at: datetime) -> str:
+    """The key of ``task``'s job of the UTC hour of ``at``."""
     return f"{KIND}:{task}:{at:%Y%m%d%H}"
 
 
@@ -51,7 +56,7 @@ def purge_jobs(now: datetime, days: int = JOB_RETENTION_DAYS) -> int:
 
 
 async def _flag_overdue(ctx: Context) -> int:
-    return await ctx.db.run(tickets.flag_overdue, utcnow())
+    return await ctx.db.run(deadlines.flag_overdue, utcnow())
 
 
 async def _purge_face_attempts(ctx: Context) -> int:
@@ -63,11 +68,17 @@ async def _purge_jobs(ctx: Context) -> int:
     return await ctx.db.run(purge_jobs, utcnow())
 
 
+async def _purge_push_receipts(ctx: Context) -> int:
+    before = utcnow() - timedelta(days=RECEIPT_RETENTION_DAYS)
+    return await ctx.db.run(subscriptions.prune_receipts, before)
+
+
 TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "flag_overdue": _flag_overdue,
     "purge_face_attempts": _purge_face_attempts,
     "default_ratings": default_ratings.sweep,
     "purge_jobs": _purge_jobs,
+    "purge_push_receipts": _purge_push_receipts,
 }
 
 

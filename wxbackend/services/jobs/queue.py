@@ -191,7 +191,3 @@ def due_count(kinds: Iterable[str] | None = None) -> int:
     if kinds is not None:
         condition &= Job.kind.in_(list(kinds))
     return Job.select().where(condition).count()
-
-
-def next_due_at() -> datetime | None:
-    return Job.select(peewee.fn.MIN(Job.due_at)).where(Job.status == "pending").scalar()

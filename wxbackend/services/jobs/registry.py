@@ -15,7 +15,7 @@ import signal
 
 from wxbackend.context import Context
 from wxbackend.services.jobs import housekeeping
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule, sending
 from wxbackend.services.ratings import defaults as default_ratings
 from wxbackend.worker import Handler, Worker
 
@@ -23,10 +23,11 @@ log = logging.getLogger("wxbackend.worker")
 
 
 def handlers() -> dict[str, Handler]:
+    """Job kind → the handler the worker runs for it."""
     return {
-        reminders.REMINDER: reminders.handle_reminders,
-        reminders.RECTIFIED: reminders.handle_rectified,
-        reminders.DEFAULT_RATING: default_ratings.handle,
+        schedule.REMINDER: sending.handle_reminders,
+        schedule.RECTIFIED: sending.handle_rectified,
+        schedule.DEFAULT_RATING: default_ratings.handle,
         housekeeping.KIND: housekeeping.handle,
     }
 

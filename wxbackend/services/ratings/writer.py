@@ -35,7 +35,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import compiled_insert, compiled_rows, database, param
 from wxbackend.services.cases.tokens import check_token_usable
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import levels
 from wxbackend.services.ratings.rules import Rating, insert_indicators
@@ -141,7 +141,7 @@ def write(
                 if marked != 1:
                     raise errors.AlreadyEvaluated()
             _close_tokens(case.id, first.token_id, now)
-            reminders.cancel_case_jobs(case.id, now)  # no reminder, no default rating any more
+            schedule.cancel_case_jobs(case.id, now)  # no reminder, no default rating any more
             insert_indicators(evaluation_id, first.indicators, first.indicator_ids)
             ticket_id = None
             if levels.is_bad(first.overall):

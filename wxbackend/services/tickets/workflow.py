@@ -40,30 +40,32 @@ the public rating (its ``ticket_status`` changed) on the live channel.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import peewee
-
 from models.base import utcnow
-from models.case import Case
-from models.ticket import TICKET_STATUSES, Ticket, TicketEvent
+from models.ticket import Ticket, TicketEvent
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.cases.scan import parse_id
-from wxbackend.services.common import query_args
-from wxbackend.services.common.query_args import encode_cursor
-from wxbackend.services.messaging import reminders
+from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
-from wxbackend.timefmt import iso
+from wxbackend.services.tickets.deadlines import (
+    APPEAL_UPHELD,
+    UNRECTIFIED,
+    is_overdue,
+)
+from wxbackend.services.tickets.views import (
+    TicketQuery,
+    get_ticket,
+    list_tickets,
+    visible_ticket,
+)
 
 log = logging.getLogger("wxbackend.tickets")
 
@@ -71,168 +73,8 @@ NOTE_MAX_CHARS = 2000
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 CALLBACK_CHANNELS = ("phone", "sms", "wechat")
-#: Statuses in which the rectification is still owed (整改未完成).
-UNRECTIFIED = ("open", "verified")
 #: Appeal states (``Ticket.appeal_status``; None: no appeal filed).
-APPEAL_PENDING, APPEAL_UPHELD, APPEAL_REJECTED = "pending", "upheld", "rejected"
-
-
-# --------------------------------------------------------------------------- deadlines
-
-
-def overdue_condition(now: datetime) -> peewee.Expression:
-    """SQL: the ticket is overdue at ``now`` (naive UTC) — see the module docstring."""
-    return ((Ticket.status == "open") & (Ticket.verify_due < now)) | (
-        Ticket.status.in_(UNRECTIFIED) & (Ticket.rectify_due < now)
-    )
-
-
-def is_overdue(ticket: Ticket, now: datetime) -> bool:
-    """Python twin of :func:`overdue_condition` for one ticket."""
-    if ticket.status == "open" and now > ticket.verify_due:
-        return True
-    return ticket.status in UNRECTIFIED and now > ticket.rectify_due
-
-
-def flag_overdue(now: datetime | None = None) -> int:
-    """Set the sticky ``Ticket.overdue`` flag of every ticket overdue at ``now`` (default: now)
-    that is not flagged yet; returns how many were flagged. For the worker's housekeeping."""
-    moment = now or utcnow()
-    with database.atomic():
-        return (
-            Ticket.update(overdue=True)
-            .where(overdue_condition(moment) & (Ticket.overdue == False))  # noqa: E712
-            .execute()
-        )
-
-
-def excluded_from_staff_figures() -> peewee.Select:
-    """The ids of evaluations whose 差评 was appealed successfully (``appeal_status ==
-    "upheld"``): public and counted in public figures, but excluded from staff figures.
-
-    Use as ``Evaluation.id.not_in(excluded_from_staff_figures())`` in staff statistics.
-    """
-    return Ticket.select(Ticket.evaluation).where(Ticket.appeal_status == APPEAL_UPHELD)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True)
-class TicketQuery:
-    """Filters of ``GET /tickets``: status, overdue (computed at ``now``), keyset cursor."""
-
-    status: str | None = None
-    overdue: bool | None = None
-    before_id: int | None = None
-    limit: int = DEFAULT_LIMIT
-
-
-def parse_ticket_query(arg: Callable[[str], str | None]) -> TicketQuery:
-    """``status`` (one of the ticket statuses), ``overdue`` (true|false), ``cursor``,
-    ``limit`` (1–200, default 50) from ``arg(name)``; 400 ``invalid_query`` otherwise."""
-    status = query_args.choice(arg("status"), TICKET_STATUSES, "status")
-    overdue = arg("overdue") or None
-    if overdue not in (None, "true", "false"):
-        raise errors.InvalidQuery("overdue must be true or false.", parameter="overdue")
-    return TicketQuery(
-        status=status,
-        overdue=None if overdue is None else overdue == "true",
-        before_id=query_args.cursor_id(arg("cursor")),
-        limit=query_args.limit(arg("limit"), DEFAULT_LIMIT, MAX_LIMIT),
-    )
-
-
-def _history_item(event: TicketEvent) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "status": event.status,
-        "action": event.action,
-        "by": event.by,
-        "note": event.note,
-        "at": iso(event.at),
-    }
-    if event.action.startswith("callback_"):
-        item["channel"] = event.action.removeprefix("callback_")
-        item["satisfied"] = event.status == "called_back"
-    return item
-
-
-def ticket_view(
-    ticket: Ticket, case_no: str, events: list[TicketEvent], now: datetime
-) -> dict[str, Any]:
-    """A ticket as the admin API shows it (api.md), with its history oldest first."""
-    return {
-        "id": str(ticket.id),
-        "evaluation_id": str(ticket.evaluation_id),
-        "case_no": case_no,
-        "status": ticket.status,
-        "opened_at": iso(ticket.opened_at),
-        "verify_due": iso(ticket.verify_due),
-        "rectify_due": iso(ticket.rectify_due),
-        "verified_at": iso(ticket.verified_at),
-        "rectified_at": iso(ticket.rectified_at),
-        "closed_at": iso(ticket.closed_at),
-        "overdue": is_overdue(ticket, now),
-        "appeal_status": ticket.appeal_status,
-        "excluded_from_staff_figures": ticket.appeal_status == APPEAL_UPHELD,
-        "history": [_history_item(e) for e in events],
-    }
-
-
-def _events_of(ticket_ids: list[int]) -> dict[int, list[TicketEvent]]:
-    found: dict[int, list[TicketEvent]] = defaultdict(list)
-    if ticket_ids:
-        rows = TicketEvent.select().where(TicketEvent.ticket.in_(ticket_ids))
-        for event in rows.order_by(TicketEvent.id):
-            found[event.ticket_id].append(event)
-    return found
-
-
-def _with_case_no(query: peewee.Select) -> peewee.Select:
-    # attr: the partial Case goes to ``case_row``, leaving ``ticket.case_id`` intact
-    return query.join(Case, on=(Ticket.case == Case.id), attr="case_row").switch(Ticket)
-
-
-def views_of(tickets: list[Ticket], now: datetime) -> list[dict[str, Any]]:
-    """:func:`ticket_view` of tickets selected with their case (one query for the events)."""
-    events = _events_of([t.id for t in tickets])
-    return [ticket_view(t, t.case_row.case_no, events.get(t.id, []), now) for t in tickets]
-
-
-def list_tickets(principal: Principal, query: TicketQuery, now: datetime) -> dict[str, Any]:
-    """``GET /tickets``: the principal's tickets, newest first, keyset pagination on the id."""
-    rows = _with_case_no(Ticket.select(Ticket, Case.case_no))
-    rows = scope.scoped(
-        rows, principal, "tickets.read", center=Ticket.center, department=Ticket.department
-    )
-    if query.status is not None:
-        rows = rows.where(Ticket.status == query.status)
-    if query.overdue is not None:
-        condition = overdue_condition(now)
-        rows = rows.where(condition if query.overdue else ~condition)
-    page, more = query_args.newest_first(rows, Ticket.id, query.before_id, query.limit)
-    return {
-        "items": views_of(page, now),
-        "next_cursor": encode_cursor(page[-1].id) if more else None,
-    }
-
-
-def _visible_ticket(principal: Principal, ticket_id: Any) -> Ticket:
-    number = parse_id(ticket_id)
-    ticket = (
-        _with_case_no(Ticket.select(Ticket, Case.case_no)).where(Ticket.id == number).first()
-        if number is not None
-        else None
-    )
-    if ticket is None:
-        raise errors.NotFound("No such ticket.")
-    scope.ensure_visible(principal, "tickets.read", ticket.center_id, ticket.department_id)
-    return ticket
-
-
-def get_ticket(principal: Principal, ticket_id: Any, now: datetime) -> dict[str, Any]:
-    """``GET /tickets/{id}`` (404 when missing or out of the principal's scope)."""
-    return views_of([_visible_ticket(principal, ticket_id)], now)[0]
+APPEAL_PENDING, APPEAL_REJECTED = "pending", "rejected"
 
 
 # --------------------------------------------------------------------------- steps
@@ -280,7 +122,7 @@ def _apply(
     """Run one step in one transaction: load (404 out of scope), plan (409
     ``invalid_transition``), compare-and-set the status, the event, the audit entry."""
     with database.atomic():
-        ticket = _visible_ticket(principal, ticket_id)
+        ticket = visible_ticket(principal, ticket_id)
         target = Target(ticket.center_id, ticket.department_id)
         authorize(principal, STEP_PERMISSIONS[step], target)
         change = plan(ticket)
@@ -309,7 +151,7 @@ def _apply(
             at=now,
         )
         if change.status == "closed":  # the citizen is told, inviting a follow-up rating
-            reminders.schedule_rectified_notice(ticket.id, now)
+            schedule.schedule_rectified_notice(ticket.id, now)
         detail = {"from": ticket.status, "to": change.status, **change.audit}
         record(actor, f"ticket.{step}", "ticket", ticket.id, detail)
         return get_ticket(principal, ticket.id, now)

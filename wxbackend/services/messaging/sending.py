@@ -1,20 +1,7 @@
-"""Reminders to rate (提醒评价) and the rectification notice (整改反馈): WeChat subscribe messages.
+"""Sending subscribe messages exactly once (the worker's ``reminder`` and ``rectified`` jobs).
 
-Scheduling (sync, inside the transaction that makes the work due; see :mod:`.jobs`):
-
-- :func:`schedule_case_jobs` — a case was reported: its default rating and, when the
-  applicant's identity is bound to a WeChat user, reminder 1 at ``base +
-  reminders.first_after_seconds`` and reminder 2 at ``base + second_after_seconds``, where
-  ``base = max(completed_at, reported_at)``. A reminder falling in ``reminders.quiet_hours``
-  (Asia/Shanghai) moves to the end of the quiet period; one that would fall after the rating
-  window (``completed_at + rating.default_after_days``) is not scheduled.
-- :func:`schedule_for_identity` — an identity was bound after its cases were reported: the
-  same reminders for its unrated cases (of those already past due, only the latest, now).
-- :func:`cancel_case_jobs` — the case was rated: its reminders and default rating go.
-- :func:`schedule_rectified_notice` — a 差评 ticket closed: one ``rectified`` notice.
-
-Sending (the worker's ``reminder`` and ``rectified`` jobs), exactly once per message key
-(``reminder:<case_id>:<n>``, ``rectified:<ticket_id>``):
+Each message has a key (``reminder:<case_id>:<n>``, ``rectified:<ticket_id>``) and goes in
+three steps:
 
 1. *Prepare*, one transaction: the job must still be ours (lease renewed); a finished
    :class:`~models.messaging.Message` ends the job; the case must be unrated and in its
@@ -42,305 +29,42 @@ than one unused one-time quota for the template (WeChat's send has no idempotenc
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import peewee
 from prometheus_client import Counter
 
 from models.base import utcnow
-from models.case import Case
-from models.catalog import Center, Department, ServiceItem
-from models.evaluation import Evaluation
-from models.identity import Identity
 from models.job import Job
 from models.messaging import Message, MessageAttempt
-from models.ticket import Ticket
-from models.user import User
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
+from wxbackend.services.messaging.quiet_hours import quiet_hours
+from wxbackend.services.messaging.recipients import (
+    CONFIG_PREFIX,
+    Target,
+    Targets,
+    rectified_targets,
+    reminder_targets,
+)
+from wxbackend.services.messaging.schedule import FINAL_STATUSES, RECTIFIED, REMINDER
+from wxbackend.services.messaging.template_data import page_for
 from wxbackend.settings import Settings
 from wxbackend.wechat import errors as wx
 from wxbackend.worker import MAX_ATTEMPTS, backoff
 
 log = logging.getLogger("wxbackend.reminders")
 
-REMINDER = "reminder"
-RECTIFIED = "rectified"
-DEFAULT_RATING = "default_rating"
-REMINDER_NUMBERS = (1, 2)
 #: WeChat calls in flight per process (each also takes a Redis connection for the token).
 SEND_CONCURRENCY = 32
-#: Message statuses after which nothing more is sent.
-FINAL_STATUSES = frozenset({"sent", "no_quota", "config_error", "failed"})
 #: WeChat answers that mean the template, its data or the page are misconfigured.
 CONFIG_ERRORS = (wx.TemplateDataError, wx.InvalidTemplateError, wx.InvalidPageError)
-
-ATTRIBUTES = ("item_name", "completed_at", "center_name", "case_no", "department_name")
-#: Longest value per template field type (../shared/docs/wechat.md); longer values are cut.
-FIELD_LIMITS = {
-    "thing": 20,
-    "phrase": 5,
-    "name": 10,
-    "character_string": 32,
-    "number": 32,
-    "letter": 32,
-    "symbol": 5,
-    "phone_number": 17,
-    "car_number": 8,
-    "amount": 13,
-}
-_FIELD_RE = re.compile(r"([a-z_]+?)(\d+)")
-
-
-def reminder_key(case_id: int, n: int) -> str:
-    return f"{REMINDER}:{case_id}:{n}"
-
-
-def rectified_key(ticket_id: int) -> str:
-    return f"{RECTIFIED}:{ticket_id}"
-
-
-def default_rating_key(case_id: int) -> str:
-    return f"{DEFAULT_RATING}:{case_id}"
-
-
-# --------------------------------------------------------------------------- quiet hours
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    """A daily local time range without messages (``"22:00-08:00"``; may wrap midnight)."""
-
-    start: time
-    end: time
-    tz: ZoneInfo
-
-    def _local(self, at: datetime) -> datetime:
-        return at.replace(tzinfo=UTC).astimezone(self.tz)
-
-    def contains(self, at: datetime) -> bool:
-        """Whether ``at`` (naive UTC) falls inside the quiet period."""
-        t = self._local(at).time()
-        if self.start < self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end
-
-    def defer(self, at: datetime) -> datetime:
-        """``at`` (naive UTC), or the end of the quiet period it falls in."""
-        if not self.contains(at):
-            return at
-        local = self._local(at)
-        day = local.date()
-        if self.start > self.end and local.time() >= self.start:
-            day += timedelta(days=1)  # late evening: the period ends tomorrow morning
-        end = datetime.combine(day, self.end, tzinfo=self.tz)
-        return end.astimezone(UTC).replace(tzinfo=None)
-
-
-@lru_cache(maxsize=16)
-def quiet_hours(spec: str, tz_name: str) -> QuietHours | None:
-    """Parse ``reminders.quiet_hours`` (``""`` or an empty range disables it)."""
-    if not spec:
-        return None
-    first, _, second = spec.partition("-")
-    start, end = time.fromisoformat(first.strip()), time.fromisoformat(second.strip())
-    if start == end:
-        return None
-    return QuietHours(start, end, ZoneInfo(tz_name))
-
-
-def defer_quiet(at: datetime, settings: Settings) -> datetime:
-    """``at`` moved out of the quiet hours (naive UTC)."""
-    quiet = quiet_hours(settings.reminders.quiet_hours, settings.reminders.timezone)
-    return quiet.defer(at) if quiet else at
-
-
-# --------------------------------------------------------------------------- message data
-
-
-class TemplateFieldsError(ValueError):
-    """``reminders.template_fields`` names an unknown attribute or a malformed field."""
-
-
-def field_type(name: str) -> str:
-    """``thing1`` → ``thing``; ``character_string2`` → ``character_string``."""
-    match = _FIELD_RE.fullmatch(name)
-    if not match:
-        raise TemplateFieldsError(f"template field {name!r} is not <type><n>")
-    return match[1]
-
-
-def cut(value: str, kind: str) -> str:
-    """``value`` cut to what the field type allows (a cut thing ends with ``…``)."""
-    value = " ".join(value.split()) or "-"
-    limit = FIELD_LIMITS.get(kind)
-    if kind == "name" and value.isascii():
-        limit = 20
-    if limit is None or len(value) <= limit:
-        return value
-    if kind == "thing":
-        return value[: limit - 1] + "…"
-    return value[:limit]
-
-
-def format_value(value: Any, kind: str, tz: ZoneInfo) -> str:
-    """One attribute as the field type wants it (times local: ``YYYY-MM-DD HH:MM``)."""
-    if isinstance(value, datetime):
-        local = value.replace(tzinfo=UTC).astimezone(tz)
-        text = local.strftime("%Y-%m-%d" if kind == "date" else "%Y-%m-%d %H:%M")
-        return text if kind in ("time", "date") else cut(text, kind)
-    return cut(str(value if value is not None else ""), kind)
-
-
-def render_data(
-    fields: Mapping[str, str], values: Mapping[str, Any], tz_name: str
-) -> dict[str, dict[str, str]]:
-    """``{"thing1": {"value": ...}, ...}`` from ``reminders.template_fields`` and the case."""
-    tz = ZoneInfo(tz_name)
-    data = {}
-    for name, attribute in fields.items():
-        if attribute not in ATTRIBUTES:
-            raise TemplateFieldsError(f"template field {name}: unknown attribute {attribute!r}")
-        data[name] = {"value": format_value(values.get(attribute), field_type(name), tz)}
-    return data
-
-
-def page_for(page: str, case_id: int) -> str:
-    """The mini-program page that rates the case: ``<page>?case_id=<id>`` (never a scene)."""
-    return f"{page.lstrip('/')}?case_id={case_id}"
-
-
-# --------------------------------------------------------------------------- scheduling
-
-
-def rating_window_end(completed_at: datetime, settings: Settings) -> datetime:
-    return completed_at + timedelta(days=settings.rating.default_after_days)
-
-
-def plan_reminders(
-    base: datetime, completed_at: datetime, settings: Settings, now: datetime, catch_up: bool
-) -> list[tuple[int, datetime]]:
-    """``[(n, due_at)]`` of the reminders of a case whose clock starts at ``base``.
-
-    ``catch_up`` (an identity bound late): reminders already past due collapse into one
-    (the latest), due now; sending two at once would only nag.
-    """
-    r = settings.reminders
-    window_end = rating_window_end(completed_at, settings)
-    planned = []
-    offsets = (r.first_after_seconds, r.second_after_seconds)
-    for n, offset in zip(REMINDER_NUMBERS, offsets, strict=True):
-        due = base + timedelta(seconds=offset)
-        if catch_up and due < now:
-            due = now
-        due = defer_quiet(due, settings)
-        if due < window_end:
-            planned.append((n, due))
-    if catch_up:
-        past = [p for p in planned if p[1] <= now]
-        planned = past[-1:] + [p for p in planned if p[1] > now]
-    return planned
-
-
-def _bound_user(id_hash: str, now: datetime) -> int | None:
-    return (
-        Identity.select(Identity.user)
-        .where((Identity.id_hash == id_hash) & (Identity.expires_at > now))
-        .scalar()
-    )
-
-
-def schedule_reminders(case: Case, settings: Settings, now: datetime, catch_up: bool) -> int:
-    """Schedule the case's reminders (idempotent by key; a key already finished without a
-    sent message — e.g. skipped for want of an identity — is scheduled again)."""
-    base = max(case.completed_at, case.reported_at or case.completed_at)
-    count = 0
-    for n, due in plan_reminders(base, case.completed_at, settings, now, catch_up):
-        key = reminder_key(case.id, n)
-        payload = {"case_id": case.id, "n": n}
-        if jobs.schedule(REMINDER, key, due, payload) or _reopen(key, due):
-            count += 1
-    return count
-
-
-def _reopen(key: str, due: datetime) -> bool:
-    """Put a finished job back when its message was never sent (nor is being sent)."""
-    unsent = ~peewee.fn.EXISTS(
-        Message.select(Message.id).where(
-            (Message.key == key) & Message.status.in_(["sending", *FINAL_STATUSES])
-        )
-    )
-    return bool(
-        Job.update(status="pending", due_at=due, attempts=0, lease_owner=None, finished_at=None)
-        .where((Job.key == key) & Job.status.in_(["done", "cancelled"]) & unsent)
-        .execute()
-    )
-
-
-def schedule_case_jobs(case: Case, settings: Settings, now: datetime | None = None) -> None:
-    """A case was reported (inside its transaction): its default rating, and its reminders
-    when the applicant's identity is already bound to a WeChat user."""
-    now = now or utcnow()
-    jobs.schedule(
-        DEFAULT_RATING,
-        default_rating_key(case.id),
-        rating_window_end(case.completed_at, settings),
-        {"case_id": case.id},
-    )
-    if _bound_user(case.applicant_id_hash, now) is not None:
-        schedule_reminders(case, settings, now, catch_up=False)
-
-
-def schedule_for_identity(id_hash: str, settings: Settings, now: datetime | None = None) -> int:
-    """An identity was bound (inside that transaction): reminders of its unrated cases still
-    in their rating window. Returns how many reminder jobs were (re)scheduled."""
-    now = now or utcnow()
-    oldest = now - timedelta(days=settings.rating.default_after_days)
-    cases = Case.select(Case.id, Case.completed_at, Case.reported_at).where(
-        (Case.applicant_id_hash == id_hash)
-        & Case.first_rated_at.is_null()
-        & (Case.completed_at > oldest)
-    )
-    return sum(schedule_reminders(case, settings, now, catch_up=True) for case in cases)
-
-
-def cancel_case_jobs(case_id: int, now: datetime | None = None) -> int:
-    """The case was rated (inside that transaction): its pending reminders and default
-    rating are cancelled. (The sender re-checks ``first_rated_at`` anyway.)"""
-    keys = [reminder_key(case_id, n) for n in REMINDER_NUMBERS]
-    return jobs.cancel([*keys, default_rating_key(case_id)], now)
-
-
-def schedule_rectified_notice(ticket_id: int, now: datetime | None = None) -> bool:
-    """A 差评 ticket closed (call inside that transaction): the ``rectified`` notice, due now
-    (quiet hours are applied when it is sent)."""
-    return jobs.schedule(
-        RECTIFIED, rectified_key(ticket_id), now or utcnow(), {"ticket_id": ticket_id}
-    )
-
-
-# --------------------------------------------------------------------------- sending: database
-
-
-@dataclass(frozen=True)
-class Target:
-    """Who gets a message and what it says (found in the prepare transaction)."""
-
-    user_id: int
-    openid: str
-    case_id: int
-    data: dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -364,12 +88,6 @@ class Templates:
 
     template_id: str
     page: str
-
-
-#: ``(jobs, now) -> {job.id: Target | skip reason}``, run inside the prepare transaction. A
-#: reason starting with ``config:`` is a configuration error (the job fails).
-Targets = Callable[[list[Job], datetime], dict[int, "Target | str"]]
-CONFIG_PREFIX = "config:"
 
 
 def _still_mine(batch: list[Job], lease_seconds: float, now: datetime) -> list[Job]:
@@ -524,110 +242,6 @@ def _mark_sending(
     ]
 
 
-def _case_values(case_ids: list[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
-    """``{case_id: (row, template values)}`` in one query."""
-    rows = (
-        Case.select(
-            Case.id,
-            Case.case_no,
-            Case.completed_at,
-            Case.first_rated_at,
-            Case.applicant_id_hash,
-            ServiceItem.name.alias("item_name"),
-            Center.name.alias("center_name"),
-            Department.name.alias("department_name"),
-        )
-        .join_from(Case, ServiceItem, on=(Case.item == ServiceItem.id))
-        .join_from(Case, Center, on=(Case.center == Center.id))
-        .join_from(Case, Department, on=(Case.department == Department.id))
-        .where(Case.id.in_(case_ids))
-        .objects()
-    )
-    return {row.id: (row, {name: getattr(row, name) for name in ATTRIBUTES}) for row in rows}
-
-
-def _data(values: dict[str, Any], settings: Settings) -> dict[str, dict[str, str]] | str:
-    try:
-        return render_data(settings.reminders.template_fields, values, settings.reminders.timezone)
-    except TemplateFieldsError as exc:
-        log.warning("reminders.template_fields is wrong: %s", exc)
-        return CONFIG_PREFIX + str(exc)
-
-
-def reminder_targets(settings: Settings) -> Targets:
-    """Reminders: the case unrated and in its window, its applicant's identity bound."""
-
-    def find(batch: list[Job], now: datetime) -> dict[int, Target | str]:
-        wanted = {job.id: int(json.loads(job.payload)["case_id"]) for job in batch}
-        cases = _case_values(sorted(set(wanted.values())))
-        hashes = sorted({row.applicant_id_hash for row, _ in cases.values()})
-        users = {
-            r["id_hash"]: (r["user_id"], r["openid"])
-            for r in Identity.select(Identity.id_hash, Identity.user.alias("user_id"), User.openid)
-            .join(User)
-            .where(Identity.id_hash.in_(hashes) & (Identity.expires_at > now))
-            .dicts()
-        }
-        found: dict[int, Target | str] = {}
-        for job_id, case_id in wanted.items():
-            if case_id not in cases:
-                found[job_id] = "no_case"
-                continue
-            case, values = cases[case_id]
-            user = users.get(case.applicant_id_hash)
-            if case.first_rated_at is not None:
-                found[job_id] = "rated"
-            elif now >= rating_window_end(case.completed_at, settings):
-                found[job_id] = "window"
-            elif user is None or not user[1]:
-                found[job_id] = "no_identity"
-            else:
-                data = _data(values, settings)
-                found[job_id] = data if isinstance(data, str) else Target(*user, case_id, data)
-        return found
-
-    return find
-
-
-def rectified_targets(settings: Settings) -> Targets:
-    """Rectified notices: a closed ticket whose rating has a WeChat user."""
-
-    def one(ticket_id: int) -> Target | str:
-        row = (
-            Ticket.select(
-                Ticket.status,
-                Ticket.case.alias("case_id"),
-                Evaluation.user.alias("user_id"),
-                User.openid,
-            )
-            .join(Evaluation)
-            .join(User, peewee.JOIN.LEFT_OUTER, on=(Evaluation.user == User.id))
-            .where(Ticket.id == ticket_id)
-            .dicts()
-            .first()
-        )
-        if row is None:
-            return "no_ticket"
-        if row["status"] != "closed":
-            return "not_closed"
-        if row["user_id"] is None or not row["openid"]:
-            return "no_user"
-        found = _case_values([row["case_id"]]).get(row["case_id"])
-        if found is None:
-            return "no_case"
-        data = _data(found[1], settings)
-        return (
-            data
-            if isinstance(data, str)
-            else Target(row["user_id"], row["openid"], row["case_id"], data)
-        )
-
-    def find(batch: list[Job], now: datetime) -> dict[int, Target | str]:
-        return {job.id: one(int(json.loads(job.payload)["ticket_id"])) for job in batch}
-
-    return find
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What one send led to (step 3)."""
@@ -733,7 +347,7 @@ def _msgid(answer: Any) -> str | None:
 
 
 def _metrics(ctx: Context) -> Counter:
-    counter = ctx.extras.get("messages_counter")
+    counter = ctx.messages_counter
     if counter is None:
         counter = Counter(
             "wxb_messages",
@@ -741,7 +355,7 @@ def _metrics(ctx: Context) -> Counter:
             ["kind", "status"],
             registry=ctx.metrics.registry,
         )
-        ctx.extras["messages_counter"] = counter
+        ctx.messages_counter = counter
     return counter
 
 
@@ -764,9 +378,9 @@ def _no_template(targets: Targets) -> Targets:
 
 
 def _send_slots(ctx: Context) -> asyncio.Semaphore:
-    slots = ctx.extras.get("send_slots")
+    slots = ctx.send_slots
     if slots is None:
-        slots = ctx.extras["send_slots"] = asyncio.Semaphore(SEND_CONCURRENCY)
+        slots = ctx.send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
     return slots
 
 
