@@ -112,7 +112,8 @@ class VerifyHandler(StepHandler):
     step = "verify"
     fields = {"valid": Field(bool, required=True), "note": Field(str)}
     openapi = _step_openapi(
-        "核实: open → verified (valid) or invalid (not valid; the note is required)",
+        "核实: open → verified (valid); not valid (note required) proposes invalid: the "
+        "ticket stays open with pending_invalidation until a second admin decides",
         {"valid": _BOOL, "note": _NOTE},
         ["valid"],
     )
@@ -188,6 +189,20 @@ class AppealDecideHandler(StepHandler):
         return {"upheld": body["upheld"], "note": body.get("note")}
 
 
+class InvalidationDecideHandler(StepHandler):
+    step = "invalidation_decide"
+    fields = {"confirm": Field(bool, required=True), "note": Field(str)}
+    openapi = _step_openapi(
+        "Confirm (→ invalid) or reject a proposal to declare the 差评 invalid: a center_admin "
+        "or superadmin within reach, never the proposer (two people)",
+        {"confirm": _BOOL, "note": _NOTE},
+        ["confirm"],
+    )
+
+    def arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"confirm": body["confirm"], "note": body.get("note")}
+
+
 _T = "/admin/api/tickets/{ticket_id}"
 default_handlers = [
     route("/admin/api/tickets", TicketsHandler),
@@ -198,4 +213,5 @@ default_handlers = [
     route(f"{_T}/close", CloseHandler),
     route(f"{_T}/appeal", AppealHandler),
     route(f"{_T}/appeal/decide", AppealDecideHandler),
+    route(f"{_T}/invalidation/decide", InvalidationDecideHandler),
 ]

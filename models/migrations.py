@@ -78,8 +78,17 @@ def _add_columns(db: peewee.Database, *columns: peewee.Field) -> None:
 
 
 def _reach_and_callbacks(db: peewee.Database) -> None:
-    """Admins linked to a staff member; a callback rating's contact time and reference."""
-    _add_columns(db, Admin.staff_no, Evaluation.contact_at, Evaluation.contact_reference)
+    """Admins linked to a staff member; a callback rating's contact time and reference; a
+    ticket's pending proposal to declare its 差评 invalid."""
+    _add_columns(
+        db,
+        Admin.staff_no,
+        Evaluation.contact_at,
+        Evaluation.contact_reference,
+        Ticket.invalid_proposed_by,
+        Ticket.invalid_proposed_note,
+        Ticket.invalid_proposed_at,
+    )
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
@@ -107,7 +116,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         "subscriptions, messages, push receipts",
         _create(Subscription, Message, MessageAttempt, PushReceipt),
     ),
-    (6, "admin staff_no; callback contact time and reference", _reach_and_callbacks),
+    (6, "admin staff_no; callback contact and reference; invalidation", _reach_and_callbacks),
 ]
 
 

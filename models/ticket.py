@@ -31,6 +31,11 @@ class Ticket(BaseModel):
     closed_at = peewee.DateTimeField(null=True)
     overdue = peewee.BooleanField(default=False, index=True)
     appeal_status = peewee.CharField(max_length=10, null=True)  # pending, upheld, rejected
+    # A proposal to declare the 差评 invalid (product rule 19): who, why, when; a second
+    # person confirms or rejects it.
+    invalid_proposed_by = peewee.CharField(max_length=64, null=True)
+    invalid_proposed_note = peewee.TextField(null=True)
+    invalid_proposed_at = peewee.DateTimeField(null=True)
 
 
 class TicketEvent(BaseModel):

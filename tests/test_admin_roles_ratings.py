@@ -55,14 +55,18 @@ PLACES: dict[str, dict[str, str | None]] = {
 }
 
 
-def ticket_in(place: str, status: str = "open", appeal: str | None = None) -> Setup:
-    """A fresh 差评 ticket of ``place`` put straight into ``status`` (and appeal state)."""
+def ticket_in(
+    place: str, status: str = "open", appeal: str | None = None, proposed: bool = False
+) -> Setup:
+    """A fresh 差评 ticket of ``place`` put straight into ``status`` (and appeal state; with
+    ``proposed``, a pending proposal by another admin to declare it invalid)."""
 
     async def setup(env: RoleEnv, _: dict[str, str]) -> dict[str, str]:
         seeded = await seed_rating(env.ctx, overall=1, **PLACES[place])
+        proposal = {"invalid_proposed_by": "another_admin" if proposed else None}
         await env.db(
             lambda: (
-                Ticket.update(status=status, appeal_status=appeal)
+                Ticket.update(status=status, appeal_status=appeal, **proposal)
                 .where(Ticket.id == int(seeded.ticket_id))
                 .execute()
             )
@@ -183,6 +187,20 @@ CASES: list[Row] = [
         {"upheld": False},
         center_writers_of_b(200),
         ticket_in("b", "verified", "pending"),
+    ),
+    Row(
+        "POST",
+        f"{T}/invalidation/decide",
+        {"confirm": True, "note": "核实无效"},
+        center_writers_of_a(200),
+        ticket_in("a", "open", proposed=True),
+    ),
+    Row(
+        "POST",
+        f"{T}/invalidation/decide",
+        {"confirm": False},
+        center_writers_of_b(200),
+        ticket_in("b", "open", proposed=True),
     ),
     # -- evaluations
     Row("GET", "/admin/api/evaluations", expected=everyone(200)),

@@ -263,9 +263,22 @@ async def test_invalid_path_and_notes(api, ctx, team):
         api, team["labor"], tid, "verify", {"valid": True, "note": "x" * 2001}
     )
     assert status == 422 and code_of(answer) == "invalid_field"
+    # declaring a 差评 invalid takes two people (product rule 19): a proposal first
     status, view = await step(
         api, team["labor"], tid, "verify", {"valid": False, "note": "非本窗口办件"}
     )
+    assert status == 200 and view["status"] == "open"
+    assert view["pending_invalidation"]["by"] == "labor_clerk"
+    assert view["pending_invalidation"]["note"] == "非本窗口办件"
+    assert (await public_item(api, seeded.evaluation_id))["ticket_status"] == "open"
+    status, answer = await step(
+        api, team["labor"], tid, "verify", {"valid": False, "note": "再提一次"}
+    )
+    assert status == 409 and code_of(answer) == "invalid_transition"  # one at a time
+    decide = "invalidation/decide"
+    status, answer = await step(api, team["labor"], tid, decide, {"confirm": True})
+    assert status == 403  # a handler cannot confirm
+    status, view = await step(api, team["center"], tid, decide, {"confirm": True, "note": "核实"})
     assert status == 200 and view["status"] == "invalid" and view["verified_at"]
     assert (await public_item(api, seeded.evaluation_id))["ticket_status"] == "invalid"
     for name, body in (
@@ -287,6 +300,7 @@ STEPS = {
     "close": ({}, {"called_back"}),
     "appeal": ({"reason": "误评"}, {"open", "verified"}),
     "appeal/decide": ({"upheld": False}, set()),  # only with a pending appeal
+    "invalidation/decide": ({"confirm": False}, set()),  # only with a pending proposal
 }
 #: How to bring a fresh ticket to each status.
 PATHS = {
@@ -295,7 +309,7 @@ PATHS = {
     "rectified": ["verify", "rectify"],
     "called_back": ["verify", "rectify", "callback"],
     "closed": ["verify", "rectify", "callback", "close"],
-    "invalid": [],  # by verify(valid=false)
+    "invalid": [],  # proposed by verify(valid=false), confirmed by another admin
 }
 
 
@@ -313,6 +327,9 @@ async def test_every_invalid_transition_is_409(api, ctx, team):
             if status_name == "invalid":
                 body_invalid = {"valid": False, "note": "无效"}
                 assert (await step(api, token, tid, "verify", body_invalid))[0] == 200
+                confirm = {"confirm": True}
+                decided = await step(api, team["super"], tid, "invalidation/decide", confirm)
+                assert decided[0] == 200
             status, answer = await step(api, token, tid, name, body)
             assert (status, code_of(answer)) == (409, "invalid_transition"), (status_name, name)
             assert answer["error"]["status"] == status_name

@@ -63,6 +63,7 @@ ACTIONS: Mapping[str, str] = {
     "tickets.work": "verify, rectify, call back and close tickets",
     "tickets.appeal": "file a staff appeal (申诉) against a 差评",
     "tickets.decide_appeal": "decide an appeal (never one's own)",
+    "tickets.decide_invalid": "confirm or reject declaring a 差评 invalid (never one's own)",
     "evaluations.read": "read ratings with their full comment and moderation state",
     "evaluations.reply": "publish the center's reply to a rating",
     "evaluations.moderate": "show or hide a comment",
@@ -87,7 +88,10 @@ ROLES: Mapping[str, Role] = {
         Binding.OPTIONAL_CENTER,
         {
             **dict.fromkeys(("catalogue.read", "catalogue.write", "centers.write"), _A),
-            **dict.fromkeys(("tickets.read", "tickets.work", "tickets.decide_appeal"), _A),
+            **dict.fromkeys(
+                ("tickets.read", "tickets.work", "tickets.decide_appeal", "tickets.decide_invalid"),
+                _A,
+            ),
             **dict.fromkeys(("evaluations.read", "evaluations.reply", "evaluations.moderate"), _A),
             "evaluations.reveal": _A,
             "callback.record": _A,
@@ -105,7 +109,14 @@ ROLES: Mapping[str, Role] = {
         {
             **dict.fromkeys(("catalogue.read", "catalogue.write"), _C),
             **dict.fromkeys(
-                ("tickets.read", "tickets.work", "tickets.appeal", "tickets.decide_appeal"), _C
+                (
+                    "tickets.read",
+                    "tickets.work",
+                    "tickets.appeal",
+                    "tickets.decide_appeal",
+                    "tickets.decide_invalid",
+                ),
+                _C,
             ),
             **dict.fromkeys(("evaluations.read", "evaluations.reply", "evaluations.moderate"), _C),
             "callback.record": _C,

@@ -84,6 +84,15 @@ def ticket_view(
         "closed_at": iso(ticket.closed_at),
         "overdue": is_overdue(ticket, now),
         "appeal_status": ticket.appeal_status,
+        "pending_invalidation": (
+            {
+                "by": ticket.invalid_proposed_by,
+                "note": ticket.invalid_proposed_note,
+                "at": iso(ticket.invalid_proposed_at),
+            }
+            if ticket.invalid_proposed_by is not None
+            else None
+        ),
         "excluded_from_staff_figures": ticket.appeal_status == APPEAL_UPHELD,
         "history": [_history_item(e) for e in events],
     }

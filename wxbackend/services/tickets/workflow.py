@@ -157,24 +157,59 @@ def _apply(
         return get_ticket(principal, ticket.id, now)
 
 
+_NO_PROPOSAL = {
+    "invalid_proposed_by": None,
+    "invalid_proposed_note": None,
+    "invalid_proposed_at": None,
+}
+
+
 def verify(
     principal: Principal, actor: Actor, ticket_id: Any, valid: bool, note: Any, now: datetime
 ) -> dict[str, Any]:
-    """核实: ``open`` → ``verified`` (valid) or ``invalid`` (not valid: a note is required)."""
+    """核实: ``open`` → ``verified`` (valid; a pending proposal is dropped). Not valid (a note
+    is required) only *proposes* to declare the 差评 invalid (product rule 19: two people):
+    the ticket stays ``open`` with its deadlines running until a second admin decides
+    (:func:`decide_invalid`); one proposal at a time (409)."""
     text = clean_note(note, required=not valid)
 
     def plan(ticket: Ticket) -> Change:
         if ticket.status != "open":
             raise _refuse(ticket, "verify")
-        return Change(
-            "verified" if valid else "invalid",
-            "verify",
-            text,
-            {"verified_at": now},
-            {"valid": valid},
-        )
+        if valid:
+            fields = {"verified_at": now, **_NO_PROPOSAL}
+            return Change("verified", "verify", text, fields, {"valid": True})
+        if ticket.invalid_proposed_by is not None:
+            raise _refuse(ticket, "propose", "a proposal to declare it invalid is pending")
+        proposal = {
+            "invalid_proposed_by": actor.username,
+            "invalid_proposed_note": text,
+            "invalid_proposed_at": now,
+        }
+        return Change("open", "propose_invalid", text, proposal, {"valid": False})
 
     return _apply(principal, actor, ticket_id, "verify", plan, now)
+
+
+def decide_invalid(
+    principal: Principal, actor: Actor, ticket_id: Any, confirm: bool, note: Any, now: datetime
+) -> dict[str, Any]:
+    """The second person on a proposal to declare a 差评 invalid: a center_admin or
+    superadmin within reach who did not propose it (403). Confirmed → ``invalid``; rejected →
+    the proposal is dropped and the ticket stays ``open``."""
+    text = clean_note(note)
+
+    def plan(ticket: Ticket) -> Change:
+        if ticket.status != "open" or ticket.invalid_proposed_by is None:
+            raise _refuse(ticket, "decide", "no proposal to declare it invalid is pending")
+        if ticket.invalid_proposed_by == actor.username:
+            raise errors.Forbidden("The admin who proposed it may not confirm it (two people).")
+        if confirm:
+            fields = {"verified_at": now}
+            return Change("invalid", "invalidated", text, fields, {"confirm": True})
+        return Change("open", "invalid_rejected", text, _NO_PROPOSAL, {"confirm": False})
+
+    return _apply(principal, actor, ticket_id, "invalidation_decide", plan, now)
 
 
 def rectify(
@@ -292,6 +327,7 @@ STEP_PERMISSIONS: dict[str, str] = {
     "close": "tickets.work",
     "appeal": "tickets.appeal",
     "appeal_decide": "tickets.decide_appeal",
+    "invalidation_decide": "tickets.decide_invalid",
 }
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "verify": verify,
@@ -300,6 +336,7 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "close": close,
     "appeal": appeal,
     "appeal_decide": decide_appeal,
+    "invalidation_decide": decide_invalid,
 }
 
 
