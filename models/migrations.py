@@ -28,6 +28,7 @@ from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
+from models.transparency import LogCheckpoint, LogCosignature, LogHead, LogLeaf, LogNode
 from models.user import User
 
 log = logging.getLogger("wxbackend.migrations")
@@ -65,6 +66,11 @@ def _cases_and_ratings(db: peewee.Database) -> None:
         Indicator.insert(code=code, label=label, sort_order=order).on_conflict_ignore().execute()
 
 
+def _transparency_log(db: peewee.Database) -> None:
+    db.create_tables([LogHead, LogLeaf, LogNode, LogCheckpoint, LogCosignature], safe=True)
+    LogHead.insert(id=1, tree_size=0, frontier=b"").on_conflict_ignore().execute()
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -90,6 +96,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         "subscriptions, messages, push receipts",
         _create(Subscription, Message, MessageAttempt, PushReceipt),
     ),
+    (6, "transparency log", _transparency_log),
 ]
 
 

@@ -99,4 +99,7 @@ def build_context(
     from wxbackend.services.public.live import install_publisher  # imports models: keep it lazy
 
     install_publisher(ctx)
+    from wxbackend.services.transparency.checkpoints import signer_of  # imports models
+
+    signer_of(ctx)  # the log's key (generated with SQLite, required with PostgreSQL)
     return ctx

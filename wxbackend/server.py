@@ -17,6 +17,7 @@ import tornado.netutil
 from models.migrations import is_empty, migrate
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import StartupError, load_keys
+from wxbackend.services.transparency.checkpoints import load_signer
 from wxbackend.settings import Settings, SettingsError
 
 log = logging.getLogger("wxbackend")
@@ -34,6 +35,7 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
         )
     try:
         load_keys(settings)  # generate keys once, before any fork
+        load_signer(settings)  # the transparency log's key too
     except StartupError as exc:
         raise SettingsError(str(exc)) from None
     migrate_schema(settings)

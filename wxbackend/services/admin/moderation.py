@@ -80,6 +80,7 @@ from wxbackend.services.ratings.evaluations import (
     targets_of,
 )
 from wxbackend.services.tickets.workflow import APPEAL_UPHELD
+from wxbackend.services.transparency import log as transparency
 from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
 
@@ -314,6 +315,7 @@ def add_reply(
             evaluation=evaluation.id, text=body, admin_id=actor.admin_id, created_at=now
         )
         record(actor, "evaluation.reply", "evaluation", evaluation.id, {"reply_id": str(reply.id)})
+        transparency.append("reply", {"reply_id": reply.id}, now)
         return {
             "id": str(reply.id),
             "evaluation_id": str(evaluation.id),
@@ -350,6 +352,7 @@ def moderate(
         )
         detail = {"from": evaluation.comment_status, "to": status}
         record(actor, "evaluation.moderate", "evaluation", evaluation.id, detail)
+        transparency.append("moderation", {"evaluation_id": evaluation.id}, utcnow())
         return admin_view_of(principal, evaluation.id)
 
 
@@ -463,6 +466,7 @@ def store_callback_rating(
                 "superseded_default": superseded,
             }
             record(actor, "evaluation.callback", "evaluation", evaluation_id, detail)
+            transparency.append("rating", {"evaluation_id": evaluation_id}, now)
     except peewee.IntegrityError:
         raise errors.AlreadyEvaluated() from None
     return evaluation_id

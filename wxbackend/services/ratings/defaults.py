@@ -29,6 +29,7 @@ from wxbackend.db import database
 from wxbackend.services.messaging import reminders
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import evaluations
+from wxbackend.services.transparency import log as transparency
 
 log = logging.getLogger("wxbackend.default_ratings")
 
@@ -73,6 +74,7 @@ def apply_default_rating(case_id: int, window_days: int, now: datetime | None = 
                 raise peewee.IntegrityError("rated meanwhile")
             evaluations.close_case_tokens(case.id, None, now)
             reminders.cancel_case_jobs(case.id)
+            transparency.append("rating", {"evaluation_id": evaluation.id}, now)
     except peewee.IntegrityError:
         return None  # a citizen (or a callback) rated it first
     return evaluation.id

@@ -60,6 +60,7 @@ from wxbackend.services.cases import scan
 from wxbackend.services.messaging import reminders
 from wxbackend.services.public import live as realtime
 from wxbackend.services.tickets.workdays import WorkCalendar
+from wxbackend.services.transparency import log as transparency
 from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
 from wxbackend.wechat import errors as wx
@@ -240,7 +241,8 @@ def owner_view(evaluation: Evaluation, indicators: list[str]) -> dict[str, Any]:
 def owner_view_of(evaluation_id: int) -> dict[str, Any]:
     """:func:`owner_view` of one stored evaluation (by id)."""
     evaluation = Evaluation.get_by_id(evaluation_id)
-    return owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
+    view = owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
+    return {**view, "receipt": transparency.receipt_of(evaluation_id)}
 
 
 def new_owner_view(evaluation_id: int, new: NewRating) -> dict[str, Any]:
@@ -272,7 +274,8 @@ def my_evaluations(user_id: int, limit: int = 500) -> list[dict[str, Any]]:
         .limit(limit)
     )
     codes = indicator_codes_of(row.id for row in rows)
-    return [owner_view(row, codes[row.id]) for row in rows]
+    receipts = transparency.receipts_for(codes)
+    return [{**owner_view(row, codes[row.id]), "receipt": receipts.get(row.id)} for row in rows]
 
 
 # --------------------------------------------------------------------------- first rating: DB
@@ -473,6 +476,7 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
             _insert_indicators(evaluation_id, rating.indicators, new.indicator_ids)
             if rating.is_bad:
                 open_ticket(evaluation_id, case, now, settings)
+            transparency.append("rating", {"evaluation_id": evaluation_id}, now)
     except peewee.IntegrityError:
         raise errors.AlreadyEvaluated() from None
     return evaluation_id
@@ -683,6 +687,7 @@ def store_follow_up(
                 **catalogue_refs(original),
             )
             _insert_indicators(follow_up.id, rating.indicators, indicator_ids)
+            transparency.append("follow_up", {"evaluation_id": follow_up.id}, now)
     except peewee.IntegrityError:
         raise errors.FollowUpExists() from None
     return follow_up.id
@@ -758,7 +763,8 @@ async def submit(
     new = NewRating(prepared, rating, indicator_ids, status)
     evaluation_id = await _store_with_claim(ctx, new)
     await realtime.publish_after_commit(ctx, evaluation_id)
-    return new_owner_view(evaluation_id, new)
+    receipt = await ctx.db.run(transparency.receipt_of, evaluation_id)
+    return {**new_owner_view(evaluation_id, new), "receipt": receipt}
 
 
 def _prepare_with_indicators(

@@ -63,6 +63,7 @@ from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.messaging import reminders
 from wxbackend.services.public import live as realtime
+from wxbackend.services.transparency import log as transparency
 from wxbackend.timefmt import iso
 
 log = logging.getLogger("wxbackend.tickets")
@@ -308,6 +309,7 @@ def _apply(
             reminders.schedule_rectified_notice(ticket.id, now)
         detail = {"from": ticket.status, "to": change.status, **change.audit}
         record(actor, f"ticket.{step}", "ticket", ticket.id, detail)
+        transparency.append("ticket", {"ticket_id": ticket.id}, now)
         return get_ticket(principal, ticket.id, now)
 
 

@@ -1,0 +1,236 @@
+"""The log's writer and readers: :func:`append` (the one entry point of every writer),
+receipts, entries and proofs.
+
+:func:`append` runs inside the caller's transaction (``database.atomic()``), so an event
+and its leaf commit or roll back together. It locks the head row (``SELECT … FOR UPDATE`` on
+PostgreSQL; SQLite's IMMEDIATE transactions already serialize writers), so leaf indexes are
+gap-free and in commit order. Cost: one read of the head, one leaf row, O(1) amortized node
+rows (never more than log n), one head update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from models.transparency import NODE_STRIDE, LogCheckpoint, LogHead, LogLeaf, LogNode
+from wxbackend import errors
+from wxbackend.db import database
+from wxbackend.services.transparency import events, merkle
+from wxbackend.services.transparency.canonical import canonical_json
+from wxbackend.timefmt import iso
+
+#: Entries served per request at most.
+MAX_ENTRIES = 1000
+_STATE = {"enabled": True}
+
+
+def configure(enabled: bool) -> None:
+    """Turn appending on or off (``transparency.enabled``; off only to measure its cost)."""
+    _STATE["enabled"] = enabled
+
+
+def is_enabled() -> bool:
+    return _STATE["enabled"]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What proves a rating is in the log: its leaf, the salt of its commitment (private to
+    the rater) and the first signed checkpoint that includes it (None until signed)."""
+
+    leaf_index: int
+    leaf_hash: str
+    salt: str | None
+    checkpoint: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "leaf_index": self.leaf_index,
+            "leaf_hash": self.leaf_hash,
+            "salt": self.salt,
+            "checkpoint": self.checkpoint,
+        }
+
+
+def commitment(salt: str, fields: Mapping[str, Any]) -> str:
+    """Hex ``SHA-256(salt bytes || canonical JSON of fields)``."""
+    return hashlib.sha256(bytes.fromhex(salt) + canonical_json(dict(fields)).encode()).hexdigest()
+
+
+def node_id(level: int, index: int) -> int:
+    return level * NODE_STRIDE + index
+
+
+def _split(frontier: bytes) -> list[bytes]:
+    return [frontier[i : i + 32] for i in range(0, len(frontier), 32)]
+
+
+def _locked_head() -> tuple[int, list[bytes]]:
+    query = LogHead.select(LogHead.tree_size, LogHead.frontier).where(LogHead.id == 1)
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        query = query.for_update()
+    size, frontier = query.tuples().get()
+    return size, _split(bytes(frontier))
+
+
+def append(kind: str, refs: Mapping[str, Any], at: datetime) -> Receipt | None:
+    """Append the public event ``kind`` about the rows ``refs`` names (see
+    :data:`events.BUILDERS`: ``rating`` / ``follow_up`` / ``moderation`` ``{evaluation_id}``,
+    ``reply`` ``{reply_id}``, ``ticket`` ``{ticket_id}``) at time ``at``; its receipt.
+
+    Call it inside the event's transaction, after the event's writes. None when the log is
+    turned off.
+    """
+    if not _STATE["enabled"]:
+        return None
+    evaluation_id, public, committed = events.BUILDERS[kind](refs)
+    leaf: dict[str, Any] = {"kind": kind, "at": iso(at), **public}
+    salt = None
+    if committed is not None:
+        salt = secrets.token_hex(16)
+        leaf["commitment"] = commitment(salt, committed)
+    text = canonical_json(leaf)
+    if database.in_transaction():
+        return _append(kind, evaluation_id, text, salt, at)
+    with database.atomic():
+        return _append(kind, evaluation_id, text, salt, at)
+
+
+def _append(
+    kind: str, evaluation_id: int | None, text: str, salt: str | None, at: datetime
+) -> Receipt:
+    hashed = merkle.leaf_hash(text.encode())
+    size, frontier = _locked_head()
+    nodes, frontier = merkle.append_leaf(frontier, size, hashed)
+    LogLeaf.insert(
+        index=size,
+        kind=kind,
+        evaluation_id=evaluation_id,
+        leaf=text,
+        leaf_hash=hashed,
+        salt=salt,
+        created_at=at,
+    ).execute()
+    LogNode.insert_many(
+        [(node_id(level, index), value) for level, index, value in nodes],
+        fields=[LogNode.id, LogNode.hash],
+    ).execute()
+    LogHead.update(tree_size=size + 1, frontier=b"".join(frontier), updated_at=at).where(
+        LogHead.id == 1
+    ).execute()
+    return Receipt(size, hashed.hex(), salt)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def tree_size() -> int:
+    """The number of leaves (committed)."""
+    return LogHead.select(LogHead.tree_size).where(LogHead.id == 1).scalar() or 0
+
+
+def fetch_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored hashes of the perfect subtrees ``keys`` (``(level, index)``)."""
+    if not keys:
+        return {}
+    ids = {node_id(level, index): (level, index) for level, index in keys}
+    rows = LogNode.select(LogNode.id, LogNode.hash).where(LogNode.id.in_(list(ids))).tuples()
+    return {ids[i]: bytes(h) for i, h in rows}
+
+
+def root_at(size: int) -> bytes:
+    """The root hash of the tree's first ``size`` leaves (O(log n) stored nodes)."""
+    return merkle.proof_hashes([(0, size)], fetch_nodes)[0] if size else merkle.EMPTY_ROOT
+
+
+def _size_arg(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 16:
+        number = int(value)
+        if low <= number <= high:
+            return number
+    raise errors.InvalidQuery(f"{name} must be an integer from {low} to {high}.", parameter=name)
+
+
+def inclusion_proof(leaf_index: Any, size: Any) -> dict[str, Any]:
+    """``GET …/proof/inclusion``: the RFC 9162 inclusion path; 400 ``invalid_query`` unless
+    0 ≤ leaf_index < tree_size ≤ the log's size."""
+    current = tree_size()
+    n = _size_arg(size, "tree_size", 1, max(current, 1))
+    if current == 0:
+        raise errors.InvalidQuery("The log is empty.", parameter="tree_size")
+    index = _size_arg(leaf_index, "leaf_index", 0, n - 1)
+    hashes = merkle.proof_hashes(merkle.inclusion_ranges(index, n), fetch_nodes)
+    return {"leaf_index": index, "tree_size": n, "hashes": [h.hex() for h in hashes]}
+
+
+def consistency_proof(first: Any, second: Any) -> dict[str, Any]:
+    """``GET …/proof/consistency``: the RFC 9162 consistency proof; 400 ``invalid_query``
+    unless 0 ≤ first ≤ second ≤ the log's size."""
+    n = _size_arg(second, "second", 0, tree_size())
+    m = _size_arg(first, "first", 0, n)
+    hashes = merkle.proof_hashes(merkle.consistency_ranges(m, n), fetch_nodes)
+    return {"first": m, "second": n, "hashes": [h.hex() for h in hashes]}
+
+
+def entries(start: Any, end: Any) -> dict[str, Any]:
+    """``GET …/entries?start=&end=`` (end exclusive, at most :data:`MAX_ENTRIES` after
+    start); an end beyond the log's size serves the entries up to it (as CT's get-entries)."""
+    size = tree_size()
+    first = _size_arg(start, "start", 0, size)
+    last = min(_size_arg(end, "end", first, first + MAX_ENTRIES), size)
+    rows = (
+        LogLeaf.select(LogLeaf.index, LogLeaf.leaf, LogLeaf.leaf_hash)
+        .where((LogLeaf.index >= first) & (LogLeaf.index < last))
+        .order_by(LogLeaf.index)
+        .tuples()
+    )
+    return {
+        "entries": [{"index": i, "leaf": text, "leaf_hash": bytes(h).hex()} for i, text, h in rows]
+    }
+
+
+def receipts_for(evaluation_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """``{evaluation id: receipt}`` of the given ratings (their first leaf with a salt), each
+    with the first signed checkpoint that includes it (or None). Two queries."""
+    ids = list(evaluation_ids)
+    if not ids:
+        return {}
+    covering = LogCheckpoint.select(peewee.fn.MIN(LogCheckpoint.tree_size)).where(
+        LogCheckpoint.tree_size > LogLeaf.index
+    )
+    rows = (
+        LogLeaf.select(
+            LogLeaf.evaluation_id,
+            LogLeaf.index,
+            LogLeaf.leaf_hash,
+            LogLeaf.salt,
+            covering.alias("covered_by"),
+        )
+        .where(LogLeaf.evaluation_id.in_(ids) & LogLeaf.salt.is_null(False))
+        .order_by(LogLeaf.index.desc())
+        .tuples()
+    )
+    found = {e: (i, bytes(h).hex(), s, c) for e, i, h, s, c in rows}  # lowest index wins
+    sizes = {c for *_, c in found.values() if c is not None}
+    notes = (
+        dict(
+            LogCheckpoint.select(LogCheckpoint.tree_size, LogCheckpoint.note)
+            .where(LogCheckpoint.tree_size.in_(list(sizes)))
+            .tuples()
+        )
+        if sizes
+        else {}
+    )
+    return {e: Receipt(i, h, s, notes.get(c)).as_dict() for e, (i, h, s, c) in found.items()}
+
+
+def receipt_of(evaluation_id: int) -> dict[str, Any] | None:
+    """The receipt of one rating (None when the log has no receipt for it)."""
+    return receipts_for([evaluation_id]).get(evaluation_id)
