@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import tornado.web
+
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, json_body
 from wxbackend.services.transparency import api
@@ -164,6 +166,33 @@ class CosignHandler(BaseHandler):
         self.send(await api.cosign(self.ctx, body["vkey"], body["note"]))
 
 
+class TileHandler(BaseHandler):
+    openapi = {
+        "get": {
+            "summary": "C2SP tlog-tiles: tile/<L>/<N>[.p/<W>] (hashes) and "
+            "tile/entries/<N>[.p/<W>] (leaf bundles); full tiles are immutable",
+            "responses": {
+                "200": {
+                    "description": "binary tile",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                **errors_of(404),
+            },
+        }
+    }
+
+    async def get(self, path: str) -> None:
+        data, full = await api.tile(self.ctx, path)
+        self.set_header("Content-Type", "application/octet-stream")
+        if full:
+            self.set_header("Cache-Control", "public, max-age=31536000, immutable")
+        else:
+            self.set_header("Cache-Control", "public, max-age=10")
+        self.finish(data)
+
+
+TILE_TEMPLATE = "/api/v1/public/log/tile/{path}"
+
 default_handlers = [
     route("/api/v1/public/log/key", LogKeyHandler),
     route("/api/v1/public/log/checkpoint", LogCheckpointHandler),
@@ -172,4 +201,11 @@ default_handlers = [
     route("/api/v1/public/log/proof/consistency", ConsistencyProofHandler),
     route("/api/v1/public/log/entries", EntriesHandler),
     route("/api/v1/public/log/cosign", CosignHandler),
+    # a tile path has several segments: the template's {path} spans them
+    tornado.web.url(
+        r"/api/v1/public/log/tile/(?P<path>[0-9a-z./]+)$",
+        TileHandler,
+        {"route_template": TILE_TEMPLATE},
+        name=TILE_TEMPLATE,
+    ),
 ]

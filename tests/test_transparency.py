@@ -336,3 +336,66 @@ async def concurrent_appends_are_gap_free(ctx, n: int = 40) -> None:
 @pytest.mark.asyncio
 async def test_concurrent_appends_sqlite(ctx):
     await concurrent_appends_are_gap_free(ctx)
+
+
+# ---- the worker's jobs ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_worker_signs_checkpoints_and_monitors_the_log(api, sandbox, ctx, base_url, caplog):
+    from models.job import Job
+    from wxbackend.services.transparency import jobs as tlog_jobs
+
+    made = await history(api, sandbox, ctx)
+    assert await ctx.db.run(tlog_jobs.ensure_scheduled, 30) == 2
+    assert await ctx.db.run(tlog_jobs.ensure_scheduled, 30) == 0  # once per slot
+    due = await ctx.db.run(lambda: list(Job.select().where(Job.kind == tlog_jobs.KIND)))
+    for job in due:
+        await tlog_jobs.handle(ctx, job)  # signs; the monitor has no URL yet: skipped
+    assert (await ctx.db.run(checkpoints.latest)).tree_size == 7
+    keys = await ctx.db.run(lambda: sorted(j.key for j in Job.select().where(Job.kind == "transparency")))
+    assert len(keys) == 4  # each run scheduled its next slot first
+
+    ctx_settings = ctx.settings
+    ctx.settings = ctx_settings.replace(transparency__monitor_url=base_url)
+    try:
+        assert await tlog_jobs.monitor(ctx) is True
+        await ctx.db.run(
+            lambda: Evaluation.update(comment="改过的").where(
+                Evaluation.id == int(made["bad"]["id"])
+            ).execute()
+        )
+        with caplog.at_level("ERROR", logger="wxbackend.transparency"):
+            assert await tlog_jobs.monitor(ctx) is False
+    finally:
+        ctx.settings = ctx_settings
+    assert any("ALERT" in r.getMessage() for r in caplog.records)
+    metrics = ctx.metrics.render().decode()
+    assert "wxb_transparency_verify_failures_total 1.0" in metrics
+    assert "wxb_transparency_verify_ok 0.0" in metrics
+
+
+@pytest.mark.asyncio
+async def test_tiles_serve_the_same_tree(api, sandbox, ctx):
+    from wxbackend.services.transparency import tiles
+
+    assert tiles.parse("0/x001/x234/067") == (0, 1234067, 256)
+    assert tiles.parse("entries/005.p/12") == ("entries", 5, 12)
+    for bad in ("0/1234", "0/x12/034", "64/000", "0/000.p/256", "0/000.p/0", "a/000"):
+        with pytest.raises(tiles.NoTile):
+            tiles.parse(bad)
+    await history(api, sandbox, ctx)
+    _, entries = await api("GET", f"{LOG}/entries?start=0&end=7")
+    status, tile = await api("GET", f"{LOG}/tile/0/000.p/7")
+    assert status == 200
+    assert tile == b"".join(bytes.fromhex(e["leaf_hash"]) for e in entries["entries"])
+    status, bundle = await api("GET", f"{LOG}/tile/entries/000.p/7")
+    texts, offset = [], 0
+    while offset < len(bundle):
+        length = int.from_bytes(bundle[offset : offset + 2], "big")
+        texts.append(bundle[offset + 2 : offset + 2 + length].decode())
+        offset += 2 + length
+    assert texts == [e["leaf"] for e in entries["entries"]]
+    for missing in ("0/000", "0/000.p/8", "1/000.p/1", "entries/001.p/1", "0/000.p/x"):
+        status, answer = await api("GET", f"{LOG}/tile/{missing}")
+        assert status == 404 and answer["error"]["code"] == "not_found", missing

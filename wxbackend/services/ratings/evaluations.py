@@ -446,6 +446,8 @@ class NewRating:
     indicator_ids: Mapping[str, int]
     comment_status: str
     at: datetime = field(default_factory=utcnow)
+    #: The transparency log's receipt, filled in by :func:`store_first_rating`.
+    receipts: list = field(default_factory=list, compare=False)
 
 
 def store_first_rating(new: NewRating, settings: Settings) -> int:
@@ -476,7 +478,9 @@ def store_first_rating(new: NewRating, settings: Settings) -> int:
             _insert_indicators(evaluation_id, rating.indicators, new.indicator_ids)
             if rating.is_bad:
                 open_ticket(evaluation_id, case, now, settings)
-            transparency.append("rating", {"evaluation_id": evaluation_id}, now)
+            new.receipts.append(
+                transparency.append("rating", {"evaluation_id": evaluation_id}, now)
+            )
     except peewee.IntegrityError:
         raise errors.AlreadyEvaluated() from None
     return evaluation_id
@@ -763,8 +767,8 @@ async def submit(
     new = NewRating(prepared, rating, indicator_ids, status)
     evaluation_id = await _store_with_claim(ctx, new)
     await realtime.publish_after_commit(ctx, evaluation_id)
-    receipt = await ctx.db.run(transparency.receipt_of, evaluation_id)
-    return {**new_owner_view(evaluation_id, new), "receipt": receipt}
+    receipt = new.receipts[-1] if new.receipts and new.receipts[-1] else None
+    return {**new_owner_view(evaluation_id, new), "receipt": receipt and receipt.as_dict()}
 
 
 def _prepare_with_indicators(

@@ -6,7 +6,7 @@ from typing import Any
 
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.services.transparency import checkpoints, log, note
+from wxbackend.services.transparency import checkpoints, log, note, tiles
 
 
 async def key(ctx: Context) -> dict[str, str]:
@@ -54,3 +54,12 @@ async def cosign(ctx: Context, witness_vkey: str, text: str) -> dict[str, Any]:
     except note.NoteError as exc:
         raise errors.InvalidField(str(exc), field="vkey") from None
     return await ctx.db.run(checkpoints.add_cosignature, witness_vkey, text)
+
+
+async def tile(ctx: Context, path: str) -> tuple[bytes, bool]:
+    """``GET /log/tile/…`` (tlog-tiles): the tile's bytes and whether it is full; 404
+    ``not_found`` for a malformed path or a tile beyond the tree."""
+    try:
+        return await ctx.db.run(tiles.read, path)
+    except tiles.NoTile as exc:
+        raise errors.NotFound(f"No such tile ({exc}).") from None

@@ -14,9 +14,12 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import peewee
+
 from models.catalog import Center, ServiceItem
 from models.evaluation import STAGES, TARGETS, Evaluation, EvaluationIndicator, Indicator, Reply
 from models.ticket import Ticket, TicketEvent
+from wxbackend.db import compiled_rows, param
 from wxbackend.timefmt import iso
 
 #: ``builder(refs) -> (evaluation id, public fields, committed fields or None)``.
@@ -38,58 +41,93 @@ def comment_state(status: str, comment: str | None) -> dict[str, Any] | None:
     return state
 
 
-def _levels(e: Evaluation, prefix: str, keys: tuple[str, ...]) -> dict[str, int]:
-    values = {key: getattr(e, prefix + key) for key in keys}
-    return {key: value for key, value in values.items() if value is not None}
+_RATING_COLUMNS = (
+    Evaluation.id,
+    Evaluation.case,
+    Evaluation.assess_number,
+    Evaluation.channel,
+    Evaluation.user,
+    Evaluation.name_masked,
+    Evaluation.overall,
+    *(getattr(Evaluation, f"stage_{key}") for key in STAGES),
+    *(getattr(Evaluation, f"target_{key}") for key in TARGETS),
+    Evaluation.comment,
+    Evaluation.comment_status,
+    Evaluation.created_at,
+    Center.code,
+    ServiceItem.code,
+)
 
 
-def _indicator_codes(evaluation_id: int) -> list[str]:
-    rows = (
-        Indicator.select(Indicator.code)
-        .join(EvaluationIndicator)
-        .where(EvaluationIndicator.evaluation == evaluation_id)
-        .order_by(Indicator.sort_order, Indicator.id)
-        .tuples()
+def _p(n: int) -> peewee.Value:
+    return peewee.Value(param(n), converter=False)
+
+
+def _rating_query() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    query = (
+        Evaluation.select(*_RATING_COLUMNS)
+        .join_from(Evaluation, Center, on=(Evaluation.center == Center.id))
+        .join_from(Evaluation, ServiceItem, on=(Evaluation.item == ServiceItem.id))
+        .where(Evaluation.id == _p(0))
     )
-    return [code for (code,) in rows]
+    return query, _RATING_COLUMNS
+
+
+def _codes_query() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    query = (
+        Indicator.select(Indicator.code)
+        .join(EvaluationIndicator, on=(EvaluationIndicator.indicator == Indicator.id))
+        .where(EvaluationIndicator.evaluation == _p(0))
+        .order_by(Indicator.sort_order, Indicator.id)
+    )
+    return query, (Indicator.code,)
+
+
+def _given(values: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> dict[str, int]:
+    return {k: values[prefix + k] for k in keys if values[prefix + k] is not None}
 
 
 def rating(refs: Mapping[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
-    """A first rating or a follow-up (any channel): ``refs = {"evaluation_id"}``."""
-    e = (
-        Evaluation.select(Evaluation, Center.code, ServiceItem.code)
-        .join_from(Evaluation, Center, attr="center_row")
-        .join_from(Evaluation, ServiceItem, attr="item_row")
-        .where(Evaluation.id == refs["evaluation_id"])
-        .get()
-    )
-    codes = _indicator_codes(e.id)
-    stages, targets = _levels(e, "stage_", STAGES), _levels(e, "target_", TARGETS)
+    """A first rating or a follow-up (any channel): ``refs = {"evaluation_id"}``. Two
+    compiled queries (it runs in every rating's transaction)."""
+    evaluation_id = refs["evaluation_id"]
+    row = compiled_rows("tlog.rating", _rating_query, (evaluation_id,))[0]
+    names = [f.name for f in _RATING_COLUMNS[:-2]] + ["center_code", "item_code"]
+    e = dict(zip(names, row, strict=True))
+    codes = [code for (code,) in compiled_rows("tlog.codes", _codes_query, (evaluation_id,))]
+    stages, targets = _given(e, "stage_", STAGES), _given(e, "target_", TARGETS)
     public = {
-        "evaluation": str(e.id),
-        "assess_number": e.assess_number,
-        "channel": e.channel,
-        "center": e.center_row.code,
-        "item": e.item_row.code,
-        "overall": e.overall,
+        "evaluation": str(evaluation_id),
+        "assess_number": e["assess_number"],
+        "channel": e["channel"],
+        "center": e["center_code"],
+        "item": e["item_code"],
+        "overall": e["overall"],
         "stages": stages,
         "targets": targets,
         "indicators": codes,
-        "name_masked": e.name_masked,
-        "comment": comment_state(e.comment_status, e.comment),
+        "name_masked": e["name_masked"],
+        "comment": comment_state(e["comment_status"], e["comment"]),
     }
-    if e.assess_number != 1:  # a follow-up names the first rating the public list shows
+    if e["assess_number"] != 1:  # a follow-up names the first rating the public list shows
         public["first"] = str(
             Evaluation.select(Evaluation.id)
-            .where((Evaluation.case == e.case_id) & (Evaluation.assess_number == 1))
+            .where((Evaluation.case == e["case"]) & (Evaluation.assess_number == 1))
             .scalar()
         )
     committed = None
-    if e.user_id is not None:  # a citizen's own rating: their receipt opens the commitment
+    if e["user"] is not None:  # a citizen's own rating: their receipt opens the commitment
         committed = commitment_fields(
-            e.id, e.overall, stages, targets, codes, e.comment, e.channel, iso(e.created_at)
+            evaluation_id,
+            e["overall"],
+            stages,
+            targets,
+            codes,
+            e["comment"],
+            e["channel"],
+            iso(e["created_at"]),
         )
-    return e.id, public, committed
+    return evaluation_id, public, committed
 
 
 def commitment_fields(

@@ -10,6 +10,7 @@ rows (never more than log n), one head update.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
@@ -21,7 +22,7 @@ import peewee
 
 from models.transparency import NODE_STRIDE, LogCheckpoint, LogHead, LogLeaf, LogNode
 from wxbackend import errors
-from wxbackend.db import database
+from wxbackend.db import compiled_rows, database, param
 from wxbackend.services.transparency import events, merkle
 from wxbackend.services.transparency.canonical import canonical_json
 from wxbackend.timefmt import iso
@@ -72,11 +73,51 @@ def _split(frontier: bytes) -> list[bytes]:
     return [frontier[i : i + 32] for i in range(0, len(frontier), 32)]
 
 
-def _locked_head() -> tuple[int, list[bytes]]:
-    query = LogHead.select(LogHead.tree_size, LogHead.frontier).where(LogHead.id == 1)
+# The append's statements are compiled once per database (db.compiled_rows): it runs in
+# every rating's transaction, where peewee's query building would cost more than SQLite.
+
+
+def _p(n: int) -> peewee.Value:
+    return peewee.Value(param(n), converter=False)
+
+
+def _head_query() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    fields = (LogHead.tree_size, LogHead.frontier)
+    query = LogHead.select(*fields).where(LogHead.id == 1)
     if not isinstance(database.obj, peewee.SqliteDatabase):
-        query = query.for_update()
-    size, frontier = query.tuples().get()
+        query = query.for_update()  # the lock that orders appends on PostgreSQL
+    return query, fields
+
+
+def _head_update() -> tuple[peewee.Query, tuple[()]]:
+    query = LogHead.update(tree_size=_p(0), frontier=_p(1), updated_at=_p(2))
+    return query.where(LogHead.id == 1), ()
+
+
+_LEAF_COLUMNS = (
+    LogLeaf.index,
+    LogLeaf.kind,
+    LogLeaf.evaluation_id,
+    LogLeaf.leaf,
+    LogLeaf.leaf_hash,
+    LogLeaf.salt,
+    LogLeaf.created_at,
+)
+
+
+def _leaf_insert() -> tuple[peewee.Query, tuple[()]]:
+    query = LogLeaf.insert({f: _p(n) for n, f in enumerate(_LEAF_COLUMNS)}).as_rowcount()
+    return query, ()
+
+
+def _nodes_insert(count: int) -> tuple[peewee.Query, tuple[()]]:
+    rows = [(_p(2 * i), _p(2 * i + 1)) for i in range(count)]
+    query = LogNode.insert_many(rows, fields=[LogNode.id, LogNode.hash]).as_rowcount()
+    return query, ()
+
+
+def _locked_head() -> tuple[int, list[bytes]]:
+    size, frontier = compiled_rows("tlog.head", _head_query)[0]
     return size, _split(bytes(frontier))
 
 
@@ -109,22 +150,22 @@ def _append(
     hashed = merkle.leaf_hash(text.encode())
     size, frontier = _locked_head()
     nodes, frontier = merkle.append_leaf(frontier, size, hashed)
-    LogLeaf.insert(
-        index=size,
-        kind=kind,
-        evaluation_id=evaluation_id,
-        leaf=text,
-        leaf_hash=hashed,
-        salt=salt,
-        created_at=at,
-    ).execute()
-    LogNode.insert_many(
-        [(node_id(level, index), value) for level, index, value in nodes],
-        fields=[LogNode.id, LogNode.hash],
-    ).execute()
-    LogHead.update(tree_size=size + 1, frontier=b"".join(frontier), updated_at=at).where(
-        LogHead.id == 1
-    ).execute()
+    values = (size, kind, evaluation_id, text, hashed, salt, at)
+    args = [
+        None if v is None else f.db_value(v) for f, v in zip(_LEAF_COLUMNS, values, strict=True)
+    ]
+    compiled_rows("tlog.leaf", _leaf_insert, args)
+    node_args: list[Any] = []
+    for level, index, value in nodes:
+        node_args += [node_id(level, index), LogNode.hash.db_value(value)]
+    count = len(nodes)
+    compiled_rows(f"tlog.nodes.{count}", functools.partial(_nodes_insert, count), node_args)
+    head = (
+        size + 1,
+        LogHead.frontier.db_value(b"".join(frontier)),
+        LogHead.updated_at.db_value(at),
+    )
+    compiled_rows("tlog.head_update", _head_update, head)
     return Receipt(size, hashed.hex(), salt)
 
 
