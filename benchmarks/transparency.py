@@ -15,8 +15,9 @@ pairs/s of one server) with the log on vs off in the same run (target ≥ 0.9).
    reads and hashing). Medians and p99 in microseconds, and each size's median over 1 k's.
 2. **The rating path** (``rating.py``'s seeding, sessions and pair client): ``wxbackend
    serve`` on one fresh SQLite database, alternately with ``WXB_TRANSPARENCY_ENABLED=false``
-   and ``true`` (off, on, off, on), each run ``--duration`` s of scan+submit pairs on its own
-   citizens. Prints pairs/s of each run and the ratio on/off of the totals.
+   and ``true`` (off, on, off, on: ``--rounds`` pairs), each run ``--duration`` s of
+   scan+submit pairs on its own citizens. Prints pairs/s and server CPU per pair of each run,
+   and the ratios on/off of the totals.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class TreeBuilder:
                 hashed = merkle.leaf_hash(text.encode())
                 made, self.frontier = merkle.append_leaf(self.frontier, i, hashed)
                 leaves.append((i, "rating", i + 1, text, hashed, None, now))
-                nodes.extend((log.node_id(level, index), value) for level, index, value in made)
+                nodes.extend((log.node_id(lv, index), value) for lv, index, value in made[1:])
             with database.atomic():
                 conn.executemany(
                     'INSERT INTO log_leaf ("index", kind, evaluation_id, leaf, leaf_hash, salt,'
@@ -186,14 +187,14 @@ def measure_rating(procs: Processes, args: argparse.Namespace) -> float:
         "WXB_RATELIMIT_FACE_START_PER_USER_PER_HOUR": "0",
         "WXB_LOG_LEVEL": "WARNING",
     }
-    runs = ["false", "true", "false", "true"]
+    runs = ["false", "true"] * args.rounds
     per_run = args.pairs
     citizens = seed(env, per_run * len(runs) + WARMUP * len(runs))
     redis_url = procs.start_redis()
     sandbox_port = procs.start_sandbox()
     store_sessions(redis_url, citizens)
     register_openids(sandbox_port, [c.openid for c in citizens])
-    totals = {"false": [0, 0.0], "true": [0, 0.0]}
+    totals = {"false": [0, 0.0, 0.0], "true": [0, 0.0, 0.0]}
     chunk = per_run + WARMUP
     for n, enabled in enumerate(runs):
         mine = citizens[n * chunk : (n + 1) * chunk]
@@ -210,14 +211,23 @@ def measure_rating(procs: Processes, args: argparse.Namespace) -> float:
             raise RuntimeError(f"run {n} (log {enabled}): {warm.bad[:3]} {load.bad[:3]}")
         totals[enabled][0] += load.units
         totals[enabled][1] += load.seconds
+        totals[enabled][2] += load.server_cpu or 0.0
         label = "on " if enabled == "true" else "off"
         print(
             f"  log {label}: {load.rate:7.1f} pairs/s ({load.units} pairs in {load.seconds:.1f} s,"
-            f" p50 {load.pct(50):.1f} ms, p99 {load.pct(99):.1f} ms)"
+            f" p50 {load.pct(50):.1f} ms, p99 {load.pct(99):.1f} ms; server CPU"
+            f" {1000 * (load.server_cpu or 0) / max(load.units, 1):.2f} ms/pair)"
         )
     on = totals["true"][0] / totals["true"][1]
     off = totals["false"][0] / totals["false"][1]
     print(f"rating path: log on {on:.1f} pairs/s, off {off:.1f} pairs/s, ratio {on / off:.3f}")
+    cpu_on = 1000 * totals["true"][2] / totals["true"][0]
+    cpu_off = 1000 * totals["false"][2] / totals["false"][0]
+    print(
+        f"server CPU per pair: log on {cpu_on:.2f} ms, off {cpu_off:.2f} ms; ratio off/on "
+        f"{cpu_off / cpu_on:.3f} (the throughput ratio a CPU-bound server would show; "
+        "steadier than pairs/s on a shared machine)"
+    )
     return on / off
 
 
@@ -228,6 +238,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=1200, help="citizens per rating run")
     ap.add_argument("--duration", type=float, default=8)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=2, help="off/on pairs of rating runs")
     ap.add_argument("--skip-rating", action="store_true")
     args = ap.parse_args()
     t0 = time.monotonic()
@@ -236,7 +247,7 @@ def main() -> int:
     ok = True
     if not args.skip_rating:
         try:
-            with time_limit(240), Processes() as procs:
+            with time_limit(120 + 60 * args.rounds), Processes() as procs:
                 ratio = measure_rating(procs, args)
         except TimeLimitExceeded as exc:
             print(f"FAIL: {exc}")

@@ -6,8 +6,9 @@
 * :class:`LogLeaf` — leaf ``index``: the canonical JSON text (RFC 8785) and its leaf hash; the
   evaluation it is about; the private salt of its commitment (only the rater's receipt
   shows it). Never personal data.
-* :class:`LogNode` — every perfect subtree hash, keyed ``level * NODE_STRIDE + index`` (leaf
-  hashes are level 0): proofs read O(log n) of them, nothing is recomputed from all leaves.
+* :class:`LogNode` — every perfect subtree hash above the leaves, keyed ``level *
+  NODE_STRIDE + index`` (level 0, the leaf hashes, are the leaf rows' own): proofs read
+  O(log n) of them, nothing is recomputed from all leaves.
 * :class:`LogCheckpoint` — signed checkpoints (C2SP signed notes), kept in history.
 """
 
@@ -43,7 +44,7 @@ class LogLeaf(BaseModel):
 
 
 class LogNode(BaseModel):
-    """A perfect subtree's hash (level 0: a leaf hash)."""
+    """A perfect subtree's hash (level ≥ 1)."""
 
     id = peewee.BigIntegerField(primary_key=True)
     hash = peewee.BlobField()

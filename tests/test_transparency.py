@@ -181,7 +181,7 @@ def _rebuild_tree() -> None:
         hashed = merkle.leaf_hash(row.leaf.encode())
         LogLeaf.update(leaf_hash=hashed).where(LogLeaf.index == row.index).execute()
         nodes, frontier = merkle.append_leaf(frontier, row.index, hashed)
-        for level, index, value in nodes:
+        for level, index, value in nodes[1:]:
             LogNode.insert(id=log.node_id(level, index), hash=value).execute()
     LogHead.update(frontier=b"".join(frontier)).execute()
     LogCheckpoint.delete().execute()
@@ -353,7 +353,9 @@ async def test_worker_signs_checkpoints_and_monitors_the_log(api, sandbox, ctx, 
     for job in due:
         await tlog_jobs.handle(ctx, job)  # signs; the monitor has no URL yet: skipped
     assert (await ctx.db.run(checkpoints.latest)).tree_size == 7
-    keys = await ctx.db.run(lambda: sorted(j.key for j in Job.select().where(Job.kind == "transparency")))
+    keys = await ctx.db.run(
+        lambda: sorted(j.key for j in Job.select().where(Job.kind == "transparency"))
+    )
     assert len(keys) == 4  # each run scheduled its next slot first
 
     ctx_settings = ctx.settings
@@ -361,9 +363,11 @@ async def test_worker_signs_checkpoints_and_monitors_the_log(api, sandbox, ctx, 
     try:
         assert await tlog_jobs.monitor(ctx) is True
         await ctx.db.run(
-            lambda: Evaluation.update(comment="改过的").where(
-                Evaluation.id == int(made["bad"]["id"])
-            ).execute()
+            lambda: (
+                Evaluation.update(comment="改过的")
+                .where(Evaluation.id == int(made["bad"]["id"]))
+                .execute()
+            )
         )
         with caplog.at_level("ERROR", logger="wxbackend.transparency"):
             assert await tlog_jobs.monitor(ctx) is False

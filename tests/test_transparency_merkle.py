@@ -188,3 +188,12 @@ def test_canonical_json_is_rfc8785():
     )
     with pytest.raises(TypeError):
         canonical_json({"x": 1.5})
+
+
+def test_canonical_json_refuses_what_rfc8785_cannot_carry():
+    for bad in ({"x": 2**53}, {"x": "\ud800"}, {1: "x"}, {"x": object()}):
+        with pytest.raises((TypeError, ValueError, UnicodeEncodeError)):
+            canonical_json(bad)
+    assert (
+        canonical_json({"x": "\x7f\u2028", "y": [], "z": -3}) == '{"x":"\x7f\u2028","y":[],"z":-3}'
+    )

@@ -156,10 +156,11 @@ def _append(
     ]
     compiled_rows("tlog.leaf", _leaf_insert, args)
     node_args: list[Any] = []
-    for level, index, value in nodes:
+    for level, index, value in nodes[1:]:  # level 0 is the leaf row's own hash
         node_args += [node_id(level, index), LogNode.hash.db_value(value)]
-    count = len(nodes)
-    compiled_rows(f"tlog.nodes.{count}", functools.partial(_nodes_insert, count), node_args)
+    count = len(nodes) - 1  # none for half the appends, one for a quarter, …
+    if count:
+        compiled_rows(f"tlog.nodes.{count}", functools.partial(_nodes_insert, count), node_args)
     head = (
         size + 1,
         LogHead.frontier.db_value(b"".join(frontier)),
@@ -178,12 +179,18 @@ def tree_size() -> int:
 
 
 def fetch_nodes(keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored hashes of the perfect subtrees ``keys`` (``(level, index)``)."""
-    if not keys:
-        return {}
-    ids = {node_id(level, index): (level, index) for level, index in keys}
-    rows = LogNode.select(LogNode.id, LogNode.hash).where(LogNode.id.in_(list(ids))).tuples()
-    return {ids[i]: bytes(h) for i, h in rows}
+    """The stored hashes of the perfect subtrees ``keys`` (``(level, index)``; level 0 is a
+    leaf's hash, kept in its leaf row)."""
+    found: dict[tuple[int, int], bytes] = {}
+    leaves = [index for level, index in keys if level == 0]
+    if leaves:
+        rows = LogLeaf.select(LogLeaf.index, LogLeaf.leaf_hash).where(LogLeaf.index.in_(leaves))
+        found.update({(0, i): bytes(h) for i, h in rows.tuples()})
+    ids = {node_id(level, index): (level, index) for level, index in keys if level}
+    if ids:
+        rows = LogNode.select(LogNode.id, LogNode.hash).where(LogNode.id.in_(list(ids)))
+        found.update({ids[i]: bytes(h) for i, h in rows.tuples()})
+    return found
 
 
 def root_at(size: int) -> bytes:

@@ -63,6 +63,14 @@ def read(path: str) -> tuple[bytes, bool]:
     first = index * WIDTH
     if first + width > complete:
         raise NoTile("not that much of the tree yet")
+    if level == 0:
+        rows = (
+            LogLeaf.select(LogLeaf.leaf_hash)
+            .where((LogLeaf.index >= first) & (LogLeaf.index < first + width))
+            .order_by(LogLeaf.index)
+            .tuples()
+        )
+        return b"".join(bytes(h) for (h,) in rows), width == WIDTH
     if level == "entries":
         rows = (
             LogLeaf.select(LogLeaf.leaf)
