@@ -403,3 +403,36 @@ async def test_tiles_serve_the_same_tree(api, sandbox, ctx):
     for missing in ("0/000", "0/000.p/8", "1/000.p/1", "entries/001.p/1", "0/000.p/x"):
         status, answer = await api("GET", f"{LOG}/tile/{missing}")
         assert status == 404 and answer["error"]["code"] == "not_found", missing
+
+
+@pytest.mark.asyncio
+async def test_the_verify_log_command(api, sandbox, ctx, base_url, tmp_path, capsys):
+    import logging
+
+    from wxbackend import cli
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # cli.main sets up logging: put it back
+    try:
+        await _verify_log_command(api, sandbox, ctx, base_url, tmp_path, capsys, cli)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+async def _verify_log_command(api, sandbox, ctx, base_url, tmp_path, capsys, cli):
+    made = await history(api, sandbox, ctx)
+    await sign(ctx)
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(json.dumps({"evaluation": made["bad"]}, ensure_ascii=False))
+    state = str(tmp_path / "state.json")
+    argv = ["verify-log", base_url, "--state", state, "--receipt", str(receipt)]
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    out = capsys.readouterr()
+    assert "ok: checkpoint of size 7 signed by" in out.out and "FAIL" not in out.err
+    await ctx.db.run(_delete_rating, int(made["good"]["id"]))
+    assert await asyncio.to_thread(cli.main, argv) == 1
+    err = capsys.readouterr().err
+    assert f"FAIL: evaluation {made['good']['id']} (leaf 0) is in the log but not in the" in err
+    assert await asyncio.to_thread(cli.main, ["verify-log", "file:///etc/passwd"]) == 1
+    assert "not an http(s) URL" in capsys.readouterr().err
