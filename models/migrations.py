@@ -69,6 +69,10 @@ def _cases_and_ratings(db: peewee.Database) -> None:
 def _transparency_log(db: peewee.Database) -> None:
     db.create_tables([LogHead, LogLeaf, LogNode, LogCheckpoint, LogCosignature], safe=True)
     LogHead.insert(id=1, tree_size=0, frontier=b"").on_conflict_ignore().execute()
+    # Ratings stored before the log existed become its first leaves (a no-op on a new database).
+    from wxbackend.services.transparency.log import backfill  # a service: imported late
+
+    backfill()
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [

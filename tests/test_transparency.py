@@ -436,3 +436,38 @@ async def _verify_log_command(api, sandbox, ctx, base_url, tmp_path, capsys, cli
     assert f"FAIL: evaluation {made['good']['id']} (leaf 0) is in the log but not in the" in err
     assert await asyncio.to_thread(cli.main, ["verify-log", "file:///etc/passwd"]) == 1
     assert "not an http(s) URL" in capsys.readouterr().err
+
+
+@pytest.mark.asyncio
+async def test_ratings_stored_before_the_log_are_backfilled(ctx, base_url):
+    """An installation that had ratings before the log: the migration appends them (their
+    current state, replies, stepped tickets) oldest first, and the log verifies."""
+    from tests.public_seed import add_reply, insert_case, insert_rating, open_ticket, seed_catalog
+
+    def before_the_log() -> None:
+        seed_catalog(ctx)
+        old = utcnow() - timedelta(days=30)
+        good = insert_rating(insert_case(ctx), 5, comment="很好", created_at=old)
+        hidden = insert_rating(
+            insert_case(ctx), 4, comment="某某电话", comment_status="hidden", created_at=old
+        )
+        bad = insert_rating(insert_case(ctx), 1, comment="太慢", indicators=("overdue",))
+        add_reply(bad, "已整改")
+        open_ticket(bad, status="verified")
+        case_of_good = Evaluation.get_by_id(good).case_id
+        insert_rating(case_of_good, 3, assess_number=2, comment="追评")
+        del hidden
+
+    await ctx.db.run(before_the_log)
+    assert await ctx.db.run(log.tree_size) == 0
+    assert await ctx.db.run(log.backfill) == 6
+    kinds = [leaf["kind"] for leaf in await ctx.db.run(leaves)]
+    assert kinds[:2] == ["rating", "rating"] and sorted(kinds[2:]) == [
+        "follow_up",
+        "rating",
+        "reply",
+        "ticket",
+    ]
+    await sign(ctx)
+    report = await run_verify(base_url)
+    assert report.ok, report.problems

@@ -20,6 +20,8 @@ from typing import Any
 
 import peewee
 
+from models.evaluation import Evaluation, Reply
+from models.ticket import Ticket, TicketEvent
 from models.transparency import NODE_STRIDE, LogCheckpoint, LogHead, LogLeaf, LogNode
 from wxbackend import errors
 from wxbackend.db import compiled_rows, database, param
@@ -168,6 +170,31 @@ def _append(
     )
     compiled_rows("tlog.head_update", _head_update, head)
     return Receipt(size, hashed.hex(), salt)
+
+
+def backfill() -> int:
+    """Append the public events stored before the log existed, oldest first: every rating
+    and follow-up (in its current state), every reply, every ticket that left ``open`` (its
+    current status). Run once, by the migration that creates the log, so an installation
+    that had ratings before verifies like a new one. Returns how many leaves it wrote."""
+    if not _STATE["enabled"]:
+        return 0
+    pending: list[tuple[datetime, int, str, dict[str, Any]]] = []
+    for e in Evaluation.select(Evaluation.id, Evaluation.assess_number, Evaluation.created_at):
+        kind = "rating" if e.assess_number == 1 else "follow_up"
+        pending.append((e.created_at, e.id, kind, {"evaluation_id": e.id}))
+    for r in Reply.select(Reply.id, Reply.created_at):
+        pending.append((r.created_at, r.id, "reply", {"reply_id": r.id}))
+    stepped = Ticket.select(Ticket.id, Ticket.opened_at).where(
+        (Ticket.status != "open") | Ticket.appeal_status.is_null(False)
+    )
+    for t in stepped:
+        last = TicketEvent.select(peewee.fn.MAX(TicketEvent.at)).where(TicketEvent.ticket == t.id)
+        pending.append((last.scalar() or t.opened_at, t.id, "ticket", {"ticket_id": t.id}))
+    pending.sort(key=lambda event: (event[0], event[1]))
+    for at, _, kind, refs in pending:
+        append(kind, refs, at)
+    return len(pending)
 
 
 # --------------------------------------------------------------------------- reading
