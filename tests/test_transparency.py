@@ -283,23 +283,38 @@ async def test_forged_signature_and_witnesses(api, sandbox, ctx, base_url, tmp_p
     assert any("signature does not verify" in p for p in report.problems), report.problems
 
 
+NOTE_WITNESS = note.Signer("regulator.example/w", b"\x07" * 32)
+COSIGNER = note.Signer("regulator.example/c", b"\x09" * 32, note.ALG_COSIGNATURE)
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     "settings_overrides",
-    [{"transparency": {"witnesses": [note.Signer("regulator.example/w", b"\x07" * 32).vkey]}}],
+    [{"transparency": {"witnesses": [NOTE_WITNESS.vkey, COSIGNER.vkey]}}],
 )
-async def test_a_configured_witness_cosigns(api, sandbox, ctx, base_url):
+async def test_configured_witnesses_cosign(api, sandbox, ctx, base_url):
+    """A witness adds its line with a note key (0x01) or a C2SP cosignature/v1 key (0x04,
+    timestamped); the verifier counts only valid lines of the witnesses it is given."""
+    assert note.parse_vkey(COSIGNER.vkey).alg == note.ALG_COSIGNATURE
     await history(api, sandbox, ctx)
     checkpoint = await sign(ctx)
-    witness = note.Signer("regulator.example/w", b"\x07" * 32)
     body = checkpoint.note.partition("\n\n")[0] + "\n"
-    cosigned = checkpoint.note + witness.signature_line(body)
-    status, answer = await api("POST", f"{LOG}/cosign", {"vkey": witness.vkey, "note": "x"})
+    status, answer = await api("POST", f"{LOG}/cosign", {"vkey": COSIGNER.vkey, "note": "x"})
     assert status == 422
-    status, answer = await api("POST", f"{LOG}/cosign", {"vkey": witness.vkey, "note": cosigned})
-    assert status == 200 and answer == {"tree_size": 7, "witness": witness.name}
-    report = await run_verify(base_url, witnesses=[witness.vkey], require_cosignatures=1)
+    stale = checkpoint.note + COSIGNER.signature_line(body.replace("\n7\n", "\n6\n"))
+    status, answer = await api("POST", f"{LOG}/cosign", {"vkey": COSIGNER.vkey, "note": stale})
+    assert status == 422  # a signature of another body
+    for witness in (NOTE_WITNESS, COSIGNER):
+        cosigned = checkpoint.note + witness.signature_line(body)
+        status, answer = await api(
+            "POST", f"{LOG}/cosign", {"vkey": witness.vkey, "note": cosigned}
+        )
+        assert status == 200 and answer == {"tree_size": 7, "witness": witness.name}
+    both = [NOTE_WITNESS.vkey, COSIGNER.vkey]
+    report = await run_verify(base_url, witnesses=both, require_cosignatures=2)
     assert report.ok, report.problems
+    report = await run_verify(base_url, witnesses=[COSIGNER.vkey], require_cosignatures=2)
+    assert "1 witness cosignature(s) on the checkpoint; 2 required" in report.problems
 
 
 # ---- concurrency -------------------------------------------------------------------------

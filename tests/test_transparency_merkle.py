@@ -197,3 +197,31 @@ def test_canonical_json_refuses_what_rfc8785_cannot_carry():
     assert (
         canonical_json({"x": "\x7f\u2028", "y": [], "z": -3}) == '{"x":"\x7f\u2028","y":[],"z":-3}'
     )
+
+
+def test_signed_notes_match_the_go_reference_vector():
+    """golang.org/x/mod/sumdb/note's published example key and note: Ed25519 is
+    deterministic, so the log's signer must reproduce the note byte for byte."""
+    import base64
+
+    from wxbackend.services.transparency import note
+
+    vkey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    skey = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"  # of PRIVATE+KEY+PeterNeumann+c74f20a3+…
+    text = (
+        "If you think cryptography is the answer to your problem,\n"
+        "then you don't know what your problem is.\n"
+    )
+    signed = text + (
+        "\n— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqf"
+        "qdngotpRZb6KE6RyyBwJnAM=\n"
+    )
+    signer = note.Signer("PeterNeumann", base64.b64decode(skey)[1:])
+    assert signer.vkey == vkey
+    assert signer.sign(text) == signed
+    verifier = note.parse_vkey(vkey)
+    assert verifier.verify(text, base64.b64decode(signed.rsplit(" ", 1)[1])[4:])
+    assert not verifier.verify(text.replace("cryptography", "cryptographY"), b"\0" * 64)
+    for bad in (vkey[:-1], vkey.replace("c74f20a3", "c74f20a4"), "PeterNeumann+c74f20a3"):
+        with pytest.raises(note.NoteError):
+            note.parse_vkey(bad)

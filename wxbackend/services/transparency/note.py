@@ -5,6 +5,9 @@
   ``— <name> <base64(4-byte key hash || signature)>\\n`` (golang.org/x/mod/sumdb/note).
 * The key hash is the first 4 bytes of ``SHA-256(name || "\\n" || 0x01 || public key)``;
   the verifier key (``vkey``) is ``<name>+<8 hex key hash>+<base64(0x01 || public key)>``.
+* Witnesses may instead use C2SP ``tlog-cosignature`` keys (type 0x04, ``cosignature/v1``):
+  the signature is ``timestamp (8 bytes, big-endian) || Ed25519 signature`` of
+  ``"cosignature/v1\\ntime <timestamp>\\n" || body``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -19,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ALG_ED25519 = b"\x01"
+ALG_COSIGNATURE = b"\x04"  # C2SP tlog-cosignature, cosignature/v1
 SIGNATURE_PREFIX = "\u2014 "  # an em dash and a space
 
 
@@ -26,15 +31,20 @@ class NoteError(ValueError):
     """A note, key or checkpoint is malformed or its signature does not verify."""
 
 
-def key_hash(name: str, public_key: bytes) -> bytes:
-    """The 4-byte key hash of an Ed25519 note key."""
-    return hashlib.sha256(name.encode() + b"\n" + ALG_ED25519 + public_key).digest()[:4]
+def key_hash(name: str, public_key: bytes, alg: bytes = ALG_ED25519) -> bytes:
+    """The 4-byte key hash of an Ed25519 note (or cosignature/v1) key."""
+    return hashlib.sha256(name.encode() + b"\n" + alg + public_key).digest()[:4]
 
 
-def vkey(name: str, public_key: bytes) -> str:
-    """The verifier key text ``<name>+<8 hex>+<base64(0x01 || key)>``."""
-    encoded = base64.b64encode(ALG_ED25519 + public_key).decode()
-    return f"{name}+{key_hash(name, public_key).hex()}+{encoded}"
+def vkey(name: str, public_key: bytes, alg: bytes = ALG_ED25519) -> str:
+    """The verifier key text ``<name>+<8 hex>+<base64(alg || key)>``."""
+    encoded = base64.b64encode(alg + public_key).decode()
+    return f"{name}+{key_hash(name, public_key, alg).hex()}+{encoded}"
+
+
+def cosigned_message(body: str, timestamp: int) -> bytes:
+    """What a cosignature/v1 signs."""
+    return f"cosignature/v1\ntime {timestamp}\n{body}".encode()
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,16 @@ class Verifier:
     name: str
     hash: bytes
     public_key: bytes
+    alg: bytes = ALG_ED25519
 
-    def verify(self, message: bytes, signature: bytes) -> bool:
+    def verify(self, body: str, signature: bytes) -> bool:
+        """True when ``signature`` (as on its note line, after the key hash) signs ``body``."""
+        message = body.encode()
+        if self.alg == ALG_COSIGNATURE:
+            if len(signature) != 72:
+                return False
+            message = cosigned_message(body, int.from_bytes(signature[:8], "big"))
+            signature = signature[8:]
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except InvalidSignature:
@@ -64,19 +82,22 @@ def parse_vkey(text: str) -> Verifier:
         raise NoteError("the verifier key is not <name>+<hex>+<base64>") from None
     if not (sep and sep2 and name) or len(hashed) != 4 or len(raw) != 33:
         raise NoteError("the verifier key is not <name>+<hex>+<base64>")
-    if raw[:1] != ALG_ED25519:
-        raise NoteError("the verifier key is not an Ed25519 key")
-    if key_hash(name, raw[1:]) != hashed:
+    alg = raw[:1]
+    if alg not in (ALG_ED25519, ALG_COSIGNATURE):
+        raise NoteError("the verifier key is not an Ed25519 or cosignature/v1 key")
+    if key_hash(name, raw[1:], alg) != hashed:
         raise NoteError("the verifier key's hash does not match its name and key")
-    return Verifier(name, hashed, raw[1:])
+    return Verifier(name, hashed, raw[1:], alg)
 
 
 @dataclass(frozen=True)
 class Signer:
-    """An Ed25519 note signer named ``name`` (from a 32-byte seed)."""
+    """An Ed25519 note signer named ``name`` (from a 32-byte seed); ``alg`` 0x04 makes it a
+    witness signing cosignature/v1 lines."""
 
     name: str
     seed: bytes
+    alg: bytes = ALG_ED25519
 
     @property
     def public_key(self) -> bytes:
@@ -85,13 +106,19 @@ class Signer:
 
     @property
     def vkey(self) -> str:
-        return vkey(self.name, self.public_key)
+        return vkey(self.name, self.public_key, self.alg)
 
-    def signature_line(self, body: str) -> str:
+    def signature_line(self, body: str, timestamp: int | None = None) -> str:
         """The note signature line of ``body`` (the text up to and including its last
-        newline)."""
-        signature = Ed25519PrivateKey.from_private_bytes(self.seed).sign(body.encode())
-        encoded = base64.b64encode(key_hash(self.name, self.public_key) + signature).decode()
+        newline); a cosignature/v1 carries ``timestamp`` (default now)."""
+        key = Ed25519PrivateKey.from_private_bytes(self.seed)
+        if self.alg == ALG_COSIGNATURE:
+            stamp = int(time.time()) if timestamp is None else timestamp
+            signature = stamp.to_bytes(8, "big") + key.sign(cosigned_message(body, stamp))
+        else:
+            signature = key.sign(body.encode())
+        hashed = key_hash(self.name, self.public_key, self.alg)
+        encoded = base64.b64encode(hashed + signature).decode()
         return f"{SIGNATURE_PREFIX}{self.name} {encoded}\n"
 
     def sign(self, body: str) -> str:
@@ -119,7 +146,7 @@ class Checkpoint:
         return any(
             name == verifier.name
             and hashed == verifier.hash
-            and verifier.verify(self.body.encode(), signature)
+            and verifier.verify(self.body, signature)
             for name, hashed, signature in self.signatures
         )
 
