@@ -5,6 +5,7 @@ catching a changed text, a deleted rating, two reordered leaves and a forked his
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import timedelta
 
@@ -92,7 +93,7 @@ async def test_every_event_is_logged_with_receipts_and_proofs(api, sandbox, ctx,
     assert rating["evaluation"] == made["good"]["id"] and rating["name_masked"] == "黎**"
     assert rating["comment"]["status"] == "visible" and len(rating["comment"]["sha256"]) == 64
     assert follow["first"] == made["bad"]["id"] and follow["assess_number"] == 2
-    assert reply["text"] == "已整改"
+    assert reply["text_sha256"] == hashlib.sha256("已整改".encode()).hexdigest()
     assert moderation["comment"] == {"status": "hidden"} and moderation["reason"] == "含个人信息"
     assert (ticket["status"], ticket["action"]) == ("verified", "verify")
     assert default["channel"] == "default" and "commitment" not in default

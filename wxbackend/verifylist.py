@@ -58,15 +58,19 @@ def replay(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             elif evaluation in states:
                 states[evaluation]["comment"] = leaf.get("comment")
         elif kind == "reply" and evaluation in states:
-            states[evaluation]["replies"].append(leaf.get("text"))
+            states[evaluation]["replies"].append(leaf.get("text_sha256"))
         elif kind == "ticket" and evaluation in states:
             states[evaluation]["ticket"] = leaf.get("status")
     return states
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _comment_problem(what: str, public: str | None, logged: dict[str, Any] | None) -> str | None:
     if public is not None:
-        digest = hashlib.sha256(public.encode()).hexdigest()
+        digest = _sha256(public)
         if logged is None or logged.get("sha256") != digest:
             return f"{what}: the public comment text differs from the log"
     elif logged is not None and logged.get("status") == "visible":
@@ -89,7 +93,8 @@ def _item_problems(item: dict[str, Any], state: dict[str, Any]) -> list[str]:
     problem = _comment_problem(what, item.get("comment"), state.get("comment"))
     if problem:
         problems.append(problem)
-    if [r.get("text") for r in item.get("replies") or []] != state["replies"]:
+    replies = [_sha256(str(r.get("text"))) for r in item.get("replies") or []]
+    if replies != state["replies"]:
         problems.append(f"{what}: its public replies differ from the log")
     if state["ticket"] is not None and item.get("ticket_status") != state["ticket"]:
         problems.append(

@@ -166,9 +166,11 @@ def moderation(refs: Mapping[str, Any]) -> tuple[int, dict[str, Any], None]:
 
 
 def reply(refs: Mapping[str, Any]) -> tuple[int, dict[str, Any], None]:
-    """A public reply of the center (its text is public)."""
+    """A public reply of the center: the SHA-256 of its text (the text itself stays out of
+    an append-only log: a reply naming someone must stay removable)."""
     r = Reply.get_by_id(refs["reply_id"])
-    return r.evaluation_id, {"evaluation": str(r.evaluation_id), "text": r.text}, None
+    public = {"evaluation": str(r.evaluation_id), "text_sha256": text_sha256(r.text)}
+    return r.evaluation_id, public, None
 
 
 def ticket(refs: Mapping[str, Any]) -> tuple[int, dict[str, Any], None]:
