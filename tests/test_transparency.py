@@ -5,6 +5,7 @@ catching a changed text, a deleted rating, two reordered leaves and a forked his
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from datetime import timedelta
@@ -487,3 +488,39 @@ async def test_ratings_stored_before_the_log_are_backfilled(ctx, base_url):
     await sign(ctx)
     report = await run_verify(base_url)
     assert report.ok, report.problems
+
+
+def test_the_signing_key_is_generated_with_sqlite_and_required_with_postgresql(tmp_path):
+    import os
+    import stat
+
+    from wxbackend.security import StartupError
+    from wxbackend.settings import load_settings
+
+    def settings(**layers):
+        base = {"server": {"data_dir": str(tmp_path)}}
+        for section, values in layers.items():
+            base.setdefault(section, {}).update(values)
+        return load_settings(env={}, overrides=base)
+
+    sqlite = settings(database={"url": f"sqlite:///{tmp_path}/x.db"})
+    first = checkpoints.load_signer(sqlite)
+    path = tmp_path / checkpoints.KEY_FILE
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert checkpoints.load_signer(sqlite).vkey == first.vkey  # generated once, then read
+    assert first.name == checkpoints.DEFAULT_ORIGIN
+    public = settings(
+        database={"url": f"sqlite:///{tmp_path}/x.db"},
+        server={"public_url": "https://pj.example.gov.cn/"},
+    )
+    assert checkpoints.load_signer(public).name == "pj.example.gov.cn/log"
+    postgres = {"url": "postgresql://u:p@127.0.0.1:1/db"}
+    with pytest.raises(StartupError, match="transparency.signing_key"):
+        checkpoints.load_signer(settings(database=postgres))
+    with pytest.raises(StartupError, match="must be standard base64 of 32 bytes"):
+        checkpoints.load_signer(settings(transparency={"signing_key": "c2hvcnQ="}))
+    seed = "B" * 43 + "="
+    configured = checkpoints.load_signer(
+        settings(database=postgres, transparency={"signing_key": seed})
+    )
+    assert configured.seed == base64.b64decode(seed)
