@@ -524,3 +524,20 @@ def test_the_signing_key_is_generated_with_sqlite_and_required_with_postgresql(t
         settings(database=postgres, transparency={"signing_key": seed})
     )
     assert configured.seed == base64.b64decode(seed)
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_log_or_receipt_fails_without_a_crash(
+    api, sandbox, ctx, base_url, tmp_path
+):
+    await history(api, sandbox, ctx)
+    await sign(ctx)
+    await ctx.db.run(lambda: LogLeaf.update(leaf="not json").where(LogLeaf.index == 3).execute())
+    report = await run_verify(base_url)
+    assert any("entry 3: its leaf_hash does not match its leaf" in p for p in report.problems)
+    assert any("malformed data" in p for p in report.problems), report.problems
+    path = tmp_path / "receipt.json"
+    path.write_text('{"leaf_index": "x", "leaf_hash": 5}')
+    report = await run_verify(base_url, receipt_file=str(path), check_list=False)
+    assert any("malformed data" in p for p in report.problems), report.problems
+    assert not (await run_verify("http://127.0.0.1:9")).ok  # nobody there: a failure, no crash

@@ -325,6 +325,9 @@ def verify(
             write_state(state_file, vkey, checkpoint)
     except Fatal as exc:
         report.fail(str(exc))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        # a server (or receipt file) answering malformed data is a failure, never a crash
+        report.fail(f"malformed data from the log or the receipt file: {type(exc).__name__}: {exc}")
     return report
 
 
