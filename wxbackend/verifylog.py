@@ -52,12 +52,15 @@ class Report:
 
     @property
     def ok(self) -> bool:
+        """True when nothing failed."""
         return not self.problems
 
     def fail(self, message: str) -> None:
+        """Record a check that does not hold."""
         self.problems.append(message)
 
     def good(self, message: str) -> None:
+        """Record a check that holds."""
         self.passed.append(message)
 
 
@@ -71,6 +74,7 @@ class Client:
         self.timeout = timeout
 
     def text(self, path: str, **query: Any) -> str:
+        """GET ``path`` (with ``query``) as text; Fatal on any failure."""
         url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         headers = {"User-Agent": "wxbackend-verify-log"}
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
@@ -83,6 +87,7 @@ class Client:
             raise Fatal(f"cannot reach {url}: {exc}") from None
 
     def json(self, path: str, **query: Any) -> Any:
+        """GET ``path`` as JSON; Fatal on any failure."""
         try:
             return json.loads(self.text(path, **query))
         except ValueError:
@@ -269,6 +274,7 @@ def check_receipt(
 
 
 def read_state(path: str | None) -> dict[str, Any] | None:
+    """The last run's state (None without a file, or before the first run)."""
     if not path:
         return None
     try:
@@ -281,6 +287,7 @@ def read_state(path: str | None) -> dict[str, Any] | None:
 
 
 def write_state(path: str, vkey: str, checkpoint: note.Checkpoint) -> None:
+    """Keep the key and the checkpoint just verified for the next run."""
     state = {
         "vkey": vkey,
         "origin": checkpoint.origin,
@@ -340,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments (shared by ``wxbackend verify-log``)."""
     parser.add_argument("url", help="the server's base URL (https://host)")
     parser.add_argument("--state", help="JSON file keeping the last checkpoint seen")
     parser.add_argument("--receipt", help="a rating answer or receipt to check")
@@ -349,6 +357,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Verify, print each check (``ok:`` / ``FAIL:``), and answer the exit code."""
     report = verify(
         args.url,
         state_file=args.state,

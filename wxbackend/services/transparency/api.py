@@ -21,14 +21,17 @@ async def checkpoint(ctx: Context) -> str:
 
 
 async def inclusion(ctx: Context, leaf_index: Any, tree_size: Any) -> dict[str, Any]:
+    """``GET /log/proof/inclusion``: see :func:`log.inclusion_proof`."""
     return await ctx.db.run(log.inclusion_proof, leaf_index, tree_size)
 
 
 async def consistency(ctx: Context, first: Any, second: Any) -> dict[str, Any]:
+    """``GET /log/proof/consistency``: see :func:`log.consistency_proof`."""
     return await ctx.db.run(log.consistency_proof, first, second)
 
 
 async def entries(ctx: Context, start: Any, end: Any) -> dict[str, Any]:
+    """``GET /log/entries``: see :func:`log.entries`."""
     return await ctx.db.run(log.entries, start, end)
 
 

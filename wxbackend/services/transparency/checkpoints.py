@@ -76,6 +76,7 @@ def signer_of(ctx: Any) -> note.Signer:
 
 
 def latest() -> LogCheckpoint | None:
+    """The newest signed checkpoint (None before the first)."""
     return LogCheckpoint.select().order_by(LogCheckpoint.tree_size.desc()).first()
 
 

@@ -40,6 +40,7 @@ def configure(enabled: bool) -> None:
 
 
 def is_enabled() -> bool:
+    """Whether events are appended (``transparency.enabled``)."""
     return _STATE["enabled"]
 
 
@@ -54,6 +55,7 @@ class Receipt:
     checkpoint: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The receipt as the API shows it."""
         return {
             "leaf_index": self.leaf_index,
             "leaf_hash": self.leaf_hash,
@@ -68,6 +70,7 @@ def commitment(salt: str, fields: Mapping[str, Any]) -> str:
 
 
 def node_id(level: int, index: int) -> int:
+    """The ``log_node`` key of the perfect subtree ``(level, index)``."""
     return level * NODE_STRIDE + index
 
 

@@ -101,11 +101,13 @@ class Signer:
 
     @property
     def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
         key = Ed25519PrivateKey.from_private_bytes(self.seed).public_key()
         return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     @property
     def vkey(self) -> str:
+        """The verifier key text of this signer."""
         return vkey(self.name, self.public_key, self.alg)
 
     def signature_line(self, body: str, timestamp: int | None = None) -> str:
