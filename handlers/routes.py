@@ -22,6 +22,7 @@ from handlers import (
     public,
     push,
     subscriptions,
+    transparency,
 )
 
 MODULES = [
@@ -42,6 +43,7 @@ MODULES = [
     admin_messages,
     pages,
     live,
+    transparency,
 ]
 
 

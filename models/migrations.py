@@ -30,6 +30,7 @@ from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
+from models.transparency import LogCheckpoint, LogCosignature, LogHead, LogLeaf, LogNode
 from models.user import User
 
 log = logging.getLogger("wxbackend.migrations")
@@ -91,6 +92,15 @@ def _reach_and_callbacks(db: peewee.Database) -> None:
     )
 
 
+def _transparency_log(db: peewee.Database) -> None:
+    db.create_tables([LogHead, LogLeaf, LogNode, LogCheckpoint, LogCosignature], safe=True)
+    LogHead.insert(id=1, tree_size=0, frontier=b"").on_conflict_ignore().execute()
+    # Ratings stored before the log existed become its first leaves (a no-op on a new database).
+    from wxbackend.services.transparency.log import backfill  # a service: imported late
+
+    backfill()
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -117,6 +127,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         _create(Subscription, Message, MessageAttempt, PushReceipt),
     ),
     (6, "admin staff_no; callback contact and reference; invalidation", _reach_and_callbacks),
+    (7, "transparency log", _transparency_log),
 ]
 
 

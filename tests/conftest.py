@@ -187,6 +187,7 @@ def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
     return {
         "database": {"url": postgres_url},
         "security": {"master_key": key(), "hash_key": key()},
+        "transparency": {"signing_key": key()},
     }
 
 

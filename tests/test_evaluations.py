@@ -86,8 +86,13 @@ async def test_scan_rate_then_my_evaluations(api, sandbox, ctx):
         "assess_number": 1,
         "like_count": 0,
         "created_at": evaluation["created_at"],
+        "receipt": evaluation["receipt"],
     }
     assert evaluation["created_at"].endswith("+08:00")
+    receipt = evaluation["receipt"]  # the transparency log's receipt (no checkpoint yet)
+    assert set(receipt) == {"leaf_index", "leaf_hash", "salt", "checkpoint"}
+    assert receipt["leaf_index"] == 0 and receipt["checkpoint"] is None
+    assert len(receipt["leaf_hash"]) == 64 and len(receipt["salt"]) == 32
     assert published == [int(evaluation["id"])]
     status, mine = await api("GET", MINE, token=token)
     assert status == 200 and mine == {"items": [evaluation]}

@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     dm.add_argument(
         "--keep-running", action="store_true", help="keep serving afterwards (until Ctrl-C)"
     )
+
+    from wxbackend import verifylog  # standard library and cryptography only
+
+    vl = sub.add_parser("verify-log", help="verify a server's transparency log (exit 0: all hold)")
+    verifylog.add_arguments(vl)
     return p
 
 
@@ -351,6 +356,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, port=args.port, keep_running=args.keep_running)
 
 
+def cmd_verify_log(settings: Settings, args: argparse.Namespace) -> int:
+    """``verify-log URL [--state FILE] [--receipt FILE]``: see :mod:`wxbackend.verifylog`."""
+    from wxbackend import verifylog
+
+    return verifylog.run(args)
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "migrate": cmd_migrate,
@@ -361,6 +373,7 @@ COMMANDS = {
     "catalog": cmd_catalog,
     "wechat-config": cmd_wechat_config,
     "demo": cmd_demo,
+    "verify-log": cmd_verify_log,
 }
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from wxbackend.cache import Keys, make_redis
 from wxbackend.db import Database
@@ -21,6 +21,8 @@ from wxbackend.services.admin.wechat_config import WeChatConfigStore
 from wxbackend.services.cases.partner_keys import SecretCache
 from wxbackend.services.public.live_hub import LiveHub, StreamSlots
 from wxbackend.services.public.live_publisher import LivePublisher
+from wxbackend.services.transparency.checkpoints import load_signer
+from wxbackend.services.transparency.note import Signer
 from wxbackend.settings import Settings
 from wxbackend.wechat.client import WeChatGateway
 
@@ -69,6 +71,10 @@ class Context:
     send_slots: asyncio.Semaphore | None = None
     #: Subscribe-message sends by kind and outcome (messaging.sending).
     messages_counter: Counter | None = None
+    #: The transparency log's checkpoint signer (transparency.checkpoints), loaded at start.
+    log_signer: Signer | None = None
+    #: The log's self-verification metrics: failures, last result (transparency.jobs).
+    log_metrics: tuple[Counter, Gauge] | None = None
 
     async def start(self) -> None:
         """Load the stored WeChat configuration and start watching for changes (of it and of
@@ -127,4 +133,5 @@ def build_context(
         wechat_config=config,
         partner_secrets=SecretCache(redis, rkeys, db, cipher),
         publisher=LivePublisher(redis, rkeys, db),
+        log_signer=load_signer(settings),  # generated with SQLite, required with PostgreSQL
     )

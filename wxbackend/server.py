@@ -20,6 +20,7 @@ from wxbackend.context import Context, build_context
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import StartupError, load_keys
 from wxbackend.services.jobs.registry import EmbeddedWorker
+from wxbackend.services.transparency.checkpoints import load_signer
 from wxbackend.settings import Settings, SettingsError
 
 log = logging.getLogger("wxbackend")
@@ -36,6 +37,7 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
         )
     try:
         load_keys(settings)  # generate keys once, before any fork
+        load_signer(settings)  # the transparency log's key too
     except StartupError as exc:
         raise SettingsError(str(exc)) from None
     migrate_schema(settings)

@@ -59,6 +59,7 @@ from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings.views import stages_of, targets_of
 from wxbackend.services.tickets.deadlines import APPEAL_UPHELD
+from wxbackend.services.transparency import log as transparency
 from wxbackend.timefmt import iso
 
 DEFAULT_LIMIT = 50
@@ -292,6 +293,7 @@ def add_reply(
             evaluation=evaluation.id, text=body, admin_id=actor.admin_id, created_at=now
         )
         record(actor, "evaluation.reply", "evaluation", evaluation.id, {"reply_id": str(reply.id)})
+        transparency.append("reply", {"reply_id": reply.id}, now)
         return {
             "id": str(reply.id),
             "evaluation_id": str(evaluation.id),
@@ -328,6 +330,7 @@ def moderate(
         )
         detail = {"from": evaluation.comment_status, "to": status}
         record(actor, "evaluation.moderate", "evaluation", evaluation.id, detail)
+        transparency.append("moderation", {"evaluation_id": evaluation.id}, utcnow())
         return admin_view_of(principal, evaluation.id)
 
 

@@ -17,6 +17,7 @@ from wxbackend.context import Context
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.messaging import schedule, sending
 from wxbackend.services.ratings import defaults as default_ratings
+from wxbackend.services.transparency import jobs as transparency_jobs
 from wxbackend.worker import Handler, Worker
 
 log = logging.getLogger("wxbackend.worker")
@@ -29,12 +30,15 @@ def handlers() -> dict[str, Handler]:
         schedule.RECTIFIED: sending.handle_rectified,
         schedule.DEFAULT_RATING: default_ratings.handle,
         housekeeping.KIND: housekeeping.handle,
+        transparency_jobs.KIND: transparency_jobs.handle,
     }
 
 
 async def make_worker(ctx: Context, owner: str | None = None) -> Worker:
     """A worker with every handler; housekeeping's recurring jobs are made sure of."""
     await ctx.db.run(housekeeping.ensure_scheduled)
+    every = ctx.settings.transparency.checkpoint_seconds
+    await ctx.db.run(transparency_jobs.ensure_scheduled, max(int(every), 1))
     return Worker(ctx, handlers(), owner=owner)
 
 

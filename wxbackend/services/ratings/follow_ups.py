@@ -27,6 +27,7 @@ from wxbackend.services.ratings.rules import (
 )
 from wxbackend.services.ratings.submit import comment_status
 from wxbackend.services.ratings.views import owner_view_of
+from wxbackend.services.transparency import log as transparency
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def store_follow_up(
                 **catalogue_refs(original),
             )
             insert_indicators(follow_up.id, rating.indicators, indicator_ids)
+            transparency.append("follow_up", {"evaluation_id": follow_up.id}, now)
     except peewee.IntegrityError:
         raise errors.FollowUpExists() from None
     return follow_up.id

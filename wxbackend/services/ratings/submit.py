@@ -256,7 +256,8 @@ async def submit(
     status = await comment_status(ctx, prepared.openid, rating.comment)
     first = first_rating(prepared, rating, indicator_ids, status)
     written = await writer.record(ctx, first, claim=True)
-    return new_owner_view(written.evaluation_id, first)
+    receipt = written.receipt.as_dict() if written.receipt else None
+    return {**new_owner_view(written.evaluation_id, first), "receipt": receipt}
 
 
 def _prepare_with_indicators(

@@ -10,6 +10,7 @@ from typing import Any
 
 from models.evaluation import STAGES, TARGETS, Evaluation, EvaluationIndicator, Indicator
 from wxbackend.context import Context
+from wxbackend.services.transparency import log as transparency
 from wxbackend.timefmt import iso
 
 
@@ -65,7 +66,8 @@ def owner_view(evaluation: Evaluation, indicators: list[str]) -> dict[str, Any]:
 def owner_view_of(evaluation_id: int) -> dict[str, Any]:
     """:func:`owner_view` of one stored evaluation (by id)."""
     evaluation = Evaluation.get_by_id(evaluation_id)
-    return owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
+    view = owner_view(evaluation, indicator_codes_of([evaluation_id])[evaluation_id])
+    return {**view, "receipt": transparency.receipt_of(evaluation_id)}
 
 
 def my_evaluations(user_id: int, limit: int = 500) -> list[dict[str, Any]]:
@@ -77,7 +79,8 @@ def my_evaluations(user_id: int, limit: int = 500) -> list[dict[str, Any]]:
         .limit(limit)
     )
     codes = indicator_codes_of(row.id for row in rows)
-    return [owner_view(row, codes[row.id]) for row in rows]
+    receipts = transparency.receipts_for(codes)
+    return [{**owner_view(row, codes[row.id]), "receipt": receipts.get(row.id)} for row in rows]
 
 
 async def list_mine(ctx: Context, user_id: int) -> list[dict[str, Any]]:

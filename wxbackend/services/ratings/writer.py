@@ -40,6 +40,7 @@ from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import levels
 from wxbackend.services.ratings.rules import Rating, insert_indicators
 from wxbackend.services.tickets.opening import open_ticket
+from wxbackend.services.transparency import log as transparency
 from wxbackend.settings import Settings
 
 log = logging.getLogger("wxbackend.evaluations")
@@ -102,6 +103,8 @@ class Written:
     evaluation_id: int
     superseded_default: bool = False
     ticket_id: int | None = None
+    #: The rating's leaf in the transparency log (None while the log is switched off).
+    receipt: transparency.Receipt | None = None
 
 
 #: A hook run inside the transaction, after everything is written (e.g. the audit entry).
@@ -148,9 +151,11 @@ def write(
                 if settings is None:
                     raise ValueError("a 差评 opens a ticket: give the settings")
                 ticket_id = open_ticket(evaluation_id, case, now, settings)
-            written = Written(evaluation_id, superseded, ticket_id)
-            # Every channel's first rating passes here, inside its transaction: what must be
-            # written with each one (e.g. an entry of a log of ratings) goes here.
+            # Every channel's first rating passes here, inside its transaction: its leaf in
+            # the transparency log is part of the same commit (one cannot exist without the
+            # other).
+            receipt = transparency.append("rating", {"evaluation_id": evaluation_id}, now)
+            written = Written(evaluation_id, superseded, ticket_id, receipt)
             if within is not None:
                 within(written)
     except peewee.IntegrityError:

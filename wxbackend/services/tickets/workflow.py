@@ -66,6 +66,7 @@ from wxbackend.services.tickets.views import (
     list_tickets,
     visible_ticket,
 )
+from wxbackend.services.transparency import log as transparency
 
 log = logging.getLogger("wxbackend.tickets")
 
@@ -154,6 +155,7 @@ def _apply(
             schedule.schedule_rectified_notice(ticket.id, now)
         detail = {"from": ticket.status, "to": change.status, **change.audit}
         record(actor, f"ticket.{step}", "ticket", ticket.id, detail)
+        transparency.append("ticket", {"ticket_id": ticket.id}, now)
         return get_ticket(principal, ticket.id, now)
 
 
