@@ -257,9 +257,11 @@ class PartnersHandler(AdminHandler):
         "post": {
             "summary": "Create a partner key; the answer shows its secret this once",
             **admin_security(),
-            "requestBody": json_body({"name": _STR}, required=["name"]),
+            "requestBody": json_body(
+                {"name": _STR, "centers": {"type": "array", "items": _STR}}, required=["name"]
+            ),
             "responses": {
-                "201": {"description": "{key_id, name, created_at, revoked_at, secret}"},
+                "201": {"description": "{key_id, name, centers, created_at, revoked_at, secret}"},
                 **errors_of(400, 401, 403, 422),
             },
         },
@@ -269,9 +271,13 @@ class PartnersHandler(AdminHandler):
         self.send({"items": await self.ctx.db.run(admin_partners.list_partners)})
 
     async def post(self) -> None:
-        body = self.json_body({"name": Field(str, required=True)})
+        body = self.json_body({"name": Field(str, required=True), "centers": Field(list)})
         key = await self.ctx.db.run(
-            admin_partners.add_partner, self.actor, body["name"], self.ctx.cipher
+            admin_partners.add_partner,
+            self.actor,
+            body["name"],
+            self.ctx.cipher,
+            body.get("centers"),
         )
         self.send(key, status=201)
 

@@ -13,9 +13,10 @@ connected; all the feeds of a process share ONE Redis pub/sub connection (``live
   backlog overflows), Redis is gone, or the server stops. The browser's EventSource reconnects
   after ``retry``.
 
-A process serves at most :attr:`LiveHandler.max_streams` streams at a time (each costs a socket,
-a queue and its share of the fan-out, no Redis connection); one more is 503
-``too_many_streams`` with ``Retry-After`` (the browser's EventSource retries by itself).
+A process serves at most ``live.max_streams`` streams at a time, and one client address at
+most ``live.max_streams_per_address`` of them (each costs a socket, a queue and its share of
+the fan-out, no Redis connection); one more is 503 ``too_many_streams`` with ``Retry-After``
+(the browser's EventSource retries by itself).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from wxbackend.services.public.live_hub import LiveFeed
 
 log = logging.getLogger("wxbackend.live")
 
-MAX_STREAMS = 500
 HEARTBEAT_SECONDS = 15.0
 RETRY_MILLISECONDS = 5000
 _CENTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -47,7 +47,7 @@ RETRY_AFTER_SECONDS = 10
 
 
 class TooManyStreams(errors.ContractError):
-    """This process already serves :attr:`LiveHandler.max_streams` streams."""
+    """This process already serves ``live.max_streams`` streams (or this address its share)."""
 
     status = 503
     code = "too_many_streams"
@@ -63,7 +63,6 @@ def sse_event(shape: dict[str, Any]) -> bytes:
 class LiveHandler(BaseHandler):
     """``GET /api/v1/public/live``: new public ratings as Server-Sent Events."""
 
-    max_streams = MAX_STREAMS
     heartbeat_seconds = HEARTBEAT_SECONDS
 
     openapi = {
@@ -102,8 +101,10 @@ class LiveHandler(BaseHandler):
         center = self.get_query_argument("center", None) or None
         if center is not None and not _CENTER.fullmatch(center):
             raise errors.InvalidQuery("Parameter center is not a center code.", parameter="center")
+        limits = self.ctx.settings.live
+        self._address = self.client_ip()
         slots = self.ctx.live_streams
-        if not slots.take(self.max_streams):
+        if not slots.take(limits.max_streams, self._address, limits.max_streams_per_address):
             raise TooManyStreams()
         self._slot_taken = True
         try:
@@ -191,7 +192,7 @@ class LiveHandler(BaseHandler):
     def on_finish(self) -> None:
         if self._slot_taken:
             self._slot_taken = False
-            self.ctx.live_streams.release()
+            self.ctx.live_streams.release(self._address)
         super().on_finish()
 
 

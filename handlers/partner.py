@@ -116,7 +116,7 @@ class CaseQrcodeHandler(PartnerHandler):
 
     async def post(self, case_no: str) -> None:
         self.json_body({})
-        issued = await cases.renew_token(self.ctx, case_no)
+        issued = await cases.renew_token(self.ctx, self.partner.id, case_no)
         self.send({"scene": issued.scene, "expires_at": iso(issued.expires_at)})
 
 

@@ -75,7 +75,7 @@ class PublicStatsHandler(BaseHandler):
 
     async def get(self) -> None:
         args = {name: self.get_query_argument(name, None) for name in figures.STATS_PARAMETERS}
-        answer = await stats_cache.public_stats(self.ctx, args)
+        answer = await stats_cache.public_stats(self.ctx, args, self.client_ip())
         ttl = self.ctx.settings.public.stats_cache_seconds
         if ttl > 0:  # the same figures for everyone, as fresh as the server's own cache
             self.set_header("Cache-Control", f"public, max-age={ttl}")

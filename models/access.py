@@ -19,6 +19,17 @@ class Partner(BaseModel):
     revoked_at = peewee.DateTimeField(null=True)
 
 
+class PartnerCenter(BaseModel):
+    """A center a partner serves (product rule 20). A partner with none serves every center
+    (a province-wide window system); one with some reports cases of those only."""
+
+    partner = peewee.ForeignKeyField(Partner, backref="centers", on_delete="CASCADE")
+    center = peewee.ForeignKeyField(Center, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("partner", "center"), True),)
+
+
 class Admin(BaseModel):
     """An administrator of the web console. Its ``role`` is a key of the permission table
     (``wxbackend.services.admin.permissions.ROLES``), which also says what it is bound to."""

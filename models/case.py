@@ -17,7 +17,9 @@ class Case(BaseModel):
     ``first_rated_at`` is set in the transaction that stores the first rating.
     """
 
-    case_no = peewee.CharField(max_length=64, unique=True)
+    # Unique per reporting partner (index below), so one window system cannot learn or
+    # block another's case numbers.
+    case_no = peewee.CharField(max_length=64, index=True)
     item = peewee.ForeignKeyField(ServiceItem, on_delete="RESTRICT")
     center = peewee.ForeignKeyField(Center, on_delete="RESTRICT")
     department = peewee.ForeignKeyField(Department, on_delete="RESTRICT")
@@ -39,6 +41,9 @@ class Case(BaseModel):
     reported_at = peewee.DateTimeField(default=utcnow)
     partner = peewee.ForeignKeyField(Partner, null=True, on_delete="SET NULL")
     first_rated_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("partner", "case_no"), True),)
 
 
 class QrToken(BaseModel):

@@ -12,7 +12,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_columns
 
-from models.access import Admin, Partner
+from models.access import Admin, Partner, PartnerCenter
 from models.audit import AuditEntry
 from models.base import BaseModel, utcnow
 from models.case import Case, QrToken
@@ -78,6 +78,14 @@ def _add_columns(db: peewee.Database, *columns: peewee.Field) -> None:
             migrate_columns(migrator.add_column(table, field.column_name, field))
 
 
+def _case_no_per_partner(db: peewee.Database) -> None:
+    """``case.case_no`` was unique across partners: make it unique per partner."""
+    old = next((i for i in db.get_indexes("case") if i.name == "case_case_no"), None)
+    if old is not None and old.unique:
+        db.execute_sql('DROP INDEX "case_case_no"')
+    Case._schema.create_indexes(safe=True)
+
+
 def _reach_and_callbacks(db: peewee.Database) -> None:
     """Admins linked to a staff member; a callback rating's contact time and reference; a
     ticket's pending proposal to declare its 差评 invalid."""
@@ -90,6 +98,8 @@ def _reach_and_callbacks(db: peewee.Database) -> None:
         Ticket.invalid_proposed_note,
         Ticket.invalid_proposed_at,
     )
+    db.create_tables([PartnerCenter], safe=True)
+    _case_no_per_partner(db)
 
 
 def _transparency_log(db: peewee.Database) -> None:
@@ -126,7 +136,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         "subscriptions, messages, push receipts",
         _create(Subscription, Message, MessageAttempt, PushReceipt),
     ),
-    (6, "admin staff_no; callback contact and reference; invalidation", _reach_and_callbacks),
+    (6, "staff_no, callback contact, invalidation, partner centers", _reach_and_callbacks),
     (7, "transparency log", _transparency_log),
 ]
 

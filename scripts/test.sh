@@ -18,4 +18,5 @@ fi
 scripts/setup.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -40; exit 1; }
+.venv/bin/bandit -q -c pyproject.toml -r wxbackend handlers models
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

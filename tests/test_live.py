@@ -251,8 +251,8 @@ async def test_rating_and_follow_up_through_http_arrive(
 
 
 @pytest.mark.asyncio
-async def test_stream_limit_per_process(api, ctx, base_url, monkeypatch, fast_heartbeat):
-    monkeypatch.setattr(live.LiveHandler, "max_streams", 2)
+@pytest.mark.parametrize("settings_overrides", [{"live": {"max_streams": 2}}])
+async def test_stream_limit_per_process(api, ctx, base_url, fast_heartbeat):
     first, second = Stream(base_url), Stream(base_url, f"?center={CENTER}")
     try:
         await first.connected()
@@ -272,11 +272,12 @@ async def test_stream_limit_per_process(api, ctx, base_url, monkeypatch, fast_he
 
 
 @pytest.mark.asyncio
-async def test_retry_after_on_503(http_client, base_url, ctx, monkeypatch):
-    monkeypatch.setattr(live.LiveHandler, "max_streams", 0)
+@pytest.mark.parametrize("settings_overrides", [{"live": {"max_streams": 1}}])
+async def test_retry_after_on_503(http_client, base_url, ctx):
+    ctx.live_streams.open = 1  # the one slot is taken
     response = await http_client.fetch(base_url + "/api/v1/public/live", raise_error=False)
     assert response.code == 503 and response.headers["Retry-After"] == "10"
-    assert ctx.live_streams.open == 0
+    assert ctx.live_streams.open == 1  # the refused stream took nothing
 
 
 @pytest.mark.asyncio

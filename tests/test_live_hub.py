@@ -317,6 +317,7 @@ async def test_silent_redis_ends_every_feed(alone, monkeypatch):
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("fast_heartbeat")
+@pytest.mark.parametrize("settings_overrides", [{"live": {"max_streams_per_address": 0}}])
 async def test_many_sse_streams_use_one_connection(api, ctx, base_url):
     before = await settled_pubsub_connections(ctx.redis)
     streams = [Stream(base_url, f"?center={CENTER}" if n % 2 else "") for n in range(30)]

@@ -20,6 +20,7 @@ import pytest
 
 from tests.public_seed import CENTER, ITEMS, UNCACHED, insert_case, insert_rating, seed_catalog
 from wxbackend.cache import make_redis
+from wxbackend.services.common import db_share
 from wxbackend.services.public import figures, stats_cache
 from wxbackend.settings import SettingsError, load_settings
 
@@ -312,7 +313,7 @@ async def test_a_flood_of_misses_leaves_the_database_to_others(api, ctx, monkeyp
 @pytest.mark.asyncio
 async def test_no_slot_in_time_is_503(api, ctx, monkeypatch):
     await ctx.db.run(seed_mixed, ctx, 5)
-    monkeypatch.setattr(stats_cache, "STATS_SLOT_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(db_share, "SLOT_WAIT_SECONDS", 0.2)
     Counted(monkeypatch, delay=0.6)
     results = await asyncio.gather(
         *(api("GET", f"{STATS}?from=2026-02-{day:02d}") for day in (1, 2, 3))

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     pc = partner.add_parser("create")
     pc.add_argument("--name", required=True)
+    pc.add_argument(
+        "--center",
+        action="append",
+        default=[],
+        help="a center the partner serves (repeat for several; none: every center)",
+    )
     pc.add_argument("--json", action="store_true")
 
     wc = sub.add_parser("wechat-config", help="the WeChat configuration").add_subparsers(
@@ -224,7 +230,7 @@ def cmd_partner(settings: Settings, args: argparse.Namespace) -> int:
     db, keys = _open_db(settings)
     try:
         with db.atomic():
-            key = create_partner(args.name, FieldCipher(keys))
+            key = create_partner(args.name, FieldCipher(keys), args.center)
     except AccountError as exc:
         raise CliError(str(exc)) from None
     if args.json:

@@ -67,6 +67,8 @@ class Context:
     stats_slots: asyncio.Semaphore | None = None
     #: Until when (time.monotonic()) the figures skip their Redis cache after an error.
     stats_paused_until: float = 0.0
+    #: The admin reports computed at once: statistics, ranking, export chunks (common.db_share).
+    report_slots: asyncio.Semaphore | None = None
     #: WeChat calls in flight for subscribe messages (messaging.sending).
     send_slots: asyncio.Semaphore | None = None
     #: Subscribe-message sends by kind and outcome (messaging.sending).

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.json"
 ADMIN_USERNAME = "demo"
-PASSWORD_FILE = "demo-admin-password.txt"  # noqa: S105 (a file name)
+PASSWORD_FILE = "demo-admin-password.txt"  # noqa: S105 (a file name)  # nosec B105
 PARTNER_NAME = "演示窗口系统 (wxbackend demo)"
 
 

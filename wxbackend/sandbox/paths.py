@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-TOKEN_PATH = "cgi-bin/token"  # noqa: S105 - a URL path
-STABLE_TOKEN_PATH = "cgi-bin/stable_token"  # noqa: S105 - a URL path
+TOKEN_PATH = "cgi-bin/token"  # noqa: S105 - a URL path  # nosec B105
+STABLE_TOKEN_PATH = "cgi-bin/stable_token"  # noqa: S105 - a URL path  # nosec B105
 CODE2SESSION_PATH = "sns/jscode2session"
 GETVERIFYID_PATH = "cityservice/face/identify/getverifyid"
 QUERYVERIFYINFO_PATH = "cityservice/face/identify/queryverifyinfo"

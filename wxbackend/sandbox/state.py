@@ -22,7 +22,7 @@ from wxbackend.sandbox.token import AppCredentials, TokenState
 from wxbackend.sandbox.wxacode import DEFAULT_PAGES, WxaCodeState
 
 DEFAULT_APPID = "wx00000000000000a1"
-DEFAULT_SECRET = "00000000000000000000000000000001"  # noqa: S105 - public dev default
+DEFAULT_SECRET = "00000000000000000000000000000001"  # noqa: S105 - public dev default  # nosec B105
 
 
 class SandboxState:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
-from models.access import Admin, Partner
+from models.access import Admin, Partner, PartnerCenter
 from models.catalog import Center, Department, Staff
 from wxbackend import errors
 from wxbackend.db import database
@@ -93,14 +94,25 @@ class PartnerKey:
     secret: str
 
 
-def create_partner(name: str, cipher: FieldCipher) -> PartnerKey:
-    """A new partner key; the secret is returned once and stored encrypted."""
+def create_partner(name: str, cipher: FieldCipher, center_codes: Sequence[str] = ()) -> PartnerKey:
+    """A new partner key; the secret is returned once and stored encrypted. ``center_codes``:
+    the centers it serves (none: every center)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise AccountError("name: 1–200 characters")
+    centers = []
+    for code in dict.fromkeys(center_codes):
+        center = Center.get_or_none(Center.code == code) if isinstance(code, str) else None
+        if center is None:
+            raise AccountError(f"centers: unknown center {code!r}")
+        centers.append(center)
     key_id = "pk_" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    Partner.create(key_id=key_id, name=name, secret_enc=cipher.encrypt(secret, "partner.secret"))
+    partner = Partner.create(
+        key_id=key_id, name=name, secret_enc=cipher.encrypt(secret, "partner.secret")
+    )
+    for center in centers:
+        PartnerCenter.create(partner=partner, center=center)
     return PartnerKey(key_id, secret)
 
 

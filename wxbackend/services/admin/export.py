@@ -50,6 +50,7 @@ from wxbackend.db import database
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.sessions import Principal
+from wxbackend.services.common import db_share
 from wxbackend.services.public import figures
 from wxbackend.timefmt import iso
 
@@ -332,12 +333,13 @@ async def stream(
     ctx: Context, principal: Principal, query: ExportQuery, size: int | None = None
 ) -> AsyncIterator[bytes]:
     """The export's bytes, chunk by chunk (:data:`CHUNK_ROWS` rows unless ``size``); each
-    chunk read and encoded on the DB pool."""
+    chunk read and encoded on the admin reports' share of the database threads."""
     size = size or CHUNK_ROWS
+    slots = db_share.report_slots(ctx)
     yield header(query.format)
     after = None
     while True:
-        chunk = await ctx.db.run(read_chunk, principal, query, after, size)
+        chunk = await db_share.run_in_share(ctx, slots, read_chunk, principal, query, after, size)
         if chunk.data:
             yield chunk.data
         if chunk.after is None:

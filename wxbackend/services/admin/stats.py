@@ -51,7 +51,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.common import query_args
+from wxbackend.services.common import db_share, query_args
 from wxbackend.services.public import figures
 from wxbackend.services.ratings import levels
 
@@ -189,7 +189,11 @@ def admin_stats(principal: Principal, query: AdminStatsQuery) -> dict[str, Any]:
 
 
 async def stats(ctx: Context, principal: Principal, args: Mapping[str, str | None]) -> dict:
-    return await ctx.db.run(admin_stats, principal, parse_stats_query(args))
+    """``GET /admin/api/stats``: on the admin reports' share of the database threads."""
+    query = parse_stats_query(args)
+    return await db_share.run_in_share(
+        ctx, db_share.report_slots(ctx), admin_stats, principal, query
+    )
 
 
 # --------------------------------------------------------------------------- ranking
@@ -293,4 +297,6 @@ def _ranking_answer(month: str, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def ranking(ctx: Context, principal: Principal, month: str | None) -> dict[str, Any]:
-    return await ctx.db.run(staff_ranking, principal, *month_range(month))
+    """``GET /admin/api/staff-ranking``: on the admin reports' share of the database threads."""
+    slots = db_share.report_slots(ctx)
+    return await db_share.run_in_share(ctx, slots, staff_ranking, principal, *month_range(month))

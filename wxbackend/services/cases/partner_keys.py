@@ -44,7 +44,7 @@ POLL_SECONDS = 1.0
 CHECK_SECONDS = 1.5
 #: Closing the context never waits longer than this for the watcher.
 STOP_SECONDS = 5.0
-SECRET_CONTEXT = "partner.secret"  # noqa: S105 (an encryption context, not a secret)
+SECRET_CONTEXT = "partner.secret"  # noqa: S105 (an encryption context, not a secret)  # nosec B105
 
 
 @dataclass(frozen=True)

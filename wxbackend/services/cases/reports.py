@@ -19,6 +19,7 @@ from typing import Any
 import peewee
 from stdnum.cn import uscc
 
+from models.access import PartnerCenter
 from models.base import utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
@@ -279,7 +280,9 @@ def store_case(
     ``ctx.db.run``.
     """
     refs = _resolve_catalog(report)
-    if Case.select().where(Case.case_no == report.case_no).exists():
+    _check_serves(partner_id, refs["center"])
+    mine = (Case.case_no == report.case_no) & (Case.partner == partner_id)
+    if Case.select().where(mine).exists():
         raise errors.CaseExists()
     try:
         with database.atomic():
@@ -300,10 +303,21 @@ def store_case(
             if settings is not None:
                 schedule.schedule_case_jobs(case, settings)
     except peewee.IntegrityError:
-        if Case.select().where(Case.case_no == report.case_no).exists():
+        if Case.select().where(mine).exists():
             raise errors.CaseExists() from None
         raise
     return case.id
+
+
+def _check_serves(partner_id: int | None, center: Center) -> None:
+    """403 ``beyond_reach`` when the partner is bound to centers and this is not one."""
+    if partner_id is None:
+        return
+    served = [
+        pc.center_id for pc in PartnerCenter.select().where(PartnerCenter.partner == partner_id)
+    ]
+    if served and center.id not in served:
+        raise errors.BeyondReach("This partner key does not serve that center.")
 
 
 # --------------------------------------------------------------------------- services
@@ -337,13 +351,15 @@ async def report_case(ctx: Context, partner_id: int, body: dict[str, Any]) -> Is
     return IssuedToken(case_id, scene, expires_at)
 
 
-async def renew_token(ctx: Context, case_no: str) -> IssuedToken:
-    """``POST /partner/cases/{case_no}/qrcode``: a fresh token; earlier active ones revoked."""
+async def renew_token(ctx: Context, partner_id: int, case_no: str) -> IssuedToken:
+    """``POST /partner/cases/{case_no}/qrcode``: a fresh token; earlier active ones revoked.
+    Only the partner that reported the case renews its code (another partner: 404)."""
     if not CASE_NO_RE.fullmatch(case_no):
         raise errors.NotFound("No such case.")
     scene, token_hash = new_token()
     case_id, expires_at, revoked = await ctx.db.run(
         replace_token,
+        partner_id,
         case_no,
         token_hash,
         ctx.settings.qr.ttl_days,

@@ -61,7 +61,8 @@ def active_identity(user_id: int, now: datetime | None = None) -> Identity | Non
 
 def case_summary(rows: CaseRows) -> dict[str, Any]:
     """What the rating form shows of a case (api.md ``/scan``): catalogue data only."""
-    assert rows.item and rows.center and rows.department  # callers check catalogue_complete
+    if not (rows.item and rows.center and rows.department):  # callers check it first
+        raise errors.NotFound("The case's catalogue rows are missing.")
     staff, approver = rows.window_staff, rows.approver
     return {
         "id": str(rows.case.id),

@@ -73,15 +73,16 @@ def check_token_usable(
 
 
 def replace_token(
-    case_no: str, token_hash: str, ttl_days: int, rating_window_days: int
+    partner_id: int, case_no: str, token_hash: str, ttl_days: int, rating_window_days: int
 ) -> tuple[int, datetime, list[str]]:
     """Revoke the case's active tokens and add a new one, in one transaction.
 
-    Returns ``(case_id, expires_at, revoked_hashes)``. 404 ``not_found`` for an unknown case,
+    Returns ``(case_id, expires_at, revoked_hashes)``. 404 ``not_found`` for a case this
+    partner did not report,
     409 ``already_evaluated`` once it is rated. Sync: run via ``ctx.db.run``.
     """
     with database.atomic():
-        query = Case.select().where(Case.case_no == case_no)
+        query = Case.select().where((Case.case_no == case_no) & (Case.partner == partner_id))
         if database.for_update:  # PostgreSQL: serialise renewals of one case
             query = query.for_update()
         case = query.first()

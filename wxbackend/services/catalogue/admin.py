@@ -118,17 +118,24 @@ def create_row(
     raw, extra = admin_rows.split_body(section, body)
     checked = admin_rows.check(section, raw, hasher)
     key = checked[key_field(section)]
+    taken = errors.Exists(
+        f"This {key_field(section)} is taken: choose another (codes are unique everywhere).",
+        field=key_field(section),
+    )
     with database.atomic():
-        if spec.model.select().where(spec.key == key).exists():
-            raise errors.Exists(f"A {spec.singular} {key!r} exists.", field=key_field(section))
+        # The caller's reach first, then the key: the answer about a taken key is the same
+        # whether the row holding it is the caller's or lies beyond their reach, and says
+        # nothing about where it is (issue 12: no probing of other centers' codes).
         if section == "centers":
             authorize(principal, "centers.write", Target())  # of every center
         values = admin_rows.values_of(section, principal, checked)
         values.update(extra)
+        if spec.model.select().where(spec.key == key).exists():
+            raise taken
         try:
             spec.model.create(**{spec.key.name: key}, **values, updated_at=utcnow())
         except peewee.IntegrityError:
-            raise errors.Exists(f"A {spec.singular} {key!r} exists.") from None
+            raise taken from None
         view = spec.view(_fetch(section, key))
         detail = {"values": admin_rows.audit_values(view)}
         if section == "staff" and values["id_hash"]:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.access import Partner
+from models.access import Partner, PartnerCenter
 from models.base import utcnow
+from models.catalog import Center
 from wxbackend import errors
 from wxbackend.db import database
 from wxbackend.security import FieldCipher
@@ -18,9 +19,16 @@ from wxbackend.timefmt import iso
 
 
 def _partner_view(p: Partner) -> dict[str, Any]:
+    centers = (
+        Center.select(Center.code)
+        .join(PartnerCenter)
+        .where(PartnerCenter.partner == p.id)
+        .order_by(Center.code)
+    )
     return {
         "key_id": p.key_id,
         "name": p.name,
+        "centers": [c.code for c in centers],
         "created_at": iso(p.created_at),
         "revoked_at": iso(p.revoked_at),
     }
@@ -31,16 +39,20 @@ def list_partners() -> list[dict[str, Any]]:
     return [_partner_view(p) for p in Partner.select().order_by(Partner.id.desc())]
 
 
-def add_partner(actor: Actor, name: str, cipher: FieldCipher) -> dict[str, Any]:
-    """A new partner key: its view plus ``secret``, shown this once (stored encrypted).
-    Audited ``partner.create`` (name and key id only)."""
+def add_partner(
+    actor: Actor, name: str, cipher: FieldCipher, centers: list[str] | None = None
+) -> dict[str, Any]:
+    """A new partner key: its view plus ``secret``, shown this once (stored encrypted);
+    ``centers``: the center codes it serves (none: every center). Audited ``partner.create``
+    (name, centers and key id only)."""
     with database.atomic():
         try:
-            key = create_partner(name, cipher)
+            key = create_partner(name, cipher, centers or ())
         except AccountError as exc:
             raise errors.InvalidField(str(exc), field=exc.field) from None
         view = _partner_view(Partner.get(Partner.key_id == key.key_id))
-        record(actor, "partner.create", "partner", key.key_id, {"name": view["name"]})
+        detail = {"name": view["name"], "centers": view["centers"]}
+        record(actor, "partner.create", "partner", key.key_id, detail)
     return {**view, "secret": key.secret}
 
 

@@ -285,18 +285,29 @@ class LiveHub:
 
 
 class StreamSlots:
-    """The live streams (SSE) open in this process: ``ctx.live_streams``."""
+    """The live streams (SSE) open in this process (``ctx.live_streams``), in all and per
+    client address: one client cannot take every slot (500 idle streams from one address
+    used to leave every public page and evaluator screen with 503)."""
 
     def __init__(self) -> None:
         self.open = 0
+        self.by_address: dict[str, int] = {}
 
-    def take(self, limit: int) -> bool:
-        """One more stream, unless ``limit`` are open already."""
-        if self.open >= limit:
+    def take(self, limit: int, address: str = "", per_address: int = 0) -> bool:
+        """One more stream, unless ``limit`` are open already or ``address`` holds
+        ``per_address`` of them (0: no per-address limit)."""
+        held = self.by_address.get(address, 0)
+        if self.open >= limit or (per_address and held >= per_address):
             return False
         self.open += 1
+        self.by_address[address] = held + 1
         return True
 
-    def release(self) -> None:
-        """A stream ended."""
+    def release(self, address: str = "") -> None:
+        """A stream of ``address`` ended."""
         self.open = max(0, self.open - 1)
+        held = self.by_address.get(address, 0) - 1
+        if held > 0:
+            self.by_address[address] = held
+        else:
+            self.by_address.pop(address, None)

@@ -8,6 +8,7 @@ request computes. Computations take at most a quarter of the database threads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,8 +19,9 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from wxbackend import errors
 from wxbackend.context import Context
+from wxbackend.services.citizens import ratelimit
+from wxbackend.services.common import db_share
 from wxbackend.services.public.figures import StatsQuery, parse_stats_query, stats_public
 
 log = logging.getLogger("wxbackend.public")
@@ -122,29 +124,19 @@ class _StatsCache:
         await self._call("set", self.key, encoded, ex=ttl, nx=not replace)
 
 
-#: Longest wait for a free computation slot before answering 503 ``unavailable``.
-STATS_SLOT_WAIT_SECONDS = 10.0
-
-
 async def compute_stats(ctx: Context, query: StatsQuery) -> dict[str, Any]:
     """Aggregate the figures on the database pool, at most a quarter of its threads at once
     (at least one): a flood of distinct queries (every one a cache miss, ~0.1 s at 200,000
     ratings) queues here instead of taking every thread from ratings, logins and scans.
-    No slot within :data:`STATS_SLOT_WAIT_SECONDS` → 503 ``unavailable``."""
-    slots = ctx.stats_slots
-    if slots is None:
-        slots = ctx.stats_slots = asyncio.Semaphore(max(1, ctx.settings.database.threads // 4))
-    try:
-        await asyncio.wait_for(slots.acquire(), STATS_SLOT_WAIT_SECONDS)
-    except TimeoutError:
-        raise errors.Unavailable("The figures are busy; try again shortly.") from None
-    try:
-        return await ctx.db.run(stats_public, query)
-    finally:
-        slots.release()
+    No slot within ``db_share.SLOT_WAIT_SECONDS`` → 503 ``unavailable``."""
+    if ctx.stats_slots is None:
+        ctx.stats_slots = asyncio.Semaphore(db_share.share(ctx))
+    return await db_share.run_in_share(ctx, ctx.stats_slots, stats_public, query)
 
 
-async def cached_stats(ctx: Context, query: StatsQuery, ttl: int) -> dict[str, Any]:
+async def cached_stats(
+    ctx: Context, query: StatsQuery, ttl: int, client: str = ""
+) -> dict[str, Any]:
     """The figures of ``query`` through Redis, kept ``ttl`` seconds: a hit is one GET; of
     simultaneous misses one request computes (``SET NX PX`` lock) while the others poll for
     its answer, computing themselves only after :data:`STATS_WAIT_SECONDS`. Redis down: each
@@ -153,6 +145,7 @@ async def cached_stats(ctx: Context, query: StatsQuery, ttl: int) -> dict[str, A
     found = await cache.get()
     if found is not None:
         return found
+    await _count_miss(ctx, client)
     holder = await cache.take_lock()
     if not holder:
         found = await cache.wait()
@@ -167,11 +160,22 @@ async def cached_stats(ctx: Context, query: StatsQuery, ttl: int) -> dict[str, A
     return answer
 
 
-async def public_stats(ctx: Context, args: Mapping[str, str | None]) -> dict[str, Any]:
+async def public_stats(
+    ctx: Context, args: Mapping[str, str | None], client: str = ""
+) -> dict[str, Any]:
     """``GET /api/v1/public/stats``: cached for ``public.stats_cache_seconds`` (0: never), so
-    a new rating shows there within that time."""
+    a new rating shows there within that time. A client address that asks for more than
+    ``public.stats_misses_per_address_per_minute`` figures nobody asked for lately gets 429
+    (a flood of distinct from/to pairs used to turn into 503s for everyone)."""
     query = parse_stats_query(args)
     ttl = ctx.settings.public.stats_cache_seconds
     if ttl <= 0:
+        await _count_miss(ctx, client)
         return await compute_stats(ctx, query)
-    return await cached_stats(ctx, query, ttl)
+    return await cached_stats(ctx, query, ttl, client)
+
+
+async def _count_miss(ctx: Context, client: str) -> None:
+    limit = ctx.settings.public.stats_misses_per_address_per_minute
+    with contextlib.suppress(RedisError):  # Redis down: the database share still bounds it
+        await ratelimit.hit(ctx, "stats-miss", client, limit, 60)

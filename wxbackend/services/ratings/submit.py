@@ -251,8 +251,7 @@ async def submit(
         _prepare_with_indicators, user_id, scene, case_id, settings.require_applicant, rating
     )
     if rating is None:
-        assert invalid is not None
-        raise invalid
+        raise invalid or errors.InvalidRating()
     status = await comment_status(ctx, prepared.openid, rating.comment)
     first = first_rating(prepared, rating, indicator_ids, status)
     written = await writer.record(ctx, first, claim=True)
