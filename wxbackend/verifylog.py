@@ -79,7 +79,7 @@ class Client:
         headers = {"User-Agent": "wxbackend-verify-log"}
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 - http(s) only (checked above)  # nosec B310
                 return answer.read().decode("utf-8")
         except urllib.error.HTTPError as exc:
             raise Fatal(f"GET {path} answered {exc.code}") from None
