@@ -11,10 +11,8 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,40 +25,20 @@ import tornado.testing
 from tornado.httpclient import AsyncHTTPClient
 
 from models.migrations import migrate
+from tests.support.servers import free_port, start_redis_server
 from wxbackend.app import make_app
 from wxbackend.context import Context, build_context
 from wxbackend.settings import Settings, load_settings
 from wxbackend.wechat.sandbox import SandboxState, start_sandbox
 
+#: Fixtures of the support modules (``fast_heartbeat`` …) for every test module.
+pytest_plugins = ("tests.support.live",)
+
 APPID = "wx00000000000000a1"
 SECRET = "00000000000000000000000000000001"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---- servers for the whole session -----------------------------------------------------------
-
-
-def start_redis_server(port: int, exe: str = "redis-server") -> subprocess.Popen:
-    """A throwaway redis-server on 127.0.0.1:``port`` (no persistence), once it answers PING."""
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(250):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    return proc
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from models.case import Case, QrToken
 from models.evaluation import Evaluation, EvaluationIndicator
 from models.ticket import Ticket
 from tests.citizen import make_case, make_id_number, rate, verified_user
-from tests.public_seed import UNCACHED  # figures compared before/after: fresh
-from tests.test_tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
+from tests.support.public_seed import UNCACHED  # figures compared before/after: fresh
+from tests.support.tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
 from wxbackend.timefmt import SHANGHAI
 
 E = "/admin/api/evaluations"

@@ -7,8 +7,8 @@ from models.case import Case
 from models.messaging import Message, MessageAttempt
 from tests.admin_helpers import admin_token
 from tests.citizen import make_case
-from tests.test_admin_roles import Case as Row
-from tests.test_admin_roles import expect, role_env, run_table
+from tests.support.roles import Case as Row
+from tests.support.roles import expect, role_env, run_table
 
 CASES: list[Row] = [
     Row("GET", "/admin/api/messages", expected=expect(200)),

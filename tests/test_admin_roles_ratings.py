@@ -14,7 +14,7 @@ import pytest
 from models.case import Case
 from models.ticket import Ticket
 from tests.citizen import make_case, make_id_number
-from tests.test_admin_roles import (
+from tests.support.roles import (
     CENTER_B,
     DEPT_B,
     RoleEnv,
@@ -26,10 +26,10 @@ from tests.test_admin_roles import (
     run_table,
     superadmin_only,
 )
-from tests.test_admin_roles import (
+from tests.support.roles import (
     Case as Row,
 )
-from tests.test_tickets import seed_rating
+from tests.support.tickets import seed_rating
 
 #: make_case codes per place.
 PLACES: dict[str, dict[str, str | None]] = {

@@ -13,7 +13,7 @@ from models.case import Case, QrToken
 from models.evaluation import Evaluation
 from models.job import Job
 from tests.citizen import make_case, make_id_number, rate, verified_user
-from tests.test_reminders import running_worker, wait_for
+from tests.support.worker import running_worker, wait_for
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.messaging import reminders
 from wxbackend.services.ratings import defaults as default_ratings

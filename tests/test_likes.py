@@ -12,7 +12,7 @@ from models.base import utcnow
 from models.evaluation import Evaluation, Like
 from models.identity import Identity
 from tests.citizen import make_id_number, verified_user
-from tests.public_seed import insert_rating, rated_case, seed_catalog
+from tests.support.public_seed import insert_rating, rated_case, seed_catalog
 
 NAMES = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜"
 

@@ -20,15 +20,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from tests.conftest import free_port, start_redis_server
-from tests.public_seed import CENTER, OTHER_CENTER, rated_case, seed_catalog
-from tests.test_live import (  # noqa: F401 - fixtures too
-    Stream,
-    eventually,
-    fast_heartbeat,
-    numsub,
-    quiet_hangups,
-)
+from tests.support.live import Stream, eventually, numsub
+from tests.support.public_seed import CENTER, OTHER_CENTER, rated_case, seed_catalog
+from tests.support.servers import free_port, start_redis_server
 from wxbackend.context import build_context
 from wxbackend.services.public import live as realtime
 

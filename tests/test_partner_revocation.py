@@ -24,8 +24,9 @@ import tornado.testing
 from admin_helpers import admin_token
 from partner_client import PartnerClient
 
-from tests.conftest import APPID, SECRET, Api, free_port
-from tests.test_cli import WXBACKEND, clean_env, stop, wait_healthy
+from tests.conftest import APPID, SECRET, Api
+from tests.support.cli import WXBACKEND, clean_env, stop, wait_healthy
+from tests.support.servers import free_port
 from wxbackend.app import make_app
 from wxbackend.context import Context, build_context
 from wxbackend.db import database

@@ -7,7 +7,7 @@ import pytest
 from models.catalog import Center, Staff
 from models.migrations import MIGRATIONS, SchemaVersion, migrate
 from models.user import User
-from tests.test_cli import ROOT
+from tests.support.cli import ROOT
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
 
 pytestmark = pytest.mark.postgres

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from models.case import Case
 from models.evaluation import Evaluation
 from models.user import User
-from tests.public_seed import (
+from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
     APPLICANT_PHONE,
@@ -28,10 +28,11 @@ from tests.public_seed import (
     open_ticket,
     rated_case,
     seed_catalog,
+    shanghai_day,
 )
 from wxbackend.db import database
 from wxbackend.services.public import listing as public
-from wxbackend.timefmt import SHANGHAI, iso
+from wxbackend.timefmt import iso
 
 LIST = "/api/v1/public/evaluations"
 STATS = "/api/v1/public/stats"
@@ -276,10 +277,6 @@ async def test_page_costs_a_fixed_number_of_queries(ctx):
     small, _ = await ctx.db.run(count_queries, 2)
     large, likers = await ctx.db.run(count_queries, 40)
     assert large == small <= 10 and likers == 40
-
-
-def shanghai_day(value: datetime) -> date:
-    return value.replace(tzinfo=UTC).astimezone(SHANGHAI).date()
 
 
 def brute_force(cases: list[dict], center=None, item=None, first=None, last=None) -> dict:

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.public_seed import CENTER, ITEMS, UNCACHED, insert_case, insert_rating, seed_catalog
+from tests.support.public_seed import (
+    CENTER,
+    ITEMS,
+    UNCACHED,
+    insert_case,
+    insert_rating,
+    seed_catalog,
+)
 from wxbackend.cache import make_redis
 from wxbackend.services.public import listing as public
 from wxbackend.settings import SettingsError, load_settings

@@ -12,8 +12,7 @@ import redis.asyncio as aioredis
 
 from models.evaluation import Evaluation
 from tests.citizen import make_case, make_id_number, rate, verified_user
-from tests.conftest import free_port
-from tests.public_seed import (
+from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
     APPLICANT_PHONE,
@@ -23,6 +22,7 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
+from tests.support.servers import free_port
 from wxbackend.services.public import live as realtime
 
 

@@ -10,11 +10,9 @@ ticket → rectified notice; housekeeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,11 +26,10 @@ from models.job import Job
 from models.messaging import Message, MessageAttempt, Subscription
 from tests.admin_helpers import admin_token
 from tests.citizen import rate, verified_user
+from tests.support.worker import running_worker, wait_for
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.jobs import queue as jobs
-from wxbackend.services.jobs.registry import handlers
 from wxbackend.services.messaging import reminders
-from wxbackend.worker import Worker
 
 REMINDER = "Reminder_" + "a" * 34
 RECTIFIED = "Rectified-" + "b" * 33
@@ -66,26 +63,6 @@ def settings_overrides():
 
 def new_openid() -> str:
     return "o" + secrets.token_urlsafe(20)[:27]
-
-
-@contextlib.asynccontextmanager
-async def running_worker(ctx) -> AsyncIterator[Worker]:
-    worker = Worker(ctx, handlers())
-    task = asyncio.ensure_future(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await task
-
-
-async def wait_for(predicate, seconds: float = 10.0, every: float = 0.05):
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(every)
 
 
 async def templates(sandbox, fields=None) -> None:

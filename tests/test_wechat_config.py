@@ -11,8 +11,8 @@ import pytest
 
 from models.audit import AuditEntry
 from tests.admin_helpers import admin_token
-from tests.conftest import free_port
-from tests.test_cli import WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
+from tests.support.cli import WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
+from tests.support.servers import free_port
 
 SECRET = "0123456789abcdef0123456789abcdef"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

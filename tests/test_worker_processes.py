@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,8 @@ import pytest
 
 from models.job import Job
 from models.messaging import Message, MessageAttempt
-from tests.conftest import free_port
+from tests.support.cli import WXBACKEND
+from tests.support.servers import free_port
 from tests.tools.reminder_backlog import (
     sandbox_sent,
     sandbox_stats,
@@ -35,7 +35,6 @@ from tests.tools.reminder_backlog import (
 from wxbackend.db import database, make_peewee_database
 
 N = 10_000
-WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
