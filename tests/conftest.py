@@ -142,12 +142,8 @@ def postgres_url() -> Any:
 @pytest.fixture
 def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
     """Settings layers for a test on PostgreSQL: a fresh schema and keys (PostgreSQL never
-    generates them). A module runs its tests there with::
-
-        @pytest.fixture
-        def settings_overrides(postgres_settings):
-            return postgres_settings
-    """
+    generates them). The ``settings`` fixture adds them when ``db_backend`` is ``postgres``
+    (``tests.support.databases.both_databases``)."""
     import base64
 
     import psycopg
@@ -250,8 +246,19 @@ def settings_overrides() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database of a test: ``sqlite``, or each of ``sqlite`` and ``postgres`` for a test
+    marked ``tests.support.databases.both_databases``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
 def settings(
-    redis_flushed: str, data_dir: Path, settings_overrides: dict[str, dict[str, Any]]
+    request: pytest.FixtureRequest,
+    redis_flushed: str,
+    data_dir: Path,
+    db_backend: str,
+    settings_overrides: dict[str, dict[str, Any]],
 ) -> Settings:
     layers: dict[str, dict[str, Any]] = {
         "database": {"url": f"sqlite:///{data_dir}/test.db"},
@@ -259,8 +266,10 @@ def settings(
         "server": {"data_dir": str(data_dir)},
         "wechat": {"timeout_seconds": 1.0, "appid": APPID, "secret": SECRET},
     }
-    for section, values in settings_overrides.items():
-        layers.setdefault(section, {}).update(values)
+    on_postgres = request.getfixturevalue("postgres_settings") if db_backend == "postgres" else {}
+    for layer in (on_postgres, settings_overrides):
+        for section, values in layer.items():
+            layers.setdefault(section, {}).update(values)
     return load_settings(env={}, overrides=layers)
 
 

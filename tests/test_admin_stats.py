@@ -21,6 +21,7 @@ from models.base import utcnow
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.ticket import Ticket
 from tests.admin_helpers import PASSWORD, admin_token
+from tests.support.databases import both_databases
 from tests.support.public_seed import (
     CENTER,
     ITEMS,
@@ -250,6 +251,7 @@ def answer_rows(answer: dict[str, Any], group_by: str, known: dict) -> dict[Any,
     return out
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_stats_equal_a_brute_force_recount(api, ctx):
     rng = random.Random(20260405)
@@ -331,6 +333,7 @@ async def test_staff_rows_leave_out_upheld_appeals_only(api, ctx):
     assert by_center["rows"][0]["total"] == 3 and by_center["rows"][0]["by_level"]["1"] == 1
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_stats_are_scoped(api, ctx):
     """A center admin's rows are their center's; a handler's their department's; a row
@@ -458,6 +461,7 @@ def expected_item(staff_no, n, stars, bad, m=4.0):
     return staff_no, n, round(stars / n, 4), bad, round(score, 4)
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_ranking_order_and_formula(api, ctx):
     await ctx.db.run(seed_month, ctx)

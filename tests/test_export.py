@@ -18,6 +18,7 @@ from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import Evaluation, EvaluationIndicator, Indicator
 from tests.admin_helpers import PASSWORD, admin_token
+from tests.support.databases import both_databases
 from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
@@ -149,6 +150,7 @@ async def fetch(http_client, base_url: str, token: str, **params: object):
     )
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_csv_and_jsonl_parse_back_to_the_rows(api, ctx, http_client, base_url, monkeypatch):
     monkeypatch.setattr(export, "CHUNK_ROWS", 7)  # many chunks, boundaries in equal times

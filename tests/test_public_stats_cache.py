@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.databases import both_databases
 from tests.support.public_seed import (
     CENTER,
     ITEMS,
@@ -106,6 +107,7 @@ def query_string(params: dict[str, str]) -> str:
     return STATS + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_cached_answer_equals_uncached(api, ctx):
     await ctx.db.run(seed_mixed, ctx)

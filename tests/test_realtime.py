@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from models.evaluation import Evaluation
 from tests.citizen import make_case, make_id_number, rate, verified_user
+from tests.support.databases import both_databases
 from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
@@ -35,6 +36,7 @@ async def next_message(pubsub: aioredis.client.PubSub, timeout: float = 5.0) -> 
     return await asyncio.wait_for(wait(), timeout)
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_hook_publishes_public_shape_to_other_connections(api, ctx, redis_flushed):
     assert "publish_evaluation" in ctx.extras  # installed by build_context
