@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from tornado.httpclient import AsyncHTTPClient
 from models.migrations import migrate
 from tests.support.servers import free_port, start_redis_server
 from wxbackend.app import make_app
+from wxbackend.clock import Clock
+from wxbackend.clock import clock as app_clock
 from wxbackend.context import Context, build_context
 from wxbackend.settings import Settings, load_settings
 from wxbackend.wechat.sandbox import SandboxState, start_sandbox
@@ -162,6 +164,14 @@ def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
 
 
 # ---- per test --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The application's clock: ``clock.advance(seconds)`` lets a delay, lease or deadline
+    run out at once instead of sleeping through it; the wall clock again after the test."""
+    yield app_clock
+    app_clock.reset()
 
 
 @pytest.fixture
