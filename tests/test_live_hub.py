@@ -272,21 +272,21 @@ async def _is_false(value: bool) -> bool:
 async def test_silent_redis_ends_every_feed(alone, monkeypatch):
     """A connection that stays open but never answers (here: CLIENT PAUSE) is noticed by the
     hub's own PING."""
-    monkeypatch.setattr(realtime.LiveHub, "poll_seconds", 0.1)
-    monkeypatch.setattr(realtime.LiveHub, "ping_after_seconds", 0.3)
-    monkeypatch.setattr(realtime.LiveHub, "pong_wait_seconds", 0.5)
+    monkeypatch.setattr(realtime.LiveHub, "poll_seconds", 0.05)
+    monkeypatch.setattr(realtime.LiveHub, "ping_after_seconds", 0.15)
+    monkeypatch.setattr(realtime.LiveHub, "pong_wait_seconds", 0.25)
     async with await realtime.subscribe(alone, CENTER) as feed:
-        await asyncio.sleep(1)  # idle, yet alive: PINGs are answered
+        await asyncio.sleep(0.6)  # idle past ping + pong wait, yet alive: PINGs are answered
         assert not realtime.live_hub(alone).closed
         hub = realtime.live_hub(alone)
-        await alone.redis.execute_command("CLIENT", "PAUSE", "2500", "ALL")  # UNPAUSE waits too
+        await alone.redis.execute_command("CLIENT", "PAUSE", "1200", "ALL")  # UNPAUSE waits too
         started = time.monotonic()
         try:
             with pytest.raises(StopAsyncIteration):
                 await asyncio.wait_for(anext(feed), 5)
-            assert time.monotonic() - started < 2 and hub.closed
+            assert time.monotonic() - started < 1.0 and hub.closed  # during the pause
         finally:
-            await asyncio.sleep(max(0.0, started + 2.6 - time.monotonic()))  # the pause is over
+            await asyncio.sleep(max(0.0, started + 1.3 - time.monotonic()))  # the pause is over
 
 
 # ---- over HTTP ---------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from models.user import User
 from tests.support.databases import both_databases
 from wxbackend.security import FieldCipher
 
+#: A hang costs every attempt's whole timeout: a short one keeps the deadline test quick.
+QUICK_WECHAT = {"wechat": {"timeout_seconds": 0.3}}
+
 
 @pytest.mark.asyncio
 async def test_login_then_me(api, sandbox, ctx):
@@ -76,6 +79,7 @@ async def test_me_needs_a_live_token(api, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [QUICK_WECHAT], ids=["timeout0.3"])
 @pytest.mark.parametrize(
     "fault",
     [{"errcode": -1}, {"http_status": 500}, {"hang_seconds": 30}],

@@ -155,6 +155,8 @@ async def test_lost_message_converges_by_the_version_poll(
 
 @pytest.mark.asyncio
 async def test_cache_spares_the_database(partner, api, ctx, second_process, monkeypatch):
+    monkeypatch.setattr(partner_auth, "POLL_SECONDS", 0.1)  # B's version checks: 1 s and
+    monkeypatch.setattr(partner_auth, "CHECK_SECONDS", 0.15)  # 1.5 s in production
     b = await second_process()
     reads: list[str] = []
     load_partner = partner_auth.load_partner
@@ -169,7 +171,7 @@ async def test_cache_spares_the_database(partner, api, ctx, second_process, monk
         assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id]
     # the version checks (background, and a request's own after CHECK_SECONDS) keep it
-    await asyncio.sleep(partner_auth.CHECK_SECONDS + 0.2)
+    await asyncio.sleep(partner_auth.CHECK_SECONDS + 0.2)  # several background checks
     assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id]
     # another key's revocation empties the cache once; then it is cached again

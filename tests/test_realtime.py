@@ -9,6 +9,8 @@ import json
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from models.evaluation import Evaluation
 from tests.citizen import make_case, make_id_number, rate, verified_user
@@ -133,8 +135,12 @@ async def test_publishing_never_fails_the_caller(ctx):
 
     rating = await ctx.db.run(seed)
     assert await realtime.publish_evaluation(ctx, 987654) == 0  # unknown id: nothing sent
-    dead = aioredis.Redis(
-        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5
+    dead = aioredis.Redis(  # gives up at once (redis-py's default retries take seconds)
+        host="127.0.0.1",
+        port=free_port(),
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        retry=Retry(NoBackoff(), 1),
     )
     broken = dataclasses.replace(ctx, redis=dead, extras={})
     realtime.install_publisher(broken)

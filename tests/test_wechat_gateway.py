@@ -10,6 +10,9 @@ import pytest
 
 from wxbackend.wechat import errors as wx
 
+#: A hang costs every attempt's whole timeout: a short one keeps the timeout tests quick.
+QUICK = {"wechat": {"timeout_seconds": 0.3}}
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -82,6 +85,7 @@ async def test_bad_credentials_are_a_typed_error(ctx, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [QUICK])
 async def test_hang_gives_up_within_deadline(ctx, sandbox):
     openid = await _openid(sandbox)
     await ctx.wechat.access_token()
@@ -172,6 +176,7 @@ async def test_metrics_count_wechat_calls(ctx, sandbox, api):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [QUICK])
 async def test_sends_are_never_resent_after_a_timeout(ctx, sandbox):
     """subscribe/send spends a quota: after a timeout WeChat may have delivered it, so the
     gateway does not resend by itself and says the failure is ambiguous."""
