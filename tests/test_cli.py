@@ -14,6 +14,8 @@ import pytest
 from tests.support.cli import ROOT, WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
 from tests.support.servers import free_port
 
+pytestmark = pytest.mark.slow  # starts OS processes
+
 
 def start_serve(tmp_path, port: int, *args: str, **env: str) -> subprocess.Popen:
     """``wxbackend serve --port PORT *args`` in ``tmp_path`` with ``env`` on a clean one."""

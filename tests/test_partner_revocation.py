@@ -212,6 +212,7 @@ async def test_redis_down_never_fails_the_check(partner, ctx, caplog):
     assert partner.secret not in text
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_server_processes(partner, api, ctx, settings, data_dir, sandbox, monkeypatch):
     """B is a real ``wxbackend serve`` on A's database and Redis; A runs in this process."""

@@ -55,6 +55,7 @@ async def test_expired_token_is_refreshed(ctx, sandbox):
     assert (await sandbox.stats())["token_fetches"]["cgi-bin/stable_token"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_processes_share_one_token(ctx, sandbox, redis_url):
     openid = await _openid(sandbox)
