@@ -26,6 +26,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from models.migrations import migrate
 from tests.support.servers import free_port, start_redis_server
+from wxbackend import security
 from wxbackend.app import make_app
 from wxbackend.clock import Clock
 from wxbackend.clock import clock as app_clock
@@ -164,6 +165,20 @@ def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
 
 
 # ---- per test --------------------------------------------------------------------------------
+
+
+#: scrypt's n in tests. The production n (2**14) costs ~60 ms a hash or check, and a run logs
+#: admins in hundreds of times (a third of some modules' time); the same algorithm and code
+#: path at n=2**10 is 16 times cheaper (as Django's test settings swap in a fast hasher). A
+#: test of the production parameters is marked ``production_password_cost``.
+TEST_SCRYPT_N = 2**10
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Passwords hashed with :data:`TEST_SCRYPT_N` (checks read n from the stored hash)."""
+    if request.node.get_closest_marker("production_password_cost") is None:
+        monkeypatch.setattr(security, "_SCRYPT_N", TEST_SCRYPT_N)
 
 
 @pytest.fixture
