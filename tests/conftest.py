@@ -32,6 +32,7 @@ from wxbackend.clock import Clock
 from wxbackend.clock import clock as app_clock
 from wxbackend.context import Context, build_context
 from wxbackend.settings import Settings, load_settings
+from wxbackend.wechat import client as wechat_client
 from wxbackend.wechat.sandbox import SandboxState, start_sandbox
 
 #: Fixtures of the support modules (``fast_heartbeat`` …) for every test module.
@@ -179,6 +180,13 @@ def cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.M
     """Passwords hashed with :data:`TEST_SCRYPT_N` (checks read n from the stored hash)."""
     if request.node.get_closest_marker("production_password_cost") is None:
         monkeypatch.setattr(security, "_SCRYPT_N", TEST_SCRYPT_N)
+
+
+@pytest.fixture
+def quick_wechat_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WeChat client retries after ~20 and ~50 ms instead of ~0.2 and ~0.5 s (for tests of
+    WeChat failing, where the pause is not what is tested)."""
+    monkeypatch.setattr(wechat_client, "BACKOFF_SECONDS", (0.02, 0.05))
 
 
 @pytest.fixture

@@ -102,6 +102,7 @@ async def test_hang_gives_up_within_deadline(ctx, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_http_500_retried_then_ok(ctx, sandbox):
     openid = await _openid(sandbox)
     await sandbox.fault("wxa/msg_sec_check", http_status=500, times=2)
@@ -111,6 +112,7 @@ async def test_http_500_retried_then_ok(ctx, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_unreachable_wechat(ctx):
     ctx.wechat.api_base = "http://127.0.0.1:9/"  # discard port: nothing listens
     with pytest.raises(wx.WeChatUnavailableError) as info:
@@ -178,6 +180,7 @@ async def test_metrics_count_wechat_calls(ctx, sandbox, api):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("settings_overrides", [QUICK])
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_sends_are_never_resent_after_a_timeout(ctx, sandbox):
     """subscribe/send spends a quota: after a timeout WeChat may have delivered it, so the
     gateway does not resend by itself and says the failure is ambiguous."""
