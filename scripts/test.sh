@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite. Installs what it needs: the venv, redis-server and PostgreSQL
+# Run the whole test suite (and print the 15 slowest tests; `-m 'not slow'`: the quick loop). Installs what it needs: the venv, redis-server and PostgreSQL
 # (Debian packages); the tests start and stop their own servers on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,4 +18,4 @@ fi
 scripts/setup.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -40; exit 1; }
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
