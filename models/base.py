@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import peewee
 
+from wxbackend.clock import clock
 from wxbackend.db import database
 
 
 def utcnow() -> datetime:
-    """Now, as the naive UTC datetime every model stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, as the naive UTC datetime every model stores (``wxbackend.clock``)."""
+    return clock.utcnow()
 
 
 class BaseModel(peewee.Model):

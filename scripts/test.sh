@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite. Installs what it needs: the venv, redis-server and PostgreSQL
+# Run the whole test suite (and print the 15 slowest tests; `-m 'not slow'`: the quick loop). Installs what it needs: the venv, redis-server and PostgreSQL
 # (Debian packages); the tests start and stop their own servers on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,4 @@ scripts/setup.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -40; exit 1; }
 .venv/bin/bandit -q -c pyproject.toml -r wxbackend handlers models
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"

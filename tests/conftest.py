@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,44 +24,28 @@ import tornado.testing
 from tornado.httpclient import AsyncHTTPClient
 
 from models.migrations import migrate
+from tests.support.servers import free_port, start_redis_server
+from wxbackend import security
 from wxbackend.app import make_app, server_options
 from wxbackend.clients import citizen
 from wxbackend.clients.http import ApiClient
 from wxbackend.clients.partner import PartnerClient
 from wxbackend.clients.sandbox import SandboxClient
+from wxbackend.clock import Clock
+from wxbackend.clock import clock as app_clock
 from wxbackend.context import Context, build_context
 from wxbackend.sandbox import SandboxState, start_sandbox
 from wxbackend.settings import Settings, load_settings
+from wxbackend.wechat import client as wechat_client
+
+#: Fixtures of the support modules (``fast_heartbeat`` …) for every test module.
+pytest_plugins = ("tests.support.live",)
 
 APPID = "wx00000000000000a1"
 SECRET = "00000000000000000000000000000001"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---- servers for the whole session -----------------------------------------------------------
-
-
-def start_redis_server(port: int, exe: str = "redis-server") -> subprocess.Popen:
-    """A throwaway redis-server on 127.0.0.1:``port`` (no persistence), once it answers PING."""
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(250):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.02)
-    client.close()
-    return proc
 
 
 @pytest.fixture(scope="session")
@@ -167,12 +149,8 @@ def postgres_url() -> Any:
 @pytest.fixture
 def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
     """Settings layers for a test on PostgreSQL: a fresh schema and keys (PostgreSQL never
-    generates them). A module runs its tests there with::
-
-        @pytest.fixture
-        def settings_overrides(postgres_settings):
-            return postgres_settings
-    """
+    generates them). The ``settings`` fixture adds them when ``db_backend`` is ``postgres``
+    (``tests.support.databases.both_databases``)."""
     import base64
 
     import psycopg
@@ -192,6 +170,35 @@ def postgres_settings(postgres_url: str) -> dict[str, dict[str, Any]]:
 
 
 # ---- per test --------------------------------------------------------------------------------
+
+
+#: scrypt's n in tests. The production n (2**14) costs ~60 ms a hash or check, and a run logs
+#: admins in hundreds of times (a third of some modules' time); the same algorithm and code
+#: path at n=2**10 is 16 times cheaper (as Django's test settings swap in a fast hasher). A
+#: test of the production parameters is marked ``production_password_cost``.
+TEST_SCRYPT_N = 2**10
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Passwords hashed with :data:`TEST_SCRYPT_N` (checks read n from the stored hash)."""
+    if request.node.get_closest_marker("production_password_cost") is None:
+        monkeypatch.setattr(security, "_SCRYPT_N", TEST_SCRYPT_N)
+
+
+@pytest.fixture
+def quick_wechat_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The WeChat client retries after ~20 and ~50 ms instead of ~0.2 and ~0.5 s (for tests of
+    WeChat failing, where the pause is not what is tested)."""
+    monkeypatch.setattr(wechat_client, "BACKOFF_SECONDS", (0.02, 0.05))
+
+
+@pytest.fixture
+def clock() -> Iterator[Clock]:
+    """The application's clock: ``clock.advance(seconds)`` lets a delay, lease or deadline
+    run out at once instead of sleeping through it; the wall clock again after the test."""
+    yield app_clock
+    app_clock.reset()
 
 
 @pytest.fixture
@@ -250,8 +257,19 @@ def settings_overrides() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database of a test: ``sqlite``, or each of ``sqlite`` and ``postgres`` for a test
+    marked ``tests.support.databases.both_databases``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
 def settings(
-    redis_flushed: str, data_dir: Path, settings_overrides: dict[str, dict[str, Any]]
+    request: pytest.FixtureRequest,
+    redis_flushed: str,
+    data_dir: Path,
+    db_backend: str,
+    settings_overrides: dict[str, dict[str, Any]],
 ) -> Settings:
     layers: dict[str, dict[str, Any]] = {
         "database": {"url": f"sqlite:///{data_dir}/test.db"},
@@ -259,8 +277,10 @@ def settings(
         "server": {"data_dir": str(data_dir)},
         "wechat": {"timeout_seconds": 1.0, "appid": APPID, "secret": SECRET},
     }
-    for section, values in settings_overrides.items():
-        layers.setdefault(section, {}).update(values)
+    on_postgres = request.getfixturevalue("postgres_settings") if db_backend == "postgres" else {}
+    for layer in (on_postgres, settings_overrides):
+        for section, values in layer.items():
+            layers.setdefault(section, {}).update(values)
     return load_settings(env={}, overrides=layers)
 
 

@@ -15,9 +15,9 @@ from models.case import Case, QrToken
 from models.evaluation import Evaluation, EvaluationIndicator
 from models.job import Job
 from models.ticket import Ticket
-from tests.public_seed import UNCACHED  # figures compared before/after: fresh
 from tests.support.cases import make_case, make_id_number
-from tests.test_tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
+from tests.support.public_seed import UNCACHED  # figures compared before/after: fresh
+from tests.support.tickets import PUBLIC, audits, code_of, public_item, seed_rating, staff_token
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.messaging import schedule
 from wxbackend.timefmt import SHANGHAI, iso

@@ -7,8 +7,8 @@ from models.case import Case
 from models.messaging import Message, MessageAttempt
 from tests.support.admins import admin_token
 from tests.support.cases import make_case
-from tests.test_admin_roles import NO_AUDITOR, expect, role_env, run_table
-from tests.test_admin_roles import Case as Row
+from tests.support.roles import NO_AUDITOR, expect, role_env, run_table
+from tests.support.roles import Case as Row
 
 CASES: list[Row] = [
     Row("GET", "/admin/api/messages", expected=expect(200, **NO_AUDITOR)),

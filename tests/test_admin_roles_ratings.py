@@ -17,7 +17,7 @@ from models.base import utcnow
 from models.case import Case
 from models.ticket import Ticket
 from tests.support.cases import make_case, make_id_number
-from tests.test_admin_roles import (
+from tests.support.roles import (
     CENTER_B,
     DEPT_B,
     RoleEnv,
@@ -28,10 +28,10 @@ from tests.test_admin_roles import (
     run_table,
     superadmin_only,
 )
-from tests.test_admin_roles import (
+from tests.support.roles import (
     Case as Row,
 )
-from tests.test_tickets import seed_rating
+from tests.support.tickets import seed_rating
 from wxbackend.timefmt import iso
 
 #: make_case codes per place.

@@ -13,7 +13,7 @@ import pytest
 
 from handlers import admin_stats
 from handlers.openapi import implemented_methods
-from tests.test_admin_roles import NO_AUDITOR, Case, expect, role_env, run_table
+from tests.support.roles import NO_AUDITOR, Case, expect, role_env, run_table
 
 CASES: list[Case] = [
     Case("GET", "/admin/api/stats?group_by=center", expected=expect(200, **NO_AUDITOR)),

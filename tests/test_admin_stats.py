@@ -18,20 +18,20 @@ from urllib.parse import urlencode
 import pytest
 
 from models.base import utcnow
-from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.ticket import Ticket
-from tests.public_seed import (
+from tests.support.admins import PASSWORD, admin_token
+from tests.support.databases import both_databases
+from tests.support.public_seed import (
     CENTER,
     ITEMS,
     OTHER_CENTER,
-    insert_case,
     insert_rating,
+    insert_staffed_case,
     open_ticket,
     seed_catalog,
+    shanghai_day,
 )
-from tests.support.admins import PASSWORD, admin_token
-from tests.test_public import shanghai_day
 from wxbackend.db import database
 from wxbackend.services.admin import stats as stats_service
 from wxbackend.services.admin.accounts import create_admin
@@ -50,21 +50,6 @@ APPROVERS = {"440103-SY-001": ["HL101"], "440103-MZ-001": ["HL102", "HL101"], "4
 
 def url(path: str, **params: object) -> str:
     return f"{path}?{urlencode(params)}" if params else path
-
-
-def staff_id(staff_no: str | None) -> int | None:
-    return Staff.get(Staff.staff_no == staff_no).id if staff_no else None
-
-
-def make_case(
-    ctx, item: str, completed: datetime, clerk: str | None, approver: str | None = None
-) -> int:
-    """A finished case of ``item`` handled by ``clerk`` and signed by ``approver``."""
-    case_id = insert_case(ctx, item, completed)
-    Case.update(window_staff=staff_id(clerk), approver=staff_id(approver)).where(
-        Case.id == case_id
-    ).execute()
-    return case_id
 
 
 async def scoped_token(api, ctx, username: str, role: str, center=None, department=None) -> str:
@@ -90,7 +75,7 @@ def seed_mix(ctx, rng: random.Random, n: int = 260) -> list[dict[str, Any]]:
         completed = base + timedelta(minutes=rng.randrange(0, 7 * 24 * 60))
         clerk = rng.choice(CLERKS[item]) if rng.random() < 0.85 else None
         approver = rng.choice(APPROVERS[item]) if APPROVERS[item] and rng.random() < 0.6 else None
-        case_id = make_case(ctx, item, completed, clerk, approver)
+        case_id = insert_staffed_case(ctx, item, completed, clerk, approver)
         row: dict[str, Any] = {
             "item": item,
             "department": ITEMS[item][0],
@@ -267,6 +252,7 @@ def answer_rows(answer: dict[str, Any], group_by: str, known: dict) -> dict[Any,
     return out
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_stats_equal_a_brute_force_recount(api, ctx):
     rng = random.Random(20260405)
@@ -323,9 +309,11 @@ async def test_staff_rows_leave_out_upheld_appeals_only(api, ctx):
     def seed():
         seed_catalog(ctx)
         done = datetime(2026, 3, 10, 2, 0, 0)
-        kept = insert_rating(make_case(ctx, "440103-SY-001", done, "HL001", "HL101"), 5)
-        upheld = insert_rating(make_case(ctx, "440103-SY-001", done, "HL001", "HL101"), 1)
-        rejected = insert_rating(make_case(ctx, "440103-SY-001", done, "HL001", "HL101"), 2)
+        kept = insert_rating(insert_staffed_case(ctx, "440103-SY-001", done, "HL001", "HL101"), 5)
+        upheld = insert_rating(insert_staffed_case(ctx, "440103-SY-001", done, "HL001", "HL101"), 1)
+        rejected = insert_rating(
+            insert_staffed_case(ctx, "440103-SY-001", done, "HL001", "HL101"), 2
+        )
         for evaluation_id, appeal in ((upheld, "upheld"), (rejected, "rejected")):
             open_ticket(evaluation_id)
             Ticket.update(
@@ -346,6 +334,7 @@ async def test_staff_rows_leave_out_upheld_appeals_only(api, ctx):
     assert by_center["rows"][0]["total"] == 3 and by_center["rows"][0]["by_level"]["1"] == 1
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_stats_are_scoped(api, ctx):
     """A center admin's rows are their center's; a handler's their department's; a row
@@ -443,7 +432,7 @@ def seed_month(ctx) -> None:
     seed_catalog(ctx)
 
     def rate_at(item, clerk, overall, at, **kw):
-        case_id = make_case(ctx, item, at - timedelta(hours=1), clerk)
+        case_id = insert_staffed_case(ctx, item, at - timedelta(hours=1), clerk)
         return case_id, insert_rating(case_id, overall, created_at=at, **kw)
 
     first = MARCH_START + timedelta(minutes=30)
@@ -473,6 +462,7 @@ def expected_item(staff_no, n, stars, bad, m=4.0):
     return staff_no, n, round(stars / n, 4), bad, round(score, 4)
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_ranking_order_and_formula(api, ctx):
     await ctx.db.run(seed_month, ctx)

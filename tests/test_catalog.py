@@ -8,6 +8,7 @@ import pytest
 
 from models.catalog import Center, Department, ServiceItem, Staff, Window
 from models.migrations import migrate
+from tests.support.databases import POSTGRES, both_databases
 from wxbackend.db import database, make_peewee_database
 from wxbackend.security import Keys, LookupHasher, normalize_id_number
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
@@ -20,14 +21,16 @@ TABLES = (Center, Department, ServiceItem, Staff, Window)
 
 
 @pytest.fixture
-def db(tmp_path):
-    settings = load_settings(
-        env={},
-        overrides={
-            "database": {"url": f"sqlite:///{tmp_path}/t.db"},
-            "server": {"data_dir": str(tmp_path)},
-        },
-    )
+def db(tmp_path, request, db_backend):
+    """The models on a fresh database: SQLite, or PostgreSQL where the test is marked
+    ``both_databases``."""
+    overrides = {
+        "database": {"url": f"sqlite:///{tmp_path}/t.db"},
+        "server": {"data_dir": str(tmp_path)},
+    }
+    if db_backend == POSTGRES:
+        overrides.update(request.getfixturevalue("postgres_settings"))
+    settings = load_settings(env={}, overrides=overrides)
     peewee_db = make_peewee_database(settings)
     database.initialize(peewee_db)
     migrate(peewee_db)
@@ -49,6 +52,7 @@ def counts():
     return {m.__name__: m.select().count() for m in TABLES}
 
 
+@both_databases
 def test_example_imports(db, hasher, example):
     report = import_catalog(example, hasher)
     assert report.counts["centers"] == {"created": 1, "updated": 0, "unchanged": 0}
@@ -70,6 +74,7 @@ def test_example_imports(db, hasher, example):
     assert Department.get(Department.code == "HL-LABOR").credit_code == "11440103MB2C000008"
 
 
+@both_databases
 def test_second_import_is_all_unchanged(db, hasher, example):
     import_catalog(example, hasher)
     before = counts()

@@ -1,11 +1,8 @@
 """The `wxbackend` command as an operator runs it: serve, migrate, admin, partner, catalog."""
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,44 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.cli import ROOT, WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
+from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WXB_")}
-    env["WXB_WECHAT_ALLOW_SANDBOX"] = "true"  # servers here use a real Redis beside the sandbox
-    env.update(extra)
-    return env
-
-
-def http(method: str, url: str, body: dict | None = None, token: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.communicate()[1].decode()[-2000:]}")
-        try:
-            if http("GET", url + "/healthz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server did not become healthy")
+pytestmark = pytest.mark.slow  # starts OS processes
 
 
 def start_serve(tmp_path, port: int, *args: str, **env: str) -> subprocess.Popen:
@@ -63,16 +26,6 @@ def start_serve(tmp_path, port: int, *args: str, **env: str) -> subprocess.Popen
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-def stop(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return proc.returncode, err.decode()
 
 
 def login_and_me(base: str, sandbox: str) -> dict:
@@ -170,7 +123,9 @@ def test_metrics_of_every_process(tmp_path, redis_flushed):
     try:
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base, proc)
-        before = _healthz_count(base)
+        deadline = time.monotonic() + 5  # wait_healthy's 200 is counted just after it went out
+        while (before := _healthz_count(base)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         sent, pids = 0, set()
         with ThreadPoolExecutor(32) as pool:
             while len(pids) < 2 and sent < 2000:  # until both processes have answered some
@@ -212,17 +167,6 @@ def test_sigterm_with_an_open_live_stream_stops_at_once(tmp_path, redis_flushed)
             stream.close()
     assert code == 0, err[-2000:]
     assert elapsed < 3.0, elapsed  # the drain period is 5 s
-
-
-def run_cli(tmp_path, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [WXBACKEND, *args],
-        cwd=tmp_path,
-        env=clean_env(**env),
-        input=stdin.encode(),
-        capture_output=True,
-        timeout=60,
-    )
 
 
 def test_migrate_admin_partner_catalog(tmp_path):

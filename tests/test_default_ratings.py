@@ -12,7 +12,7 @@ from models.case import Case, QrToken
 from models.evaluation import Evaluation
 from models.job import Job
 from tests.support.cases import make_case, make_id_number
-from tests.test_reminders import running_worker, wait_for
+from tests.support.worker import running_worker, wait_for
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.clients.partner import iso_ago, resident_id
 from wxbackend.services.jobs import housekeeping

@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import free_port
+import pytest
+
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.slow  # starts OS processes
 
 WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
 ID_NUMBER = re.compile(r"(?<![0-9])[0-9]{17}[0-9X](?![0-9])")

@@ -13,6 +13,7 @@ from models.case import Case, QrToken
 from models.evaluation import Evaluation, EvaluationIndicator
 from models.ticket import Ticket, TicketEvent
 from tests.support.cases import STAFF_HL002_ID, make_case, make_id_number
+from tests.support.databases import both_databases
 from wxbackend import errors
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.ratings import submit, writer
@@ -50,6 +51,7 @@ def assert_error(result, status: int, code: str) -> None:
 # ---- end to end --------------------------------------------------------------------------------
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_scan_rate_then_my_evaluations(api, sandbox, ctx):
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 1)
@@ -115,6 +117,7 @@ async def test_scan_rate_then_my_evaluations(api, sandbox, ctx):
     )
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_rating_closes_the_case_to_every_token(api, sandbox, ctx):
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 2)
@@ -153,6 +156,7 @@ async def test_publish_failure_never_fails_the_rating(api, sandbox, ctx, caplog)
 # ---- single use ----------------------------------------------------------------------------------
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_fifty_concurrent_submissions_store_one_rating(api, sandbox, ctx):
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 4)
@@ -221,6 +225,7 @@ async def test_redis_flushed_between_submissions(api, sandbox, ctx):
     assert await count(ctx, Evaluation) == 1
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_the_database_constraint_holds_without_the_claim(api, sandbox, ctx):
     """Two submissions that both passed their checks (Redis flushed in between): the
@@ -306,6 +311,7 @@ async def test_anyone_verified_may_rate_a_scene_when_not_required(api, sandbox, 
     assert_error(await rate(api, stranger, case_id=case_id, overall=5), 403, "not_applicant")
 
 
+@both_databases
 @pytest.mark.asyncio
 @pytest.mark.parametrize("settings_overrides", [{"rating": {"require_applicant": False}}])
 async def test_staff_may_not_rate_their_own_case(api, sandbox, ctx):
@@ -329,6 +335,7 @@ async def test_staff_applicant_of_own_case_is_refused(api, sandbox, ctx):
     )
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_token_errors_on_rating(api, sandbox, ctx):
     id_number = make_id_number(15)
@@ -433,6 +440,7 @@ async def test_text_check_unavailable_keeps_the_rating(api, sandbox, ctx):
     assert await count(ctx, Evaluation) == 1
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_a_bad_rating_opens_one_ticket(api, sandbox, ctx):
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 19)

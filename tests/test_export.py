@@ -17,17 +17,18 @@ from models.audit import AuditEntry
 from models.case import Case
 from models.catalog import Center, Department, ServiceItem, Staff
 from models.evaluation import Evaluation, EvaluationIndicator, Indicator
-from tests.public_seed import (
+from tests.support.admins import PASSWORD, admin_token
+from tests.support.databases import both_databases
+from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
     APPLICANT_PHONE,
     OTHER_CENTER,
     insert_rating,
+    insert_staffed_case,
     seed_catalog,
+    shanghai_day,
 )
-from tests.support.admins import PASSWORD, admin_token
-from tests.test_admin_stats import make_case
-from tests.test_public import shanghai_day
 from wxbackend.db import database
 from wxbackend.services.admin import export
 from wxbackend.services.admin.accounts import create_admin
@@ -61,7 +62,7 @@ def seed(ctx) -> None:
         clerk = {0: "HL001", 1: "HL002", 2: "XX001"}[n % 3] if n % 7 else None
         approver = "HL101" if n % 3 == 0 and n % 2 else None
         created = same_moment if 10 <= n < 25 else base + timedelta(hours=7 * n)
-        case_id = make_case(ctx, item, created - timedelta(hours=2), clerk, approver)
+        case_id = insert_staffed_case(ctx, item, created - timedelta(hours=2), clerk, approver)
         overall = 1 + n % 5
         insert_rating(
             case_id,
@@ -76,7 +77,7 @@ def seed(ctx) -> None:
             insert_rating(
                 case_id, 5, assess_number=2, comment="已解决", created_at=created + timedelta(1)
             )
-    make_case(ctx, "440103-SY-001", base, "HL001")  # unrated: not exported
+    insert_staffed_case(ctx, "440103-SY-001", base, "HL001")  # unrated: not exported
 
 
 def expected_rows(
@@ -149,6 +150,7 @@ async def fetch(http_client, base_url: str, token: str, **params: object):
     )
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_csv_and_jsonl_parse_back_to_the_rows(api, ctx, http_client, base_url, monkeypatch):
     monkeypatch.setattr(export, "CHUNK_ROWS", 7)  # many chunks, boundaries in equal times

@@ -351,6 +351,7 @@ def test_every_failure_has_its_own_clear_message():
 @pytest.mark.parametrize(
     "fault", [{"errcode": -1}, {"http_status": 500}, {"errcode": 40097}], ids=str
 )
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_wechat_down_on_start_is_503(api, sandbox, ctx, fault):
     token, _ = await api.login(sandbox)
     await sandbox.fault("cityservice/face/identify/getverifyid", **fault)
@@ -361,6 +362,7 @@ async def test_wechat_down_on_start_is_503(api, sandbox, ctx, fault):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("fault", [{"errcode": -1}, {"http_status": 500}], ids=str)
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_wechat_down_on_finish_is_503_and_retryable(api, sandbox, ctx, fault):
     token, _ = await api.login(sandbox)
     verify_id = await started(api, token)

@@ -11,8 +11,9 @@ import pytest
 from models.base import utcnow
 from models.evaluation import Evaluation, Like
 from models.identity import Identity
-from tests.public_seed import insert_rating, rated_case, seed_catalog
 from tests.support.cases import make_id_number
+from tests.support.databases import both_databases
+from tests.support.public_seed import insert_rating, rated_case, seed_catalog
 from wxbackend.clients.citizen import verified_user
 
 NAMES = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜"
@@ -60,6 +61,7 @@ async def test_like_unlike_idempotent_and_public(api, sandbox, ctx):
     assert page["items"][0]["likers"] == [] and page["items"][0]["like_count"] == 0
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_one_like_per_person_across_wechat_accounts(api, sandbox, ctx):
     """The identity moves to a second WeChat account of the same person (allow_rebind): its
@@ -141,6 +143,7 @@ async def verified_users(api, sandbox, n: int, offset: int) -> list[str]:
     return tokens
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_counts_are_exact_under_concurrency(api, sandbox, ctx):
     rating = await a_rating(ctx)
@@ -168,6 +171,7 @@ async def test_counts_are_exact_under_concurrency(api, sandbox, ctx):
     assert len(page["items"][0]["likers"]) == min(rows, 10)
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_same_person_liking_twenty_times_at_once_is_one_like(api, sandbox, ctx):
     rating = await a_rating(ctx)

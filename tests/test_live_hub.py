@@ -20,15 +20,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from tests.conftest import free_port, start_redis_server
-from tests.public_seed import CENTER, OTHER_CENTER, rated_case, seed_catalog
-from tests.test_live import (  # noqa: F401 - fixtures too
-    Stream,
-    eventually,
-    fast_heartbeat,
-    numsub,
-    quiet_hangups,
-)
+from tests.support.live import Stream, eventually, numsub
+from tests.support.public_seed import CENTER, OTHER_CENTER, rated_case, seed_catalog
+from tests.support.servers import free_port, start_redis_server
 from wxbackend.context import build_context
 from wxbackend.services.public import live as realtime
 from wxbackend.services.public import live_hub, live_publisher
@@ -295,21 +289,21 @@ async def _is_false(value: bool) -> bool:
 async def test_silent_redis_ends_every_feed(alone, monkeypatch):
     """A connection that stays open but never answers (here: CLIENT PAUSE) is noticed by the
     hub's own PING."""
-    monkeypatch.setattr(live_hub.LiveHub, "poll_seconds", 0.1)
-    monkeypatch.setattr(live_hub.LiveHub, "ping_after_seconds", 0.3)
-    monkeypatch.setattr(live_hub.LiveHub, "pong_wait_seconds", 0.5)
+    monkeypatch.setattr(live_hub.LiveHub, "poll_seconds", 0.05)
+    monkeypatch.setattr(live_hub.LiveHub, "ping_after_seconds", 0.15)
+    monkeypatch.setattr(live_hub.LiveHub, "pong_wait_seconds", 0.25)
     async with await realtime.subscribe(alone, CENTER) as feed:
-        await asyncio.sleep(1)  # idle, yet alive: PINGs are answered
+        await asyncio.sleep(0.6)  # idle past ping + pong wait, yet alive: PINGs are answered
         assert not realtime.live_hub(alone).closed
         hub = realtime.live_hub(alone)
-        await alone.redis.execute_command("CLIENT", "PAUSE", "2500", "ALL")  # UNPAUSE waits too
+        await alone.redis.execute_command("CLIENT", "PAUSE", "1200", "ALL")  # UNPAUSE waits too
         started = time.monotonic()
         try:
             with pytest.raises(StopAsyncIteration):
                 await asyncio.wait_for(anext(feed), 5)
-            assert time.monotonic() - started < 2 and hub.closed
+            assert time.monotonic() - started < 1.0 and hub.closed  # during the pause
         finally:
-            await asyncio.sleep(max(0.0, started + 2.6 - time.monotonic()))  # the pause is over
+            await asyncio.sleep(max(0.0, started + 1.3 - time.monotonic()))  # the pause is over
 
 
 # ---- over HTTP ---------------------------------------------------------------------------------

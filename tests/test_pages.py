@@ -9,7 +9,7 @@ import pytest
 
 from handlers.pages import STATIC_DIR
 from models.catalog import Staff, Window
-from tests.public_seed import seed_catalog
+from tests.support.public_seed import seed_catalog
 
 PAGES = [
     ("/public/", "实时评价公示 · 政务服务好差评"),

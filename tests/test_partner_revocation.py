@@ -22,9 +22,10 @@ import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.testing
 
-from tests.conftest import APPID, SECRET, Api, free_port
+from tests.conftest import APPID, SECRET, Api
 from tests.support.admins import admin_token
-from tests.test_cli import WXBACKEND, clean_env, stop, wait_healthy
+from tests.support.cli import WXBACKEND, clean_env, stop, wait_healthy
+from tests.support.servers import free_port
 from wxbackend.app import make_app
 from wxbackend.clients.partner import PartnerClient
 from wxbackend.context import Context, build_context
@@ -156,6 +157,8 @@ async def test_lost_message_converges_by_the_version_poll(
 
 @pytest.mark.asyncio
 async def test_cache_spares_the_database(partner, api, ctx, second_process, monkeypatch):
+    monkeypatch.setattr(partner_keys, "POLL_SECONDS", 0.1)  # B's version checks: 1 s and
+    monkeypatch.setattr(partner_keys, "CHECK_SECONDS", 0.15)  # 1.5 s in production
     b = await second_process()
     reads: list[str] = []
     load_partner = partner_keys.load_partner
@@ -170,7 +173,7 @@ async def test_cache_spares_the_database(partner, api, ctx, second_process, monk
         assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id]
     # the version checks (background, and a request's own after CHECK_SECONDS) keep it
-    await asyncio.sleep(partner_keys.CHECK_SECONDS + 0.2)
+    await asyncio.sleep(partner_keys.CHECK_SECONDS + 0.2)  # several background checks
     assert (await in_b.report_case())[0] == 201
     assert reads == [partner.key_id]
     # another key's revocation empties the cache once; then it is cached again
@@ -213,6 +216,7 @@ async def test_redis_down_never_fails_the_check(partner, ctx, caplog):
     assert partner.secret not in text
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_server_processes(partner, api, ctx, settings, data_dir, sandbox, monkeypatch):
     """B is a real ``wxbackend serve`` on A's database and Redis; A runs in this process."""

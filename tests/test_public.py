@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, date, datetime, timedelta
+import threading
+from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -13,7 +14,8 @@ import pytest
 from models.case import Case
 from models.evaluation import Evaluation
 from models.user import User
-from tests.public_seed import (
+from tests.support.databases import both_databases
+from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
     APPLICANT_PHONE,
@@ -28,13 +30,14 @@ from tests.public_seed import (
     open_ticket,
     rated_case,
     seed_catalog,
+    shanghai_day,
 )
 from wxbackend.db import database
 from wxbackend.services.common import query_args
 from wxbackend.services.public import figures, listing
 from wxbackend.services.ratings import levels
 from wxbackend.services.ratings.levels import is_bad
-from wxbackend.timefmt import SHANGHAI, iso
+from wxbackend.timefmt import iso
 
 LIST = "/api/v1/public/evaluations"
 STATS = "/api/v1/public/stats"
@@ -56,6 +59,7 @@ async def all_pages(api, limit: int = 7, **params: object) -> list[dict]:
             return items
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_list_shape_masks_likers_replies_follow_up(api, ctx):
     def seed():
@@ -136,6 +140,7 @@ async def test_list_shape_masks_likers_replies_follow_up(api, ctx):
     assert "rater_id_hash" not in text and "h0000" not in text and "user" not in text
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_pages_stay_stable_while_ratings_arrive(api, ctx):
     def seed(n):
@@ -170,6 +175,7 @@ async def test_pages_stay_stable_while_ratings_arrive(api, ctx):
     assert len(tail["items"]) == 1 and tail["next_cursor"] is None
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_filters(api, ctx):
     def seed():
@@ -242,6 +248,7 @@ async def test_withheld_comments_still_count(api, ctx):
     assert stats["bad_rate"] == round(1 / 3, 4) and stats["satisfaction_rate"] == round(2 / 3, 4)
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_page_costs_a_fixed_number_of_queries(ctx):
     """No N+1: a page of 40 ratings with likes, replies, follow-ups and tickets costs as many
@@ -263,9 +270,11 @@ async def test_page_costs_a_fixed_number_of_queries(ctx):
         db = database.obj
         original = db.execute_sql
         calls = []
+        this_thread = threading.get_ident()
 
         def counting(sql, params=None, *args, **kwargs):
-            calls.append(sql)
+            if threading.get_ident() == this_thread:  # not another thread's (config watcher)
+                calls.append(sql)
             return original(sql, params, *args, **kwargs)
 
         db.execute_sql = counting
@@ -279,10 +288,6 @@ async def test_page_costs_a_fixed_number_of_queries(ctx):
     small, _ = await ctx.db.run(count_queries, 2)
     large, likers = await ctx.db.run(count_queries, 40)
     assert large == small <= 10 and likers == 40
-
-
-def shanghai_day(value: datetime) -> date:
-    return value.replace(tzinfo=UTC).astimezone(SHANGHAI).date()
 
 
 def brute_force(cases: list[dict], center=None, item=None, first=None, last=None) -> dict:
@@ -319,6 +324,7 @@ def brute_force(cases: list[dict], center=None, item=None, first=None, last=None
     }
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_stats_equal_a_brute_force_recount(api, ctx):
     rng = random.Random(20260301)
@@ -388,6 +394,7 @@ async def test_stats_equal_a_brute_force_recount(api, ctx):
     assert status == 200 and stats["total"] == 0 and stats["finished_cases"] == 0
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_tallies_group_by_center(ctx):
     """The reusable aggregation: grouped by a catalogue column, equal to the ungrouped one."""

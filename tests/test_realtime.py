@@ -9,10 +9,13 @@ import json
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from models.evaluation import Evaluation
-from tests.conftest import free_port
-from tests.public_seed import (
+from tests.support.cases import make_case, make_id_number
+from tests.support.databases import both_databases
+from tests.support.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
     APPLICANT_PHONE,
@@ -22,7 +25,7 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
-from tests.support.cases import make_case, make_id_number
+from tests.support.servers import free_port
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.public import live as realtime
 from wxbackend.services.public.live_publisher import LivePublisher
@@ -37,6 +40,7 @@ async def next_message(pubsub: aioredis.client.PubSub, timeout: float = 5.0) -> 
     return await asyncio.wait_for(wait(), timeout)
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_hook_publishes_public_shape_to_other_connections(api, ctx, redis_flushed):
     assert isinstance(ctx.publisher, LivePublisher)  # installed by build_context
@@ -133,8 +137,12 @@ async def test_publishing_never_fails_the_caller(ctx):
 
     rating = await ctx.db.run(seed)
     assert await realtime.publish_evaluation(ctx, 987654) == 0  # unknown id: nothing sent
-    dead = aioredis.Redis(
-        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5
+    dead = aioredis.Redis(  # gives up at once (redis-py's default retries take seconds)
+        host="127.0.0.1",
+        port=free_port(),
+        socket_connect_timeout=0.5,
+        socket_timeout=0.5,
+        retry=Retry(NoBackoff(), 1),
     )
     broken = dataclasses.replace(ctx, redis=dead, publisher=LivePublisher(dead, ctx.rkeys, ctx.db))
     try:

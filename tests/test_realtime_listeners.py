@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.public_seed import OTHER_CENTER, rated_case, seed_catalog
+from tests.support.public_seed import OTHER_CENTER, rated_case, seed_catalog
 from wxbackend.services.public import live as realtime
 from wxbackend.services.public import live_publisher
 

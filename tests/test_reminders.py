@@ -10,11 +10,9 @@ ticket → rectified notice; housekeeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,13 +24,13 @@ from models.identity import FaceAttempt
 from models.job import Job
 from models.messaging import Message, MessageAttempt, Subscription
 from tests.support.admins import admin_token
+from tests.support.worker import running_worker, wait_for
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.clients.partner import iso_ago, resident_id
+from wxbackend.clock import clock as app_clock
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.jobs import queue as jobs
-from wxbackend.services.jobs.registry import handlers
 from wxbackend.services.messaging import quiet_hours, recipients, schedule, sending, template_data
-from wxbackend.worker import Worker
 
 REMINDER = "Reminder_" + "a" * 34
 RECTIFIED = "Rectified-" + "b" * 33
@@ -42,9 +40,15 @@ SEND = "cgi-bin/message/subscribe/send"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NAME = "黎明"
 
+FIRST_AFTER = 1  # seconds from the report to the first reminder
+
 BASE = {
     "wechat": {"template_reminder": REMINDER, "template_rectified": RECTIFIED},
-    "reminders": {"first_after_seconds": 1, "second_after_seconds": 86400, "quiet_hours": ""},
+    "reminders": {
+        "first_after_seconds": FIRST_AFTER,
+        "second_after_seconds": 86400,
+        "quiet_hours": "",
+    },
     "worker": {"poll_seconds": 0.2},
 }
 
@@ -54,6 +58,10 @@ def overrides(**sections: dict) -> dict:
     for name, values in sections.items():
         merged.setdefault(name, {}).update(values)
     return merged
+
+
+#: report() and the tests move the application's clock; the wall clock again after each test.
+pytestmark = pytest.mark.usefixtures("clock")
 
 
 @pytest.fixture
@@ -66,26 +74,6 @@ def settings_overrides():
 
 def new_openid() -> str:
     return "o" + secrets.token_urlsafe(20)[:27]
-
-
-@contextlib.asynccontextmanager
-async def running_worker(ctx) -> AsyncIterator[Worker]:
-    worker = Worker(ctx, handlers())
-    task = asyncio.ensure_future(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await task
-
-
-async def wait_for(predicate, seconds: float = 10.0, every: float = 0.05):
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(every)
 
 
 async def templates(sandbox, fields=None) -> None:
@@ -114,10 +102,13 @@ async def citizen(api, sandbox, *, accept=True, wechat_quota=1, template=REMINDE
 
 
 async def report(partner, id_number: str, **fields) -> int:
+    """A finished case of ``id_number`` reported; then the first reminder's time passes (the
+    application's clock moves :data:`FIRST_AFTER` on, instead of the test sleeping)."""
     status, answer = await partner.report_case(
         applicant={"name": NAME, "id_number": id_number}, **fields
     )
     assert status == 201, answer
+    app_clock.advance(FIRST_AFTER)
     return int(answer["case_id"])
 
 
@@ -436,8 +427,7 @@ async def test_crash_mid_send_is_resent_once_never_twice(api, sandbox, ctx, part
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox)
     case_id = await report(partner, id_number)
-    key = schedule.reminder_key(case_id, 1)
-    await asyncio.sleep(1.1)  # due
+    key = schedule.reminder_key(case_id, 1)  # due: report() moved the clock
     dead = (await ctx.db.run(jobs.claim, "dead-worker", 0.3, 10, ["reminder"]))[0]
     assert dead.key == key
     config = sending.Templates(REMINDER, PAGE)
@@ -450,7 +440,7 @@ async def test_crash_mid_send_is_resent_once_never_twice(api, sandbox, ctx, part
     assert (await ctx.db.run(message_of, key)).status == "sending"
     if first_landed:
         await ctx.wechat.send_subscribe_message(openid, REMINDER, plan.data, page=plan.page)
-    await asyncio.sleep(1.2)  # the dead worker's lease runs out
+    app_clock.advance(1.2)  # the dead worker's lease runs out
     async with running_worker(ctx):
         assert await wait_for(lambda: finished(ctx, key))
     assert len(await _messages(sandbox, openid)) == 1
@@ -467,8 +457,7 @@ async def test_identity_bound_after_the_case_was_reported(api, sandbox, ctx, par
     openid, id_number = new_openid(), resident_id()
     case_id = await report(partner, id_number)
     key = schedule.reminder_key(case_id, 1)
-    assert await ctx.db.run(job_of, key) is None  # nobody to remind yet
-    await asyncio.sleep(1.1)  # the first reminder's time passes
+    assert await ctx.db.run(job_of, key) is None  # nobody to remind yet (its time has passed)
     token = await verified_user(api, sandbox, NAME, id_number, openid=openid)
     job = await ctx.db.run(job_of, key)
     assert job is not None and job.due_at <= utcnow() + timedelta(seconds=1)

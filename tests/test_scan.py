@@ -9,6 +9,7 @@ import pytest
 from models.base import utcnow
 from models.case import QrToken
 from tests.support.cases import make_case, make_id_number
+from tests.support.databases import both_databases
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.timefmt import parse_iso
 
@@ -54,6 +55,7 @@ async def test_scan_shows_the_case_and_an_unselected_form(api, sandbox, ctx):
         assert word not in text
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_scan_of_a_case_without_staff(api, sandbox, ctx):
     _, scene = await make_case(
@@ -65,6 +67,7 @@ async def test_scan_of_a_case_without_staff(api, sandbox, ctx):
     assert answer["case"]["window_staff"] is None and answer["case"]["approver"] is None
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_scan_token_states(api, sandbox, ctx):
     token, _ = await api.login(sandbox)
@@ -118,6 +121,7 @@ async def test_get_case_is_for_its_applicant_only(api, sandbox, ctx):
     assert (await api("GET", path))[0] == 401
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_me_lists_pending_cases_until_rated(api, sandbox, ctx):
     id_number = make_id_number(9)

@@ -167,6 +167,7 @@ def test_normalize_full_width():
 # ----------------------------------------------------------------- passwords
 
 
+@pytest.mark.production_password_cost
 def test_password():
     stored = hash_password("correct horse 电池")
     assert stored.startswith("scrypt$16384$8$1$")

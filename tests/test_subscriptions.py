@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from models.messaging import Subscription
+from tests.support.databases import both_databases
 from wxbackend.db import database
 from wxbackend.services.messaging import subscriptions as subs
 
@@ -15,26 +16,15 @@ RECTIFIED = "Rectified-" + "b" * 33
 LONG = "LongTerm_" + "c" * 34
 
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
 @pytest.fixture
-def backend() -> str:
-    return "sqlite"
-
-
-@pytest.fixture
-def settings_overrides(request, backend):
-    overrides = {
+def settings_overrides():
+    return {
         "wechat": {
             "template_reminder": REMINDER,
             "template_rectified": RECTIFIED,
             "long_term_templates": [LONG],
         }
     }
-    if backend == "postgres":
-        overrides.update(request.getfixturevalue("postgres_settings"))
-    return overrides
 
 
 async def _user(api, sandbox, openid=None) -> tuple[str, int]:
@@ -128,7 +118,7 @@ async def test_needs_login(api, ctx):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", BACKENDS)
+@both_databases
 async def test_concurrent_accepts_exact(api, sandbox, ctx):
     token, user_id = await _user(api, sandbox)
     answers = await asyncio.gather(
@@ -150,7 +140,7 @@ def _in_tx(fn, *args):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", BACKENDS)
+@both_databases
 async def test_spend_restore_zero_has(api, sandbox, ctx):
     token, user_id = await _user(api, sandbox)
     run = ctx.db.run
@@ -188,7 +178,7 @@ async def test_spend_restore_zero_has(api, sandbox, ctx):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("backend", BACKENDS)
+@both_databases
 async def test_concurrent_spends_exact(api, sandbox, ctx):
     token, user_id = await _user(api, sandbox)
     for _ in range(5):

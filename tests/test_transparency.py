@@ -16,7 +16,8 @@ from models.base import utcnow
 from models.evaluation import Evaluation
 from models.transparency import LogCheckpoint, LogHead, LogLeaf, LogNode
 from tests.support.cases import make_case, make_id_number
-from tests.test_tickets import staff_token, step
+from tests.support.databases import both_databases
+from tests.support.tickets import staff_token, step
 from wxbackend import verifylog
 from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.db import database
@@ -78,6 +79,7 @@ def leaves() -> list[dict]:
     return [json.loads(row.leaf) for row in LogLeaf.select().order_by(LogLeaf.index)]
 
 
+@both_databases
 @pytest.mark.asyncio
 async def test_every_event_is_logged_with_receipts_and_proofs(api, sandbox, ctx, base_url):
     made = await history(api, sandbox, ctx)
@@ -213,6 +215,7 @@ def _fork(evaluation_id: int) -> None:
         _rebuild_tree()
 
 
+@both_databases
 @pytest.mark.asyncio
 @pytest.mark.parametrize("tamper", ["text", "delete", "reorder", "fork"])
 async def test_verify_log_names_what_was_tampered_with(
@@ -351,8 +354,9 @@ async def concurrent_appends_are_gap_free(ctx, n: int = 40) -> None:
     await ctx.db.run(check)
 
 
+@both_databases
 @pytest.mark.asyncio
-async def test_concurrent_appends_sqlite(ctx):
+async def test_concurrent_appends(ctx):
     await concurrent_appends_are_gap_free(ctx)
 
 
@@ -460,7 +464,13 @@ async def _verify_log_command(api, sandbox, ctx, base_url, tmp_path, capsys, cli
 async def test_ratings_stored_before_the_log_are_backfilled(ctx, base_url):
     """An installation that had ratings before the log: the migration appends them (their
     current state, replies, stepped tickets) oldest first, and the log verifies."""
-    from tests.public_seed import add_reply, insert_case, insert_rating, open_ticket, seed_catalog
+    from tests.support.public_seed import (
+        add_reply,
+        insert_case,
+        insert_rating,
+        open_ticket,
+        seed_catalog,
+    )
 
     def before_the_log() -> None:
         seed_catalog(ctx)

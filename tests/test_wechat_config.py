@@ -10,9 +10,9 @@ import time
 import pytest
 
 from models.audit import AuditEntry
-from tests.conftest import free_port
 from tests.support.admins import admin_token
-from tests.test_cli import WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
+from tests.support.cli import WXBACKEND, clean_env, http, run_cli, stop, wait_healthy
+from tests.support.servers import free_port
 
 SECRET = "0123456789abcdef0123456789abcdef"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -93,6 +93,7 @@ async def test_config_test_button(api, ctx, sandbox):
     assert answer["ok"] is False and answer["errcode"] == 40125
 
 
+@pytest.mark.slow
 def test_cli_show_and_set(tmp_path):
     shown = run_cli(tmp_path, "wechat-config", "show")
     assert shown.returncode == 0 and json.loads(shown.stdout)["version"] == 0
@@ -107,6 +108,7 @@ def test_cli_show_and_set(tmp_path):
     assert bad.returncode == 1 and b"appid" in bad.stderr
 
 
+@pytest.mark.slow
 def test_second_process_sees_a_change_within_a_second(tmp_path, redis_flushed):
     """Two servers on one database and one Redis: a PUT on one shows on the other in ≤1 s."""
     sandbox_port = free_port()

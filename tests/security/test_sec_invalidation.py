@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.admins import admin_token
-from tests.test_tickets import seed_rating, staff_token
+from tests.support.tickets import seed_rating, staff_token
 
 T = "/admin/api/tickets"
 

@@ -18,8 +18,8 @@ import pytest
 from models.access import Partner
 from models.case import Case
 from models.migrations import SchemaVersion, migrate
-from tests.public_seed import OTHER_CENTER, seed_catalog
 from tests.support.admins import admin_token
+from tests.support.public_seed import OTHER_CENTER, seed_catalog
 from wxbackend.clients.partner import PartnerClient
 from wxbackend.services.admin.accounts import create_partner
 

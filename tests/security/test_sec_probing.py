@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.public_seed import OTHER_CENTER, seed_catalog
 from tests.support.admins import admin_token
+from tests.support.public_seed import OTHER_CENTER, seed_catalog
 
 A = "/admin/api"
 

@@ -15,9 +15,9 @@ import pytest
 
 from models.base import utcnow
 from models.case import Case
-from tests.public_seed import OTHER_CENTER, insert_case, insert_rating, seed_catalog
 from tests.support.admins import PASSWORD, admin_token
 from tests.support.cases import make_case, make_id_number
+from tests.support.public_seed import OTHER_CENTER, insert_case, insert_rating, seed_catalog
 from wxbackend.timefmt import iso
 
 A = "/admin/api"

@@ -9,7 +9,7 @@ apart.
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from models.base import utcnow
@@ -21,6 +21,7 @@ from tests.support.cases import CATALOG_FILE
 from wxbackend.context import Context
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
+from wxbackend.timefmt import SHANGHAI
 
 CENTER = "440103-HL"
 OTHER_CENTER = "440104-XX"
@@ -81,6 +82,27 @@ def insert_case(
         completed_at=done,
     )
     return case.id
+
+
+def staff_id(staff_no: str | None) -> int | None:
+    """The id of the clerk ``staff_no`` (None for None)."""
+    return Staff.get(Staff.staff_no == staff_no).id if staff_no else None
+
+
+def insert_staffed_case(
+    ctx: Context, item: str, completed: datetime, clerk: str | None, approver: str | None = None
+) -> int:
+    """A finished case of ``item`` handled by ``clerk`` and signed by ``approver``."""
+    case_id = insert_case(ctx, item, completed)
+    Case.update(window_staff=staff_id(clerk), approver=staff_id(approver)).where(
+        Case.id == case_id
+    ).execute()
+    return case_id
+
+
+def shanghai_day(value: datetime) -> date:
+    """The Shanghai calendar day of a naive UTC moment."""
+    return value.replace(tzinfo=UTC).astimezone(SHANGHAI).date()
 
 
 def insert_rating(
