@@ -171,7 +171,19 @@ def _fork_sandbox(settings: Settings) -> int:
             )
         finally:
             os._exit(0)
+    _wait_for_port(settings.sandbox.address, settings.sandbox.port, seconds=10.0)
     return pid
+
+
+def _wait_for_port(address: str, port: int, seconds: float) -> None:
+    """Until something listens on ``address:port`` (the sandbox's child, before the servers
+    that call it start answering), at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.2):
+            return
+        time.sleep(0.02)
+    log.warning("the WeChat sandbox is not listening on %s:%d yet", address, port)
 
 
 def _supervise(

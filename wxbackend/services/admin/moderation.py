@@ -39,8 +39,6 @@ from models.evaluation import (
     COMMENT_STATUSES,
     LEVELS,
     Evaluation,
-    EvaluationIndicator,
-    Indicator,
     Reply,
 )
 from models.ticket import Ticket
@@ -57,6 +55,7 @@ from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
+from wxbackend.services.ratings.indicators import indicator_labels_of
 from wxbackend.services.ratings.views import stages_of, targets_of
 from wxbackend.services.tickets.deadlines import APPEAL_UPHELD
 from wxbackend.services.transparency import log as transparency
@@ -172,16 +171,7 @@ def admin_views(page: list[Evaluation]) -> list[dict[str, Any]]:
     if not page:
         return []
     ids = [e.id for e in page]
-    indicators: dict[int, list[dict[str, str]]] = defaultdict(list)
-    chosen = (
-        EvaluationIndicator.select(EvaluationIndicator.evaluation, Indicator.code, Indicator.label)
-        .join(Indicator)
-        .where(EvaluationIndicator.evaluation.in_(ids))
-        .order_by(Indicator.sort_order, Indicator.id)
-        .tuples()
-    )
-    for evaluation_id, code, label in chosen:
-        indicators[evaluation_id].append({"code": code, "label": label})
+    indicators = defaultdict(list, indicator_labels_of(ids))
     replies: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for reply in Reply.select().where(Reply.evaluation.in_(ids)).order_by(Reply.id):
         replies[reply.evaluation_id].append(

@@ -20,13 +20,12 @@ from models.evaluation import (
     STAGES,
     TARGETS,
     Evaluation,
-    EvaluationIndicator,
-    Indicator,
     Like,
     Reply,
 )
 from models.ticket import Ticket
 from wxbackend.db import database
+from wxbackend.services.ratings.indicators import indicator_labels_of
 from wxbackend.timefmt import iso
 
 LIKERS_SHOWN = 10
@@ -88,15 +87,7 @@ def _first_likers(ids: list[int]) -> peewee.Select:
 def _load_related(page: list[Evaluation]) -> _Related:
     ids = [e.id for e in page]
     related = _Related()
-    chosen = (
-        EvaluationIndicator.select(EvaluationIndicator.evaluation, Indicator.code, Indicator.label)
-        .join(Indicator)
-        .where(EvaluationIndicator.evaluation.in_(ids))
-        .order_by(Indicator.sort_order, Indicator.id)
-        .tuples()
-    )
-    for evaluation_id, code, label in chosen:
-        related.indicators[evaluation_id].append({"code": code, "label": label})
+    related.indicators.update(indicator_labels_of(ids))
     for evaluation_id, name_masked in _first_likers(ids).tuples():
         related.likers[evaluation_id].append(name_masked)
     replies = (
