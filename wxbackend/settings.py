@@ -17,7 +17,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-DEFAULT_FILE = Path(__file__).resolve().parent.parent / "conf" / "default.toml"
+#: Every setting with its default, shipped inside the package (``conf/default.toml`` in the
+#: repository is a link to it, where operators look).
+DEFAULT_FILE = Path(__file__).resolve().parent / "conf" / "default.toml"
 ENV_PREFIX = "WXB_"
 
 

@@ -14,7 +14,7 @@ from wxbackend.demo.output import DemoError, line
 if TYPE_CHECKING:
     from wxbackend.demo.session import Demo
 
-CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.json"
+CATALOG_FILE = Path(__file__).resolve().parents[1] / "conf" / "catalog.example.json"
 ADMIN_USERNAME = "demo"
 PASSWORD_FILE = "demo-admin-password.txt"  # noqa: S105 (a file name)  # nosec B105
 PARTNER_NAME = "演示窗口系统 (wxbackend demo)"
