@@ -50,9 +50,11 @@ class StatsHandler(AdminHandler):
                 "200": {
                     "description": "{group_by, from, to, rows:[{key:{code, name} (staff: "
                     "+role window_staff|approver; day: {date}), total, by_level:{'1'..'5'}, "
-                    "satisfaction_rate, bad_rate, active_good_rate, unrated_rate, "
+                    "satisfaction_rate, bad_rate, active_rate, active_good_rate, unrated_rate, "
                     "on_time_rectification_rate, follow_ups, active_total, finished_cases, "
-                    "unrated_cases, rectification_due, rectified_on_time}]}"
+                    "unrated_cases, rectification_due, rectified_on_time}]}: the cases "
+                    "completed in the range and their first ratings; a rate with a zero "
+                    "denominator is null"
                 },
                 **errors_of(400, 401),
             },
@@ -68,15 +70,17 @@ class StaffRankingHandler(AdminHandler):
     permissions = {"get": "stats.read"}
     openapi = {
         "get": {
-            "summary": "Window clerks of a month ranked by a Bayesian-smoothed score (scoped)",
-            "description": stats.RANKING_METHOD,
+            "summary": "Window staff and approvers of a month, each ranked by their own target "
+            "level with a Bayesian-smoothed score (scoped)",
+            "description": stats.RANKING_METHOD + "\n\n" + stats.RANKING_METHOD_ZH,
             **admin_security(),
             "parameters": [_query("month", "YYYY-MM (Asia/Shanghai)", True)],
             "responses": {
                 "200": {
-                    "description": "{month, method, prior_weight, bad_penalty, items:[{rank, "
-                    "staff:{staff_no, name, center:{code,name}, department:{code,name}}, "
-                    "ratings, mean, bad, center_mean, score}]}"
+                    "description": "{month, method, method_zh, prior_weight, bad_penalty, "
+                    "items:[{rank, role: window_staff|approver, staff:{staff_no, name, "
+                    "center:{code,name}, department:{code,name}}, ratings, target_rated, mean, "
+                    "bad, center_mean, score}]}"
                 },
                 **errors_of(400, 401),
             },

@@ -1,35 +1,33 @@
 """Admin statistics (统计) and the monthly staff ranking, scoped to the admin.
 
 Both are SQL aggregations (``GROUP BY`` with ``COUNT`` / ``SUM(CASE …)``); Python only
-combines the aggregated rows, never the ratings themselves. The counting is shared with the
-public figures: :func:`wxbackend.services.figures.figures.tallies` and
-:func:`~wxbackend.services.figures.figures.figures`.
+combines the aggregated rows, never the ratings themselves. The definitions are those of the
+public figures, from the one module :mod:`wxbackend.services.public.figures`
+(``tallies`` and ``figures``).
 
 ``GET /admin/api/stats?group_by=center|item|department|staff|day&from=&to=`` — one row per
-group that has ratings or finished cases in the range (dates in Asia/Shanghai, both
-inclusive; optional ``center`` / ``item`` codes narrow it further):
+group that has finished cases or due tickets in the range (dates in Asia/Shanghai, both
+inclusive; optional ``center`` / ``item`` codes narrow it further). The period selects the
+**cases completed** in it (for ``day``: by completion day) and counts their first ratings:
 
-* ``total`` and ``by_level`` — first ratings (``assess_number`` 1) created in the range.
-* ``satisfaction_rate``, ``bad_rate``, ``active_good_rate``, ``unrated_rate`` — product.md
-  rule 10, exactly as on the public page (``figures``). ``unrated_rate`` is over the cases
-  *completed* in the range of the group (for ``day``: by completion day; for a staff row:
-  the cases where they were the window clerk, or the approver for an approver row).
-* ``on_time_rectification_rate`` = ``rectified_on_time / rectification_due`` over the 差评
-  tickets of the ratings created in the range: *due* are tickets that are not ``invalid``
-  and are either rectified (``rectified_at`` set) or past their ``rectify_due``; *on time*
-  are those with ``rectified_at <= rectify_due``. A ticket still inside its deadline and
-  not rectified is undecided and counts in neither. Both counts are in the row.
-* ``follow_ups`` — 追评 (``assess_number`` 2) created in the range, by their own group.
-* Rates are rounded to 4 places and 0.0 when their denominator is 0.
+* ``total`` and ``by_level`` — the first ratings (``assess_number`` 1) of those cases, every
+  channel; ``finished_cases``, ``active_total`` (rated by the citizen), ``unrated_cases``.
+* ``satisfaction_rate``, ``bad_rate``, ``active_rate``, ``active_good_rate``,
+  ``unrated_rate``, ``on_time_rectification_rate`` — product.md rule 10, exactly as on the
+  public page (``figures.figures``); the on-time rate is over the 差评 tickets whose
+  rectification fell due in the range (``rectification_due``, ``rectified_on_time``).
+* ``follow_ups`` — 追评 (``assess_number`` 2) of those cases.
+* Rates are rounded to 4 places and ``null`` when their denominator is 0.
 
 ``group_by=staff`` gives a row per window clerk (``role: "window_staff"``, a rating counts
 for the case's clerk) and a row per back-office approver (``role: "approver"``, the same
-rating counts for the case's approver). Staff rows leave out ratings whose 差评 ticket had
+rating counts for the case's approver). Staff rows leave out the cases whose 差评 ticket had
 its appeal upheld (申诉成立) — center, item, department and day rows never do (product.md
-rule 6). Ratings of cases without a clerk / approver appear in no staff row.
+rule 6). Cases without a clerk / approver appear in no staff row.
 
-``GET /admin/api/staff-ranking?month=YYYY-MM`` ranks the window clerks: see
-:data:`RANKING_METHOD`.
+``GET /admin/api/staff-ranking?month=YYYY-MM`` ranks the window staff and the approvers, each
+by their own target level (product.md rule 21): see :data:`RANKING_METHOD` (in Chinese for the
+console: :data:`RANKING_METHOD_ZH`).
 
 Scope (``wxbackend.services.admin.scope``): a center-bound admin sees only their center; a handler
 only their department's ratings, cases and staff.
@@ -63,12 +61,27 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})")
 PRIOR_WEIGHT = 10
 #: Ranking: stars taken off for a share of 差评 of 100 %.
 BAD_PENALTY = 0.5
+#: Ranking: who is ranked, and by which of the rating's target levels (product.md rule 21).
+RANKED_ROLES = (("window_staff", "target_window_staff"), ("approver", "target_approver"))
 RANKING_METHOD = (
+    "Each person is ranked by their own target level: window staff (role window_staff) by "
+    "target_window_staff, approvers (role approver) by target_approver; where the citizen did "
+    "not rate that target, the overall level counts instead. "
     "score = (C*m + sum_stars) / (C + n) - P * bad / n, C = 10, P = 0.5; "
-    f"n, sum_stars, bad (levels 1-{levels.BAD_MAX}) over the clerk's active first ratings of "
-    "the month (assess_number 1, channel not 'default', Asia/Shanghai month), leaving out "
-    "ratings whose appeal was upheld; m = the mean stars of the same ratings of the clerk's "
-    "whole center; ties: more ratings first, then staff_no"
+    f"n, sum_stars, bad (levels 1-{levels.BAD_MAX}) over the person's active first ratings of "
+    "the month in that role (assess_number 1, channel not 'default', Asia/Shanghai month), "
+    "leaving out ratings whose appeal was upheld; m = the mean of the same level over the same "
+    "ratings of the person's whole center; ties: more ratings first, then staff_no; each role "
+    "ranked on its own (window staff first)"
+)
+RANKING_METHOD_ZH = (
+    "排名按本人被评的对象等级：窗口人员按“窗口人员”评价等级，审批人员按“审批人员”评价等级；"
+    "评价人未评该对象时，以总体满意度等级代替（target_rated 为实际评了该对象的条数）。"
+    f"得分 = (C×m + 星级合计) ÷ (C + n) − P × 差评数 ÷ n，其中 C = {PRIOR_WEIGHT}、"
+    f"P = {BAD_PENALTY}；n、星级合计、差评数（{levels.BAD_MAX} 星及以下）取本人当月"
+    "（北京时间）的主动首次评价（不含追评和系统默认评价），不含申诉成立的差评；"
+    "m 为本人所在中心同类评价的平均等级，评价少的人向中心平均靠拢，避免一两条评价决定名次。"
+    "同分时评价多者在前，再按工号。窗口人员与审批人员分别排名。"
 )
 
 
@@ -147,17 +160,8 @@ def _catalogue_keys(group_by: str, ids: list[int]) -> dict[int, dict[str, str]]:
 
 
 def row_figures(tally: figures.Tally) -> dict[str, Any]:
-    """The figures of one row: :func:`figures.figures` plus follow-ups and rectification."""
-    out = figures.figures(tally)
-    out["on_time_rectification_rate"] = (
-        round(tally.rectified_on_time / tally.rectification_due, figures.RATE_DIGITS)
-        if tally.rectification_due
-        else 0.0
-    )
-    out["rectification_due"] = tally.rectification_due
-    out["rectified_on_time"] = tally.rectified_on_time
-    out["follow_ups"] = tally.follow_ups
-    return out
+    """The figures of one row: :func:`figures.figures` plus the follow-ups."""
+    return {**figures.figures(tally), "follow_ups": tally.follow_ups}
 
 
 def _rows(where: figures.Scope, column: str, role: str | None = None) -> list[dict[str, Any]]:
@@ -211,32 +215,44 @@ def _ranked_ratings(start: Any, end: Any) -> list[peewee.Expression]:
 
 
 def score(stars: int, n: int, bad: int, prior_mean: float) -> float:
-    """:data:`RANKING_METHOD` for one clerk (``n`` > 0), rounded to 4 places."""
+    """:data:`RANKING_METHOD` for one person (``n`` > 0), rounded to 4 places."""
     smoothed = (PRIOR_WEIGHT * prior_mean + stars) / (PRIOR_WEIGHT + n)
     return round(smoothed - BAD_PENALTY * bad / n, 4)
 
 
-def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dict[str, Any]:
-    """``GET /admin/api/staff-ranking`` on the database thread (window clerks in scope)."""
+def _role_counts(principal: Principal, role: str, target: str, start: Any, end: Any) -> tuple:
+    """Per person of ``role`` in scope: (ratings, stars, 差评, target actually rated) of
+    their own target level (the overall where the target was not rated); and per center
+    the (ratings, stars) of the same level for the prior."""
     ratings = _ranked_ratings(start, end)
-    bad = peewee.Case(None, [(levels.bad_sql(Evaluation.overall), 1)], 0)
+    target_column = getattr(Evaluation, target)
+    level = peewee.fn.COALESCE(target_column, Evaluation.overall)
+    bad = peewee.Case(None, [(levels.bad_sql(level), 1)], 0)
+    rated = peewee.Case(None, [(target_column.is_null(False), 1)], 0)
+    person = getattr(Evaluation, role)
     per_staff = (
         Evaluation.select(
-            Evaluation.window_staff,
+            person,
             peewee.fn.COUNT(Evaluation.id),
-            peewee.fn.SUM(Evaluation.overall),
+            peewee.fn.SUM(level),
             peewee.fn.SUM(bad),
+            peewee.fn.SUM(rated),
         )
-        .where(Evaluation.window_staff.is_null(False), *ratings)
-        .group_by(Evaluation.window_staff)
+        .where(person.is_null(False), *ratings)
+        .group_by(person)
         .tuples()
     )
     terms = scope.where_clauses(principal, "stats.read", Evaluation.center, Evaluation.department)
     if terms:
         per_staff = per_staff.where(*terms)
-    counts = {staff_id: (n, stars, bad_n or 0) for staff_id, n, stars, bad_n in per_staff}
+    counts = {row[0]: (row[1], row[2], row[3] or 0, row[4] or 0) for row in per_staff}
+    return counts, level, ratings
+
+
+def _ranked_role(principal: Principal, role: str, target: str, start: Any, end: Any) -> list:
+    counts, level, ratings = _role_counts(principal, role, target, start, end)
     if not counts:
-        return _ranking_answer(month, [])
+        return []
     staff = {
         row[0]: row
         for row in Staff.select(
@@ -247,9 +263,7 @@ def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dic
     }
     centers = {row[3] for row in staff.values()}
     per_center = (
-        Evaluation.select(
-            Evaluation.center, peewee.fn.COUNT(Evaluation.id), peewee.fn.SUM(Evaluation.overall)
-        )
+        Evaluation.select(Evaluation.center, peewee.fn.COUNT(Evaluation.id), peewee.fn.SUM(level))
         .where(Evaluation.center.in_(list(centers)), *ratings)
         .group_by(Evaluation.center)
         .tuples()
@@ -257,11 +271,12 @@ def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dic
     means = {center: stars / n for center, n, stars in per_center if n}
     names = _names(Center, centers) | _names(Department, {row[4] for row in staff.values()})
     items = []
-    for staff_id, (n, stars, bad_n) in counts.items():
+    for staff_id, (n, stars, bad_n, target_rated) in counts.items():
         _, staff_no, name, center_id, department_id = staff[staff_id]
         prior = means.get(center_id, stars / n)
         items.append(
             {
+                "role": role,
                 "staff": {
                     "staff_no": staff_no,
                     "name": name,
@@ -269,6 +284,7 @@ def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dic
                     "department": names[(Department, department_id)],
                 },
                 "ratings": n,
+                "target_rated": target_rated,
                 "mean": round(stars / n, 4),
                 "bad": bad_n,
                 "center_mean": round(prior, 4),
@@ -276,24 +292,28 @@ def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dic
             }
         )
     items.sort(key=lambda i: (-i["score"], -i["ratings"], i["staff"]["staff_no"]))
-    for rank, item in enumerate(items, 1):
-        item["rank"] = rank
-    return _ranking_answer(month, [{"rank": i.pop("rank"), **i} for i in items])
+    return [{"rank": rank, **item} for rank, item in enumerate(items, 1)]
+
+
+def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dict[str, Any]:
+    """``GET /admin/api/staff-ranking`` on the database thread: the window staff, then the
+    approvers, in scope, each role ranked on its own (:data:`RANKING_METHOD`)."""
+    items = []
+    for role, target in RANKED_ROLES:
+        items += _ranked_role(principal, role, target, start, end)
+    return {
+        "month": month,
+        "method": RANKING_METHOD,
+        "method_zh": RANKING_METHOD_ZH,
+        "prior_weight": PRIOR_WEIGHT,
+        "bad_penalty": BAD_PENALTY,
+        "items": items,
+    }
 
 
 def _names(model: type[peewee.Model], ids: set[int]) -> dict[tuple, dict[str, str]]:
     found = model.select(model.id, model.code, model.name).where(model.id.in_(list(ids)))
     return {(model, i): {"code": c, "name": n} for i, c, n in found.tuples()}
-
-
-def _ranking_answer(month: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "month": month,
-        "method": RANKING_METHOD,
-        "prior_weight": PRIOR_WEIGHT,
-        "bad_penalty": BAD_PENALTY,
-        "items": items,
-    }
 
 
 async def ranking(ctx: Context, principal: Principal, month: str | None) -> dict[str, Any]:
