@@ -83,6 +83,14 @@ CITIZEN_CHANNELS = ("qr", "miniprogram")
 CALLBACK_CHANNELS = ("phone", "sms")
 
 
+def counts_as(channel: str) -> str:
+    """How a rating of ``channel`` counts in the figures: ``citizen`` (主动评价), ``callback``
+    (回访评价: rated, not 主动) or ``default`` (a rating for 满意率/差评率, the case unrated)."""
+    if channel in CITIZEN_CHANNELS:
+        return "citizen"
+    return "callback" if channel in CALLBACK_CHANNELS else "default"
+
+
 @dataclass
 class Tally:
     """Counts behind the figures of one group's cohort: the cases finished in the period and
@@ -266,9 +274,10 @@ def _count(tally: Tally, assess_number: int | None, channel: str, level: int, n:
     if assess_number is None or level not in tally.by_level:
         return
     tally.by_level[level] += n
-    if channel in CITIZEN_CHANNELS:
+    kind = counts_as(channel)
+    if kind == "citizen":
         tally.active_by_level[level] += n
-    elif channel in CALLBACK_CHANNELS:
+    elif kind == "callback":
         tally.callback_cases += n
     else:
         tally.default_cases += n
