@@ -2,8 +2,9 @@
 
 ``GET /admin/api/stats``, ``GET /admin/api/staff-ranking`` (permission ``stats.read``),
 ``GET /admin/api/export`` (``export``), each narrowed to the permission's reach. The
-figures and the ranking's method are documented in ``wxbackend.services.admin.stats``, the export's
-fields and streaming in ``wxbackend.services.admin.export``.
+figures are documented in ``wxbackend.services.admin.stats``, the ranking's method in
+``wxbackend.services.admin.ranking``, the export's fields and streaming in
+``wxbackend.services.admin.export``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tornado.iostream import StreamClosedError
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import route
 from handlers.openapi import errors_of
-from wxbackend.services.admin import export, stats
+from wxbackend.services.admin import export, ranking, stats
 
 
 def _query(name: str, description: str, required: bool = False, **schema: Any) -> dict:
@@ -72,7 +73,7 @@ class StaffRankingHandler(AdminHandler):
         "get": {
             "summary": "Window staff and approvers of a month, each ranked by their own target "
             "level with a Bayesian-smoothed score (scoped)",
-            "description": stats.RANKING_METHOD + "\n\n" + stats.RANKING_METHOD_ZH,
+            "description": ranking.RANKING_METHOD + "\n\n" + ranking.RANKING_METHOD_ZH,
             **admin_security(),
             "parameters": [_query("month", "YYYY-MM (Asia/Shanghai)", True)],
             "responses": {
@@ -89,7 +90,7 @@ class StaffRankingHandler(AdminHandler):
 
     async def get(self) -> None:
         month = self.get_query_argument("month", None)
-        self.send(await stats.ranking(self.ctx, self.admin, month))
+        self.send(await ranking.ranking(self.ctx, self.admin, month))
 
 
 class ExportHandler(AdminHandler):
