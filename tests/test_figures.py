@@ -213,3 +213,18 @@ async def test_a_month_uses_the_indexes(ctx):
         assert not scans, plan
     assert any("completed_at" in p for p in plans), plans
     assert any("rectify_due" in p for p in plans), plans
+
+
+@pytest.mark.asyncio
+async def test_public_page_shows_every_figure_and_waits_for_the_cache(http_client, base_url):
+    """The page has a place for each rate; its script reads how long the server keeps the
+    figures (the stats answer's max-age) to ask again after a live rating, and shows null as
+    "—" (a rate is never 0 for want of data)."""
+    page = (await http_client.fetch(base_url + "/public/")).body.decode()
+    for figure in ("fig-satisfaction", "fig-bad", "fig-active-rate", "fig-active"):
+        assert f'id="{figure}"' in page
+    assert 'id="fig-unrated"' in page and 'id="fig-on-time"' in page
+    assert "主动评价率" in page and "按时整改率" in page
+    script = (await http_client.fetch(base_url + "/static/public.js")).body.decode()
+    assert "max-age=" in script and "statsMaxAge" in script
+    assert "s.active_rate" in script and "s.on_time_rectification_rate" in script
