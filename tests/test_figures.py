@@ -39,6 +39,14 @@ RATES = (
 )
 
 
+@pytest.fixture
+def settings_overrides(request) -> dict:
+    """Figures uncached, on SQLite or (``param`` "postgres") on a fresh PostgreSQL schema."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        return {**request.getfixturevalue("postgres_settings"), **UNCACHED}
+    return UNCACHED
+
+
 def url(path: str, **params: object) -> str:
     return f"{path}?{urlencode(params)}" if params else path
 
@@ -95,7 +103,11 @@ def seed_period(ctx) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("settings_overrides", [UNCACHED])
+@pytest.mark.parametrize(
+    "settings_overrides",
+    ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
 async def test_one_day_case_by_case(api, ctx):
     await ctx.db.run(seed_period, ctx)
     day = {"from": "2026-03-10", "to": "2026-03-10"}
@@ -125,7 +137,6 @@ async def test_one_day_case_by_case(api, ctx):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("settings_overrides", [UNCACHED])
 async def test_zero_denominators_are_null(api, ctx):
     def seed():
         seed_catalog(ctx)
@@ -144,7 +155,6 @@ async def test_zero_denominators_are_null(api, ctx):
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("settings_overrides", [UNCACHED])
 async def test_a_rating_after_the_period_counts_for_its_cases_period(api, ctx):
     """The cohort is fixed by the completion day: a rating given later changes that day's
     figures (not the day it was given)."""
