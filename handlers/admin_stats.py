@@ -2,8 +2,9 @@
 
 ``GET /admin/api/stats``, ``GET /admin/api/staff-ranking`` (permission ``stats.read``),
 ``GET /admin/api/export`` (``export``), each narrowed to the permission's reach. The
-figures and the ranking's method are documented in ``wxbackend.services.admin.stats``, the export's
-fields and streaming in ``wxbackend.services.admin.export``.
+figures are documented in ``wxbackend.services.admin.stats``, the ranking's method in
+``wxbackend.services.admin.ranking``, the export's fields and streaming in
+``wxbackend.services.admin.export``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tornado.iostream import StreamClosedError
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import route
 from handlers.openapi import errors_of
-from wxbackend.services.admin import export, stats
+from wxbackend.services.admin import export, ranking, stats
 
 
 def _query(name: str, description: str, required: bool = False, **schema: Any) -> dict:
@@ -50,9 +51,11 @@ class StatsHandler(AdminHandler):
                 "200": {
                     "description": "{group_by, from, to, rows:[{key:{code, name} (staff: "
                     "+role window_staff|approver; day: {date}), total, by_level:{'1'..'5'}, "
-                    "satisfaction_rate, bad_rate, active_good_rate, unrated_rate, "
+                    "satisfaction_rate, bad_rate, active_rate, active_good_rate, unrated_rate, "
                     "on_time_rectification_rate, follow_ups, active_total, finished_cases, "
-                    "unrated_cases, rectification_due, rectified_on_time}]}"
+                    "unrated_cases, rectification_due, rectified_on_time}]}: the cases "
+                    "completed in the range and their first ratings; a rate with a zero "
+                    "denominator is null"
                 },
                 **errors_of(400, 401),
             },
@@ -68,15 +71,17 @@ class StaffRankingHandler(AdminHandler):
     permissions = {"get": "stats.read"}
     openapi = {
         "get": {
-            "summary": "Window clerks of a month ranked by a Bayesian-smoothed score (scoped)",
-            "description": stats.RANKING_METHOD,
+            "summary": "Window staff and approvers of a month, each ranked by their own target "
+            "level with a Bayesian-smoothed score (scoped)",
+            "description": ranking.RANKING_METHOD + "\n\n" + ranking.RANKING_METHOD_ZH,
             **admin_security(),
             "parameters": [_query("month", "YYYY-MM (Asia/Shanghai)", True)],
             "responses": {
                 "200": {
-                    "description": "{month, method, prior_weight, bad_penalty, items:[{rank, "
-                    "staff:{staff_no, name, center:{code,name}, department:{code,name}}, "
-                    "ratings, mean, bad, center_mean, score}]}"
+                    "description": "{month, method, method_zh, prior_weight, bad_penalty, "
+                    "items:[{rank, role: window_staff|approver, staff:{staff_no, name, "
+                    "center:{code,name}, department:{code,name}}, ratings, target_rated, mean, "
+                    "bad, center_mean, score}]}"
                 },
                 **errors_of(400, 401),
             },
@@ -85,7 +90,7 @@ class StaffRankingHandler(AdminHandler):
 
     async def get(self) -> None:
         month = self.get_query_argument("month", None)
-        self.send(await stats.ranking(self.ctx, self.admin, month))
+        self.send(await ranking.ranking(self.ctx, self.admin, month))
 
 
 class ExportHandler(AdminHandler):

@@ -66,7 +66,12 @@ class PublicStatsHandler(BaseHandler):
             "responses": {
                 "200": {
                     "description": "{total, by_level:{'1'..'5'}, satisfaction_rate, bad_rate, "
-                    "active_good_rate, unrated_rate, active_total, finished_cases, unrated_cases}"
+                    "active_rate, active_good_rate, unrated_rate, on_time_rectification_rate, "
+                    "active_total, finished_cases, unrated_cases, rectification_due, "
+                    "rectified_on_time}: the cases completed in the range (Asia/Shanghai) and "
+                    "their first ratings (product.md rule 10); a rate with a zero denominator "
+                    "is null. Cache-Control max-age is public.stats_cache_seconds: how long "
+                    "a page waits before asking again after a new rating."
                 },
                 **errors_of(400),
             },

@@ -25,7 +25,7 @@ class Ticket(BaseModel):
     status = peewee.CharField(max_length=12, default="open", index=True)
     opened_at = peewee.DateTimeField(default=utcnow)
     verify_due = peewee.DateTimeField()
-    rectify_due = peewee.DateTimeField()
+    rectify_due = peewee.DateTimeField(index=True)  # the figures: tickets due in a period
     verified_at = peewee.DateTimeField(null=True)
     rectified_at = peewee.DateTimeField(null=True)
     closed_at = peewee.DateTimeField(null=True)

@@ -124,6 +124,10 @@ def expected_rows(
                 "window_staff_name": clerk.name if clerk else None,
                 "approver_staff_no": approver.staff_no if approver else None,
                 "approver_name": approver.name if approver else None,
+                "case_completed_at": iso(Case.get_by_id(e.case_id).completed_at),
+                "counts_as": {"qr": "citizen", "miniprogram": "citizen", "default": "default"}.get(
+                    e.channel, "callback"
+                ),
             }
         )
     return out

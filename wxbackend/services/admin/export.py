@@ -11,6 +11,10 @@ department). The fields are :data:`FIELDS`:
   办件编号 ``case_no``, ``channel``, ``level`` 1–5, ``indicator_codes``, the ``comment`` text,
   ``created_at`` (ISO 8601, +08:00), ``assess_number``, the window clerk and the back-office
   approver (staff number and name), plus the ``evaluation_id`` and ``comment_status``.
+* how the row counts in the figures of product.md rule 10 (``services.public.figures``):
+  ``case_completed_at`` (a period's figures take the cases completed in it) and ``counts_as``
+  (``citizen`` 主动评价, ``callback`` 回访评价, ``default``: counted in 满意率 and 差评率, the
+  case unrated).
 * Comments are exported whatever their moderation status (``comment_status`` says which):
   moderation only withholds text from the public page; the platform receives every rating.
 * No applicant data at all: no name (not even masked), ID number, phone, openid or enterprise.
@@ -78,6 +82,10 @@ FIELDS = (
     "window_staff_name",
     "approver_staff_no",
     "approver_name",
+    # how the row counts in the figures (product.md rule 10, ``figures``): the case's
+    # completion (the period a figure puts it in) and citizen / callback / default
+    "case_completed_at",
+    "counts_as",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _OFFSET = timedelta(hours=8)
@@ -167,6 +175,7 @@ def _select(principal: Principal, query: ExportQuery) -> peewee.Select:
             clerk.name,
             approver.staff_no,
             approver.name,
+            Case.completed_at,
         )
         .join_from(Evaluation, Case, on=(Evaluation.case == Case.id))
         .join_from(Evaluation, Center, on=(Evaluation.center == Center.id))
@@ -269,6 +278,7 @@ def _values(row: tuple, codes: dict[int, list[str]]) -> list[Any]:
         clerk_name,
         approver_no,
         approver_name,
+        completed_at,
     ) = row
     return [
         str(evaluation_id),
@@ -290,6 +300,8 @@ def _values(row: tuple, codes: dict[int, list[str]]) -> list[Any]:
         clerk_name,
         approver_no,
         approver_name,
+        _shanghai_iso(completed_at),
+        figures.counts_as(channel),
     ]
 
 

@@ -1,35 +1,30 @@
-"""Admin statistics (统计) and the monthly staff ranking, scoped to the admin.
+"""Admin statistics (统计), scoped to the admin (the monthly staff ranking:
+:mod:`wxbackend.services.admin.ranking`).
 
-Both are SQL aggregations (``GROUP BY`` with ``COUNT`` / ``SUM(CASE …)``); Python only
-combines the aggregated rows, never the ratings themselves. The counting is shared with the
-public figures: :func:`wxbackend.services.figures.figures.tallies` and
-:func:`~wxbackend.services.figures.figures.figures`.
+They are SQL aggregations (``GROUP BY`` with ``COUNT`` / ``SUM(CASE …)``); Python only
+combines the aggregated rows, never the ratings themselves. The definitions are those of the
+public figures, from the one module :mod:`wxbackend.services.public.figures`
+(``tallies`` and ``figures``).
 
 ``GET /admin/api/stats?group_by=center|item|department|staff|day&from=&to=`` — one row per
-group that has ratings or finished cases in the range (dates in Asia/Shanghai, both
-inclusive; optional ``center`` / ``item`` codes narrow it further):
+group that has finished cases or due tickets in the range (dates in Asia/Shanghai, both
+inclusive; optional ``center`` / ``item`` codes narrow it further). The period selects the
+**cases completed** in it (for ``day``: by completion day) and counts their first ratings:
 
-* ``total`` and ``by_level`` — first ratings (``assess_number`` 1) created in the range.
-* ``satisfaction_rate``, ``bad_rate``, ``active_good_rate``, ``unrated_rate`` — product.md
-  rule 10, exactly as on the public page (``figures``). ``unrated_rate`` is over the cases
-  *completed* in the range of the group (for ``day``: by completion day; for a staff row:
-  the cases where they were the window clerk, or the approver for an approver row).
-* ``on_time_rectification_rate`` = ``rectified_on_time / rectification_due`` over the 差评
-  tickets of the ratings created in the range: *due* are tickets that are not ``invalid``
-  and are either rectified (``rectified_at`` set) or past their ``rectify_due``; *on time*
-  are those with ``rectified_at <= rectify_due``. A ticket still inside its deadline and
-  not rectified is undecided and counts in neither. Both counts are in the row.
-* ``follow_ups`` — 追评 (``assess_number`` 2) created in the range, by their own group.
-* Rates are rounded to 4 places and 0.0 when their denominator is 0.
+* ``total`` and ``by_level`` — the first ratings (``assess_number`` 1) of those cases, every
+  channel; ``finished_cases``, ``active_total`` (rated by the citizen), ``unrated_cases``.
+* ``satisfaction_rate``, ``bad_rate``, ``active_rate``, ``active_good_rate``,
+  ``unrated_rate``, ``on_time_rectification_rate`` — product.md rule 10, exactly as on the
+  public page (``figures.figures``); the on-time rate is over the 差评 tickets whose
+  rectification fell due in the range (``rectification_due``, ``rectified_on_time``).
+* ``follow_ups`` — 追评 (``assess_number`` 2) of those cases.
+* Rates are rounded to 4 places and ``null`` when their denominator is 0.
 
 ``group_by=staff`` gives a row per window clerk (``role: "window_staff"``, a rating counts
 for the case's clerk) and a row per back-office approver (``role: "approver"``, the same
-rating counts for the case's approver). Staff rows leave out ratings whose 差评 ticket had
+rating counts for the case's approver). Staff rows leave out the cases whose 差评 ticket had
 its appeal upheld (申诉成立) — center, item, department and day rows never do (product.md
-rule 6). Ratings of cases without a clerk / approver appear in no staff row.
-
-``GET /admin/api/staff-ranking?month=YYYY-MM`` ranks the window clerks: see
-:data:`RANKING_METHOD`.
+rule 6). Cases without a clerk / approver appear in no staff row.
 
 Scope (``wxbackend.services.admin.scope``): a center-bound admin sees only their center; a handler
 only their department's ratings, cases and staff.
@@ -37,40 +32,20 @@ only their department's ratings, cases and staff.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import date
 from typing import Any
 
-import peewee
-
 from models.catalog import Center, Department, ServiceItem, Staff
-from models.evaluation import Evaluation
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.sessions import Principal
-from wxbackend.services.common import db_share, query_args
+from wxbackend.services.common import db_share
 from wxbackend.services.public import figures
-from wxbackend.services.ratings import levels
 
 GROUPS = ("center", "item", "department", "staff", "day")
 STATS_PARAMETERS = ("group_by", "from", "to", "center", "item")
-_MONTH = re.compile(r"(\d{4})-(\d{2})")
-
-#: Ranking: weight C of the prior (the center's mean), in ratings.
-PRIOR_WEIGHT = 10
-#: Ranking: stars taken off for a share of 差评 of 100 %.
-BAD_PENALTY = 0.5
-RANKING_METHOD = (
-    "score = (C*m + sum_stars) / (C + n) - P * bad / n, C = 10, P = 0.5; "
-    f"n, sum_stars, bad (levels 1-{levels.BAD_MAX}) over the clerk's active first ratings of "
-    "the month (assess_number 1, channel not 'default', Asia/Shanghai month), leaving out "
-    "ratings whose appeal was upheld; m = the mean stars of the same ratings of the clerk's "
-    "whole center; ties: more ratings first, then staff_no"
-)
-
 
 # --------------------------------------------------------------------------- parsing
 
@@ -96,18 +71,6 @@ def parse_stats_query(args: Mapping[str, str | None]) -> AdminStatsQuery:
         last=args.get("to") or None,
         range=figures.parse_stats_query(args),
     )
-
-
-def month_range(text: str | None) -> tuple[str, Any, Any]:
-    """``YYYY-MM`` → (the month, its first instant, the next month's) as naive UTC."""
-    found = _MONTH.fullmatch(text or "")
-    year_ok = found and query_args.FIRST_YEAR <= int(found.group(1)) <= query_args.LAST_YEAR
-    if not found or not year_ok or not 1 <= int(found.group(2)) <= 12:
-        raise errors.InvalidQuery("Parameter month must be YYYY-MM.", parameter="month")
-    year, month = int(found.group(1)), int(found.group(2))
-    first = date(year, month, 1)
-    following = date(year + (month == 12), month % 12 + 1, 1)
-    return text or "", query_args.day_start_utc(first), query_args.day_start_utc(following)
 
 
 # --------------------------------------------------------------------------- the scope
@@ -147,17 +110,8 @@ def _catalogue_keys(group_by: str, ids: list[int]) -> dict[int, dict[str, str]]:
 
 
 def row_figures(tally: figures.Tally) -> dict[str, Any]:
-    """The figures of one row: :func:`figures.figures` plus follow-ups and rectification."""
-    out = figures.figures(tally)
-    out["on_time_rectification_rate"] = (
-        round(tally.rectified_on_time / tally.rectification_due, figures.RATE_DIGITS)
-        if tally.rectification_due
-        else 0.0
-    )
-    out["rectification_due"] = tally.rectification_due
-    out["rectified_on_time"] = tally.rectified_on_time
-    out["follow_ups"] = tally.follow_ups
-    return out
+    """The figures of one row: :func:`figures.figures` plus the follow-ups."""
+    return {**figures.figures(tally), "follow_ups": tally.follow_ups}
 
 
 def _rows(where: figures.Scope, column: str, role: str | None = None) -> list[dict[str, Any]]:
@@ -194,109 +148,3 @@ async def stats(ctx: Context, principal: Principal, args: Mapping[str, str | Non
     return await db_share.run_in_share(
         ctx, db_share.report_slots(ctx), admin_stats, principal, query
     )
-
-
-# --------------------------------------------------------------------------- ranking
-
-
-def _ranked_ratings(start: Any, end: Any) -> list[peewee.Expression]:
-    """Active first ratings of the month without an upheld appeal."""
-    return [
-        Evaluation.assess_number == 1,
-        Evaluation.channel != "default",
-        Evaluation.created_at >= start,
-        Evaluation.created_at < end,
-        figures.not_upheld(),
-    ]
-
-
-def score(stars: int, n: int, bad: int, prior_mean: float) -> float:
-    """:data:`RANKING_METHOD` for one clerk (``n`` > 0), rounded to 4 places."""
-    smoothed = (PRIOR_WEIGHT * prior_mean + stars) / (PRIOR_WEIGHT + n)
-    return round(smoothed - BAD_PENALTY * bad / n, 4)
-
-
-def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dict[str, Any]:
-    """``GET /admin/api/staff-ranking`` on the database thread (window clerks in scope)."""
-    ratings = _ranked_ratings(start, end)
-    bad = peewee.Case(None, [(levels.bad_sql(Evaluation.overall), 1)], 0)
-    per_staff = (
-        Evaluation.select(
-            Evaluation.window_staff,
-            peewee.fn.COUNT(Evaluation.id),
-            peewee.fn.SUM(Evaluation.overall),
-            peewee.fn.SUM(bad),
-        )
-        .where(Evaluation.window_staff.is_null(False), *ratings)
-        .group_by(Evaluation.window_staff)
-        .tuples()
-    )
-    terms = scope.where_clauses(principal, "stats.read", Evaluation.center, Evaluation.department)
-    if terms:
-        per_staff = per_staff.where(*terms)
-    counts = {staff_id: (n, stars, bad_n or 0) for staff_id, n, stars, bad_n in per_staff}
-    if not counts:
-        return _ranking_answer(month, [])
-    staff = {
-        row[0]: row
-        for row in Staff.select(
-            Staff.id, Staff.staff_no, Staff.name, Staff.center, Staff.department
-        )
-        .where(Staff.id.in_(list(counts)))
-        .tuples()
-    }
-    centers = {row[3] for row in staff.values()}
-    per_center = (
-        Evaluation.select(
-            Evaluation.center, peewee.fn.COUNT(Evaluation.id), peewee.fn.SUM(Evaluation.overall)
-        )
-        .where(Evaluation.center.in_(list(centers)), *ratings)
-        .group_by(Evaluation.center)
-        .tuples()
-    )
-    means = {center: stars / n for center, n, stars in per_center if n}
-    names = _names(Center, centers) | _names(Department, {row[4] for row in staff.values()})
-    items = []
-    for staff_id, (n, stars, bad_n) in counts.items():
-        _, staff_no, name, center_id, department_id = staff[staff_id]
-        prior = means.get(center_id, stars / n)
-        items.append(
-            {
-                "staff": {
-                    "staff_no": staff_no,
-                    "name": name,
-                    "center": names[(Center, center_id)],
-                    "department": names[(Department, department_id)],
-                },
-                "ratings": n,
-                "mean": round(stars / n, 4),
-                "bad": bad_n,
-                "center_mean": round(prior, 4),
-                "score": score(stars, n, bad_n, prior),
-            }
-        )
-    items.sort(key=lambda i: (-i["score"], -i["ratings"], i["staff"]["staff_no"]))
-    for rank, item in enumerate(items, 1):
-        item["rank"] = rank
-    return _ranking_answer(month, [{"rank": i.pop("rank"), **i} for i in items])
-
-
-def _names(model: type[peewee.Model], ids: set[int]) -> dict[tuple, dict[str, str]]:
-    found = model.select(model.id, model.code, model.name).where(model.id.in_(list(ids)))
-    return {(model, i): {"code": c, "name": n} for i, c, n in found.tuples()}
-
-
-def _ranking_answer(month: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "month": month,
-        "method": RANKING_METHOD,
-        "prior_weight": PRIOR_WEIGHT,
-        "bad_penalty": BAD_PENALTY,
-        "items": items,
-    }
-
-
-async def ranking(ctx: Context, principal: Principal, month: str | None) -> dict[str, Any]:
-    """``GET /admin/api/staff-ranking``: on the admin reports' share of the database threads."""
-    slots = db_share.report_slots(ctx)
-    return await db_share.run_in_share(ctx, slots, staff_ranking, principal, *month_range(month))

@@ -1,14 +1,19 @@
 """The satisfaction figures (满意度统计) of product.md rule 10, by SQL aggregation.
 
+The one place the figures are defined: the public page, the admin statistics
+(``wxbackend.services.admin.stats``) and the export all read them here.
+
 - :func:`tallies` and :func:`figures` — the counts and rates, optionally grouped by a
-  catalogue column or by day; the admin statistics (``wxbackend.services.admin.stats``) reuse
-  them, with follow-ups, rectification and the upheld-appeal exclusion of staff figures
-  (``extended``, ``Scope.exclude_upheld``).
+  catalogue column or by day; the admin statistics add follow-ups and the upheld-appeal
+  exclusion of staff figures (``extended``, ``Scope.exclude_upheld``).
 - :func:`stats_public` — the figures of the public page for one scope (cached by
   :mod:`.stats_cache`).
 
-Default ratings (channel ``default``) are ratings too: counted, except in the 主动评价好评率.
-What counts as satisfied or 差评 is ``wxbackend.services.ratings.levels``.
+A period selects **cases by completion day** (Asia/Shanghai) and counts their first ratings,
+so numerators and denominators cover the same cases. Default ratings (channel ``default``)
+count in 满意率 and 差评率 but are no citizen rating: the case counts as unrated. A rate with
+nothing to divide by is None (JSON ``null``, shown "—"). What counts as satisfied or 差评 is
+``wxbackend.services.ratings.levels``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ STATS_PARAMETERS = ("center", "item", "from", "to")
 class Scope:
     """What the figures cover: catalogue ids and a time range ``[start, end)`` (naive UTC).
 
-    The range applies to ``created_at`` of ratings and ``completed_at`` of cases.
+    The range applies to ``completed_at`` of cases and ``rectify_due`` of tickets.
     ``empty`` marks a filter that matches nothing (an unknown code).
     """
 
@@ -50,7 +55,7 @@ class Scope:
     start: datetime | None = None
     end: datetime | None = None
     empty: bool = False
-    exclude_upheld: bool = False  # staff figures: leave out ratings with an upheld appeal
+    exclude_upheld: bool = False  # staff figures: leave out cases with an upheld appeal
 
 
 @dataclass(frozen=True)
@@ -72,55 +77,84 @@ def parse_stats_query(args: Mapping[str, str | None]) -> StatsQuery:
     )
 
 
+#: Channels of a rating by the citizen themself (主动评价) and of a staff-recorded callback
+#: (回访评价); the rest is the system default (product.md rules 5 and 7).
+CITIZEN_CHANNELS = ("qr", "miniprogram")
+CALLBACK_CHANNELS = ("phone", "sms")
+
+
+def counts_as(channel: str) -> str:
+    """How a rating of ``channel`` counts in the figures: ``citizen`` (主动评价), ``callback``
+    (回访评价: rated, not 主动) or ``default`` (a rating for 满意率/差评率, the case unrated)."""
+    if channel in CITIZEN_CHANNELS:
+        return "citizen"
+    return "callback" if channel in CALLBACK_CHANNELS else "default"
+
+
 @dataclass
 class Tally:
-    """Counts behind the figures of one group: first ratings per level (all, and without
-    default ratings), finished cases and the unrated ones among them; with ``extended``
-    (the admin statistics) also follow-ups and the rectification deadlines of 差评 tickets."""
+    """Counts behind the figures of one group's cohort: the cases finished in the period and
+    their first ratings per level (every channel, and the citizens' own), the callback and
+    default ones, their follow-ups (``extended``), and the 差评 tickets whose rectification
+    fell due in the period."""
 
     by_level: dict[int, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
     active_by_level: dict[int, int] = field(default_factory=lambda: dict.fromkeys(LEVELS, 0))
     finished_cases: int = 0
-    unrated_cases: int = 0
+    callback_cases: int = 0
+    default_cases: int = 0
     follow_ups: int = 0
     rectification_due: int = 0
     rectified_on_time: int = 0
 
+    @property
+    def unrated_cases(self) -> int:
+        """Finished cases without a citizen or callback rating (a default is no rating)."""
+        return self.finished_cases - sum(self.active_by_level.values()) - self.callback_cases
 
-#: What :func:`tallies` groups by: a catalogue column of both Evaluation and Case, or
-#: ``day`` (the Asia/Shanghai calendar day of the rating / of the case's completion).
+
+#: What :func:`tallies` groups by: a catalogue column of the case (and of its ticket), or
+#: ``day`` (the Asia/Shanghai calendar day of the case's completion / of a ticket's
+#: rectification deadline).
 GROUP_COLUMNS = ("center", "item", "department", "window_staff", "approver", "day")
 #: Asia/Shanghai has kept UTC+8 without daylight saving since 1991.
 SHANGHAI_OFFSET_HOURS = 8
 
 
-def _rate(part: int, whole: int) -> float:
-    """``part / whole`` rounded to 4 places; 0.0 when there is nothing to divide."""
-    return round(part / whole, RATE_DIGITS) if whole else 0.0
+def rate(part: int, whole: int) -> float | None:
+    """``part / whole`` rounded to 4 places; None (shown "—") when ``whole`` is 0."""
+    return round(part / whole, RATE_DIGITS) if whole else None
 
 
 def figures(tally: Tally) -> dict[str, Any]:
-    """product.md rule 10 from a :class:`Tally`.
+    """product.md rule 10 from a :class:`Tally` (which levels are satisfied or 差评:
+    ``levels.GOOD_LEVELS`` / ``levels.BAD_LEVELS``).
 
-    满意率 = satisfied ratings / all ratings; 差评率 = 差评 / all; 主动评价好评率 = satisfied /
-    non-default ratings (which levels are which: ``levels.GOOD_LEVELS``, ``levels.BAD_LEVELS``);
-    未评价率 = finished cases with no rating / finished cases. Rates are floats rounded to 4
-    places, 0.0 when their denominator is 0.
+    Over the cases finished in the period: 满意率 = rated at a good level / rated (every
+    channel, defaults included); 差评率 = rated at a 差评 level / rated; 主动评价率 = rated by
+    the citizen (:data:`CITIZEN_CHANNELS`) / finished; 主动评价好评率 = good among
+    citizen-rated / citizen-rated; 未评价率 = no citizen or callback rating / finished;
+    按时整改率 = tickets rectified by their deadline / tickets due in the period. Rates are
+    rounded to 4 places, None when their denominator is 0.
     """
     total = sum(tally.by_level.values())
     active = sum(tally.active_by_level.values())
     return {
         "total": total,
         "by_level": {str(level): tally.by_level[level] for level in LEVELS},
-        "satisfaction_rate": _rate(sum(tally.by_level[lv] for lv in levels.GOOD_LEVELS), total),
-        "bad_rate": _rate(sum(tally.by_level[lv] for lv in levels.BAD_LEVELS), total),
-        "active_good_rate": _rate(
+        "satisfaction_rate": rate(sum(tally.by_level[lv] for lv in levels.GOOD_LEVELS), total),
+        "bad_rate": rate(sum(tally.by_level[lv] for lv in levels.BAD_LEVELS), total),
+        "active_rate": rate(active, tally.finished_cases),
+        "active_good_rate": rate(
             sum(tally.active_by_level[lv] for lv in levels.GOOD_LEVELS), active
         ),
-        "unrated_rate": _rate(tally.unrated_cases, tally.finished_cases),
+        "unrated_rate": rate(tally.unrated_cases, tally.finished_cases),
+        "on_time_rectification_rate": rate(tally.rectified_on_time, tally.rectification_due),
         "active_total": active,
         "finished_cases": tally.finished_cases,
         "unrated_cases": tally.unrated_cases,
+        "rectification_due": tally.rectification_due,
+        "rectified_on_time": tally.rectified_on_time,
     }
 
 
@@ -159,12 +193,12 @@ def day_key(value: Any) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
-def _group(model: type[peewee.Model], time_column: peewee.Field, group_by: str | None) -> list:
+def _group(time_column: peewee.Field, group_by: str | None) -> list:
     if group_by is None:
         return []
     if group_by == "day":
         return [shanghai_day(time_column)]
-    return [getattr(model, group_by)]
+    return [getattr(Case, group_by)]
 
 
 def _key(row: tuple, group_by: str | None) -> Any:
@@ -190,98 +224,86 @@ def tallies(
     (one of :data:`GROUP_COLUMNS`; ``day`` keys are ``YYYY-MM-DD``) or by None when not
     grouped.
 
-    Ratings: first ratings (``assess_number`` 1) created in the range, ``GROUP BY overall``;
-    with ``scope.exclude_upheld`` those whose ticket's appeal was upheld are left out.
-    Cases: finished (``completed_at``) in the range; unrated = ``first_rated_at IS NULL``.
-    With ``extended``: follow-ups (``assess_number`` 2) created in the range, and the
-    rectification of the tickets of ratings created in the range (see :func:`_tickets`).
+    The cohort: cases completed in the range (``case.completed_at`` index), each with its
+    first rating (``assess_number`` 1, through the unique (case, assess_number) index) and,
+    with ``extended``, its follow-up (追评); with ``scope.exclude_upheld`` the cases whose
+    first rating's appeal was upheld are left out. Tickets: see :func:`_tickets`.
     """
     if group_by is not None and group_by not in GROUP_COLUMNS:
         raise ValueError(f"cannot group by {group_by!r}")
     result: dict[Any, Tally] = defaultdict(Tally)
     if scope.empty:
         return result
-    e_group = _group(Evaluation, Evaluation.created_at, group_by)
-    is_default = peewee.Case(None, [(Evaluation.channel == "default", 1)], 0)
-    rated_in_scope = _scope_where(Evaluation, Evaluation.created_at, scope)
+    group = _group(Case.completed_at, group_by)
+    joined = Evaluation.case == Case.id
+    if not extended:
+        joined &= Evaluation.assess_number == 1
+    where = [Case.completed_at.is_null(False), *_scope_where(Case, Case.completed_at, scope)]
     if scope.exclude_upheld:
-        rated_in_scope.append(not_upheld())
-    ratings = (
-        Evaluation.select(
-            *e_group,
-            Evaluation.overall,
-            peewee.fn.COUNT(Evaluation.id),
-            peewee.fn.SUM(is_default),
+        upheld = (
+            Ticket.select(Ticket.case)
+            .join(Evaluation, on=(Ticket.evaluation == Evaluation.id))
+            .where(Ticket.appeal_status == "upheld", Evaluation.assess_number == 1)
         )
-        .where(Evaluation.assess_number == 1, *rated_in_scope)
-        .group_by(*e_group, Evaluation.overall)
-        .tuples()
-    )
-    for row in ratings:
-        key = _key(row, group_by)
-        level, count, defaults = row[-3:]
-        if level in result[key].by_level:
-            result[key].by_level[level] += count
-            result[key].active_by_level[level] += count - (defaults or 0)
-    c_group = _group(Case, Case.completed_at, group_by)
-    unrated = peewee.Case(None, [(Case.first_rated_at.is_null(), 1)], 0)
-    cases = (
-        Case.select(*c_group, peewee.fn.COUNT(Case.id), peewee.fn.SUM(unrated))
-        .where(Case.completed_at.is_null(False), *_scope_where(Case, Case.completed_at, scope))
-        .group_by(*c_group)
-        .tuples()
-    )
-    for row in cases:
-        key = _key(row, group_by)
-        result[key].finished_cases += row[-2]
-        result[key].unrated_cases += row[-1] or 0
-    if extended:
-        _follow_ups(result, scope, group_by, e_group)
-        _tickets(result, scope, group_by, e_group, now or utcnow())
-    return result
-
-
-def _follow_ups(result: dict[Any, Tally], scope: Scope, group_by: str | None, group: list) -> None:
-    """追评 (``assess_number`` 2) created in the range, counted by their own time and group."""
+        where.append(Case.id.not_in(upheld))
     rows = (
-        Evaluation.select(*group, peewee.fn.COUNT(Evaluation.id))
-        .where(
-            Evaluation.assess_number == 2,
-            *_scope_where(Evaluation, Evaluation.created_at, scope),
+        Case.select(
+            *group,
+            Evaluation.assess_number,
+            Evaluation.channel,
+            Evaluation.overall,
+            peewee.fn.COUNT(Case.id),
         )
-        .group_by(*group)
+        .join(Evaluation, peewee.JOIN.LEFT_OUTER, on=joined)
+        .where(*where)
+        .group_by(*group, Evaluation.assess_number, Evaluation.channel, Evaluation.overall)
         .tuples()
     )
     for row in rows:
-        result[_key(row, group_by)].follow_ups += row[-1]
+        _count(result[_key(row, group_by)], *row[-4:])
+    _tickets(result, scope, group_by, now or utcnow())
+    return result
 
 
-def _tickets(
-    result: dict[Any, Tally], scope: Scope, group_by: str | None, group: list, now: datetime
-) -> None:
-    """On-time rectification (按时整改) of the 差评 tickets of ratings created in the range.
+def _count(tally: Tally, assess_number: int | None, channel: str, level: int, n: int) -> None:
+    """Add one aggregated row of the cohort (a case without a rating: ``assess_number`` None)."""
+    if assess_number == 2:
+        tally.follow_ups += n
+        return
+    tally.finished_cases += n
+    if assess_number is None or level not in tally.by_level:
+        return
+    tally.by_level[level] += n
+    kind = counts_as(channel)
+    if kind == "citizen":
+        tally.active_by_level[level] += n
+    elif kind == "callback":
+        tally.callback_cases += n
+    else:
+        tally.default_cases += n
 
-    Due: tickets not ``invalid`` (an invalid or upheld 差评 needs no rectification) that are
-    rectified (``rectified_at`` set) or whose ``rectify_due`` has passed (``< now``); tickets
-    still inside their deadline and not rectified are not decided yet and count nowhere.
-    On time: due tickets with ``rectified_at <= rectify_due``.
+
+def _tickets(result: dict[Any, Tally], scope: Scope, group_by: str | None, now: datetime) -> None:
+    """按时整改: the 差评 tickets whose rectification fell due in the range (``rectify_due``
+    index), grouped by their case's column or the Shanghai day of the deadline.
+
+    Due: not ``invalid`` (an invalid 差评 needs no rectification), ``rectify_due`` in the
+    range and either passed (``< now``) or already rectified; a ticket inside its deadline
+    and not rectified is not decided yet. On time: ``rectified_at <= rectify_due``. With
+    ``scope.exclude_upheld`` tickets whose appeal was upheld are left out.
     """
     on_time = peewee.Case(
         None,
-        [
-            (
-                Ticket.rectified_at.is_null(False) & (Ticket.rectified_at <= Ticket.rectify_due),
-                1,
-            )
-        ],
+        [(Ticket.rectified_at.is_null(False) & (Ticket.rectified_at <= Ticket.rectify_due), 1)],
         0,
     )
-    where = _scope_where(Evaluation, Evaluation.created_at, scope)
+    group = _group(Ticket.rectify_due, group_by)
+    where = _scope_where(Case, Ticket.rectify_due, scope)
     if scope.exclude_upheld:
-        where.append((Ticket.appeal_status.is_null()) | (Ticket.appeal_status != "upheld"))
+        where.append(Ticket.appeal_status.is_null() | (Ticket.appeal_status != "upheld"))
     rows = (
         Ticket.select(*group, peewee.fn.COUNT(Ticket.id), peewee.fn.SUM(on_time))
-        .join(Evaluation, on=(Ticket.evaluation == Evaluation.id))
+        .join(Case, on=(Ticket.case == Case.id))
         .where(
             Ticket.status != "invalid",
             Ticket.rectified_at.is_null(False) | (Ticket.rectify_due < now),

@@ -15,12 +15,24 @@
     return text;
   }
 
-  function rate(name, whole) {
-    return function (row) { return WXB.pct(row[name], whole ? row[whole] : 1); };
+  /* A rate is a number or null (nothing to divide by): null shows "—". */
+  function rate(name) {
+    return function (row) { return WXB.pct(row[name]); };
+  }
+
+  /* product.md rule 10, the levels named as the server counts them. */
+  function definitions() {
+    var label = function (level) { return WXB.levelLabel(level); };
+    var good = WXB.LEVEL_ORDER.filter(function (level) { return !WXB.isBad(level); }).map(label).join("、");
+    var bad = WXB.LEVEL_ORDER.filter(WXB.isBad).map(label).join("、");
+    return "按办结日期选取办件，统计其首次评价（不含追评）。满意率 =（" + good + "）÷ 已评价办件（含系统默认评价）；" +
+      "差评率 =（" + bad + "）÷ 已评价办件；主动评价率 = 群众自行评价（扫码、小程序）的办件 ÷ 已办结办件；" +
+      "主动评价好评率 = 群众自行评价中的满意 ÷ 群众自行评价；未评价率 = 既无群众评价也无回访评价的办件（默认评价视为未评价）÷ 已办结办件；" +
+      "按时整改率 = 期限内整改的差评工单 ÷ 整改期限落在所选范围内的差评工单。分母为 0 时显示“—”。";
   }
 
   function renderStats(content) {
-    content.appendChild(A.heading("统计分析", "满意率 = 3–5 星 ÷ 全部；差评率 = 1–2 星 ÷ 全部；主动评价好评率不含默认评价；未评价率 = 未评价办件 ÷ 已办结办件。仅统计首次评价。"));
+    content.appendChild(A.heading("统计分析", definitions()));
     var out = el("div");
     content.appendChild(A.form([
       { name: "group_by", label: "分组", type: "select", options: GROUPS },
@@ -30,16 +42,17 @@
     ], "统计", function (v) {
       WXB.clear(out).appendChild(el("p", { className: "hint", text: "统计中…" }));
       return A.api("GET", "/stats", null, v).then(function (answer) {
-        var columns = [{ label: "分组", value: keyText }, { label: "评价数", key: "total" }];
+        var columns = [{ label: "分组", value: keyText }, { label: "办结数", key: "finished_cases" }, { label: "评价数", key: "total" }];
         WXB.LEVEL_ORDER.forEach(function (n) {
           columns.push({ label: WXB.levelLabel(n), value: function (r) { return r.by_level ? r.by_level[String(n)] : null; } });
         });
         columns.push(
-          { label: "满意率", value: rate("satisfaction_rate", "total") },
-          { label: "差评率", value: rate("bad_rate", "total") },
-          { label: "主动评价好评率", value: rate("active_good_rate", "active_total") },
-          { label: "未评价率", value: rate("unrated_rate", "finished_cases") },
-          { label: "按时整改率", value: rate("on_time_rectification_rate", "rectification_due") },
+          { label: "满意率", value: rate("satisfaction_rate") },
+          { label: "差评率", value: rate("bad_rate") },
+          { label: "主动评价率", value: rate("active_rate") },
+          { label: "主动评价好评率", value: rate("active_good_rate") },
+          { label: "未评价率", value: rate("unrated_rate") },
+          { label: "按时整改率", value: rate("on_time_rectification_rate") },
           { label: "追评数", key: "follow_ups" }
         );
         WXB.clear(out).appendChild(A.table(columns, answer.rows || []));
@@ -48,19 +61,22 @@
     }, { inline: true }));
     content.appendChild(out);
 
-    var ranking = A.box("窗口人员月度排名");
+    var ranking = A.box("工作人员月度排名（窗口人员、审批人员分别排名）");
     var rankOut = el("div");
     var month = new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 7);
     ranking.appendChild(A.form([{ name: "month", label: "月份", type: "month", value: month, required: true }], "查询", function (v) {
       return A.api("GET", "/staff-ranking", null, { month: v.month }).then(function (answer) {
         WXB.clear(rankOut);
-        if (answer.method) rankOut.appendChild(el("p", { className: "hint", text: answer.method }));
+        var method = answer.method_zh || answer.method;
+        if (method) rankOut.appendChild(el("p", { className: "hint", text: "排名方法：" + method }));
         rankOut.appendChild(A.table([
           { label: "名次", key: "rank" },
+          { label: "岗位", value: function (r) { return r.role === "approver" ? "审批人员" : "窗口人员"; } },
           { label: "工作人员", value: function (r) { return r.staff ? r.staff.name + "（" + r.staff.staff_no + "）" : null; } },
           { label: "中心", value: function (r) { return r.staff && r.staff.center ? r.staff.center.name : null; } },
           { label: "部门", value: function (r) { return r.staff && r.staff.department ? r.staff.department.name : null; } },
           { label: "评价数", key: "ratings" },
+          { label: "评了本岗位", key: "target_rated" },
           { label: "平均星级", value: function (r) { return typeof r.mean === "number" ? r.mean.toFixed(2) : r.mean; } },
           { label: "差评", key: "bad" },
           { label: "综合得分", value: function (r) { return typeof r.score === "number" ? r.score.toFixed(3) : r.score; } },

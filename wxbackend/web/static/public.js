@@ -9,15 +9,33 @@
   var more = $("more");
   var cursor = null;
   var statsTimer = null;
+  var statsDueAt = 0; // when the figures include the newest live rating (ms)
+  var statsMaxAge = 10; // seconds the server keeps figures: its answer's Cache-Control max-age
   var centerNamed = false;
 
+  /* The figures and how long the server keeps them (no max-age: not cached, 0 s). The
+   * browser's own copy is skipped (no-cache): the timing below is the server's. */
+  function fetchStats() {
+    var url = "/api/v1/public/stats" + WXB.query({ center: center });
+    var options = { credentials: "same-origin", cache: "no-cache", headers: { Accept: "application/json" } };
+    return fetch(url, options).then(function (response) {
+      var found = /max-age=(\d+)/.exec(response.headers.get("Cache-Control") || "");
+      statsMaxAge = found ? Number(found[1]) : 0;
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
+  /* A rate is a number or null (nothing to divide by): null shows "—". */
   function loadStats() {
-    return WXB.getJSON("/api/v1/public/stats" + WXB.query({ center: center })).then(function (s) {
+    return fetchStats().then(function (s) {
       WXB.showError($("stats-error"), "");
-      $("fig-satisfaction").textContent = WXB.pct(s.satisfaction_rate, s.total);
-      $("fig-bad").textContent = WXB.pct(s.bad_rate, s.total);
-      $("fig-active").textContent = WXB.pct(s.active_good_rate, s.active_total === undefined ? s.total : s.active_total);
-      $("fig-unrated").textContent = WXB.pct(s.unrated_rate, s.finished_cases === undefined ? 1 : s.finished_cases);
+      $("fig-satisfaction").textContent = WXB.pct(s.satisfaction_rate);
+      $("fig-bad").textContent = WXB.pct(s.bad_rate);
+      $("fig-active-rate").textContent = WXB.pct(s.active_rate);
+      $("fig-active").textContent = WXB.pct(s.active_good_rate);
+      $("fig-unrated").textContent = WXB.pct(s.unrated_rate);
+      $("fig-on-time").textContent = WXB.pct(s.on_time_rectification_rate);
       $("fig-total").textContent = String(s.total);
       renderLevels(s);
     }).catch(function (err) {
@@ -41,10 +59,23 @@
     });
   }
 
-  /* Debounced: many ratings in a burst refresh the figures once. */
+  /* After a live rating the server may answer its cached figures for up to max-age seconds,
+   * so ask again once that has passed (plus a second). Debounced: a burst of ratings costs one
+   * request; ratings that keep coming refresh the figures once per max-age, the last one
+   * included. */
   function refreshStatsSoon() {
-    if (statsTimer) return;
-    statsTimer = window.setTimeout(function () { statsTimer = null; loadStats(); }, 3000);
+    statsDueAt = Date.now() + (statsMaxAge + 1) * 1000;
+    if (!statsTimer) armStats(statsDueAt - Date.now());
+  }
+
+  function armStats(delay) {
+    statsTimer = window.setTimeout(function () {
+      loadStats().then(function () {
+        statsTimer = null; // held while loading, so a rating meanwhile arms no second timer
+        var left = statsDueAt - Date.now();
+        if (left > 0) armStats(left); // a later rating is not in these figures yet
+      });
+    }, Math.max(0, delay));
   }
 
   function nameCenter(items) {
