@@ -13,7 +13,8 @@ import pytest
 from models.base import utcnow
 from models.case import Case
 from models.ticket import Ticket
-from tests.public_seed import (
+from tests.support.admins import admin_token
+from tests.support.public_seed import (
     CENTER,
     UNCACHED,
     insert_case,
@@ -21,7 +22,6 @@ from tests.public_seed import (
     open_ticket,
     seed_catalog,
 )
-from tests.support.admins import admin_token
 from wxbackend.db import database
 from wxbackend.services.public import figures
 

@@ -10,8 +10,8 @@ import pytest
 
 from models.case import Case
 from models.catalog import Staff
-from tests.public_seed import insert_case, insert_rating, seed_catalog
 from tests.support.admins import admin_token
+from tests.support.public_seed import insert_case, insert_rating, seed_catalog
 
 RANKING = "/admin/api/staff-ranking"
 MARCH = datetime(2026, 3, 5, 4, 0, 0)
