@@ -10,8 +10,6 @@ The robot key itself (write-only, encrypted) is tested in test_staff_alert_keys.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -32,6 +30,7 @@ from tests.public_seed import (
     rated_case,
     seed_catalog,
 )
+from tests.support.worker import running_worker, wait_for
 from wxbackend.db import database
 from wxbackend.services.alerts import content, robot
 from wxbackend.services.alerts import sending as alerts
@@ -39,9 +38,7 @@ from wxbackend.services.alerts.deadlines import schedule_near_deadlines
 from wxbackend.services.catalogue.admin_rows import WECOM_KEY_CONTEXT
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.jobs import queue as jobs
-from wxbackend.services.jobs.registry import handlers
 from wxbackend.services.tickets.opening import open_ticket
-from wxbackend.worker import Worker
 
 PUBLIC_URL = "https://pj.example.gov.cn"
 COMMENT = "窗口人员态度恶劣，电话13800138000"
@@ -58,26 +55,6 @@ def settings_overrides():
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def running_worker(ctx) -> AsyncIterator[Worker]:
-    worker = Worker(ctx, handlers())
-    task = asyncio.ensure_future(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await task
-
-
-async def wait_for(predicate, seconds: float = 10.0):
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def robot_for(ctx, sandbox, center: str = CENTER) -> str:

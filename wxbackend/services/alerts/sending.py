@@ -39,6 +39,7 @@ from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.security import DecryptionError, FieldCipher
 from wxbackend.services.alerts import content, robot
+from wxbackend.services.catalogue.admin_rows import WECOM_KEY_CONTEXT
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.settings import Settings
 from wxbackend.worker import FINISHED, MAX_ATTEMPTS, backoff
@@ -46,8 +47,6 @@ from wxbackend.worker import FINISHED, MAX_ATTEMPTS, backoff
 log = logging.getLogger("wxbackend.alerts")
 
 KIND = "staff_alert"
-#: The FieldCipher context of a center's robot key.
-KEY_CONTEXT = "center.wecom_webhook_key"
 FINAL = ("sent", "skipped", "failed", "unknown")
 
 
@@ -127,7 +126,7 @@ def prepare(job: Job, cipher: FieldCipher, settings: Settings) -> Plan | str:
             _end(alert, job, "skipped", reason)
             return reason
         try:
-            key = cipher.decrypt(center.wecom_key_enc, KEY_CONTEXT)
+            key = cipher.decrypt(center.wecom_key_enc, WECOM_KEY_CONTEXT)
         except DecryptionError:
             StaffAlert.update(status="failed", errcode="key").where(
                 StaffAlert.id == alert.id

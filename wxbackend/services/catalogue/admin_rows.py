@@ -236,7 +236,7 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "staff": ("active",),
     "centers": ("wecom_webhook_key",),
 }
-#: The FieldCipher context of a center's robot key (services/alerts/sending.py reads it).
+#: The FieldCipher context of a center's robot key (services/alerts/sending.py decrypts it).
 WECOM_KEY_CONTEXT = "center.wecom_webhook_key"
 _WECOM_KEY_RE = re.compile(r"[A-Za-z0-9-]{8,64}")
 #: The robot's whole webhook address, as WeCom shows it: its key is taken from it.
