@@ -103,8 +103,12 @@ async def send(ctx: Context, key: str, content: str) -> Answer:
         return Answer(False, False, "refused")
     except OSError as exc:  # name resolution, unreachable network: nothing left
         return Answer(False, False, type(exc).__name__[:16])
-    except HTTPClientError as exc:  # tornado's own errors (599): may have been sent
-        return Answer(False, True, str(exc.code))
+    except HTTPClientError as exc:  # tornado's own errors (599)
+        # A timeout while connecting or still queued never sent the request; any other
+        # (a timeout during the request, a stream closed) may have been acted on.
+        reason = str(exc.message or "")
+        never_left = any(word in reason for word in ("connecting", "queue"))
+        return Answer(False, not never_left, str(exc.code))
     finally:
         http.close()
     if response.code == 599 or response.code >= 500:
