@@ -29,7 +29,12 @@ _KEYS = {"staff": "staff_no"}
 
 #: Body fields per section: (JSON type, nullable). Optional fields may be null (cleared).
 _SECTION_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
-    "centers": {"code": (str, False), "name": (str, False), "area_code": (str, False)},
+    "centers": {
+        "code": (str, False),
+        "name": (str, False),
+        "area_code": (str, False),
+        "wecom_webhook_key": (str, True),  # write-only: answered masked
+    },
     "departments": {
         "code": (str, False),
         "name": (str, False),
@@ -178,7 +183,13 @@ class CatalogCollectionHandler(CatalogHandler):
     async def post(self) -> None:
         body = self.json_body(_fields(self.section, create=True))
         row = await self.ctx.db.run(
-            admin_catalog.create_row, self.section, self.actor, self.admin, body, self.ctx.hasher
+            admin_catalog.create_row,
+            self.section,
+            self.actor,
+            self.admin,
+            body,
+            self.ctx.hasher,
+            self.ctx.cipher,
         )
         self.send(row, status=201)
 
@@ -206,6 +217,7 @@ class CatalogItemHandler(CatalogHandler):
             self.key,
             body,
             self.ctx.hasher,
+            self.ctx.cipher,
         )
         self.send(row)
 

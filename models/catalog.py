@@ -15,6 +15,11 @@ class Center(BaseModel):
     code = peewee.CharField(max_length=64, unique=True)
     name = peewee.CharField(max_length=200)
     area_code = peewee.CharField(max_length=12)
+    # The key of the center's WeCom group robot (staff alerts), encrypted (FieldCipher,
+    # context ``center.wecom_webhook_key``): the key is the robot's only credential. The mask
+    # ("****abcd") is what the console shows; the key itself is never answered.
+    wecom_key_enc = peewee.TextField(null=True)
+    wecom_key_mask = peewee.CharField(max_length=16, null=True)
     updated_at = peewee.DateTimeField(default=utcnow)
 
 

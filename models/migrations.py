@@ -13,6 +13,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as migrate_columns
 
 from models.access import Admin, Partner, PartnerCenter
+from models.alert import StaffAlert
 from models.audit import AuditEntry
 from models.base import BaseModel, utcnow
 from models.case import Case, QrToken
@@ -116,6 +117,12 @@ def _ticket_due_index(db: peewee.Database) -> None:
     Ticket._schema.create_indexes(safe=True)
 
 
+def _staff_alerts(db: peewee.Database) -> None:
+    """Each center's WeCom robot key (encrypted, with its mask) and the alerts sent to it."""
+    _add_columns(db, Center.wecom_key_enc, Center.wecom_key_mask)
+    db.create_tables([StaffAlert], safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -144,6 +151,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (6, "staff_no, callback contact, invalidation, partner centers", _reach_and_callbacks),
     (7, "transparency log", _transparency_log),
     (8, "index of tickets by rectification deadline", _ticket_due_index),
+    (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
 ]
 
 

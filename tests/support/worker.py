@@ -1,18 +1,23 @@
-"""An in-process job worker for a test, and a polling wait."""
+"""The real worker for tests: run it for a block, and wait for what it should bring about.
+
+async with running_worker(ctx):
+    assert await wait_for(lambda: is_done(ctx, key))
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from wxbackend.services.jobs.registry import handlers
 from wxbackend.worker import Worker
 
 
 @contextlib.asynccontextmanager
-async def running_worker(ctx) -> AsyncIterator[Worker]:
-    """A :class:`Worker` with every job handler, running in this event loop until the block ends."""
+async def running_worker(ctx: Any) -> AsyncIterator[Worker]:
+    """A worker with every handler, running until the block ends (then stopped gracefully)."""
     worker = Worker(ctx, handlers())
     task = asyncio.ensure_future(worker.run())
     try:
@@ -22,9 +27,10 @@ async def running_worker(ctx) -> AsyncIterator[Worker]:
         await task
 
 
-async def wait_for(predicate, seconds: float = 10.0, every: float = 0.05):
-    """Await ``predicate()`` every ``every`` seconds until it is truthy or ``seconds`` pass;
-    its last value."""
+async def wait_for(
+    predicate: Callable[[], Awaitable[Any]], seconds: float = 10.0, every: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it is truthy or ``seconds`` pass; its last value."""
     deadline = asyncio.get_running_loop().time() + seconds
     while True:
         value = await predicate()

@@ -11,12 +11,14 @@ Chinese and English with its key values:
    (``conf/catalog.example.json``), a demo partner key, a demo superadmin ``demo`` (its
    generated password is printed when it is created and kept in
    ``<data_dir>/demo-admin-password.txt``, mode 0600); reused when present;
-2. the admin configures the subscribe-message templates; the sandbox registers them;
+2. the admin configures the subscribe-message templates; the sandbox registers them; the
+   admin gives the demo center its WeCom group robot (a robot of the sandbox; the demo sets
+   ``wecom.api_base = "sandbox"``);
 3. the window system reports a finished case (signed) and fetches its QR code image
    (saved as ``<data_dir>/demo-qr.png``);
 4. the citizen logs in, accepts the subscriptions, verifies by face, sees the case pending,
    scans, is reminded about a second case by the worker, rates the first one 2 stars (a 差评);
-   a second citizen likes the rating;
+   a second citizen likes the rating; the 差评's alert reaches the center's robot;
 5. the admin works the 差评 ticket: verify → rectify → callback (satisfied) → close; the
    citizen gets the rectified notice;
 6. the URLs to browse (the public page, the APIs, the console with the demo credentials).
@@ -28,7 +30,8 @@ demo's fictional personas, and masks.
 
 Modules: `run` (settings, the server, the entry point), `flow` (the steps in order, what
 they hand each other, the summary), one module per actor's steps (`prepare`, `office` for the
-admin, `window` for the window system, `citizen`), `output` (lines, masks, Skip/DemoError).
+admin, `window` for the window system, `citizen`, `alerts` for the WeCom robot), `output`
+(lines, masks, Skip/DemoError).
 Every actor talks HTTP through the shared clients of `wxbackend.clients`.
 """
 

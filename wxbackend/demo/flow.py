@@ -6,7 +6,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 from wxbackend.clients.http import ApiError
-from wxbackend.demo import citizen, office, prepare, window
+from wxbackend.demo import alerts, citizen, office, prepare, window
 from wxbackend.demo.output import DemoError, Skip, failure, line, out
 from wxbackend.demo.session import CASE_CODES, Demo
 
@@ -20,6 +20,7 @@ STEPS: list[tuple[str, str, str, Step]] = [
         prepare.setup,
     ),
     ("2", "配置微信订阅消息模板", "WeChat subscribe-message templates", office.templates),
+    ("2.1", "配置中心的企业微信群机器人", "the center's WeCom group robot", alerts.robot),
     (
         "3",
         "窗口系统上报办件并取二维码",
@@ -34,6 +35,7 @@ STEPS: list[tuple[str, str, str, Step]] = [
     ("4.6", "提醒评价（后台任务发送）", "the worker sends a reminder to rate", citizen.reminder),
     ("4.7", "评价：2 星差评", "citizen rates 2 stars (a 差评)", citizen.rate),
     ("4.8", "另一位群众点赞", "a second citizen likes the rating", citizen.like),
+    ("4.9", "差评提醒：企业微信群", "the 差评 alert reaches the staff group", alerts.alert),
     ("5", "差评工单：核实 → 整改 → 回访 → 办结", "the 差评 ticket worked through", office.ticket),
 ]
 

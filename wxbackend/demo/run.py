@@ -34,6 +34,7 @@ def demo_settings(settings: Settings) -> Settings:
         reminders__quiet_hours="",
         worker__embedded=True,
         worker__poll_seconds=min(settings.worker.poll_seconds, 0.2),
+        wecom__api_base="sandbox",
     )
 
 

@@ -42,6 +42,7 @@ class State:
     case1: dict[str, Any] | None = None
     citizen: Citizen | None = None
     evaluation_id: str | None = None
+    robot_key: str = ""  # the demo center's WeCom robot in the sandbox (demo/alerts.py)
     skipped: list[str] = field(default_factory=list)
 
 

@@ -11,7 +11,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from wxbackend.sandbox import face, login, security, subscribe, token, wxacode
+from wxbackend.sandbox import face, login, security, subscribe, token, wecom, wxacode
 from wxbackend.sandbox.base import WeChatHandler
 from wxbackend.sandbox.control import ROUTES, NotFoundHandler
 from wxbackend.sandbox.state import DEFAULT_APPID, DEFAULT_SECRET, SandboxState
@@ -27,6 +27,7 @@ WECHAT_HANDLERS: tuple[type[WeChatHandler], ...] = (
     *wxacode.HANDLERS,
     *subscribe.HANDLERS,
     *security.HANDLERS,
+    *wecom.HANDLERS,
 )
 
 
@@ -48,7 +49,7 @@ def make_sandbox_app(state: SandboxState | None = None) -> tornado.web.Applicati
         tornado.web.url(f"/{handler.wechat_path}", handler) for handler in WECHAT_HANDLERS
     ]
     return tornado.web.Application(
-        [*routes, *ROUTES],
+        [*routes, *ROUTES, *wecom.ROUTES],
         sandbox_state=state or SandboxState(),
         default_handler_class=NotFoundHandler,
         log_function=_log_request,

@@ -10,6 +10,7 @@ QUERYVERIFYINFO_PATH = "cityservice/face/identify/queryverifyinfo"
 WXACODE_PATH = "wxa/getwxacodeunlimit"
 SUBSCRIBE_SEND_PATH = "cgi-bin/message/subscribe/send"
 MSG_SEC_CHECK_PATH = "wxa/msg_sec_check"
+WECOM_WEBHOOK_PATH = "cgi-bin/webhook/send"  # WeCom's group robots (sandbox/wecom.py)
 WECHAT_PATHS: tuple[str, ...] = (
     TOKEN_PATH,
     STABLE_TOKEN_PATH,
@@ -19,4 +20,5 @@ WECHAT_PATHS: tuple[str, ...] = (
     WXACODE_PATH,
     SUBSCRIBE_SEND_PATH,
     MSG_SEC_CHECK_PATH,
+    WECOM_WEBHOOK_PATH,
 )

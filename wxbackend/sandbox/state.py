@@ -19,6 +19,7 @@ from wxbackend.sandbox.login import LoginState
 from wxbackend.sandbox.security import SecurityState
 from wxbackend.sandbox.subscribe import SubscribeState
 from wxbackend.sandbox.token import AppCredentials, TokenState
+from wxbackend.sandbox.wecom import WeComState
 from wxbackend.sandbox.wxacode import DEFAULT_PAGES, WxaCodeState
 
 DEFAULT_APPID = "wx00000000000000a1"
@@ -52,6 +53,7 @@ class SandboxState:
         self.wxacode = WxaCodeState(self.published_pages)
         self.subscribe = SubscribeState(self.logins, self.now)
         self.security = SecurityState(self.logins)
+        self.wecom = WeComState(self.now)
         self.faults = FaultState()
         self.calls: dict[str, int] = {}
         self.connections = 0

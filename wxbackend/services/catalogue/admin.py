@@ -13,6 +13,8 @@ How each section's rows are queried, shown and validated is ``admin_rows``; part
   admins, cases, evaluations or tickets point at it). Staff are never deleted — cases and
   ratings name them — so ``DELETE /staff/{staff_no}`` *deactivates* them (``active=false``)
   and frees the windows they staffed; ``PUT {active: true}`` brings them back.
+* A center's ``wecom_webhook_key`` (its WeCom robot) is write-only: encrypted with the
+  ``cipher``, answered only masked (``admin_rows.robot_key_values``).
 * Every write is audited in its transaction (``<singular>.create|update|delete``,
   ``staff.deactivate``), with changed values but never an ID number (shown as ``"set"`` /
   ``"cleared"``).
@@ -33,7 +35,7 @@ from models.base import utcnow
 from models.catalog import Center, Department, Staff, Window
 from wxbackend import errors
 from wxbackend.db import database
-from wxbackend.security import LookupHasher
+from wxbackend.security import FieldCipher, LookupHasher
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.permissions import Target, authorize
@@ -110,13 +112,19 @@ def get_row(section: str, principal: Principal, key: str) -> dict[str, Any]:
 
 
 def create_row(
-    section: str, actor: Actor, principal: Principal, body: dict[str, Any], hasher: LookupHasher
+    section: str,
+    actor: Actor,
+    principal: Principal,
+    body: dict[str, Any],
+    hasher: LookupHasher,
+    cipher: FieldCipher | None = None,
 ) -> dict[str, Any]:
     """``POST``: a new row (201). 409 ``exists`` when its key is taken, 422 ``invalid_field``
     for a bad value or an unknown reference, 403 for a center the admin may not change."""
     spec = admin_rows.SPECS[section]
     raw, extra = admin_rows.split_body(section, body)
     checked = admin_rows.check(section, raw, hasher)
+    extra = _model_extras(section, extra, cipher)
     key = checked[key_field(section)]
     taken = errors.Exists(
         f"This {key_field(section)} is taken: choose another (codes are unique everywhere).",
@@ -138,12 +146,22 @@ def create_row(
             raise taken from None
         view = spec.view(_fetch(section, key))
         detail = {"values": admin_rows.audit_values(view)}
+        detail["values"].update(admin_rows.robot_key_note(extra))
         if section == "staff" and values["id_hash"]:
             detail["values"]["id_number"] = "set"
         record(actor, f"{spec.singular}.create", spec.singular, key, detail)
         if section == "staff" and values["id_hash"]:
             _record_id_link(actor, key, values["id_hash"])
     return view
+
+
+def _model_extras(
+    section: str, extra: dict[str, Any], cipher: FieldCipher | None
+) -> dict[str, Any]:
+    """The body's extra fields as model values (a center's robot key encrypted)."""
+    if section != "centers":
+        return extra
+    return admin_rows.robot_key_values(extra, cipher)
 
 
 def _record_id_link(actor: Actor, staff_no: str, id_hash: str | None) -> None:
@@ -164,11 +182,13 @@ def update_row(
     key: str,
     body: dict[str, Any],
     hasher: LookupHasher,
+    cipher: FieldCipher | None = None,
 ) -> dict[str, Any]:
     """``PUT``: change any subset of the row's fields (see the module notes)."""
     spec = admin_rows.SPECS[section]
     key_name = key_field(section)
     raw_body, extra = admin_rows.split_body(section, body)
+    extra = _model_extras(section, extra, cipher)
     if key_name in raw_body and raw_body[key_name] != key:
         raise errors.InvalidField(f"{key_name} cannot change; create a new row.", field=key_name)
     with database.atomic():
@@ -194,6 +214,7 @@ def update_row(
         detail = {k: v for k, v in admin_rows.audit_values(after).items() if before.get(k) != v}
         if "id_hash" in changed:
             detail["id_number"] = admin_rows.id_number_note(changed["id_hash"])
+        detail.update(admin_rows.robot_key_note(changed))
         record(actor, f"{spec.singular}.update", spec.singular, key, {"changed": detail})
         if section == "staff" and "id_hash" in changed:
             _record_id_link(actor, key, changed["id_hash"])

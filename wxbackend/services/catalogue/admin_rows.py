@@ -6,11 +6,14 @@ names, area codes, 统一社会信用代码, staff role ``window``/``approver``,
 number's GB 11643 checksum); references are codes, checked against the database and against
 the permission table (``catalogue.write``): a reference to a center beyond the admin's reach
 is 403. A staff member's ID number is kept only as its keyed hash; views show
-``has_id_number`` and never the number or its hash.
+``has_id_number`` and never the number or its hash. A center's WeCom robot key
+(``wecom_webhook_key``) is write-only: stored encrypted, shown masked ("****abcd") with
+``has_wecom_webhook``, audited as "set" / "cleared".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +27,7 @@ from models.catalog import Center, Department, ServiceItem, Staff, Window
 from models.evaluation import Evaluation
 from models.ticket import Ticket
 from wxbackend import errors
-from wxbackend.security import LookupHasher
+from wxbackend.security import FieldCipher, LookupHasher, mask_secret
 from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.catalogue.rows import CatalogError, validate_row
@@ -61,6 +64,8 @@ def _center_view(c: Center) -> dict[str, Any]:
         "code": c.code,
         "name": c.name,
         "area_code": c.area_code,
+        "wecom_webhook_key": c.wecom_key_mask,
+        "has_wecom_webhook": c.wecom_key_enc is not None,
         "updated_at": iso(c.updated_at),
     }
 
@@ -227,7 +232,15 @@ SPECS: dict[str, Spec] = {
 }
 
 #: Body fields of POST/PUT per section besides the catalogue file's (staff: ``active``).
-EXTRA_FIELDS: dict[str, tuple[str, ...]] = {"staff": ("active",)}
+EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
+    "staff": ("active",),
+    "centers": ("wecom_webhook_key",),
+}
+#: The FieldCipher context of a center's robot key (services/alerts/sending.py decrypts it).
+WECOM_KEY_CONTEXT = "center.wecom_webhook_key"
+_WECOM_KEY_RE = re.compile(r"[A-Za-z0-9-]{8,64}")
+#: The robot's whole webhook address, as WeCom shows it: its key is taken from it.
+_WECOM_URL_KEY_RE = re.compile(r"https://qyapi\.weixin\.qq\.com/cgi-bin/webhook/send\?key=([^&#]+)")
 
 
 def row_center_id(section: str, row: Any) -> int:
@@ -315,14 +328,45 @@ def split_body(section: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict
     return raw, extra
 
 
+def robot_key_values(extra: dict[str, Any], cipher: FieldCipher | None) -> dict[str, Any]:
+    """A center body's extra fields as model values: ``wecom_webhook_key`` (the key, or the
+    robot's whole webhook address as WeCom shows it; null or "" clears it) encrypted with
+    its mask. 422 ``invalid_field`` for anything else."""
+    if "wecom_webhook_key" not in extra:
+        return {}
+    value = (extra["wecom_webhook_key"] or "").strip()
+    if not value:
+        return {"wecom_key_enc": None, "wecom_key_mask": None}
+    match = _WECOM_URL_KEY_RE.fullmatch(value)
+    key = match.group(1) if match else value
+    if not _WECOM_KEY_RE.fullmatch(key) or cipher is None:
+        raise errors.InvalidField(
+            "wecom_webhook_key is the key of the group robot's webhook address (8–64 letters, "
+            "digits or '-').",
+            field="wecom_webhook_key",
+        )
+    return {
+        "wecom_key_enc": cipher.encrypt(key, WECOM_KEY_CONTEXT),
+        "wecom_key_mask": mask_secret(key),
+    }
+
+
 # --------------------------------------------------------------------------- audit detail
 
 
 def audit_values(view: dict[str, Any]) -> dict[str, Any]:
     """A view as audit detail: the values, without timestamps or flags."""
-    return {k: v for k, v in view.items() if k not in ("updated_at", "has_id_number")}
+    hidden = ("updated_at", "has_id_number", "wecom_webhook_key", "has_wecom_webhook")
+    return {k: v for k, v in view.items() if k not in hidden}
 
 
 def id_number_note(id_hash: str | None) -> str:
     """How the audit log shows an ID number change: never the number or its hash."""
     return "set" if id_hash else "cleared"
+
+
+def robot_key_note(values: dict[str, Any]) -> dict[str, str]:
+    """How the audit log shows a robot key change (never the key, nor its mask)."""
+    if "wecom_key_enc" not in values:
+        return {}
+    return {"wecom_webhook_key": "set" if values["wecom_key_enc"] else "cleared"}

@@ -9,6 +9,8 @@ each hour's job once. A run first schedules the next hour's job, then does its w
 - ``default_ratings``: default-rate unrated cases past their window that have no job.
 - ``purge_jobs``: finished jobs older than :data:`JOB_RETENTION_DAYS` (the messages stay:
   they, not the jobs, are the idempotency record of a reminder).
+- ``deadline_alerts``: one staff alert per ticket whose verify or rectify deadline comes
+  within ``alerts.before_hours`` (:mod:`wxbackend.services.alerts.deadlines`).
 - ``purge_push_receipts``: message-push receipts older than :data:`RECEIPT_RETENTION_DAYS`
   (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
 """
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta
 from models.base import utcnow
 from models.job import Job
 from wxbackend.context import Context
+from wxbackend.services.alerts import deadlines as alert_deadlines
 from wxbackend.services.citizens import identity
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
@@ -73,12 +76,18 @@ async def _purge_push_receipts(ctx: Context) -> int:
     return await ctx.db.run(subscriptions.prune_receipts, before)
 
 
+async def _deadline_alerts(ctx: Context) -> int:
+    hours = ctx.settings.alerts.before_hours
+    return await ctx.db.run(alert_deadlines.schedule_near_deadlines, utcnow(), hours)
+
+
 TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "flag_overdue": _flag_overdue,
     "purge_face_attempts": _purge_face_attempts,
     "default_ratings": default_ratings.sweep,
     "purge_jobs": _purge_jobs,
     "purge_push_receipts": _purge_push_receipts,
+    "deadline_alerts": _deadline_alerts,
 }
 
 

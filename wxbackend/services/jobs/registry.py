@@ -14,6 +14,7 @@ import logging
 import signal
 
 from wxbackend.context import Context
+from wxbackend.services.alerts import sending as alerts
 from wxbackend.services.jobs import housekeeping
 from wxbackend.services.messaging import schedule, sending
 from wxbackend.services.ratings import defaults as default_ratings
@@ -30,6 +31,7 @@ def handlers() -> dict[str, Handler]:
         schedule.RECTIFIED: sending.handle_rectified,
         schedule.DEFAULT_RATING: default_ratings.handle,
         housekeeping.KIND: housekeeping.handle,
+        alerts.KIND: alerts.handle,
         transparency_jobs.KIND: transparency_jobs.handle,
     }
 

@@ -2,7 +2,8 @@
 
 The rating writer (:mod:`wxbackend.services.ratings.writer`) calls :func:`open_ticket` inside
 the transaction that stores the rating, for every channel; from then on the ticket's
-workflow (:mod:`wxbackend.services.tickets.workflow`) moves it.
+workflow (:mod:`wxbackend.services.tickets.workflow`) moves it. Opening schedules the staff
+alert of the new 差评 (:mod:`wxbackend.services.alerts`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime
 
 from models.case import Case
 from models.ticket import Ticket, TicketEvent
+from wxbackend.services.alerts import content as alert_content
+from wxbackend.services.alerts.sending import schedule_alert
 from wxbackend.services.tickets.workdays import WorkCalendar
 from wxbackend.settings import Settings
 
@@ -38,4 +41,7 @@ def open_ticket(evaluation_id: int, case: Case, opened_at: datetime, settings: S
         rectify_due=calendar.due(opened_at, policy.rectify_working_days),
     )
     TicketEvent.create(ticket=ticket.id, status="open", action="open", by="system", at=opened_at)
+    # The center's staff hear of it through their WeCom robot (sent by the worker; a center
+    # without a robot records the alert as skipped).
+    schedule_alert(alert_content.BAD, ticket.id, opened_at)
     return ticket.id

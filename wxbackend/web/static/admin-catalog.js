@@ -9,11 +9,12 @@
   var CATALOG = {
     centers: {
       label: "服务中心", key: "code",
-      columns: [["code", "编码"], ["name", "名称"], ["area_code", "行政区划代码"]],
+      columns: [["code", "编码"], ["name", "名称"], ["area_code", "行政区划代码"], ["wecom_webhook_key", "企业微信机器人"]],
       fields: [
         { name: "code", label: "编码", required: true, maxlength: 64 },
         { name: "name", label: "名称", required: true },
         { name: "area_code", label: "行政区划代码", required: true, maxlength: 12 },
+        { name: "wecom_webhook_key", label: "企业微信群机器人 Webhook 地址或 key（加密保存，不再显示）", maxlength: 200 },
       ],
     },
     departments: {
@@ -84,10 +85,18 @@
           var key = r[spec.key];
           var word = name === "staff" ? "停用" : "删除";
           if (name === "staff" && r.active === false) return null;
-          return A.button(word, function () {
+          var remove = A.button(word, function () {
             if (!window.confirm("确定" + word + " " + key + "？")) return;
             A.api("DELETE", "/" + name + "/" + encodeURIComponent(key)).then(reload, function (err) { window.alert(word + "失败：" + err.message); });
           }, "danger");
+          if (name !== "centers") return remove;
+          // The robot's key is write-only: set (or clear with an empty answer), never shown.
+          var robot = A.button("设置机器人", function () {
+            var value = window.prompt("企业微信群机器人的 Webhook 地址或 key（留空则删除）：", "");
+            if (value === null) return;
+            A.api("PUT", "/centers/" + encodeURIComponent(key), { wecom_webhook_key: value.trim() || null }).then(reload, function (err) { window.alert("设置失败：" + err.message); });
+          });
+          return el("span", {}, [robot, " ", remove]);
         } });
       }
       A.pagedTable(WXB.clear(listBody), columns, function (cursor) {
