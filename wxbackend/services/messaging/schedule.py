@@ -73,7 +73,7 @@ def plan_reminders(
     (the latest), due now; sending two at once would only nag.
     """
     r = settings.reminders
-    window_end = base + timedelta(days=settings.rating.window_days)
+    window_end = window.window_end(base, base, settings.rating.window_days)  # base: its start
     planned = []
     offsets = (r.first_after_seconds, r.second_after_seconds)
     for n, offset in zip(REMINDER_NUMBERS, offsets, strict=True):
