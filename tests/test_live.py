@@ -15,6 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from handlers import live
 from models.evaluation import Evaluation
+from models.ticket import Ticket
 from tests.public_seed import (
     APPLICANT_ID,
     APPLICANT_NAME,
@@ -236,6 +237,8 @@ async def test_rating_and_follow_up_through_http_arrive(
         assert shape["id"] == answer["evaluation"]["id"] and shape["overall"] == 2
         assert shape["name_masked"] == "黎**"
         assert "黎明辉" not in json.dumps(shape, ensure_ascii=False)
+        # rule 15: a 差评's follow-up comes once its ticket is closed (closed here directly)
+        await ctx.db.run(lambda: Ticket.update(status="closed").execute())
         status, _ = await api(
             "POST",
             f"/api/v1/evaluations/{shape['id']}/follow-up",
