@@ -199,6 +199,16 @@ async def rated_by_applicant(api, sandbox, ctx, seed: int, **rating):
     return citizen, id_number, answer["evaluation"]
 
 
+async def age_rating(ctx, evaluation_id: str, days: float) -> None:
+    """Make the rating ``days`` old."""
+    at = utcnow() - timedelta(days=days)
+    await ctx.db.run(
+        lambda: (
+            Evaluation.update(created_at=at).where(Evaluation.id == int(evaluation_id)).execute()
+        )
+    )
+
+
 @pytest.mark.asyncio
 async def test_follow_up_needs_a_verified_identity(api, sandbox, ctx):
     citizen, id_number, first = await rated_by_applicant(api, sandbox, ctx, 310, overall=4)
@@ -222,7 +232,7 @@ async def test_a_bad_ratings_follow_up_waits_for_its_ticket(api, sandbox, ctx, e
         await ctx.db.run(lambda s=status: Ticket.update(status=s).execute())
         assert_error(await citizen.call("POST", path, {"overall": 4}), 409, "ticket_open")
     # however long the rectification took: no follow_up_days for a 差评
-    await ctx.db.run(lambda: Evaluation.update(created_at=utcnow() - timedelta(days=400)).execute())
+    await age_rating(ctx, first["id"], 400)
     await ctx.db.run(lambda: Ticket.update(status=end).execute())
     status, answer = await citizen.call("POST", path, {"overall": 4})
     assert status == 201, answer
@@ -232,14 +242,9 @@ async def test_a_bad_ratings_follow_up_waits_for_its_ticket(api, sandbox, ctx, e
 async def test_other_follow_ups_within_follow_up_days(api, sandbox, ctx):
     citizen, _, first = await rated_by_applicant(api, sandbox, ctx, 312, overall=3)
     path = follow_up_path(first["id"])
-
-    def age(days: float) -> None:
-        at = utcnow() - timedelta(days=days)
-        Evaluation.update(created_at=at).where(Evaluation.id == int(first["id"])).execute()
-
-    await ctx.db.run(age, 180.001)
+    await age_rating(ctx, first["id"], 180.001)
     assert_error(await citizen.call("POST", path, {"overall": 5}), 410, "follow_up_closed")
-    await ctx.db.run(age, 179.99)
+    await age_rating(ctx, first["id"], 179.99)
     status, answer = await citizen.call("POST", path, {"overall": 5})
     assert status == 201, answer
 
