@@ -33,6 +33,10 @@ class ScanHandler(CitizenHandler):
     openapi = {
         "post": {
             "summary": "Scan a one-time QR code: the case summary and the rating form",
+            "description": (
+                "404 token_not_found; 410 rating_closed (the case's rating window is over) /"
+                " token_expired / token_used / token_revoked."
+            ),
             **bearer(),
             "requestBody": json_body({"scene": {"type": "string"}}, required=["scene"]),
             "responses": {

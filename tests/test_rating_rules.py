@@ -106,7 +106,13 @@ async def test_window_edges_by_scene_and_by_case_id(api, sandbox, ctx, by):
     for case_id, scene in outside:
         key = {"scene": scene} if by == "scene" else {"case_id": case_id}
         assert_error(await rate(api, token, overall=5, **key), 410, "rating_closed")
+        if by == "scene":  # scanning says so too
+            scanned = await api("POST", "/api/v1/scan", {"scene": scene}, token=token)
+            assert_error(scanned, 410, "rating_closed")
     key = {"scene": inside_scene} if by == "scene" else {"case_id": inside_id}
+    if by == "scene":
+        status, scanned = await api("POST", "/api/v1/scan", {"scene": inside_scene}, token=token)
+        assert status == 200, scanned
     status, answer = await rate(api, token, overall=5, **key)
     assert status == 201, answer
 

@@ -107,14 +107,17 @@ def rating_form() -> dict[str, Any]:
     }
 
 
-def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
+def scan_view(scene: str, window_days: int = 7, now: datetime | None = None) -> dict[str, Any]:
     """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form.
 
-    One query for the token, its case and the catalogue rows (:func:`lookup.find_code`), one
-    for the indicators."""
+    Past the case's rating window (and not rated within it) 410 ``rating_closed``, as a
+    rating by this scene would answer (:func:`window.check_open`). One query for the token,
+    its case and the catalogue rows (:func:`lookup.find_code`), one for the indicators."""
     found = find_code(scene)
     if found is None:
         raise errors.TokenNotFound()
+    now = now or utcnow()
+    window.check_open(found.case, window_days, now)
     check_token_usable(found.token, found.case, now)
     if not found.rows.catalogue_complete:
         raise errors.TokenNotFound()
@@ -185,7 +188,7 @@ def pending_cases(user_id: int, window_days: int, limit: int = 50) -> list[dict[
 
 async def scan(ctx: Context, scene: str) -> dict[str, Any]:
     """``POST /scan``: see :func:`scan_view`."""
-    return await ctx.db.run(scan_view, scene)
+    return await ctx.db.run(scan_view, scene, ctx.settings.rating.window_days)
 
 
 async def applicant_case(ctx: Context, user_id: int, case_id: str) -> dict[str, Any]:
