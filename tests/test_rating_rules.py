@@ -13,6 +13,7 @@ from models.case import Case
 from models.evaluation import Evaluation
 from models.job import Job
 from models.ticket import Ticket
+from tests.support.admins import admin_token
 from tests.support.cases import make_case, make_id_number
 from wxbackend import errors
 from wxbackend.clients.citizen import Citizen, rate, verified_user
@@ -21,10 +22,11 @@ from wxbackend.services.messaging import schedule
 from wxbackend.services.ratings import defaults, likes, window
 from wxbackend.services.ratings.rules import clean_comment, parse_rating, strip_invisible
 from wxbackend.settings import SettingsError
-from wxbackend.timefmt import parse_iso
+from wxbackend.timefmt import iso, parse_iso
 
 NAME = "黎明"
 ME = "/api/v1/me"
+CALLBACKS = "/admin/api/callback-evaluations"
 WEEK = timedelta(days=7)
 
 
@@ -349,3 +351,24 @@ async def test_comments_are_stored_cleaned(api, sandbox, ctx):
         422,
         "reason_required",
     )
+
+
+@pytest.mark.asyncio
+async def test_callback_comments_are_cleaned_too(api, ctx):
+    root = await admin_token(api, ctx)
+    case_id, _ = await make_case(
+        ctx, NAME, make_id_number(332), completed_at=utcnow() - timedelta(hours=30)
+    )
+    case_no = await ctx.db.run(lambda: Case.get_by_id(int(case_id)).case_no)
+    body = {
+        "case_no": case_no,
+        "channel": "phone",
+        "contact_at": iso(utcnow() - timedelta(hours=1)),
+        "reference": "CALL-RULES-1",
+    }
+    bad = {**body, "overall": 2, "comment": ZW * 3 + "\u202e"}
+    assert_error(await api("POST", CALLBACKS, bad, token=root), 422, "reason_required")
+    good = {**body, "overall": 4, "comment": f"电话\u202e回访{ZW}：满意"}
+    status, answer = await api("POST", CALLBACKS, good, token=root)
+    assert status == 201, answer
+    assert answer["evaluation"]["comment"] == "电话回访：满意"
