@@ -23,7 +23,7 @@ class LoginHandler(BaseHandler):
         body = self.json_body({"code": Field(str, required=True)})
         result = await auth.login(self.ctx, body["code"], self.client_ip())
         profile = await self.ctx.db.run(
-            users.profile, result.user_id, self.ctx.settings.rating.default_after_days
+            users.profile, result.user_id, self.ctx.settings.rating.window_days
         )
         self.send({"token": result.token, "expires_in": result.expires_in, "user": profile["user"]})
 
@@ -56,7 +56,7 @@ class MeHandler(CitizenHandler):
     }
 
     async def get(self) -> None:
-        days = self.ctx.settings.rating.default_after_days
+        days = self.ctx.settings.rating.window_days
         self.send(await self.ctx.db.run(users.profile, self.user_id, days))
 
 

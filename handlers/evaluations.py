@@ -33,6 +33,10 @@ class ScanHandler(CitizenHandler):
     openapi = {
         "post": {
             "summary": "Scan a one-time QR code: the case summary and the rating form",
+            "description": (
+                "404 token_not_found; 410 rating_closed (the case's rating window is over) /"
+                " token_expired / token_used / token_revoked."
+            ),
             **bearer(),
             "requestBody": json_body({"scene": {"type": "string"}}, required=["scene"]),
             "responses": {
@@ -69,6 +73,14 @@ class EvaluationsHandler(CitizenHandler):
     openapi = {
         "post": {
             "summary": "Rate a case (一事一评): by scene (channel qr) or case_id (miniprogram)",
+            "description": (
+                "403 identity_required / not_applicant / self_evaluation_forbidden; 404;"
+                " 409 already_evaluated; 410 rating_closed (the case's rating window of"
+                " rating.window_days from the later of completion and report is over, by scene"
+                " or case id alike) / token_expired / token_used / token_revoked; 422"
+                " invalid_rating / reason_required / comment_too_long / comment_rejected. Control"
+                " and format characters are removed from the comment before any check."
+            ),
             **bearer(),
             "requestBody": json_body(
                 {
@@ -121,11 +133,17 @@ class FollowUpHandler(CitizenHandler):
     openapi = {
         "post": {
             "summary": "Add the one follow-up rating (追评) to your rating",
+            "description": (
+                "403 not_owner / identity_required (a verified identity is needed); 404;"
+                " 409 follow_up_exists / ticket_open (a 差评's follow-up waits for its ticket to"
+                " be closed or invalid); 410 follow_up_closed (other ratings: after"
+                " rating.follow_up_days); 422 as for a rating."
+            ),
             **bearer(),
             "requestBody": json_body(_RATING_PROPERTIES, required=["overall"]),
             "responses": {
                 "201": {"description": "{evaluation} with assess_number 2"},
-                **errors_of(400, 401, 403, 404, 409, 422),
+                **errors_of(400, 401, 403, 404, 409, 410, 422),
             },
         }
     }

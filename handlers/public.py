@@ -110,6 +110,7 @@ class LikeHandler(CitizenHandler):
     openapi = {
         "put": {
             "summary": "Like a rating (idempotent; a verified identity, one like per person)",
+            "description": "403 identity_required / own_rating (nobody likes their own); 404.",
             **bearer(),
             "responses": {
                 "200": {"description": "{liked: true, like_count}"},

@@ -36,19 +36,32 @@ async def job_status(ctx, key: str) -> str | None:
     return job.status if job else None
 
 
-async def report_old_case(partner, days: float = 8) -> tuple[int, str]:
+async def report_old_case(ctx, partner, days: float = 8) -> tuple[int, str]:
+    """A case completed ``days`` ago and reported then (the window runs from the later of
+    completion and report, rule 14): reported now, then its report time and default-rating
+    job moved back to its completion."""
     status, answer = await partner.report_case(
         accepted_at=iso_ago(days=days, hours=1), completed_at=iso_ago(days=days)
     )
     assert status == 201, answer
-    return int(answer["case_id"]), answer["scene"]
+    case_id = int(answer["case_id"])
+
+    def backdate() -> None:
+        case = Case.get_by_id(case_id)
+        case.reported_at = case.completed_at
+        case.save()
+        due = schedule.rating_window_end(case, ctx.settings)
+        Job.update(due_at=due).where(Job.key == schedule.default_rating_key(case_id)).execute()
+
+    await ctx.db.run(backdate)
+    return case_id, answer["scene"]
 
 
 @pytest.mark.asyncio
 async def test_default_rating_after_the_window(api, sandbox, ctx, partner):
     """A case completed 8 days ago and never rated: 基本满意 (3), channel default, no user or
     name, first_rated_at set, its token closed, counted in figures but not in active ones."""
-    old_case, old_scene = await report_old_case(partner)
+    old_case, old_scene = await report_old_case(ctx, partner)
     # a citizen's own 5-star rating of another case, for the figures
     id_number = make_id_number(42)
     fresh_case, scene = await make_case(ctx, "黎明", id_number)
@@ -91,7 +104,7 @@ async def _is(ctx, key: str, status: str) -> bool:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("settings_overrides", [{**FAST, "rating": {"default_enabled": False}}])
 async def test_default_ratings_can_be_turned_off(ctx, partner):
-    case_id, _ = await report_old_case(partner)
+    case_id, _ = await report_old_case(ctx, partner)
     key = schedule.default_rating_key(case_id)
     async with running_worker(ctx):
         assert await wait_for(lambda: _is(ctx, key, "done"))
@@ -102,7 +115,7 @@ async def test_default_ratings_can_be_turned_off(ctx, partner):
 
 @pytest.mark.asyncio
 async def test_not_before_the_window_ends(ctx, partner):
-    case_id, _ = await report_old_case(partner, days=6.9)
+    case_id, _ = await report_old_case(ctx, partner, days=6.9)
     key = schedule.default_rating_key(case_id)
     assert await job_status(ctx, key) == "pending"
     async with running_worker(ctx):

@@ -472,6 +472,8 @@ async def test_follow_up_once_by_the_owner(api, sandbox, ctx):
     status, answer = await rate(api, token, scene=scene, overall=2, comment="排队太久")
     assert status == 201, answer
     first = answer["evaluation"]
+    # a 差评's follow-up waits for its ticket to be closed (rule 15: tests/test_rating_rules.py)
+    await ctx.db.run(lambda: Ticket.update(status="closed").execute())
     path = follow_up_path(first["id"])
     assert_error(await api("POST", path, {"overall": 5, "x": 1}, token=token), 400, "invalid_body")
     assert_error(await api("POST", path, {"overall": "5"}, token=token), 422, "invalid_rating")

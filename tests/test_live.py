@@ -11,6 +11,7 @@ import json
 import pytest
 
 from models.evaluation import Evaluation
+from models.ticket import Ticket
 from tests.support.cases import make_case, make_id_number
 from tests.support.live import Stream, eventually, numsub
 from tests.support.public_seed import (
@@ -122,6 +123,8 @@ async def test_rating_and_follow_up_through_http_arrive(
         assert shape["id"] == answer["evaluation"]["id"] and shape["overall"] == 2
         assert shape["name_masked"] == "黎**"
         assert "黎明辉" not in json.dumps(shape, ensure_ascii=False)
+        # rule 15: a 差评's follow-up comes once its ticket is closed (closed here directly)
+        await ctx.db.run(lambda: Ticket.update(status="closed").execute())
         status, _ = await api(
             "POST",
             f"/api/v1/evaluations/{shape['id']}/follow-up",

@@ -87,8 +87,9 @@ async def test_report_case_stores_applicant_encrypted(partner, ctx, data_dir):
 
     token = await token_row(ctx, answer["scene"])
     assert token.case_id == case.id and token.status == "active"
-    # 7 days from now, capped by completed_at + rating.default_after_days (7)
-    expected = case.completed_at + timedelta(days=7)
+    # 7 days from now, capped by the rating window's end: rating.window_days (7) from the
+    # later of completion and report (rule 14)
+    expected = max(case.completed_at, case.reported_at) + timedelta(days=7)
     assert abs(token.expires_at - expected) < timedelta(seconds=2)
     assert token.expires_at <= before + timedelta(days=7, seconds=2)
     assert parse_iso(answer["expires_at"]) == token.expires_at.replace(microsecond=0)
@@ -100,9 +101,22 @@ async def test_report_case_stores_applicant_encrypted(partner, ctx, data_dir):
 
 @pytest.mark.asyncio
 async def test_expiry_never_past_the_rating_window(partner, ctx):
+    # a case completed and reported 6 days ago: a fresh code lives one day, to the window's end
     answer = await partner.new_case(completed_at=iso_ago(days=6), accepted_at=iso_ago(days=6.5))
-    expires = parse_iso(answer["expires_at"])
+    await ctx.db.run(
+        lambda: (
+            Case.update(reported_at=Case.completed_at)
+            .where(Case.case_no == answer["case_no"])
+            .execute()
+        )
+    )
+    status, renewed = await partner.qrcode(answer["case_no"])
+    assert status == 200, renewed
+    expires = parse_iso(renewed["expires_at"])
     assert timedelta(hours=23) < expires - utcnow() < timedelta(days=1, minutes=1)
+    # reported only now (rule 14: the window runs from the report): the full qr.ttl_days
+    expires = parse_iso(answer["expires_at"])
+    assert timedelta(days=7) - timedelta(minutes=1) < expires - utcnow() <= timedelta(days=7)
 
 
 @pytest.mark.asyncio

@@ -300,19 +300,25 @@ def test_reminder_plan_rules(settings):
     )
     completed = datetime(2026, 3, 2, 2, 0)  # 10:00 local
     reported = completed + timedelta(hours=5)
-    plan = schedule.plan_reminders(reported, completed, s, reported, catch_up=False)
+    plan = schedule.plan_reminders(reported, s, reported, catch_up=False)
     assert plan == [(1, reported + timedelta(hours=2)), (2, reported + timedelta(days=3))]
-    # reported late: the second reminder would fall after the 7-day window → none
+    # reported late: the window runs 7 days from the report (rule 14), so both reminders fit
     late = completed + timedelta(days=5)
-    assert schedule.plan_reminders(late, completed, s, late, catch_up=False) == [
+    assert schedule.plan_reminders(late, s, late, catch_up=False) == [
+        (1, late + timedelta(hours=2)),
+        (2, late + timedelta(days=3)),
+    ]
+    # a reminder that would fall after the 7-day window → none
+    short = s.replace(reminders__second_after_seconds=7 * 86400)
+    assert schedule.plan_reminders(late, short, late, catch_up=False) == [
         (1, late + timedelta(hours=2))
     ]
     # an identity bound on day 4: both past due → one reminder, now
     now = completed + timedelta(days=4)
-    assert schedule.plan_reminders(completed, completed, s, now, catch_up=True) == [(2, now)]
+    assert schedule.plan_reminders(completed, s, now, catch_up=True) == [(2, now)]
     quiet = s.replace(reminders__quiet_hours="22:00-08:00")
     evening = datetime(2026, 3, 2, 13, 30)  # 21:30 local; +2 h = 23:30 → 08:00 next day
-    plan = schedule.plan_reminders(evening, evening, quiet, evening, catch_up=False)
+    plan = schedule.plan_reminders(evening, quiet, evening, catch_up=False)
     assert plan[0] == (1, datetime(2026, 3, 3, 0, 0))
 
 
@@ -567,14 +573,21 @@ async def test_cases_without_identity_get_no_reminder_jobs(ctx, partner):
     assert keys == [schedule.default_rating_key(case_id)]
     case = await ctx.db.run(Case.get_by_id, case_id)
     job = await ctx.db.run(job_of, keys[0])
-    assert job.due_at == case.completed_at + timedelta(days=7)
+    # the window runs from the later of completion and report (rule 14)
+    assert job.due_at == max(case.completed_at, case.reported_at) + timedelta(days=7)
 
 
 @pytest.mark.asyncio
-async def test_case_reported_after_its_window_gets_no_reminder(api, sandbox, ctx, partner):
+async def test_case_reported_late_gets_its_full_window(api, sandbox, ctx, partner):
+    """Rule 14 (it used to get no reminder): the window runs from the report, so a case
+    completed 8 days before it reached us is reminded and default-rated from the report."""
     await templates(sandbox)
     _, _, id_number = await citizen(api, sandbox)
     case_id = await report(
         partner, id_number, accepted_at=iso_ago(days=8, hours=1), completed_at=iso_ago(days=8)
     )
-    assert await ctx.db.run(job_of, schedule.reminder_key(case_id, 1)) is None
+    case = await ctx.db.run(Case.get_by_id, case_id)
+    first = await ctx.db.run(job_of, schedule.reminder_key(case_id, 1))
+    default = await ctx.db.run(job_of, schedule.default_rating_key(case_id))
+    assert first is not None and first.due_at >= case.reported_at
+    assert default.due_at == case.reported_at + timedelta(days=7)

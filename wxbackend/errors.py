@@ -174,3 +174,21 @@ OwnCase = _error(
 TooEarly = _error(
     "TooEarly", 422, "too_early", "Too soon after the case was completed for a callback rating."
 )
+
+# The rating window, follow-ups and likes (product rules 14–16)
+RatingClosed = _error(
+    "RatingClosed",
+    410,
+    "rating_closed",
+    "This case's rating window is over; it can no longer be rated.",
+)
+TicketOpen = _error(
+    "TicketOpen",
+    409,
+    "ticket_open",
+    "A follow-up of a 差评 waits until its rectification ticket is closed or invalid.",
+)
+FollowUpClosed = _error(
+    "FollowUpClosed", 410, "follow_up_closed", "The time for a follow-up of this rating is over."
+)
+OwnRating = _error("OwnRating", 403, "own_rating", "Nobody likes their own rating.")

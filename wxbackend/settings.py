@@ -266,7 +266,8 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         ("wechat", "timeout_seconds"),
         ("auth", "session_ttl_seconds"),
         ("qr", "ttl_days"),
-        ("rating", "default_after_days"),
+        ("rating", "window_days"),
+        ("rating", "follow_up_days"),
         ("identity", "valid_days"),
         ("worker", "poll_seconds"),
         ("worker", "lease_seconds"),
@@ -280,10 +281,16 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
     non_negative.append(("public", "stats_cache_seconds"))  # 0: the figures are not cached
     for section, key in non_negative:
         need(v[section][key] >= 0, f"{section}.{key}", "must not be negative")
+    # One rule (product.md rule 14): the default rating applies at the window's end.
     need(
-        v["qr"]["ttl_days"] <= v["rating"]["default_after_days"],
+        v["rating"]["default_after_days"] == v["rating"]["window_days"],
+        "rating.default_after_days",
+        "must equal rating.window_days (the default applies at the window's end)",
+    )
+    need(
+        v["qr"]["ttl_days"] <= v["rating"]["window_days"],
         "qr.ttl_days",
-        "must not exceed rating.default_after_days",
+        "must not exceed rating.window_days",
     )
     need(280 <= v["qr"]["width"] <= 1280, "qr.width", "must be 280–1280")
     need(

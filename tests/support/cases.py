@@ -72,6 +72,7 @@ def _insert_case(
     codes: dict[str, Any],
     case_no: str,
     completed_at: datetime,
+    reported_at: datetime,
     token_expires_at: datetime | None,
     token_status: str,
     with_token: bool,
@@ -95,6 +96,7 @@ def _insert_case(
         applicant_id_hash=ctx.hasher.hash(normalize_id_number(applicant_id_number), "id_number"),
         accepted_at=completed_at - timedelta(hours=1),
         completed_at=completed_at,
+        reported_at=reported_at,
     )
     if not with_token:
         return case.id, None
@@ -115,6 +117,7 @@ async def make_case(
     *,
     case_no: str | None = None,
     completed_at: datetime | None = None,
+    reported_at: datetime | None = None,
     token_expires_at: datetime | None = None,
     token_status: str = "active",
     with_token: bool = True,
@@ -125,8 +128,10 @@ async def make_case(
     ``codes`` override :data:`DEFAULT_CODES` (``item_code``, ``center_code``,
     ``department_code``, ``window_code``, ``window_staff_no``, ``approver_staff_no``; None
     leaves a window, staff or approver out). ``completed_at`` (naive UTC) defaults to an hour
-    ago; the token expires ``qr.ttl_days`` from now unless ``token_expires_at`` is given and
-    starts as ``token_status``; ``with_token=False`` makes no token (scene None).
+    ago; ``reported_at`` (when the case reached this server, which with completion opens
+    its rating window) defaults to ``completed_at``; the token expires ``qr.ttl_days`` from
+    now unless ``token_expires_at`` is given and starts as ``token_status``;
+    ``with_token=False`` makes no token (scene None).
     The case id is returned as a string, as the API shows ids.
     """
     unknown = set(codes) - set(DEFAULT_CODES)
@@ -134,6 +139,7 @@ async def make_case(
         raise TypeError(f"make_case: unknown arguments {sorted(unknown)}")
     merged = {**DEFAULT_CODES, **codes}
     number = case_no or f"T{next(_case_numbers):06d}-{utcnow().timestamp():.0f}"
+    completed = completed_at or utcnow() - timedelta(hours=1)
     case_id, scene = await ctx.db.run(
         _insert_case,
         ctx,
@@ -141,7 +147,8 @@ async def make_case(
         applicant_id_number,
         merged,
         number,
-        completed_at or utcnow() - timedelta(hours=1),
+        completed,
+        reported_at or completed,
         token_expires_at,
         token_status,
         with_token,

@@ -84,6 +84,7 @@ _CASE = (
     Case.case_no,
     Case.first_rated_at,
     Case.completed_at,
+    Case.reported_at,
     Case.applicant_id_hash,
     Case.window_staff,
     Case.approver,
@@ -142,14 +143,16 @@ def _staff(
 
 
 def _case_rows(row: Sequence[Any]) -> CaseRows:
-    case_id, case_no, first_rated_at, completed_at, applicant, staff_id, approver_id = row[:7]
-    rest = row[7:]
+    case_id, case_no, first_rated_at, completed_at, reported_at = row[:5]
+    applicant, staff_id, approver_id = row[5:8]
+    rest = row[8:]
     return CaseRows(
         case=Case(
             id=case_id,
             case_no=case_no,
             first_rated_at=first_rated_at,
             completed_at=completed_at,
+            reported_at=reported_at,
             applicant_id_hash=applicant,
             window_staff=staff_id,
             approver=approver_id,

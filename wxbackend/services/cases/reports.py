@@ -31,6 +31,7 @@ from wxbackend.services.cases import images
 from wxbackend.services.cases.tokens import new_token, replace_token, token_expiry
 from wxbackend.services.citizens import id_numbers
 from wxbackend.services.messaging import schedule
+from wxbackend.services.ratings.window import window_end
 from wxbackend.settings import Settings
 from wxbackend.timefmt import parse_iso
 
@@ -339,12 +340,9 @@ async def report_case(ctx: Context, partner_id: int, body: dict[str, Any]) -> Is
     report = parse_report(body)
     sealed = seal_applicant(ctx, report.applicant)
     scene, token_hash = new_token()
-    expires_at = token_expiry(
-        utcnow(),
-        report.completed_at,
-        ctx.settings.qr.ttl_days,
-        ctx.settings.rating.default_after_days,
-    )
+    now = utcnow()  # the case's reported_at is stamped when it is stored, a moment later
+    end = window_end(report.completed_at, now, ctx.settings.rating.window_days)
+    expires_at = token_expiry(now, end, ctx.settings.qr.ttl_days)
     case_id = await ctx.db.run(
         store_case, report, sealed, partner_id, token_hash, expires_at, ctx.settings
     )
@@ -363,7 +361,7 @@ async def renew_token(ctx: Context, partner_id: int, case_no: str) -> IssuedToke
         case_no,
         token_hash,
         ctx.settings.qr.ttl_days,
-        ctx.settings.rating.default_after_days,
+        ctx.settings.rating.window_days,
     )
     if revoked:
         await images.forget_images(ctx, revoked)

@@ -13,7 +13,7 @@ Never answered here: the applicant's name, ID number or phone. Nothing pre-selec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from peewee import Field, Query
@@ -28,15 +28,16 @@ from wxbackend.context import Context
 from wxbackend.db import compiled_rows
 from wxbackend.services.cases.lookup import CaseRows, find_case, find_code
 from wxbackend.services.cases.tokens import check_token_usable
-from wxbackend.services.ratings import levels
+from wxbackend.services.ratings import levels, window
 from wxbackend.timefmt import iso
 
 # --------------------------------------------------------------------------- pure helpers
 
 
-def rate_until(case: Case, default_after_days: int) -> datetime:
-    """The end of the case's rating window: after it the default rating (基本满意) applies."""
-    return case.completed_at + timedelta(days=default_after_days)
+def rate_until(case: Case, window_days: int) -> datetime:
+    """The end of the case's rating window (:func:`window.case_window_end`): after it the
+    default rating (基本满意) applies and citizen ratings are refused."""
+    return window.case_window_end(case, window_days)
 
 
 def parse_id(value: Any) -> int | None:
@@ -106,14 +107,17 @@ def rating_form() -> dict[str, Any]:
     }
 
 
-def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
+def scan_view(scene: str, window_days: int = 7, now: datetime | None = None) -> dict[str, Any]:
     """``POST /scan``: the usable token's case summary, its ``expires_at`` and the form.
 
-    One query for the token, its case and the catalogue rows (:func:`lookup.find_code`), one
-    for the indicators."""
+    Past the case's rating window (and not rated within it) 410 ``rating_closed``, as a
+    rating by this scene would answer (:func:`window.check_open`). One query for the token,
+    its case and the catalogue rows (:func:`lookup.find_code`), one for the indicators."""
     found = find_code(scene)
     if found is None:
         raise errors.TokenNotFound()
+    now = now or utcnow()
+    window.check_open(found.case, window_days, now)
     check_token_usable(found.token, found.case, now)
     if not found.rows.catalogue_complete:
         raise errors.TokenNotFound()
@@ -121,7 +125,7 @@ def scan_view(scene: str, now: datetime | None = None) -> dict[str, Any]:
     return {"case": summary, "expires_at": iso(found.token.expires_at), "form": rating_form()}
 
 
-def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> dict[str, Any]:
+def applicant_case_view(user_id: int, case_id: str, window_days: int) -> dict[str, Any]:
     """``GET /cases/{case_id}``: the summary for the case's own verified applicant.
 
     No verified identity → 403 ``identity_required``; unknown case → 404; another person's
@@ -139,14 +143,15 @@ def applicant_case_view(user_id: int, case_id: str, default_after_days: int) -> 
         raise errors.NotApplicant()
     return {
         "case": case_summary(rows),
-        "expires_at": iso(rate_until(rows.case, default_after_days)),
+        "expires_at": iso(rate_until(rows.case, window_days)),
         "rated": rows.case.first_rated_at is not None,
         "form": rating_form(),
     }
 
 
-def pending_cases(user_id: int, default_after_days: int, limit: int = 50) -> list[dict[str, Any]]:
-    """The caller's unrated cases still inside their rating window, newest first.
+def pending_cases(user_id: int, window_days: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The caller's unrated cases still inside their rating window (:mod:`window`), newest
+    first.
 
     Matched by the verified identity's keyed hash (``Case.applicant_id_hash``); an unverified
     user has none. Each: ``{case_id, item, center, completed_at, rate_until}`` (never a scene).
@@ -154,7 +159,6 @@ def pending_cases(user_id: int, default_after_days: int, limit: int = 50) -> lis
     identity = active_identity(user_id)
     if identity is None:
         return []
-    since = utcnow() - timedelta(days=default_after_days)
     rows = (
         Case.select(Case, ServiceItem, Center)
         .join_from(Case, ServiceItem)
@@ -162,7 +166,7 @@ def pending_cases(user_id: int, default_after_days: int, limit: int = 50) -> lis
         .where(
             (Case.applicant_id_hash == identity.id_hash)
             & Case.first_rated_at.is_null()
-            & (Case.completed_at > since)
+            & window.open_sql(window_days, utcnow())
         )
         .order_by(Case.completed_at.desc(), Case.id.desc())
         .limit(limit)
@@ -173,7 +177,7 @@ def pending_cases(user_id: int, default_after_days: int, limit: int = 50) -> lis
             "item": {"code": case.item.code, "name": case.item.name},
             "center": {"code": case.center.code, "name": case.center.name},
             "completed_at": iso(case.completed_at),
-            "rate_until": iso(rate_until(case, default_after_days)),
+            "rate_until": iso(rate_until(case, window_days)),
         }
         for case in rows
     ]
@@ -184,11 +188,9 @@ def pending_cases(user_id: int, default_after_days: int, limit: int = 50) -> lis
 
 async def scan(ctx: Context, scene: str) -> dict[str, Any]:
     """``POST /scan``: see :func:`scan_view`."""
-    return await ctx.db.run(scan_view, scene)
+    return await ctx.db.run(scan_view, scene, ctx.settings.rating.window_days)
 
 
 async def applicant_case(ctx: Context, user_id: int, case_id: str) -> dict[str, Any]:
     """``GET /cases/{case_id}``: see :func:`applicant_case_view`."""
-    return await ctx.db.run(
-        applicant_case_view, user_id, case_id, ctx.settings.rating.default_after_days
-    )
+    return await ctx.db.run(applicant_case_view, user_id, case_id, ctx.settings.rating.window_days)

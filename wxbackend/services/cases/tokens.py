@@ -3,10 +3,12 @@ and replacing it.
 
 A scene is ``secrets.token_urlsafe(24)``: 32 characters of ``[A-Za-z0-9_-]``, 192 random bits.
 Only its SHA-256 (:func:`wxbackend.security.token_digest`) is stored. Its life is
-``qr.ttl_days`` but never past ``completed_at + rating.default_after_days`` (after which the
-case gets its default rating); a case reported after that window still gets its token, born
-expired. Rating a case closes every token of it (the rating writer); a partner may ask for a
-fresh one before that (:func:`replace_token`), which revokes the earlier active ones.
+``qr.ttl_days`` but never past the case's rating window
+(:func:`wxbackend.services.ratings.window.window_end`, after which the case gets its default
+rating); the window runs from the later of completion and report, so a case reported late
+gets a full-length token too. Rating a case closes every token of it (the rating writer); a
+partner may ask for a fresh one before that (:func:`replace_token`), which revokes the earlier
+active ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from models.case import Case, QrToken
 from wxbackend import errors
 from wxbackend.db import database
 from wxbackend.security import token_digest
+from wxbackend.services.ratings.window import case_window_end
 
 SCENE_BYTES = 24
 #: What a scene looks like (the contract allows 22–32 chars; we issue 32).
@@ -43,11 +46,10 @@ def valid_scene(scene: Any) -> bool:
     return isinstance(scene, str) and SCENE_RE.fullmatch(scene) is not None
 
 
-def token_expiry(
-    now: datetime, completed_at: datetime, ttl_days: int, rating_window_days: int
-) -> datetime:
-    """``now + ttl_days``, but never after ``completed_at + rating_window_days``."""
-    return min(now + timedelta(days=ttl_days), completed_at + timedelta(days=rating_window_days))
+def token_expiry(now: datetime, window_end: datetime, ttl_days: int) -> datetime:
+    """``now + ttl_days``, but never after the end of the case's rating window
+    (:func:`wxbackend.services.ratings.window.window_end`)."""
+    return min(now + timedelta(days=ttl_days), window_end)
 
 
 def check_token_usable(
@@ -98,6 +100,6 @@ def replace_token(
             QrToken.update(status="revoked").where(
                 (QrToken.case == case) & (QrToken.status == "active")
             ).execute()
-        expires_at = token_expiry(utcnow(), case.completed_at, ttl_days, rating_window_days)
+        expires_at = token_expiry(utcnow(), case_window_end(case, rating_window_days), ttl_days)
         QrToken.create(case=case, token_hash=token_hash, expires_at=expires_at)
     return case.id, expires_at, revoked

@@ -44,9 +44,10 @@ def identity_summary(user_id: int) -> dict[str, Any]:
     }
 
 
-def profile(user_id: int, default_after_days: int = 7) -> dict[str, Any]:
+def profile(user_id: int, window_days: int = 7) -> dict[str, Any]:
     """What ``GET /me`` shows: the user, their identity summary, their unrated cases
-    (``pending_cases``: still inside the ``rating.default_after_days`` window)."""
+    (``pending_cases``: still inside their ``rating.window_days`` window, see
+    :mod:`wxbackend.services.ratings.window`)."""
     identity = identity_summary(user_id)
     return {
         "user": {
@@ -55,5 +56,5 @@ def profile(user_id: int, default_after_days: int = 7) -> dict[str, Any]:
             "name_masked": identity["name_masked"],
         },
         "identity": identity,
-        "pending_cases": pending_cases(user_id, default_after_days) if identity["verified"] else [],
+        "pending_cases": pending_cases(user_id, window_days) if identity["verified"] else [],
     }

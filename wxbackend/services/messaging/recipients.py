@@ -56,6 +56,7 @@ def _case_values(case_ids: list[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
             Case.id,
             Case.case_no,
             Case.completed_at,
+            Case.reported_at,
             Case.first_rated_at,
             Case.applicant_id_hash,
             ServiceItem.name.alias("item_name"),
@@ -102,7 +103,7 @@ def reminder_targets(settings: Settings) -> Targets:
             user = users.get(case.applicant_id_hash)
             if case.first_rated_at is not None:
                 found[job_id] = "rated"
-            elif now >= rating_window_end(case.completed_at, settings):
+            elif now >= rating_window_end(case, settings):
                 found[job_id] = "window"
             elif user is None or not user[1]:
                 found[job_id] = "no_identity"

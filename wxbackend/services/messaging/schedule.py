@@ -10,7 +10,8 @@ Scheduling (sync, inside the transaction that makes the work due; the jobs are
   reminders.first_after_seconds`` and reminder 2 at ``base + second_after_seconds``, where
   ``base = max(completed_at, reported_at)``. A reminder falling in ``reminders.quiet_hours``
   (Asia/Shanghai) moves to the end of the quiet period; one that would fall after the rating
-  window (``completed_at + rating.default_after_days``) is not scheduled.
+  window (:func:`wxbackend.services.ratings.window.window_end`, ``rating.window_days`` from
+  ``base``) is not scheduled. The default rating is due at the window's end.
 - :func:`schedule_for_identity` — an identity was bound after its cases were reported: the
   same reminders for its unrated cases (of those already past due, only the latest, now).
 - :func:`cancel_case_jobs` — the case was rated: its reminders and default rating go.
@@ -30,6 +31,8 @@ from models.job import Job
 from models.messaging import Message
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging.quiet_hours import defer_quiet
+from wxbackend.services.ratings import window
+from wxbackend.services.ratings.window import WindowCase
 from wxbackend.settings import Settings
 
 REMINDER = "reminder"
@@ -55,21 +58,22 @@ def default_rating_key(case_id: int) -> str:
     return f"{DEFAULT_RATING}:{case_id}"
 
 
-def rating_window_end(completed_at: datetime, settings: Settings) -> datetime:
-    """When a case completed at ``completed_at`` can no longer be rated (and is default-rated)."""
-    return completed_at + timedelta(days=settings.rating.default_after_days)
+def rating_window_end(case: WindowCase, settings: Settings) -> datetime:
+    """When the case can no longer be rated and gets its default rating (:mod:`window`)."""
+    return window.case_window_end(case, settings.rating.window_days)
 
 
 def plan_reminders(
-    base: datetime, completed_at: datetime, settings: Settings, now: datetime, catch_up: bool
+    base: datetime, settings: Settings, now: datetime, catch_up: bool
 ) -> list[tuple[int, datetime]]:
-    """``[(n, due_at)]`` of the reminders of a case whose clock starts at ``base``.
+    """``[(n, due_at)]`` of the reminders of a case whose clock (and rating window) starts at
+    ``base`` (:func:`window.window_start`).
 
     ``catch_up`` (an identity bound late): reminders already past due collapse into one
     (the latest), due now; sending two at once would only nag.
     """
     r = settings.reminders
-    window_end = rating_window_end(completed_at, settings)
+    window_end = window.window_end(base, base, settings.rating.window_days)  # base: its start
     planned = []
     offsets = (r.first_after_seconds, r.second_after_seconds)
     for n, offset in zip(REMINDER_NUMBERS, offsets, strict=True):
@@ -96,9 +100,9 @@ def _bound_user(id_hash: str, now: datetime) -> int | None:
 def schedule_reminders(case: Case, settings: Settings, now: datetime, catch_up: bool) -> int:
     """Schedule the case's reminders (idempotent by key; a key already finished without a
     sent message — e.g. skipped for want of an identity — is scheduled again)."""
-    base = max(case.completed_at, case.reported_at or case.completed_at)
+    base = window.window_start(case.completed_at, case.reported_at)
     count = 0
-    for n, due in plan_reminders(base, case.completed_at, settings, now, catch_up):
+    for n, due in plan_reminders(base, settings, now, catch_up):
         key = reminder_key(case.id, n)
         payload = {"case_id": case.id, "n": n}
         if jobs.schedule(REMINDER, key, due, payload) or _reopen(key, due):
@@ -127,7 +131,7 @@ def schedule_case_jobs(case: Case, settings: Settings, now: datetime | None = No
     jobs.schedule(
         DEFAULT_RATING,
         default_rating_key(case.id),
-        rating_window_end(case.completed_at, settings),
+        rating_window_end(case, settings),
         {"case_id": case.id},
     )
     if _bound_user(case.applicant_id_hash, now) is not None:
@@ -138,11 +142,10 @@ def schedule_for_identity(id_hash: str, settings: Settings, now: datetime | None
     """An identity was bound (inside that transaction): reminders of its unrated cases still
     in their rating window. Returns how many reminder jobs were (re)scheduled."""
     now = now or utcnow()
-    oldest = now - timedelta(days=settings.rating.default_after_days)
     cases = Case.select(Case.id, Case.completed_at, Case.reported_at).where(
         (Case.applicant_id_hash == id_hash)
         & Case.first_rated_at.is_null()
-        & (Case.completed_at > oldest)
+        & window.open_sql(settings.rating.window_days, now)
     )
     return sum(schedule_reminders(case, settings, now, catch_up=True) for case in cases)
 

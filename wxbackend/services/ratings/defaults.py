@@ -1,9 +1,11 @@
-"""Default ratings (默认好评): a finished case not rated within ``rating.default_after_days``
-natural days gets 基本满意 (3), channel ``default`` (product.md rule 5).
+"""Default ratings (默认好评): a finished case not rated within its rating window gets 基本满意
+(3), channel ``default`` (product.md rules 5 and 14). The window is
+:mod:`wxbackend.services.ratings.window`'s: ``rating.window_days`` natural days from the later of
+completion and report (``rating.default_after_days`` must equal it: one rule).
 
-The worker's ``default_rating`` job (scheduled with the case, due ``completed_at +
-rating.default_after_days``) stores it through the rating writer, the transaction every
-channel shares (:mod:`wxbackend.services.ratings.writer`): it re-reads the case, inserts the
+The worker's ``default_rating`` job (scheduled with the case, due at the window's end) stores
+it through the rating writer, the transaction every channel shares
+(:mod:`wxbackend.services.ratings.writer`): it re-reads the case, inserts the
 evaluation (the unique (case, assess_number) index makes a concurrent citizen rating win or
 lose cleanly), sets ``case.first_rated_at``, closes every QR token of the case and cancels its
 reminders; then the evaluation is published like any other. It has no user, no name and no
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from models.base import utcnow
 from models.case import Case
@@ -24,7 +26,7 @@ from models.job import Job
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.public import live as realtime
-from wxbackend.services.ratings import levels, writer
+from wxbackend.services.ratings import levels, window, writer
 from wxbackend.services.ratings.writer import FirstRating
 from wxbackend.settings import Settings
 
@@ -48,7 +50,7 @@ def apply_default_rating(
     case = Case.get_or_none(Case.id == case_id)
     if case is None or case.first_rated_at is not None:
         return None
-    if case.completed_at + timedelta(days=window_days) > now:
+    if window.is_open(case, window_days, now):
         return None
     first = FirstRating(case_id=case.id, channel=CHANNEL, overall=levels.DEFAULT_LEVEL, at=now)
     try:
@@ -59,10 +61,9 @@ def apply_default_rating(
 
 def due_cases(window_days: int, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
     """Unrated cases past their rating window, oldest first (at most ``limit``)."""
-    cutoff = now - timedelta(days=window_days)
     query = (
         Case.select(Case.id)
-        .where(Case.first_rated_at.is_null() & (Case.completed_at <= cutoff))
+        .where(Case.first_rated_at.is_null() & window.closed_sql(window_days, now))
         .order_by(Case.completed_at)
         .limit(limit)
     )
@@ -73,8 +74,8 @@ async def rate(ctx: Context, case_id: int) -> int | None:
     """Apply (when enabled) and publish the default rating of one case."""
     if not ctx.settings.rating.default_enabled:
         return None
-    window = ctx.settings.rating.default_after_days
-    evaluation_id = await ctx.db.run(apply_default_rating, case_id, window, None, ctx.settings)
+    days = ctx.settings.rating.window_days
+    evaluation_id = await ctx.db.run(apply_default_rating, case_id, days, None, ctx.settings)
     if evaluation_id is not None:
         log.info("default rating stored", extra={"fields": {"case_id": case_id}})
         await realtime.publish_after_commit(ctx, evaluation_id)
@@ -90,7 +91,7 @@ async def sweep(ctx: Context) -> int:
     """Default-rate cases past their window that have no pending job; how many."""
     if not ctx.settings.rating.default_enabled:
         return 0
-    case_ids = await ctx.db.run(due_cases, ctx.settings.rating.default_after_days, utcnow())
+    case_ids = await ctx.db.run(due_cases, ctx.settings.rating.window_days, utcnow())
     done = 0
     for case_id in case_ids:
         if await rate(ctx, case_id) is not None:

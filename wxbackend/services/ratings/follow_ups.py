@@ -1,24 +1,31 @@
 """The follow-up of a first rating (追评, ``POST /evaluations/{id}/follow-up``): the owner's one
 follow-up, checked as a rating (levels, indicators, reason, text check), stored with
 ``assess_number`` 2 and the original's channel; it opens no ticket.
+
+When (product.md rule 15): by the rating's author with a verified identity; for a 差评 only
+once its ticket is ``closed`` or ``invalid`` (the citizen judges the rectification); for any
+other rating within ``rating.follow_up_days`` of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import peewee
 
 from models.base import utcnow
 from models.evaluation import Evaluation, catalogue_refs
+from models.ticket import Ticket
 from models.user import User
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import database
-from wxbackend.services.cases.scan import parse_id
+from wxbackend.services.cases.scan import active_identity, parse_id
 from wxbackend.services.public import live as realtime
+from wxbackend.services.ratings import levels
 from wxbackend.services.ratings.rules import (
     Rating,
     check_indicators,
@@ -29,6 +36,9 @@ from wxbackend.services.ratings.submit import comment_status
 from wxbackend.services.ratings.views import owner_view_of
 from wxbackend.services.transparency import log as transparency
 
+#: A 差评's ticket statuses after which its follow-up may come (the rectification is judged).
+FOLLOW_UP_TICKET_STATUSES = frozenset({"closed", "invalid"})
+
 
 @dataclass(frozen=True)
 class FollowUpBase:
@@ -38,21 +48,45 @@ class FollowUpBase:
     openid: str
 
 
-def prepare_follow_up(user_id: int, evaluation_id: str) -> FollowUpBase:
+def prepare_follow_up(
+    user_id: int, evaluation_id: str, follow_up_days: int = 180, now: datetime | None = None
+) -> FollowUpBase:
     """Checks of a follow-up: the evaluation exists (404), is the caller's (403
-    ``not_owner``), is a first rating and has no follow-up yet (409 ``follow_up_exists``)."""
+    ``not_owner``), the caller has a verified identity (403 ``identity_required``) — the
+    rating's own, when the rating still records it (else 403 ``not_owner``) —, it is a first
+    rating with no follow-up yet (409 ``follow_up_exists``), and its time has come and not
+    gone (:func:`check_follow_up_time`)."""
+    now = now or utcnow()
     number = parse_id(evaluation_id)
     original = Evaluation.get_or_none(Evaluation.id == number) if number is not None else None
     if original is None:
         raise errors.NotFound("No such evaluation.")
     if original.user_id is None or original.user_id != user_id:
         raise errors.NotOwner()
+    identity = active_identity(user_id, now)
+    if identity is None:
+        raise errors.IdentityRequired("Verify your real name before adding a follow-up.")
+    if original.rater_id_hash is not None and original.rater_id_hash != identity.id_hash:
+        raise errors.NotOwner("This rating was given under another identity.")
     if original.assess_number != 1:
         raise errors.FollowUpExists("A follow-up cannot itself be followed up.")
     if _has_follow_up(original.case_id):
         raise errors.FollowUpExists()
+    check_follow_up_time(original, follow_up_days, now)
     openid = User.select(User.openid).where(User.id == user_id).scalar()
     return FollowUpBase(original.id, openid or "")
+
+
+def check_follow_up_time(original: Evaluation, follow_up_days: int, now: datetime) -> None:
+    """A 差评's follow-up waits for its ticket to be ``closed`` or ``invalid`` (409
+    ``ticket_open``; a 差评 without a ticket waits too — every 差评 opens one); any other
+    rating's follow-up comes within ``follow_up_days`` of it (410 ``follow_up_closed``)."""
+    if levels.is_bad(original.overall):
+        status = Ticket.select(Ticket.status).where(Ticket.evaluation == original.id).scalar()
+        if status not in FOLLOW_UP_TICKET_STATUSES:
+            raise errors.TicketOpen()
+    elif now >= original.created_at + timedelta(days=follow_up_days):
+        raise errors.FollowUpClosed()
 
 
 def _has_follow_up(case_id: int) -> bool:
@@ -104,7 +138,8 @@ async def follow_up(
 ) -> dict[str, Any]:
     """``POST /evaluations/{id}/follow-up`` (追评): check, text-check, store, publish; the
     owner view of the follow-up."""
-    base = await ctx.db.run(prepare_follow_up, user_id, evaluation_id)
+    days = ctx.settings.rating.follow_up_days
+    base = await ctx.db.run(prepare_follow_up, user_id, evaluation_id, days)
     rating = parse_rating(
         overall,
         indicators=indicators,

@@ -6,7 +6,9 @@ from the ``like`` rows in the transaction that changes them, so it is exact unde
 concurrency: the database is the truth.
 
 Only first ratings (``assess_number`` 1) are likeable; a follow-up (追评) is shown inside its
-first rating, so its id answers 404 like an unknown one.
+first rating, so its id answers 404 like an unknown one. Nobody likes their own rating (403
+``own_rating``, product.md rule 16): the author is known by the rating's user and by its
+identity hash (which an identity erasure clears, so both are compared).
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ def add_like(evaluation_id: int, user_id: int) -> LikeState:
     """Like the rating as the user's verified identity (idempotent).
 
     403 ``identity_required`` without a verified identity; 404 for an unknown id or a
-    follow-up.
+    follow-up; 403 ``own_rating`` for the liker's own rating (:func:`is_own_rating`).
     """
     identity = verified_identity(user_id)
     if identity is None:
         raise errors.IdentityRequired("Verify your real name before liking ratings.")
     with database.atomic():
         _lock_public_evaluation(evaluation_id)
+        if is_own_rating(evaluation_id, user_id, identity.id_hash):
+            raise errors.OwnRating()
         if _liked_by_account(evaluation_id, user_id):  # e.g. before an identity erasure
             return LikeState(True, _recount(evaluation_id))
         Like.insert(
@@ -88,6 +92,13 @@ def add_like(evaluation_id: int, user_id: int) -> LikeState:
         ).on_conflict_ignore().execute()
         count = _recount(evaluation_id)
     return LikeState(True, count)
+
+
+def is_own_rating(evaluation_id: int, user_id: int, id_hash: str) -> bool:
+    """True when the rating was given by this account or by this identity (from any
+    account)."""
+    author = (Evaluation.user == user_id) | (Evaluation.rater_id_hash == id_hash)
+    return Evaluation.select().where((Evaluation.id == evaluation_id) & author).exists()
 
 
 def _liked_by_account(evaluation_id: int, user_id: int) -> bool:

@@ -3,11 +3,13 @@ and its comment, checked the same way for a citizen's rating, a follow-up and a 
 
 Levels are integers 1–5 (not a bool, not ``"5"``, not 4.5); stage and target keys are known;
 indicator codes are active ones; a 差评 (:func:`wxbackend.services.ratings.levels.is_bad`)
-says why (an indicator or a comment); the comment is trimmed and not too long.
+says why (an indicator or a comment); the comment is cleaned of control and format characters
+(product.md rule 17), trimmed and not too long.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,14 +90,30 @@ def _indicator_codes(value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+#: Unicode categories removed from comments: controls (C0/C1), format characters (bidi
+#: overrides and isolates, zero-width space/joiners, BOM, soft hyphen…) and lone surrogates
+#: (not text at all; a database would refuse to encode them).
+_REMOVED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def strip_invisible(text: str) -> str:
+    """``text`` without its control and format characters (categories Cc, Cf — and lone
+    surrogates, Cs), except the newline ``"\\n"`` (product.md rule 17)."""
+    return "".join(
+        ch for ch in text if ch == "\n" or unicodedata.category(ch) not in _REMOVED_CATEGORIES
+    )
+
+
 def clean_comment(value: Any, max_chars: int) -> str | None:
-    """The comment trimmed (blank → None); not a string → 400 ``invalid_body``; longer than
-    ``max_chars`` → 422 ``comment_too_long``."""
+    """The comment without control and format characters (:func:`strip_invisible`), then
+    trimmed; nothing left → None (no comment). Not a string → 400 ``invalid_body``; longer
+    than ``max_chars`` once cleaned → 422 ``comment_too_long``. The cleaning comes before the
+    length check and before WeChat's text check, which therefore see what is stored."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise errors.InvalidBody("comment must be a string.", field="comment")
-    text = value.strip()
+    text = strip_invisible(value).strip()
     if not text:
         return None
     if len(text) > max_chars:

@@ -7,7 +7,8 @@ applicant only). It needs a login and a verified identity.
 Order of the work, so a rejected request stores nothing and an accepted one is never lost:
 
 1. Read-only checks (:func:`prepare_first_rating`): identity, the case (through its token for
-   a scene), ``rating.require_applicant``, staff rating their own case, already rated.
+   a scene), the rating window (:mod:`~wxbackend.services.ratings.window`, by scene and by
+   case id alike), ``rating.require_applicant``, staff rating their own case, already rated.
 2. The rating itself (:func:`~wxbackend.services.ratings.rules.parse_rating`,
    :func:`~wxbackend.services.ratings.rules.check_indicators`).
 3. The comment through WeChat's ``msg_sec_check`` v2 *before* the transaction
@@ -37,7 +38,7 @@ from wxbackend.db import compiled_rows, param
 from wxbackend.services.cases import scan
 from wxbackend.services.cases.lookup import find_case, find_code
 from wxbackend.services.cases.tokens import check_token_usable
-from wxbackend.services.ratings import writer
+from wxbackend.services.ratings import window, writer
 from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
 from wxbackend.services.ratings.views import owner_view
 from wxbackend.services.ratings.writer import FirstRating
@@ -66,13 +67,19 @@ class Prepared:
 
 
 def prepare_first_rating(
-    user_id: int, scene: str | None, case_id: Any, require_applicant: bool
+    user_id: int,
+    scene: str | None,
+    case_id: Any,
+    require_applicant: bool,
+    window_days: int = 7,
 ) -> Prepared:
     """The read-only checks of a first rating (no writes; the transaction repeats the ones
     that can change meanwhile).
 
-    403 ``identity_required`` without a valid identity; a scene must be a usable token (404
-    ``token_not_found`` / 410 ``token_*``); a case id must exist (404); 409
+    403 ``identity_required`` without a valid identity; a scene must name a token (404
+    ``token_not_found``); a case id must exist (404); past the case's rating window (and not
+    rated within it) 410 ``rating_closed``; a scene's token must be usable (410
+    ``token_*``); 409
     ``already_evaluated`` if the case has its rating; 403 ``not_applicant`` when the identity
     is not the applicant (always for ``case_id``, for a scene when ``require_applicant``);
     403 ``self_evaluation_forbidden`` when the identity is the case's window staff or approver.
@@ -87,9 +94,12 @@ def prepare_first_rating(
         raise errors.IdentityRequired()
     id_hash, name_masked, openid = found[0]
     if scene is not None:
-        case_number, token_id, channel = _check_scene(scene, require_applicant, now, id_hash)
+        case_number, token_id, channel = _check_scene(
+            scene, require_applicant, now, id_hash, window_days
+        )
     else:
-        case_number, token_id, channel = _check_case_id(case_id, id_hash), None, "miniprogram"
+        case_number = _check_case_id(case_id, id_hash, now, window_days)
+        token_id, channel = None, "miniprogram"
     return Prepared(
         case_id=case_number,
         token_id=token_id,
@@ -117,13 +127,14 @@ def _identity_with_openid() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
 
 
 def _check_scene(
-    scene: str, require_applicant: bool, now: datetime, id_hash: str
+    scene: str, require_applicant: bool, now: datetime, id_hash: str, window_days: int
 ) -> tuple[int, int, str]:
     """The checks of a scanned code (one query, :func:`lookup.find_code`): ``(case id, token
     id, "qr")``."""
     code = find_code(scene)
     if code is None:
         raise errors.TokenNotFound()
+    window.check_open(code.case, window_days, now)
     check_token_usable(code.token, code.case, now)
     if require_applicant and id_hash != code.case.applicant_id_hash:
         raise errors.NotApplicant()
@@ -134,7 +145,7 @@ def _check_scene(
     return code.case.id, code.token.id, "qr"
 
 
-def _check_case_id(case_id: Any, id_hash: str) -> int:
+def _check_case_id(case_id: Any, id_hash: str, now: datetime, window_days: int) -> int:
     """The checks of a case id (always the applicant's own; one query,
     :func:`lookup.find_case`): the case's id."""
     number = scan.parse_id(case_id)
@@ -143,6 +154,7 @@ def _check_case_id(case_id: Any, id_hash: str) -> int:
         raise errors.NotFound("No such case.")
     if id_hash != rows.case.applicant_id_hash:
         raise errors.NotApplicant()
+    window.check_open(rows.case, window_days, now)
     if rows.is_staff(id_hash):
         raise errors.SelfEvaluationForbidden()
     if rows.case.first_rated_at is not None:
@@ -248,7 +260,13 @@ async def submit(
     except errors.ContractError as exc:
         invalid = exc  # answered after the case's own errors, as the checks are ordered
     prepared, indicator_ids = await ctx.db.run(
-        _prepare_with_indicators, user_id, scene, case_id, settings.require_applicant, rating
+        _prepare_with_indicators,
+        user_id,
+        scene,
+        case_id,
+        settings.require_applicant,
+        rating,
+        settings.window_days,
     )
     if rating is None:
         raise invalid or errors.InvalidRating()
@@ -260,9 +278,14 @@ async def submit(
 
 
 def _prepare_with_indicators(
-    user_id: int, scene: str | None, case_id: Any, require_applicant: bool, rating: Rating | None
+    user_id: int,
+    scene: str | None,
+    case_id: Any,
+    require_applicant: bool,
+    rating: Rating | None,
+    window_days: int,
 ) -> tuple[Prepared, dict[str, int]]:
     """:func:`prepare_first_rating`, then :func:`check_indicators` of a valid rating: one
     trip to the database pool."""
-    prepared = prepare_first_rating(user_id, scene, case_id, require_applicant)
+    prepared = prepare_first_rating(user_id, scene, case_id, require_applicant, window_days)
     return prepared, check_indicators(rating.indicators) if rating is not None else {}
