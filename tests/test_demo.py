@@ -31,6 +31,7 @@ STEP_LINES = [
     "wecom_webhook_key ****",
     "[3] ",
     "case reported (signed POST /api/v1/partner/cases)",
+    "(born in 1950)",  # an applicant older than her district's code rates all the same
     "QR code image saved:",
     "[4.1] ",
     "[4.2] ",

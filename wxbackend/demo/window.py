@@ -30,10 +30,18 @@ SECOND_ITEM = "440103-JY-001"  # 就业登记
 APPLICANT = "林晓雨"
 
 
-def fictional_id_number() -> str:
-    """A valid, random resident ID number (GB 11643) of nobody: Beijing Chaoyang, 1985–1999."""
-    birth = date(1985, 1, 1) + timedelta(days=secrets.randbelow(15 * 365))
-    return resident_id("110105", f"{birth:%Y%m%d}")
+def fictional_id_number(born_in: int | None = None) -> str:
+    """A valid, random resident ID number (GB 11643) of nobody from a Guangzhou Liwan street
+    (440103, a district code from 1983): born in ``born_in``, else 1985–1999."""
+    first = date(born_in or 1985, 1, 1)
+    days = 364 if born_in else 15 * 365
+    birth = first + timedelta(days=secrets.randbelow(days))
+    return resident_id("440103", f"{birth:%Y%m%d}")
+
+
+#: The demo's applicant was born in 1950: older than her district's code, as most people who
+#: come to a street center are (product rule 13: the ID is valid all the same).
+APPLICANT_BORN = 1950
 
 
 async def report_case(demo: Demo, item_code: str, id_number: str) -> dict[str, Any]:
@@ -54,14 +62,14 @@ async def report_case(demo: Demo, item_code: str, id_number: str) -> dict[str, A
 
 async def report(demo: Demo) -> None:
     """Report the first case, show its one-time token, save its QR code image."""
-    id_number = fictional_id_number()
+    id_number = fictional_id_number(APPLICANT_BORN)
     case = await report_case(demo, FIRST_ITEM, id_number)
     demo.s.case1 = {**case, "id_number": id_number}
     line(
         "办件已上报",
         "case reported (signed POST /api/v1/partner/cases)",
         f"case_no {case['case_no']}, case_id {case['case_id']}, item {FIRST_ITEM}, "
-        f"applicant {APPLICANT} {mask_id(id_number)}",
+        f"applicant {APPLICANT} {mask_id(id_number)} (born in {APPLICANT_BORN})",
     )
     line(
         "一次性二维码",
