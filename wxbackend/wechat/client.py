@@ -20,23 +20,19 @@ Rules:
   process (and kept in the process for up to ``LOCAL_TOKEN_SECONDS``, so a call needs no
   Redis round trip); on 40001/42001 it is refreshed under a Redis lock, only if the cached
   token is still the one that failed, and the call is retried once;
-- WeChat refusing the configured credentials (40013 AppID, 40125 AppSecret, at a token fetch
-  or a login) is remembered in Redis for every process (:meth:`WeChatGateway.credential_problem`,
-  shown under ``problems`` of ``GET /admin/api/wechat-config``) until a call with them works
-  or the credentials change.
+- WeChat refusing the configured credentials (40013, 40125) is remembered for every process
+  (:mod:`wxbackend.wechat.refusals`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -46,8 +42,8 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from wxbackend.cache import Keys
 from wxbackend.metrics import Metrics
-from wxbackend.timefmt import iso
 from wxbackend.wechat import errors as e
+from wxbackend.wechat.refusals import CredentialRefusals
 
 log = logging.getLogger("wxbackend.wechat")
 
@@ -68,8 +64,6 @@ LOCK_SECONDS = 15
 LOCAL_TOKEN_SECONDS = 30.0
 #: libcurl errors that mean nothing reached WeChat (could not resolve, could not connect).
 _CURL_NOT_SENT = {6, 7}
-#: How long a refusal of the credentials stays listed without being seen again.
-PROBLEM_TTL_SECONDS = 86400
 
 
 @dataclass(frozen=True)
@@ -113,8 +107,7 @@ class WeChatGateway:
         self.http = make_http_client(max_clients, keepalive)
         #: ``(appid, token, monotonic time it stops being reused)`` of the last token read.
         self._local_token: tuple[str, str, float] | None = None
-        #: This process recorded a refusal of the credentials (a success then clears it).
-        self._refusal_noted = False
+        self.refusals = CredentialRefusals(redis, rkeys, credentials)
 
     def close(self) -> None:
         self.http.close()
@@ -296,58 +289,20 @@ class WeChatGateway:
 
     # ---- refused credentials -------------------------------------------------------------
 
-    def _problem_key(self) -> str:
-        return self.rkeys("wechat", "credentials-problem")
-
-    def _fingerprint(self) -> str:
-        """Which credentials a refusal was about (never the secret: a hash prefix)."""
-        cred = self.credentials()
-        return hashlib.sha256(f"{cred.appid}\n{cred.secret}".encode()).hexdigest()[:16]
-
     async def _credentialed(self, path: str, clear: bool = False, **options: Any) -> Any:
         """A call made with the appid and secret: a refusal of them is recorded, a success
         clears it (``clear``: always; else only when this process recorded one)."""
         try:
             answer = await self._call(path, **options)
         except e.InvalidCredentialError as exc:
-            await self._note_refusal(path, exc)
+            await self.refusals.note(path, exc)
             raise
-        if clear or self._refusal_noted:
-            self._refusal_noted = False
-            try:
-                await self.redis.delete(self._problem_key())
-            except Exception as exc:  # noqa: BLE001 - the entry expires by itself
-                log.warning("could not clear a credentials problem: %s", type(exc).__name__)
+        await self.refusals.clear(always=clear)
         return answer
 
-    async def _note_refusal(self, path: str, exc: e.WeChatError) -> None:
-        entry = {
-            "errcode": exc.errcode,
-            "meaning": e.meaning(exc.errcode),
-            "endpoint": path,
-            "at": iso(datetime.now(UTC)),
-            "credentials": self._fingerprint(),
-        }
-        log.error(
-            "WeChat refused the configured credentials",
-            extra={"fields": {"endpoint": path, "errcode": str(exc.errcode)}},
-        )
-        self._refusal_noted = True
-        try:
-            await self.redis.set(self._problem_key(), json.dumps(entry), ex=PROBLEM_TTL_SECONDS)
-        except Exception as err:  # noqa: BLE001 - the caller still gets its error
-            log.warning("could not record a credentials problem: %s", type(err).__name__)
-
     async def credential_problem(self) -> dict[str, Any] | None:
-        """The last refusal of the credentials in force (``{errcode, meaning, endpoint,
-        at}``), or None (none, or about credentials since changed)."""
-        raw = await self.redis.get(self._problem_key())
-        if not raw:
-            return None
-        entry = json.loads(raw)
-        if entry.pop("credentials", None) != self._fingerprint():
-            return None
-        return entry
+        """The last refusal of the credentials in force, or None (see :mod:`.refusals`)."""
+        return await self.refusals.problem()
 
     # ---- transport -----------------------------------------------------------------------
 
