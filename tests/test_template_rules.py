@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.support.admins import admin_token
 from wxbackend.sandbox.subscribe import check_template_value
 from wxbackend.services.messaging import template_data
 from wxbackend.services.messaging.template_data import TemplateFieldsError, check_value
@@ -151,3 +152,36 @@ def test_the_rectified_notice_fills_a_result_template():
     # the reminder's map knows no outcome: the rectified attributes are the notice's own
     with pytest.raises(TemplateFieldsError):
         template_data.render_data({"phrase2": "outcome"}, values, "Asia/Shanghai")
+
+
+# ---- the maps in the WeChat configuration (GET/PUT /admin/api/wechat-config) ----------------
+
+
+@pytest.mark.asyncio
+async def test_field_maps_are_part_of_the_wechat_configuration(api, ctx):
+    token = await admin_token(api, ctx)
+    status, config = await api("GET", "/admin/api/wechat-config", token=token)
+    assert status == 200
+    maps = config["templates"]
+    assert maps["rectified_fields"] == dict(ctx.settings.templates.rectified_fields)
+    assert maps["reminder_fields"] == dict(ctx.settings.reminders.template_fields)
+    result = {"thing1": "item_name", "phrase2": "outcome", "date3": "closed_at"}
+    change = {"templates": {"rectified_fields": result}}
+    status, config = await api("PUT", "/admin/api/wechat-config", change, token=token)
+    assert status == 200, config
+    assert config["templates"]["rectified_fields"] == result
+    assert ctx.wechat_config.config().rectified_fields == result  # in force, no restart
+    assert config["templates"]["reminder_fields"] == maps["reminder_fields"]  # untouched
+    for key, bad in [
+        ("rectified_fields", {"number1": "applicant_name"}),  # not an attribute we send
+        ("reminder_fields", {"phrase1": "outcome"}),  # the outcome is the notice's own
+        ("rectified_fields", {"enum1": "outcome"}),  # a type we cannot fill
+        ("rectified_fields", {"thing": "item_name"}),  # not <type><n>
+        ("rectified_fields", {}),
+        ("rectified_fields", "thing1=item_name"),
+    ]:
+        status, answer = await api(
+            "PUT", "/admin/api/wechat-config", {"templates": {key: bad}}, token=token
+        )
+        assert (status, answer["error"]["code"]) == (400, "invalid_config"), bad
+        assert answer["error"]["field"] == f"templates.{key}"

@@ -137,10 +137,10 @@ def reminder_targets(settings: Settings) -> Targets:
     return find
 
 
-def rectified_targets(settings: Settings) -> Targets:
+def rectified_targets(settings: Settings, fields: dict[str, str] | None = None) -> Targets:
     """Rectified notices: a closed ticket whose rating has a WeChat user. The notice says
     the outcome, through its own field map (``templates.rectified_fields``)."""
-    fields = dict(settings.templates.rectified_fields)
+    fields = dict(fields) if fields else dict(settings.templates.rectified_fields)
     attributes = ATTRIBUTES + RECTIFIED_ATTRIBUTES
 
     def one(ticket_id: int) -> Target | str:

@@ -428,12 +428,14 @@ async def send_batch(ctx: Context, batch: list[Job], kind: str, targets: Targets
 
 async def handle_reminders(ctx: Context, batch: list[Job]) -> None:
     """``reminder`` jobs (``{"case_id", "n"}``), a claimed batch at a time."""
-    await send_batch(ctx, batch, REMINDER, reminder_targets(ctx.settings))
+    fields = ctx.wechat_config.config().reminder_fields
+    await send_batch(ctx, batch, REMINDER, reminder_targets(ctx.settings, fields))
 
 
 async def handle_rectified(ctx: Context, batch: list[Job]) -> None:
     """``rectified`` jobs (``{"ticket_id"}``), a claimed batch at a time."""
-    await send_batch(ctx, batch, RECTIFIED, rectified_targets(ctx.settings))
+    fields = ctx.wechat_config.config().rectified_fields
+    await send_batch(ctx, batch, RECTIFIED, rectified_targets(ctx.settings, fields))
 
 
 handle_reminders.batch = True  # type: ignore[attr-defined]

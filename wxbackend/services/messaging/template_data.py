@@ -165,6 +165,20 @@ def render_data(
     return data
 
 
+def check_field_map(fields: Any, attributes: tuple[str, ...]) -> dict[str, str]:
+    """A field map an admin sets (``templates.<kind>_fields``): 1–20 fields, each
+    ``<type><n>`` of a type we can fill, naming one of ``attributes``
+    (:class:`TemplateFieldsError` otherwise). Values are checked again at each send."""
+    if not isinstance(fields, dict) or not 0 < len(fields) <= 20:
+        raise TemplateFieldsError('an object of 1–20 fields {"thing1": "item_name", …}')
+    for name, attribute in fields.items():
+        if field_type(name) not in RULES:
+            raise TemplateFieldsError(f"template field {name}: type cannot be filled")
+        if attribute not in attributes:
+            raise TemplateFieldsError(f"template field {name}: unknown attribute {attribute!r}")
+    return dict(fields)
+
+
 def page_for(page: str, case_id: int) -> str:
     """The mini-program page that rates the case: ``<page>?case_id=<id>`` (never a scene)."""
     return f"{page.lstrip('/')}?case_id={case_id}"
