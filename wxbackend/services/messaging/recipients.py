@@ -100,10 +100,10 @@ def _data(
         return CONFIG_PREFIX + str(exc)
 
 
-def reminder_targets(settings: Settings) -> Targets:
-    """Reminders: the case unrated and in its window, its applicant's identity bound."""
-
-    fields = reminder_fields(settings)
+def reminder_targets(settings: Settings, fields: dict[str, str] | None = None) -> Targets:
+    """Reminders: the case unrated and in its window, its applicant's identity bound.
+    ``fields``: the field map in force (the WeChat configuration), else the settings'."""
+    fields = dict(fields) if fields else reminder_fields(settings)
 
     def find(batch: list[Job], now: datetime) -> dict[int, Target | str]:
         wanted = {job.id: int(json.loads(job.payload)["case_id"]) for job in batch}

@@ -417,7 +417,14 @@ async def send_batch(ctx: Context, batch: list[Job], kind: str, targets: Targets
         if outcome.attempt_status == "config_error":
             log.warning(
                 "subscribe message refused as a configuration error: fix the template or page",
-                extra={"fields": {"kind": kind, "errcode": outcome.errcode, "job": plan.job.key}},
+                extra={
+                    "fields": {
+                        "kind": kind,
+                        "errcode": outcome.errcode,
+                        "meaning": wx.meaning(outcome.errcode or ""),
+                        "job": plan.job.key,
+                    }
+                },
             )
         elif outcome.job == "retry":
             log.info(
