@@ -310,6 +310,8 @@ async def test_wechat_side_expiry_is_410(api, sandbox, ctx):
         (90002, "cancelled"),
         (90008, "camera_permission"),
         (90017, "timeout"),
+        (90107, "timeout"),
+        (90109, "device_unsupported"),
         (90050, "client_failed"),
         (90018, "wechat_system_error"),
         (90199, "wechat_system_error"),

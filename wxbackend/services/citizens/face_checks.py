@@ -78,10 +78,12 @@ def new_out_seq_no() -> str:
     return secrets.token_urlsafe(24)
 
 
+# verify_ret as the official page lists it (两版表格 of
+# https://developers.weixin.qq.com/miniprogram/dev/server/API/face/api_queryverifyinfo.html).
 _CLIENT_CANCELLED = frozenset({90002, 90003, 90004, 90005, 90006, 90024})
 _CLIENT_PERMISSION = frozenset({90008, 90009, 90010})
-_CLIENT_TIMEOUT = frozenset({90017})
-_CLIENT_UNSUPPORTED = frozenset({90001})
+_CLIENT_TIMEOUT = frozenset({90017, 90107})  # 识别过程超时, 用户检测超时
+_CLIENT_UNSUPPORTED = frozenset({90001, 90109})  # 设备不支持人脸检测 (both)
 _CLIENT_NETWORK = frozenset({90007, 90012, 90019, 90020, 90021})
 #: 90018 系统错误 and 90199 用户系统错误: WeChat's own system errors during the check (the
 #: official verify_ret table, https://developers.weixin.qq.com/miniprogram/dev/server/API/face/api_queryverifyinfo.html).
