@@ -78,7 +78,7 @@ def new_out_seq_no() -> str:
     return secrets.token_urlsafe(24)
 
 
-# verify_ret as the official page lists it (两版表格 of
+# verify_ret as the official page lists it (both versions of its table,
 # https://developers.weixin.qq.com/miniprogram/dev/server/API/face/api_queryverifyinfo.html).
 _CLIENT_CANCELLED = frozenset({90002, 90003, 90004, 90005, 90006, 90024})
 _CLIENT_PERMISSION = frozenset({90008, 90009, 90010})
