@@ -137,6 +137,8 @@ class WeChatConfigHandler(AdminHandler):
     async def get(self) -> None:
         view = self.ctx.wechat_config.config().public_view()
         view["problems"] = await self.ctx.db.run(messages_admin.config_problems)
+        # WeChat refusing the AppID or AppSecret in force (40013 / 40125), or None.
+        view["problems"]["credentials"] = await self.ctx.wechat.credential_problem()
         self.send(view)
 
     async def put(self) -> None:

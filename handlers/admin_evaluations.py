@@ -3,7 +3,7 @@ and ``/admin/api/callback-evaluations`` (ratings taken by phone/SMS follow-up).
 
 Thin handlers over ``wxbackend.services.admin.moderation``. Who: the permission table
 (``services/admin/permissions.py``): ``evaluations.read`` (and its reach bounds what is seen),
-``evaluations.reply``, ``evaluations.moderate``, ``evaluations.reveal`` (audited as
+``evaluations.reply``, ``evaluations.moderate``, ``evaluations.reveal`` (with a reason; audited as
 ``evaluation.reveal``), ``callback.record``.
 """
 
@@ -134,15 +134,23 @@ class RevealHandler(AdminHandler):
     permissions = {"post": "evaluations.reveal"}
     openapi = {
         "post": {
-            "summary": "The applicant's real name (evaluations.reveal; audited, never logged)",
+            "summary": "The applicant's real name (evaluations.reveal; the reason, 1–500 "
+            "characters, is audited; the name is never logged)",
             **admin_security(),
-            "responses": {"200": {"description": "{name}"}, **errors_of(401, 403, 404)},
+            "requestBody": json_body(
+                {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+                required=["reason"],
+            ),
+            "responses": {"200": {"description": "{name}"}, **errors_of(400, 401, 403, 404)},
         }
     }
 
     async def post(self, evaluation_id: str) -> None:
-        self.json_body({})
-        self.send(await admin_evaluations.reveal(self.ctx, self.admin, self.actor, evaluation_id))
+        body = self.json_body({"reason": Field(str, required=True)})
+        name = await admin_evaluations.reveal(
+            self.ctx, self.admin, self.actor, evaluation_id, body["reason"]
+        )
+        self.send(name)
 
 
 class CallbackEvaluationsHandler(AdminHandler):

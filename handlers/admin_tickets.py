@@ -5,6 +5,9 @@ Who: the permission table (``services/admin/permissions.py``): GET ``tickets.rea
 its reach: 404); each step the permission of ``workflow.STEP_PERMISSIONS`` (``tickets.work``,
 ``tickets.appeal``, ``tickets.decide_appeal``; never the appeal's own author).
 
+``POST …/contact {reason}`` (``tickets.contact``) → ``{phone}``: the applicant's phone for the
+callback while the ticket is open, audited with the reason (product rule 22).
+
 Invalid steps answer 409 ``invalid_transition``; every answer is the ticket with
 ``verify_due``, ``rectify_due``, ``overdue`` and its history.
 """
@@ -16,7 +19,7 @@ from typing import Any
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
-from wxbackend.services.tickets import views
+from wxbackend.services.tickets import contact, views
 from wxbackend.services.tickets import workflow as tickets
 
 _STR = {"type": "string"}
@@ -203,6 +206,39 @@ class InvalidationDecideHandler(StepHandler):
         return {"confirm": body["confirm"], "note": body.get("note")}
 
 
+class ContactHandler(AdminHandler):
+    """``POST /admin/api/tickets/{ticket_id}/contact {reason}`` → ``{phone}``."""
+
+    permissions = {"post": contact.CONTACT_PERMISSION}
+    openapi = {
+        "post": {
+            "summary": "联系群众: the applicant's phone for the callback while the ticket is not "
+            "closed or invalid; the reason (1–500 characters) is audited, the phone never",
+            **admin_security(),
+            "requestBody": json_body(
+                {
+                    "reason": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": contact.REASON_MAX_CHARS,
+                    }
+                },
+                required=["reason"],
+            ),
+            "responses": {
+                "200": {"description": "{phone} (null when the case carries no phone)"},
+                **errors_of(400, 401, 403, 404, 409),
+            },
+        }
+    }
+
+    async def post(self, ticket_id: str) -> None:
+        body = self.json_body({"reason": Field(str, required=True)})
+        self.send(
+            await contact.contact(self.ctx, self.admin, self.actor, ticket_id, body["reason"])
+        )
+
+
 _T = "/admin/api/tickets/{ticket_id}"
 default_handlers = [
     route("/admin/api/tickets", TicketsHandler),
@@ -214,4 +250,5 @@ default_handlers = [
     route(f"{_T}/appeal", AppealHandler),
     route(f"{_T}/appeal/decide", AppealDecideHandler),
     route(f"{_T}/invalidation/decide", InvalidationDecideHandler),
+    route(f"{_T}/contact", ContactHandler),
 ]

@@ -244,20 +244,24 @@ async def test_reveal_superadmin_only_audited_never_logged(api, ctx, team, caplo
     caplog.set_level(logging.DEBUG)
     seeded = await seed_rating(ctx, overall=1, name="欧阳娜娜")
     path = f"{E}/{seeded.evaluation_id}/reveal"
+    why = {"reason": "群众来电核对身份"}
     for who in ("center", "labor", "viewer", "other"):
-        status, answer = await api("POST", path, token=team[who])
+        status, answer = await api("POST", path, why, token=team[who])
         assert (status, code_of(answer)) == (403, "forbidden"), who
-    assert (await api("POST", path, token=None))[0] == 401
-    assert (await api("POST", f"{E}/999999/reveal", token=team["super"]))[0] == 404
-    assert (await api("POST", path, {"x": 1}, token=team["super"]))[0] == 400
-    status, answer = await api("POST", path, token=team["super"])
+    assert (await api("POST", path, why, token=None))[0] == 401
+    assert (await api("POST", f"{E}/999999/reveal", why, token=team["super"]))[0] == 404
+    assert (await api("POST", path, {"x": 1, **why}, token=team["super"]))[0] == 400
+    for no_reason in (None, {}, {"reason": "  "}, {"reason": "长" * 501}, {"reason": 7}):
+        status, answer = await api("POST", path, no_reason, token=team["super"])
+        assert (status, code_of(answer)) == (400, "invalid_body"), no_reason
+    status, answer = await api("POST", path, why, token=team["super"])
     assert status == 200 and answer == {"name": "欧阳娜娜"}
 
     entries = await audits(ctx, "evaluation.reveal")
     assert len(entries) == 1
     entry = entries[0]
     assert entry.username == "boss" and entry.target_id == seeded.evaluation_id
-    assert json.loads(entry.detail) == {"case_id": seeded.case_id}
+    assert json.loads(entry.detail) == {"case_id": seeded.case_id, "reason": "群众来电核对身份"}
     assert "欧阳娜娜" not in entry.detail
     logged = "\n".join(
         r.getMessage() + json.dumps(getattr(r, "fields", {}), default=str, ensure_ascii=False)

@@ -136,6 +136,7 @@ T = "/admin/api/tickets/{target}"
 E = "/admin/api/evaluations/{target}"
 CB = "/admin/api/callback-evaluations"
 _VERIFY = {"valid": True, "note": "属实"}
+_REASON = {"reason": "回访核实办理情况"}
 _CALLBACK = {
     "case_no": "{target}",
     "channel": "phone",
@@ -202,6 +203,20 @@ CASES: list[Row] = [
         center_writers_of_b(200),
         ticket_in("b", "open", proposed=True),
     ),
+    # -- tickets: the applicant's phone (product rule 22)
+    Row("POST", f"{T}/contact", _REASON, staff_of_a(200), ticket_in("a")),
+    Row("POST", f"{T}/contact", _REASON, staff_of_a(200), ticket_in("a", "rectified")),
+    Row("POST", f"{T}/contact", _REASON, admins_of_civil(200), ticket_in("civil")),
+    Row("POST", f"{T}/contact", _REASON, staff_of_b(200), ticket_in("b", "verified")),
+    Row("POST", f"{T}/contact", _REASON, staff_of_a(409), ticket_in("a", "closed")),
+    Row("POST", f"{T}/contact", _REASON, staff_of_a(409), ticket_in("a", "invalid")),
+    Row(
+        "POST",
+        f"{T}/contact",
+        {},  # the reason is required: checked before the ticket is even looked up
+        expect(403, superadmin=400, center_admin_a=400, center_admin_b=400, handler_a=400),
+        ticket_in("a"),
+    ),
     # -- evaluations
     Row("GET", "/admin/api/evaluations", expected=everyone(200)),
     Row("GET", "/admin/api/evaluations?level=1&channel=qr", expected=everyone(200)),
@@ -220,8 +235,9 @@ CASES: list[Row] = [
         rating_in("a"),
     ),
     Row("POST", f"{E}/moderate", {"visible": True}, center_writers_of_b(200), rating_in("b")),
-    Row("POST", f"{E}/reveal", None, superadmin_only(200), rating_in("a")),
-    Row("POST", f"{E}/reveal", None, superadmin_only(200), rating_in("b")),
+    Row("POST", f"{E}/reveal", _REASON, superadmin_only(200), rating_in("a")),
+    Row("POST", f"{E}/reveal", _REASON, superadmin_only(200), rating_in("b")),
+    Row("POST", f"{E}/reveal", None, superadmin_only(400), rating_in("a")),  # no reason
     # -- callback ratings
     Row("POST", CB, _CALLBACK, staff_of_a(201), unrated_case_in("a")),
     Row("POST", CB, _CALLBACK, admins_of_civil(201), unrated_case_in("civil")),

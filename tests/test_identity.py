@@ -88,7 +88,7 @@ async def test_sandbox_accepts_our_cert_hash_and_rejects_a_wrong_one(api, sandbo
     openid = "oCertHash0000000000000000001"
     good = identity_service.cert_hash(NAME, ID_A)
     answer = await ctx.wechat.query_verify_info(verify_id, attempt.out_seq_no, good, openid)
-    assert answer["verify_ret"] == 90199  # not finished yet
+    assert answer["verify_ret"] == 90199  # not finished: WeChat's 用户系统错误
     wrong = identity_service.cert_hash("李四", ID_A)
     with pytest.raises(wx.InvalidArgumentError) as caught:
         await ctx.wechat.query_verify_info(verify_id, attempt.out_seq_no, wrong, openid)
@@ -310,8 +310,13 @@ async def test_wechat_side_expiry_is_410(api, sandbox, ctx):
         (90002, "cancelled"),
         (90008, "camera_permission"),
         (90017, "timeout"),
+        (90107, "timeout"),
+        (90109, "device_unsupported"),
         (90050, "client_failed"),
-        (None, "not_finished"),
+        (90018, "wechat_system_error"),
+        (90199, "wechat_system_error"),
+        # never finished: WeChat has no "not finished" value; the sandbox answers 90199
+        (None, "wechat_system_error"),
     ],
 )
 async def test_failing_verify_ret_is_403_and_the_verify_id_stays_usable(

@@ -35,6 +35,7 @@ from wxbackend.services.messaging import quiet_hours, recipients, schedule, send
 REMINDER = "Reminder_" + "a" * 34
 RECTIFIED = "Rectified-" + "b" * 33
 FIELDS = {"thing1": "thing", "time2": "time", "thing3": "thing"}
+RECTIFIED_FIELDS = {"thing1": "thing", "phrase2": "phrase", "thing3": "thing", "time4": "time"}
 PAGE = "pages/evaluate/index"
 SEND = "cgi-bin/message/subscribe/send"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -77,9 +78,11 @@ def new_openid() -> str:
 
 
 async def templates(sandbox, fields=None) -> None:
-    for template_id in (REMINDER, RECTIFIED):
+    """The reminder template with ``fields`` (default :data:`FIELDS`); the rectified notice's
+    own result template (:data:`RECTIFIED_FIELDS`, conf/default.toml's map)."""
+    for template_id, shape in ((REMINDER, fields or FIELDS), (RECTIFIED, RECTIFIED_FIELDS)):
         answer = await sandbox.control(
-            "POST", "templates", {"template_id": template_id, "fields": fields or FIELDS}
+            "POST", "templates", {"template_id": template_id, "fields": shape}
         )
         assert answer["template_id"] == template_id
 
@@ -380,6 +383,31 @@ async def test_template_mismatch_47003_is_a_config_error(api, sandbox, ctx, part
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [overrides(templates={"reminder_fields": {"thing1": "item_name", "number2": "center_name"}})],
+)
+async def test_a_value_breaking_its_field_rule_is_a_config_error_without_wechat(
+    api, sandbox, ctx, partner
+):
+    """A center name in a ``number`` field cannot fit (product rule 23): the message is
+    ``config_error`` before any call to WeChat, and the citizen's quota is untouched."""
+    await templates(sandbox, fields={"thing1": "thing", "number2": "number"})
+    _, openid, id_number = await citizen(api, sandbox)
+    case_id = await report(partner, id_number)
+    key = schedule.reminder_key(case_id, 1)
+    async with running_worker(ctx):
+        assert await wait_for(lambda: finished(ctx, key))
+    row = await ctx.db.run(message_of, key)
+    assert (row.status, row.errcode) == ("config_error", "fields")
+    job = await ctx.db.run(job_of, key)
+    assert job.status == "failed" and "number2" in job.last_error
+    assert await sends(sandbox) == 0  # WeChat never called
+    assert await ctx.db.run(attempts_of, key) == []
+    assert await _messages(sandbox, openid) == []
+
+
+@pytest.mark.asyncio
 async def test_busy_once_is_retried_and_sent_once(api, sandbox, ctx, partner):
     """-1 once: the gateway's own retry sends it; one message, one attempt."""
     await templates(sandbox)
@@ -524,6 +552,10 @@ async def test_closed_ticket_sends_the_rectified_notice(api, sandbox, ctx, partn
     assert len(got) == 1
     assert got[0]["template_id"] == RECTIFIED
     assert got[0]["page"] == f"{PAGE}?case_id={case_id}"
+    # its own map (templates.rectified_fields) on a result template: it says the outcome
+    data = got[0]["data"]
+    assert set(data) == set(RECTIFIED_FIELDS) and data["phrase2"]["value"] == "已整改"
+    assert data["thing3"]["value"] == "您反映的问题已整改办结"
     assert (await ctx.db.run(message_of, key)).status == "sent"
 
 

@@ -56,6 +56,13 @@ WeChatUserBlocked = _error(
 WeChatUnavailable = _error(
     "WeChatUnavailable", 503, "wechat_unavailable", "WeChat is not answering; try again shortly."
 )
+WeChatMisconfigured = _error(
+    "WeChatMisconfigured",
+    503,
+    "wechat_misconfigured",
+    "WeChat refused the configured credentials (AppID or AppSecret); an administrator must "
+    "correct the WeChat configuration.",
+)
 
 # Identity (实名核身)
 InvalidIdNumber = _error(

@@ -83,14 +83,15 @@ async def test_face_query_rejects_mismatches_and_expiry(sandbox: Sandbox, clock:
         {"cert_hash": wrong_hash},
         {"out_seq_no": "seq_00002"},
         {"openid": await sandbox.openid()},
-        {"verify_id": "unknown"},
     ):
         answer = await sandbox.post(path, {**good, **change}, token)
         assert answer["errcode"] == 40097, change
         assert "verify_ret" not in answer
+    unknown = await sandbox.post(path, {**good, "verify_id": "unknown"}, token)
+    assert unknown["errcode"] == 84001 and "verify_ret" not in unknown  # 非法 identify id
     clock.advance(3600)
     token = await sandbox.token()
-    assert (await sandbox.post(path, good, token))["errcode"] == 40097
+    assert (await sandbox.post(path, good, token))["errcode"] == 84002  # 用户信息过期
 
 
 @pytest.mark.asyncio

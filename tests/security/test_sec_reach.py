@@ -53,7 +53,8 @@ async def test_a_center_bound_superadmin_stays_in_its_center(api, ctx, partner):
     rating = await ctx.db.run(
         lambda: insert_rating(insert_case(ctx, "440104-XX-001"), 1, comment="差")
     )
-    status, _ = await api("POST", f"{A}/evaluations/{rating}/reveal", token=bound)
+    why = {"reason": "核对身份"}
+    status, _ = await api("POST", f"{A}/evaluations/{rating}/reveal", why, token=bound)
     assert status == 404
     status, answer = await api("PUT", f"{A}/wechat-config", {"env_version": "trial"}, token=bound)
     assert (status, code(answer)) == (403, "beyond_reach")

@@ -46,10 +46,16 @@ async def templates(demo: Demo) -> None:
         f"rectified={answer['templates']['rectified']} "
         f"(config version {answer.get('version')})",
     )
-    fields = list(demo.settings.reminders.template_fields)
-    for template_id in (TEMPLATE_REMINDER, TEMPLATE_RECTIFIED):
-        await demo.sandbox.register_template(template_id, fields)
-    line("沙箱登记模板", "registered in the sandbox", f"fields {'/'.join(fields)}")
+    maps = demo.settings
+    fields = list(maps.templates.reminder_fields or maps.reminders.template_fields)
+    rectified = list(maps.templates.rectified_fields)  # its own map (rule 23)
+    await demo.sandbox.register_template(TEMPLATE_REMINDER, fields)
+    await demo.sandbox.register_template(TEMPLATE_RECTIFIED, rectified)
+    line(
+        "沙箱登记模板",
+        "registered in the sandbox",
+        f"fields {'/'.join(fields)}; rectified {'/'.join(rectified)}",
+    )
     demo.s.templates = True
 
 

@@ -8,11 +8,12 @@
     issued through a login code. Only `cert_hash` of the certificate is kept.
 ``POST cityservice/face/identify/queryverifyinfo`` ``{verify_id, out_seq_no, cert_hash, openid}``
     → ``{errcode: 0, errmsg: "ok", verify_ret}``. Before the citizen finishes (control API
-    ``face/finish``) ``verify_ret`` is ``90199`` (`UNFINISHED_VERIFY_RET`, WeChat's catch-all
-    client-side failure: not finished); afterwards the value set there (10000 = passed).
-    All ``40097``, told apart by errmsg: ``invalid verify_id`` (unknown), ``verify_id
-    expired`` (older than ``expires_in``), ``out_seq_no not match``, ``openid not match``,
-    ``cert_hash not match``.
+    ``face/finish``) ``verify_ret`` is ``90199`` (`UNFINISHED_VERIFY_RET`: WeChat documents no
+    "not finished" value; 90199 is its 用户系统错误, what a check that never completed
+    reports); afterwards the value set there (10000 = passed). ``84001`` unknown verify_id
+    (非法 identify id), ``84002`` verify_id older than ``expires_in`` (用户信息过期): WeChat's
+    errcodes of the face API family (see ``wxbackend/wechat/errors.py``); ``40097`` told
+    apart by errmsg: ``out_seq_no not match``, ``openid not match``, ``cert_hash not match``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wxbackend.sandbox.base import WeChatHandler
-from wxbackend.sandbox.errors import ControlError, JSONDict, bad_args, iso
+from wxbackend.sandbox.errors import ControlError, JSONDict, WeChatError, bad_args, iso
 from wxbackend.sandbox.login import LoginState
 from wxbackend.sandbox.paths import GETVERIFYID_PATH, QUERYVERIFYINFO_PATH
 
@@ -112,9 +113,9 @@ class FaceState:
         verify_id = body.get("verify_id")
         attempt = self.attempts.get(verify_id) if isinstance(verify_id, str) else None
         if attempt is None:
-            raise bad_args("invalid verify_id")
+            raise WeChatError(84001, "invalid identify id")
         if self.now() >= attempt.expires_at:
-            raise bad_args("verify_id expired")
+            raise WeChatError(84002, "user info expired")
         if body.get("out_seq_no") != attempt.out_seq_no:
             raise bad_args("out_seq_no not match")
         if body.get("openid") != attempt.openid:

@@ -9,7 +9,8 @@
     (errmsg ``argument invalid! data.<key>.value is empty|exceeds limit|invalid`` or
     ``argument invalid! data.<key> not in template``); ``43101`` no quota left for
     (touser, template) (nothing recorded). Success uses one one-time quota (a long-term
-    subscription is unlimited) and records the message. Value rules: thing ≤20 chars;
+    subscription is unlimited) and records the message. Value rules: thing ≤20 chars, no
+    control characters (line breaks);
     phrase ≤5 CJK chars; name ≤10 CJK (``·`` allowed) or ≤20 ASCII letters/space/``.'-``;
     character_string ≤32 printable ASCII; number ≤32 chars, ``-?digits(.digits)?``; letter
     ≤32 ASCII letters; symbol ≤5 punctuation; amount optional ``¥$€£``, ≤10 digits, 2
@@ -40,6 +41,11 @@ _MINIPROGRAM_STATES = ("developer", "trial", "formal")
 _LANGS = ("zh_CN", "en_US", "zh_HK", "zh_TW")
 
 # --- value rules ------------------------------------------------------------------------------
+# WeChat's 订阅消息参数值内容限制说明 on the send page:
+# https://developers.weixin.qq.com/miniprogram/dev/OpenApiDoc/mp-message-management/subscribe-message/sendMessage.html
+# The sandbox's own table, written apart from the server's (services/messaging/template_data.py)
+# so that a mistake in one is caught by the other.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日")
@@ -104,6 +110,8 @@ def _date_time_value(text: str, field_type: str) -> bool:
 def check_template_value(field_type: str, value: str) -> str | None:
     """Why ``value`` does not fit ``field_type`` (``"exceeds limit"``/``"invalid"``), or None."""
     if field_type == "thing":
+        if _CONTROL_RE.search(value):  # no line breaks or other control characters
+            return "invalid"
         return None if len(value) <= 20 else "exceeds limit"
     if field_type == "name":
         fits = _NAME_CJK_RE.fullmatch(value) or _NAME_LATIN_RE.fullmatch(value)

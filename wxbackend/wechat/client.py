@@ -19,7 +19,9 @@ Rules:
 - the access token comes from ``cgi-bin/stable_token``, cached in Redis and shared by every
   process (and kept in the process for up to ``LOCAL_TOKEN_SECONDS``, so a call needs no
   Redis round trip); on 40001/42001 it is refreshed under a Redis lock, only if the cached
-  token is still the one that failed, and the call is retried once.
+  token is still the one that failed, and the call is retried once;
+- WeChat refusing the configured credentials (40013, 40125) is remembered for every process
+  (:mod:`wxbackend.wechat.refusals`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from wxbackend.cache import Keys
 from wxbackend.metrics import Metrics
 from wxbackend.wechat import errors as e
+from wxbackend.wechat.refusals import CredentialRefusals
 
 log = logging.getLogger("wxbackend.wechat")
 
@@ -104,6 +107,7 @@ class WeChatGateway:
         self.http = make_http_client(max_clients, keepalive)
         #: ``(appid, token, monotonic time it stops being reused)`` of the last token read.
         self._local_token: tuple[str, str, float] | None = None
+        self.refusals = CredentialRefusals(redis, rkeys, credentials)
 
     def close(self) -> None:
         self.http.close()
@@ -119,7 +123,7 @@ class WeChatGateway:
             "js_code": js_code,
             "grant_type": "authorization_code",
         }
-        return await self._call("sns/jscode2session", query=query)
+        return await self._credentialed("sns/jscode2session", query=query)
 
     async def get_verify_id(
         self, out_seq_no: str, cert_name: str, cert_no: str, openid: str
@@ -206,7 +210,7 @@ class WeChatGateway:
         console's "test" button); a good answer refreshes the cache."""
         cred = self.credentials()
         body = {"grant_type": "client_credential", "appid": cred.appid, "secret": cred.secret}
-        answer = await self._call("cgi-bin/stable_token", body=body)
+        answer = await self._credentialed("cgi-bin/stable_token", body=body, clear=True)
         ttl = max(int(answer.get("expires_in", 7200)) - TOKEN_MARGIN_SECONDS, 60)
         await self.redis.set(self._token_key(cred.appid), answer["access_token"], ex=ttl)
         self._remember(cred.appid, answer["access_token"])
@@ -251,7 +255,9 @@ class WeChatGateway:
                 "secret": cred.secret,
                 "force_refresh": stale is not None,
             }
-            answer = await self._call("cgi-bin/stable_token", body=body, deadline=deadline)
+            answer = await self._credentialed(
+                "cgi-bin/stable_token", body=body, deadline=deadline, clear=True
+            )
             token = answer["access_token"]
             ttl = max(int(answer.get("expires_in", 7200)) - TOKEN_MARGIN_SECONDS, 60)
             await self.redis.set(key, token, ex=ttl)
@@ -280,6 +286,23 @@ class WeChatGateway:
                 raise
             token = await self._token(stale=token, deadline=deadline)
             return await self._call(path, token=token, **options)
+
+    # ---- refused credentials -------------------------------------------------------------
+
+    async def _credentialed(self, path: str, clear: bool = False, **options: Any) -> Any:
+        """A call made with the appid and secret: a refusal of them is recorded, a success
+        clears it (``clear``: always; else only when this process recorded one)."""
+        try:
+            answer = await self._call(path, **options)
+        except e.InvalidCredentialError as exc:
+            await self.refusals.note(path, exc)
+            raise
+        await self.refusals.clear(always=clear)
+        return answer
+
+    async def credential_problem(self) -> dict[str, Any] | None:
+        """The last refusal of the credentials in force, or None (see :mod:`.refusals`)."""
+        return await self.refusals.problem()
 
     # ---- transport -----------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ revealing the applicant's real name.
 * **Moderation**: ``visible: true`` shows the comment; ``visible: false`` hides it and needs
   a reason (≤200 characters). The public list withholds the text of a hidden (or
   pending_review) comment, but the rating itself stays public and in every figure.
-* **Reveal** (``evaluation.reveal``): a superadmin reads the case applicant's real name; the
-  audit entry names the evaluation and case, never the name; nothing logs it.
+* **Reveal** (``evaluation.reveal``): a superadmin reads the case applicant's real name,
+  giving a reason (rule 22); the audit entry names the evaluation, the case and the reason,
+  never the name; nothing logs it.
 * **Callback ratings** (回访评价): :mod:`wxbackend.services.admin.callbacks`.
 
 Every write is audited in its transaction and then republished on the live channel.
@@ -57,6 +58,7 @@ from wxbackend.services.common.query_args import encode_cursor
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings.indicators import indicator_labels_of
 from wxbackend.services.ratings.views import stages_of, targets_of
+from wxbackend.services.tickets.contact import clean_reason
 from wxbackend.services.tickets.deadlines import APPEAL_UPHELD
 from wxbackend.services.transparency import log as transparency
 from wxbackend.timefmt import iso
@@ -324,14 +326,18 @@ def moderate(
         return admin_view_of(principal, evaluation.id)
 
 
-def reveal_name(principal: Principal, actor: Actor, evaluation_id: Any, cipher: FieldCipher) -> str:
+def reveal_name(
+    principal: Principal, actor: Actor, evaluation_id: Any, reason: Any, cipher: FieldCipher
+) -> str:
     """The real name of the applicant of the rated case (superadmins; the handler gates the
-    role). Audited as ``evaluation.reveal`` with the evaluation and case ids only."""
+    role), given a reason (product rule 22; 400 ``invalid_body`` without one). Audited as
+    ``evaluation.reveal`` with the evaluation and case ids and the reason, never the name."""
+    text = clean_reason(reason)
     with database.atomic():
         evaluation = _visible_evaluation(principal, evaluation_id)
         encrypted = Case.select(Case.applicant_name_enc).where(Case.id == evaluation.case_id)
         name = cipher.decrypt(encrypted.scalar(), cases.NAME_CONTEXT)
-        detail = {"case_id": str(evaluation.case_id)}
+        detail = {"case_id": str(evaluation.case_id), "reason": text}
         record(actor, "evaluation.reveal", "evaluation", evaluation.id, detail)
     return name
 
@@ -373,7 +379,8 @@ async def set_visibility(
 
 
 async def reveal(
-    ctx: Context, principal: Principal, actor: Actor, evaluation_id: str
+    ctx: Context, principal: Principal, actor: Actor, evaluation_id: str, reason: Any
 ) -> dict[str, str]:
-    """``POST /evaluations/{id}/reveal`` → ``{name}``."""
-    return {"name": await ctx.db.run(reveal_name, principal, actor, evaluation_id, ctx.cipher)}
+    """``POST /evaluations/{id}/reveal {reason}`` → ``{name}``."""
+    name = await ctx.db.run(reveal_name, principal, actor, evaluation_id, reason, ctx.cipher)
+    return {"name": name}

@@ -64,6 +64,7 @@ ACTIONS: Mapping[str, str] = {
     "tickets.appeal": "file a staff appeal (申诉) against a 差评",
     "tickets.decide_appeal": "decide an appeal (never one's own)",
     "tickets.decide_invalid": "confirm or reject declaring a 差评 invalid (never one's own)",
+    "tickets.contact": "see the applicant's phone of an open ticket, giving a reason (audited)",
     "evaluations.read": "read ratings with their full comment and moderation state",
     "evaluations.reply": "publish the center's reply to a rating",
     "evaluations.moderate": "show or hide a comment",
@@ -89,7 +90,13 @@ ROLES: Mapping[str, Role] = {
         {
             **dict.fromkeys(("catalogue.read", "catalogue.write", "centers.write"), _A),
             **dict.fromkeys(
-                ("tickets.read", "tickets.work", "tickets.decide_appeal", "tickets.decide_invalid"),
+                (
+                    "tickets.read",
+                    "tickets.work",
+                    "tickets.decide_appeal",
+                    "tickets.decide_invalid",
+                    "tickets.contact",
+                ),
                 _A,
             ),
             **dict.fromkeys(("evaluations.read", "evaluations.reply", "evaluations.moderate"), _A),
@@ -115,6 +122,7 @@ ROLES: Mapping[str, Role] = {
                     "tickets.appeal",
                     "tickets.decide_appeal",
                     "tickets.decide_invalid",
+                    "tickets.contact",
                 ),
                 _C,
             ),
@@ -129,7 +137,9 @@ ROLES: Mapping[str, Role] = {
         Binding.DEPARTMENT,
         {
             "catalogue.read": _C,
-            **dict.fromkeys(("tickets.read", "tickets.work", "tickets.appeal"), _D),
+            **dict.fromkeys(
+                ("tickets.read", "tickets.work", "tickets.appeal", "tickets.contact"), _D
+            ),
             "evaluations.read": _D,
             "callback.record": _D,
             **dict.fromkeys(("stats.read", "export", "messages.read"), _D),

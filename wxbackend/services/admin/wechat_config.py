@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from dataclasses import asdict, dataclass, replace
+from dataclasses import field as dataclass_field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,6 +24,7 @@ from wxbackend.cache import ChannelWatcher, Keys
 from wxbackend.db import Database, database
 from wxbackend.security import FieldCipher, mask_secret
 from wxbackend.services.admin.audit import Actor, record
+from wxbackend.services.messaging import template_data
 from wxbackend.settings import Settings
 from wxbackend.timefmt import iso
 from wxbackend.wechat.client import Credentials
@@ -41,6 +43,11 @@ EDITABLE = (
     "check_path",
 )
 TEMPLATE_KEYS = ("reminder", "rectified")
+#: Each template's own field map (product rule 23), and the attributes it may name.
+FIELD_MAPS = {
+    "reminder_fields": template_data.ATTRIBUTES,
+    "rectified_fields": template_data.ATTRIBUTES + template_data.RECTIFIED_ATTRIBUTES,
+}
 POLL_SECONDS = 1.0
 
 _RULES = {
@@ -78,6 +85,8 @@ class WeChatConfig:
     miniprogram_page: str
     env_version: str
     check_path: bool
+    reminder_fields: dict[str, str] = dataclass_field(default_factory=dict)
+    rectified_fields: dict[str, str] = dataclass_field(default_factory=dict)
     version: int = 0
     updated_at: str | None = None
     updated_by: str | None = None
@@ -93,7 +102,12 @@ class WeChatConfig:
             "secret": mask_secret(self.secret),
             "push_token": "****" if self.push_token else "",
             "aes_key": "****" if self.aes_key else "",
-            "templates": {"reminder": self.template_reminder, "rectified": self.template_rectified},
+            "templates": {
+                "reminder": self.template_reminder,
+                "rectified": self.template_rectified,
+                "reminder_fields": dict(self.reminder_fields),
+                "rectified_fields": dict(self.rectified_fields),
+            },
             "api_base": self.api_base,
             "miniprogram_page": self.miniprogram_page,
             "env_version": self.env_version,
@@ -118,6 +132,10 @@ def base_config(settings: Settings) -> WeChatConfig:
         miniprogram_page=w.miniprogram_page,
         env_version=w.env_version,
         check_path=w.check_path,
+        reminder_fields=dict(
+            settings.templates.reminder_fields or settings.reminders.template_fields
+        ),
+        rectified_fields=dict(settings.templates.rectified_fields),
     )
 
 
@@ -133,8 +151,17 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(field, "unknown field")
         if field == "templates":
             if not isinstance(value, dict):
-                raise ConfigError("templates", "an object {reminder, rectified}")
+                raise ConfigError(
+                    "templates",
+                    "an object {reminder, rectified, reminder_fields, rectified_fields}",
+                )
             for key, template_id in value.items():
+                if key in FIELD_MAPS:
+                    try:
+                        flat[key] = template_data.check_field_map(template_id, FIELD_MAPS[key])
+                    except template_data.TemplateFieldsError as exc:
+                        raise ConfigError(f"templates.{key}", str(exc)) from None
+                    continue
                 if key not in TEMPLATE_KEYS:
                     raise ConfigError(f"templates.{key}", "unknown template")
                 if not isinstance(template_id, str) or not _TEMPLATE_ID.match(template_id):

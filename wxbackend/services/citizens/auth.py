@@ -51,6 +51,8 @@ async def login(ctx: Context, code: str, client_ip: str) -> LoginResult:
         ) from None
     except wx.RiskyUserError:
         raise errors.WeChatUserBlocked() from None
+    except wx.InvalidCredentialError:  # 40013 / 40125: our configuration, not WeChat
+        raise errors.WeChatMisconfigured() from None
     except wx.WeChatError as exc:
         log.warning("login: WeChat failed", extra={"fields": {"errcode": str(exc.errcode)}})
         raise errors.WeChatUnavailable() from None

@@ -78,12 +78,17 @@ def new_out_seq_no() -> str:
     return secrets.token_urlsafe(24)
 
 
+# verify_ret as the official page lists it (both versions of its table,
+# https://developers.weixin.qq.com/miniprogram/dev/server/API/face/api_queryverifyinfo.html).
 _CLIENT_CANCELLED = frozenset({90002, 90003, 90004, 90005, 90006, 90024})
 _CLIENT_PERMISSION = frozenset({90008, 90009, 90010})
-_CLIENT_TIMEOUT = frozenset({90017})
-_CLIENT_UNSUPPORTED = frozenset({90001})
+_CLIENT_TIMEOUT = frozenset({90017, 90107})  # 识别过程超时, 用户检测超时
+_CLIENT_UNSUPPORTED = frozenset({90001, 90109})  # 设备不支持人脸检测 (both)
 _CLIENT_NETWORK = frozenset({90007, 90012, 90019, 90020, 90021})
-UNFINISHED_VERIFY_RET = 90199
+#: 90018 系统错误 and 90199 用户系统错误: WeChat's own system errors during the check (the
+#: official verify_ret table, https://developers.weixin.qq.com/miniprogram/dev/server/API/face/api_queryverifyinfo.html).
+#: WeChat documents no "not finished yet" value: never read one of these as "in progress".
+_WECHAT_SYSTEM = frozenset({90018, 90199})
 
 _MESSAGES: dict[int, tuple[str, str]] = {
     10001: (
@@ -109,8 +114,11 @@ def failure_reason(verify_ret: int) -> tuple[str, str]:
     """``(reason, message)`` for a failing ``verify_ret``: a short code and a clear text."""
     if verify_ret in _MESSAGES:
         return _MESSAGES[verify_ret]
-    if verify_ret == UNFINISHED_VERIFY_RET:
-        return "not_finished", "人脸核身尚未完成，请先完成刷脸 (the face check is not finished)."
+    if verify_ret in _WECHAT_SYSTEM:
+        return (
+            "wechat_system_error",
+            "微信人脸核身系统错误，请稍后重新刷脸 (WeChat's face verification had a system error).",
+        )
     if verify_ret in _CLIENT_CANCELLED:
         return "cancelled", "人脸核身已取消，请重新刷脸 (the face check was cancelled)."
     if verify_ret in _CLIENT_PERMISSION:

@@ -323,10 +323,8 @@ async def _query_result(
         answer = await ctx.wechat.query_verify_info(
             verify_id, attempt.out_seq_no, hashed_cert, attempt.openid
         )
-    except wx.InvalidArgumentError as exc:
-        if "expired" in str(exc.errmsg):
-            raise errors.VerifyIdExpired() from None
-        raise _unavailable("queryverifyinfo", exc) from None
+    except wx.VerifyIdExpiredError:  # 84002, known by its errcode (wechat/errors.py)
+        raise errors.VerifyIdExpired() from None
     except wx.WeChatError as exc:
         raise _unavailable("queryverifyinfo", exc) from None
     verify_ret = answer.get("verify_ret")
@@ -364,11 +362,14 @@ def _expires_in(value: object) -> int:
 
 
 def _unavailable(endpoint: str, exc: wx.WeChatError) -> errors.ContractError:
-    """WeChat failed: 503 ``wechat_unavailable`` (only the errcode is logged)."""
+    """WeChat failed: 503 ``wechat_unavailable``, or ``wechat_misconfigured`` when WeChat
+    refused our credentials (only the errcode is logged)."""
     log.warning(
         "face verification: WeChat failed",
         extra={"fields": {"endpoint": endpoint, "errcode": str(exc.errcode)}},
     )
+    if isinstance(exc, wx.InvalidCredentialError):
+        return errors.WeChatMisconfigured()
     if isinstance(exc, wx.WeChatUnavailableError):
         return errors.WeChatUnavailable()
     return errors.WeChatUnavailable(

@@ -27,7 +27,14 @@ from models.job import Job
 from models.ticket import Ticket
 from models.user import User
 from wxbackend.services.messaging.schedule import rating_window_end
-from wxbackend.services.messaging.template_data import ATTRIBUTES, TemplateFieldsError, render_data
+from wxbackend.services.messaging.template_data import (
+    ATTRIBUTES,
+    OUTCOME,
+    OUTCOME_TEXT,
+    RECTIFIED_ATTRIBUTES,
+    TemplateFieldsError,
+    render_data,
+)
 from wxbackend.settings import Settings
 
 log = logging.getLogger("wxbackend.reminders")
@@ -72,16 +79,32 @@ def _case_values(case_ids: list[int]) -> dict[int, tuple[Any, dict[str, Any]]]:
     return {row.id: (row, {name: getattr(row, name) for name in ATTRIBUTES}) for row in rows}
 
 
-def _data(values: dict[str, Any], settings: Settings) -> dict[str, dict[str, str]] | str:
+def reminder_fields(settings: Settings) -> dict[str, str]:
+    """The reminder's field map: ``templates.reminder_fields``, else
+    ``reminders.template_fields``."""
+    return dict(settings.templates.reminder_fields or settings.reminders.template_fields)
+
+
+def _data(
+    fields: dict[str, str],
+    values: dict[str, Any],
+    settings: Settings,
+    setting: str,
+    attributes: tuple[str, ...] = ATTRIBUTES,
+) -> dict[str, dict[str, str]] | str:
+    """The message data, or a ``config:`` reason when a field map or a value cannot fit
+    WeChat's rules (the message becomes ``config_error``; WeChat is never called)."""
     try:
-        return render_data(settings.reminders.template_fields, values, settings.reminders.timezone)
+        return render_data(fields, values, settings.reminders.timezone, attributes)
     except TemplateFieldsError as exc:
-        log.warning("reminders.template_fields is wrong: %s", exc)
+        log.warning("%s does not fit the template: %s", setting, exc)
         return CONFIG_PREFIX + str(exc)
 
 
-def reminder_targets(settings: Settings) -> Targets:
-    """Reminders: the case unrated and in its window, its applicant's identity bound."""
+def reminder_targets(settings: Settings, fields: dict[str, str] | None = None) -> Targets:
+    """Reminders: the case unrated and in its window, its applicant's identity bound.
+    ``fields``: the field map in force (the WeChat configuration), else the settings'."""
+    fields = dict(fields) if fields else reminder_fields(settings)
 
     def find(batch: list[Job], now: datetime) -> dict[int, Target | str]:
         wanted = {job.id: int(json.loads(job.payload)["case_id"]) for job in batch}
@@ -108,20 +131,24 @@ def reminder_targets(settings: Settings) -> Targets:
             elif user is None or not user[1]:
                 found[job_id] = "no_identity"
             else:
-                data = _data(values, settings)
+                data = _data(fields, values, settings, "templates.reminder_fields")
                 found[job_id] = data if isinstance(data, str) else Target(*user, case_id, data)
         return found
 
     return find
 
 
-def rectified_targets(settings: Settings) -> Targets:
-    """Rectified notices: a closed ticket whose rating has a WeChat user."""
+def rectified_targets(settings: Settings, fields: dict[str, str] | None = None) -> Targets:
+    """Rectified notices: a closed ticket whose rating has a WeChat user. The notice says
+    the outcome, through its own field map (``templates.rectified_fields``)."""
+    fields = dict(fields) if fields else dict(settings.templates.rectified_fields)
+    attributes = ATTRIBUTES + RECTIFIED_ATTRIBUTES
 
     def one(ticket_id: int) -> Target | str:
         row = (
             Ticket.select(
                 Ticket.status,
+                Ticket.closed_at,
                 Ticket.case.alias("case_id"),
                 Evaluation.user.alias("user_id"),
                 User.openid,
@@ -141,7 +168,13 @@ def rectified_targets(settings: Settings) -> Targets:
         found = _case_values([row["case_id"]]).get(row["case_id"])
         if found is None:
             return "no_case"
-        data = _data(found[1], settings)
+        values = {
+            **found[1],
+            "outcome": OUTCOME,
+            "outcome_text": OUTCOME_TEXT,
+            "closed_at": row["closed_at"],
+        }
+        data = _data(fields, values, settings, "templates.rectified_fields", attributes)
         return (
             data
             if isinstance(data, str)

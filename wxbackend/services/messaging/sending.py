@@ -417,7 +417,14 @@ async def send_batch(ctx: Context, batch: list[Job], kind: str, targets: Targets
         if outcome.attempt_status == "config_error":
             log.warning(
                 "subscribe message refused as a configuration error: fix the template or page",
-                extra={"fields": {"kind": kind, "errcode": outcome.errcode, "job": plan.job.key}},
+                extra={
+                    "fields": {
+                        "kind": kind,
+                        "errcode": outcome.errcode,
+                        "meaning": wx.meaning(outcome.errcode or ""),
+                        "job": plan.job.key,
+                    }
+                },
             )
         elif outcome.job == "retry":
             log.info(
@@ -428,12 +435,14 @@ async def send_batch(ctx: Context, batch: list[Job], kind: str, targets: Targets
 
 async def handle_reminders(ctx: Context, batch: list[Job]) -> None:
     """``reminder`` jobs (``{"case_id", "n"}``), a claimed batch at a time."""
-    await send_batch(ctx, batch, REMINDER, reminder_targets(ctx.settings))
+    fields = ctx.wechat_config.config().reminder_fields
+    await send_batch(ctx, batch, REMINDER, reminder_targets(ctx.settings, fields))
 
 
 async def handle_rectified(ctx: Context, batch: list[Job]) -> None:
     """``rectified`` jobs (``{"ticket_id"}``), a claimed batch at a time."""
-    await send_batch(ctx, batch, RECTIFIED, rectified_targets(ctx.settings))
+    fields = ctx.wechat_config.config().rectified_fields
+    await send_batch(ctx, batch, RECTIFIED, rectified_targets(ctx.settings, fields))
 
 
 handle_reminders.batch = True  # type: ignore[attr-defined]

@@ -23,12 +23,25 @@
       });
       rows.push({ name: "提醒模板 ID", value: cfg.templates && cfg.templates.reminder });
       rows.push({ name: "整改反馈模板 ID", value: cfg.templates && cfg.templates.rectified });
+      rows.push({ name: "提醒模板字段", value: fieldMap(cfg, "reminder_fields") });
+      rows.push({ name: "整改反馈模板字段", value: fieldMap(cfg, "rectified_fields") });
       WXB.clear(holder).appendChild(A.table([{ label: "项目", key: "name" }, { label: "当前值", key: "value" }], rows));
+      var refused = cfg.problems && cfg.problems.credentials;
+      if (refused) {
+        holder.appendChild(el("p", { className: "error", text: "微信拒绝了当前的 AppID 或 AppSecret（错误码 " +
+          refused.errcode + "：" + (refused.meaning || "") + "，" + WXB.fmtTime(refused.at) + "），请修改配置。" }));
+      }
       return cfg;
     }).catch(function (err) {
       WXB.clear(holder).appendChild(el("p", { className: "error", text: "无法读取配置：" + err.message }));
       return null;
     });
+  }
+
+  /* A template's field map as JSON text ({"thing1": "item_name", …}). */
+  function fieldMap(cfg, key) {
+    var map = cfg && cfg.templates ? cfg.templates[key] : null;
+    return map ? JSON.stringify(map) : "";
   }
 
   function editForm(cfg, reload) {
@@ -39,6 +52,8 @@
       { name: "aes_key", label: "EncodingAESKey（留空则不修改）", type: "password", maxlength: 43 },
       { name: "reminder", label: "评价提醒模板 ID", value: cfg && cfg.templates ? cfg.templates.reminder : "", maxlength: 64 },
       { name: "rectified", label: "整改反馈模板 ID", value: cfg && cfg.templates ? cfg.templates.rectified : "", maxlength: 64 },
+      { name: "reminder_fields", label: "提醒模板字段（JSON：模板字段 → 取值）", type: "textarea", value: fieldMap(cfg, "reminder_fields") },
+      { name: "rectified_fields", label: "整改反馈模板字段（JSON，可用 outcome、outcome_text、closed_at）", type: "textarea", value: fieldMap(cfg, "rectified_fields") },
       { name: "miniprogram_page", label: "评价页面路径", value: cfg ? cfg.miniprogram_page : "" },
       { name: "env_version", label: "小程序版本", type: "select", value: cfg ? cfg.env_version : "release",
         options: [["release", "正式版 release"], ["trial", "体验版 trial"], ["develop", "开发版 develop"]] },
@@ -53,6 +68,12 @@
       var templates = {};
       if (v.reminder !== undefined) templates.reminder = v.reminder;
       if (v.rectified !== undefined) templates.rectified = v.rectified;
+      var bad = null;
+      ["reminder_fields", "rectified_fields"].forEach(function (k) {
+        if (!v[k] || v[k] === fieldMap(cfg, k)) return;
+        try { templates[k] = JSON.parse(v[k]); } catch (e) { bad = k; }
+      });
+      if (bad) return Promise.reject(new Error(bad + " 不是有效的 JSON"));
       if (Object.keys(templates).length) body.templates = templates;
       return A.api("PUT", "/wechat-config", body).then(function (saved) {
         reload(true);

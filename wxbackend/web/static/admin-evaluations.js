@@ -59,10 +59,14 @@
     if (A.can("evaluations.reveal") && e.channel !== "default") {
       var revealed = el("span", { className: "revealed" });
       box.appendChild(A.button("查看实名", function () {
-        if (!window.confirm("查看评价人真实姓名将记入审计日志，确定继续？")) return;
-        A.api("POST", path + "/reveal", {}).then(function (r) {
-          revealed.textContent = "实名：" + r.name;
-        }, function (err) { revealed.textContent = "查看失败：" + err.message; });
+        toggle("reveal", function () {
+          return A.form([{ name: "reason", label: "查看实名的事由（必填，记入审计日志）", type: "textarea", required: true, maxlength: 500 }], "查看实名", function (v) {
+            return A.api("POST", path + "/reveal", { reason: v.reason }).then(function (r) {
+              revealed.textContent = "实名：" + r.name;
+              return "已记入审计日志。";
+            });
+          });
+        });
       }));
       box.appendChild(revealed);
     }

@@ -1,5 +1,6 @@
 /* 差评工单: GET /admin/api/tickets?status=&overdue=, and the steps verify / rectify /
- * callback / close / appeal / appeal/decide (409 invalid_transition is shown as is). */
+ * callback / close / appeal / appeal/decide (409 invalid_transition is shown as is);
+ * 联系群众: POST /tickets/{id}/contact {reason} shows the applicant's phone (audited). */
 "use strict";
 
 (function () {
@@ -29,6 +30,7 @@
       { name: "note", label: "裁决说明", type: "textarea" },
     ], body: function (v) { return { upheld: v.upheld === "true", note: v.note || "" }; } },
   ];
+  var ENDED = ["closed", "invalid"];
   var APPEAL = { pending: "申诉待裁决", upheld: "申诉成立", rejected: "申诉不成立" };
 
   function due(iso, overdue) {
@@ -64,6 +66,19 @@
         }));
       }));
     });
+    if (A.can("tickets.contact") && ENDED.indexOf(ticket.status) < 0) {
+      box.appendChild(A.button("联系群众", function () {
+        WXB.clear(formHolder);
+        if (shown === "contact") { shown = null; return; }
+        shown = "contact";
+        formHolder.appendChild(A.form([
+          { name: "reason", label: "查看电话的事由（记入审计日志）", type: "textarea", required: true, maxlength: 500 },
+        ], "查看群众电话", function (v) {
+          return A.api("POST", "/tickets/" + encodeURIComponent(ticket.id) + "/contact", { reason: v.reason })
+            .then(function (r) { return r.phone ? "群众电话：" + r.phone : "该办件未登记联系电话。"; });
+        }));
+      }));
+    }
     var hist = el("div", { hidden: true }, history(ticket));
     box.appendChild(A.button("处理记录", function () { hist.hidden = !hist.hidden; }));
     return el("div", null, box, formHolder, hist);
