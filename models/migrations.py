@@ -17,6 +17,7 @@ from models.audit import AuditEntry
 from models.base import BaseModel, utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
+from models.device import WindowDevice
 from models.evaluation import (
     DEFAULT_INDICATORS,
     Evaluation,
@@ -138,6 +139,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     ),
     (6, "staff_no, callback contact, invalidation, partner centers", _reach_and_callbacks),
     (7, "transparency log", _transparency_log),
+    (8, "evaluator screens' device keys", _create(WindowDevice)),
 ]
 
 
