@@ -159,7 +159,10 @@ class DeviceStreamHandler(LiveHandler):
         if not await self._send(f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()):
             return
         view = _ScreenView(self, window)
-        state = await screen.current(self.ctx, window)  # subscribed first: nothing is missed
+        try:
+            state = await screen.current(self.ctx, window)  # subscribed first: nothing missed
+        except pairing.REDIS_DOWN:
+            state = None  # the hub fails too, and the stream ends: the screen reconnects
         if not await view.start(state):
             return
         gone = asyncio.ensure_future(self._gone.wait())
@@ -221,15 +224,12 @@ class _ScreenView:
     async def start(self, state: dict[str, Any] | None) -> bool:
         if state is None:
             return await self.send(sse("idle"))
-        return await self.show(state, screen.case_event(state))
+        return await self.show(screen.case_message(self.ctx, state))
 
-    async def show(self, state: dict[str, Any], event: dict[str, Any]) -> bool:
+    async def show(self, message: dict[str, Any]) -> bool:
         self.idle_at = None
-        self.showing = {
-            "renew_at": screen.next_renewal(self.ctx, state),
-            "shown_until": state["shown_until"],
-        }
-        return await self.send(sse("case", event))
+        self.showing = {"renew_at": message["renew_at"], "shown_until": message["shown_until"]}
+        return await self.send(sse("case", message["data"]))
 
     def wait_seconds(self) -> float:
         """Until the next thing to do: a heartbeat, the idle screen, a renewal."""
@@ -246,10 +246,7 @@ class _ScreenView:
         if kind == "revoked":
             return False  # the key was rotated: the screen reconnects, gets 401, pairs again
         if kind == "case":
-            state = await screen.current(self.ctx, self.window)
-            if state is None:
-                return True  # already gone again (rated, replaced): its own event follows
-            return await self.show(state, message["data"])
+            return await self.show(message)
         if kind == "rated":
             self.showing = None
             self.idle_at = time.time() + self.ctx.settings.devices.thanks_seconds

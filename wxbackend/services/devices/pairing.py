@@ -14,6 +14,7 @@ kept in Redis under its digest as ``{"window", "generation"}`` for ``devices.tok
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import re
@@ -40,6 +41,8 @@ KEY_BYTES = 15  # 120 bits → 24 base32 characters, shown in groups of 4
 WINDOW_CODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEY_RE = re.compile(r"[A-Z2-7]{24}")
 WRITE = "catalogue.write"
+#: What Redis being unreachable raises.
+REDIS_DOWN = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ async def end_pairings(ctx: Context, window_code: str) -> None:
         digests = await ctx.redis.smembers(listed)
         keys = [_token_key(ctx, d if isinstance(d, str) else d.decode()) for d in digests]
         await ctx.redis.delete(*keys, listed)
-    except (RedisError, OSError):
+    except REDIS_DOWN:
         pass  # the generation check refuses those tokens all the same
 
 
@@ -160,11 +163,14 @@ async def pair(ctx: Context, address: str, body: dict[str, Any]) -> str:
     digest = token_digest(token)
     ttl = ctx.settings.devices.token_days * 86400
     value = json.dumps({"window": window_code, "generation": found[1]})
-    async with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.set(_token_key(ctx, digest), value, ex=ttl)
-        pipe.sadd(_window_tokens(ctx, window_code), digest)
-        pipe.expire(_window_tokens(ctx, window_code), ttl)
-        await pipe.execute()
+    try:
+        async with ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.set(_token_key(ctx, digest), value, ex=ttl)
+            pipe.sadd(_window_tokens(ctx, window_code), digest)
+            pipe.expire(_window_tokens(ctx, window_code), ttl)
+            await pipe.execute()
+    except REDIS_DOWN:
+        raise errors.Unavailable("Pairing is unavailable; try again shortly.") from None
     return token
 
 
@@ -174,7 +180,10 @@ async def authenticate(ctx: Context, token: str | None, renew: bool = False) -> 
     if not token or len(token) > 128:
         raise errors.Unauthenticated("Pair this screen with the window's device key.")
     key = _token_key(ctx, token_digest(token))
-    raw = await ctx.redis.get(key)
+    try:
+        raw = await ctx.redis.get(key)
+    except REDIS_DOWN:
+        raise errors.Unavailable("The screen cannot be checked; try again shortly.") from None
     if raw is None:
         raise errors.Unauthenticated("This screen is not paired (or no longer); pair it again.")
     stored = json.loads(raw)
@@ -182,7 +191,8 @@ async def authenticate(ctx: Context, token: str | None, renew: bool = False) -> 
     if found is None or found[1] != stored["generation"]:
         raise errors.Unauthenticated("The window's device key was changed; pair it again.")
     if renew:
-        await ctx.redis.expire(key, ctx.settings.devices.token_days * 86400)
+        with contextlib.suppress(*REDIS_DOWN):  # it lives on until its old expiry
+            await ctx.redis.expire(key, ctx.settings.devices.token_days * 86400)
     return DeviceSession(stored["window"], found[2], found[3])
 
 

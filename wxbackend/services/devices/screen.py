@@ -111,6 +111,17 @@ def case_event(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def case_message(ctx: Context, state: dict[str, Any]) -> dict[str, Any]:
+    """The ``case`` message on the window's channel: the event, and when (epoch seconds) to
+    renew its code and to drop it from the screen, so the streams need not ask Redis."""
+    return {
+        "event": "case",
+        "data": case_event(state),
+        "renew_at": state["expires"] - ctx.settings.devices.renew_before_seconds,
+        "shown_until": state["shown_until"],
+    }
+
+
 async def current(ctx: Context, window_code: str) -> dict[str, Any] | None:
     """The case on the window's screen (its stored state), or None (idle)."""
     raw = await ctx.redis.get(_state_key(ctx, window_code))
@@ -150,7 +161,7 @@ async def _show(
         pipe.set(_state_key(ctx, window_code), json.dumps(state), ex=ttl)
         pipe.set(_case_key(ctx, case_id), window_code, ex=ttl)
         await pipe.execute()
-    await events.publish(ctx, window_code, {"event": "case", "data": case_event(state)})
+    await events.publish(ctx, window_code, case_message(ctx, state))
     return state
 
 
@@ -215,15 +226,13 @@ async def renew_if_due(ctx: Context, window_code: str) -> None:
     await _show(ctx, window_code, state["case_id"], state["shown_until"])
 
 
-def next_renewal(ctx: Context, state: dict[str, Any]) -> float:
-    """When (epoch seconds) a stream should ask :func:`renew_if_due` for this state."""
-    return state["expires"] - ctx.settings.devices.renew_before_seconds
-
-
 async def qrcode(ctx: Context, session: pairing.DeviceSession) -> bytes:
     """``GET /api/v1/device/qrcode.png``: the code image of the case on this screen (404
     when idle; 410 once the code is used, revoked or expired)."""
-    state = await current(ctx, session.window_code)
+    try:
+        state = await current(ctx, session.window_code)
+    except pairing.REDIS_DOWN:
+        raise errors.Unavailable("The code cannot be read; try again shortly.") from None
     if state is None:
         raise errors.NotFound("No case is on this screen.")
     try:
