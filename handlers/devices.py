@@ -14,19 +14,16 @@ The rules are in ``wxbackend/services/devices/``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
 from typing import Any
 
 from redis.exceptions import RedisError
-from tornado.iostream import StreamClosedError
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, bearer_token, route
-from handlers.live import RETRY_MILLISECONDS, LiveHandler, TooManyStreams
+from handlers.live import EVENT_STREAM, LiveHandler, TooManyStreams
 from handlers.openapi import errors_of, json_body
 from wxbackend import errors
 from wxbackend.services.cases import images
@@ -119,10 +116,7 @@ class DeviceStreamHandler(LiveHandler):
             "qr_url, expires_at}, `rated`, `idle`; a `: ping` comment every 15 s",
             **_DEVICE,
             "responses": {
-                "200": {
-                    "description": "an endless event stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                },
+                "200": EVENT_STREAM,
                 **errors_of(401, 503),
             },
         }
@@ -153,50 +147,15 @@ class DeviceStreamHandler(LiveHandler):
             await self._close_feed(feed)
 
     async def _screen(self, feed: LiveFeed, window: str) -> None:
-        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Buffering", "no")
-        if not await self._send(f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()):
+        if not await self._begin():
             return
         view = _ScreenView(self, window)
         try:
             state = await screen.current(self.ctx, window)  # subscribed first: nothing missed
         except pairing.REDIS_DOWN:
             state = None  # the hub fails too, and the stream ends: the screen reconnects
-        if not await view.start(state):
-            return
-        gone = asyncio.ensure_future(self._gone.wait())
-        pending: asyncio.Future | None = None
-        try:
-            while not self._gone.is_set():
-                if pending is None:
-                    pending = asyncio.ensure_future(anext(feed))
-                done, _ = await asyncio.wait(
-                    {pending, gone},
-                    timeout=view.wait_seconds(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if gone in done:
-                    break
-                if pending in done:
-                    result, pending = pending, None
-                    try:
-                        message = result.result()
-                    except StopAsyncIteration:
-                        break  # the hub ended (Redis gone, stopping): the screen reconnects
-                    if not await view.on_message(message):
-                        break
-                elif not await view.on_timer():
-                    break
-        finally:
-            for task in (pending, gone):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-        if not self._gone.is_set() and not self._finished:
-            with contextlib.suppress(StreamClosedError):
-                self.finish()
+        if await view.start(state):
+            await self._pump(feed, view.on_message, view.on_timer, view.wait_seconds)
 
     def on_finish(self) -> None:
         if self._window_slot is not None:
