@@ -13,6 +13,7 @@ import time
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from handlers.devices import DeviceStreamHandler
 from models.audit import AuditEntry
 from models.case import QrToken
 from models.device import WindowDevice
@@ -308,3 +309,55 @@ async def test_the_device_page_pairs_and_reads_no_qr_parameter(
     device_js = next(s for s in scripts if "device.js" in s)
     body = (await http_client.fetch(base_url + device_js)).body.decode()
     assert "/api/v1/device/stream" in body and "/api/v1/device/pair" in body
+
+
+@pytest.mark.asyncio
+async def test_a_partner_renewal_revokes_the_screen_code_and_the_screen_gets_a_new_one(
+    api, ctx, partner, base_url, monkeypatch
+):
+    monkeypatch.setattr(DeviceStreamHandler, "heartbeat_seconds", 0.5)  # the renewal check
+    token = await paired_screen(api, ctx)
+    stream = ScreenStream(base_url, token)
+    try:
+        await stream.next_event("idle")
+        case = await partner.new_case(window_code=WINDOW)
+        first = await stream.next_event("case")
+        status, _ = await partner.qrcode(case["case_no"])  # revokes every active code
+        assert status == 200
+        assert (await api("GET", first["qr_url"], token=token))[0] == 410
+        renewed = await stream.next_event("case", after=2, timeout=3.0)
+        assert renewed["qr_url"] != first["qr_url"]
+        status, image = await api("GET", renewed["qr_url"], token=token)
+        assert status == 200 and image.startswith(b"\x89PNG")
+    finally:
+        await stream.close()
+
+
+@pytest.mark.asyncio
+async def test_the_next_case_replaces_the_previous_one_whose_code_stays_usable(
+    api, ctx, partner, base_url
+):
+    token = await paired_screen(api, ctx)
+    stream = ScreenStream(base_url, token)
+    try:
+        await stream.next_event("idle")
+        await partner.new_case(window_code=WINDOW)
+        first = await stream.next_event("case")
+        first_hash = (await screen.current(ctx, WINDOW))["token_hash"]
+        await partner.new_case(window_code=WINDOW)
+        second = await stream.next_event("case", after=2)
+        assert second["case_no_masked"] != first["case_no_masked"]
+        assert await ctx.db.run(screen.token_active, first_hash)  # its citizen may be rating
+    finally:
+        await stream.close()
+
+
+@pytest.mark.asyncio
+async def test_a_window_with_a_device_key_can_still_be_deleted(api, ctx, partner):
+    admin = await admin_token(api, ctx)
+    body = {"code": "HL-W99", "name": "临时窗口", "center": "440103-HL"}
+    await api.expect("POST", "/admin/api/windows", body, token=admin, status=201)
+    key = await new_key(api, admin, "HL-W99")
+    await api.expect("DELETE", "/admin/api/windows/HL-W99", token=admin, status=204)
+    assert await ctx.db.run(lambda: WindowDevice.select().count()) == 0
+    assert (await pair(api, key, "HL-W99"))[0] == 401

@@ -191,8 +191,12 @@ async def authenticate(ctx: Context, token: str | None, renew: bool = False) -> 
     if found is None or found[1] != stored["generation"]:
         raise errors.Unauthenticated("The window's device key was changed; pair it again.")
     if renew:
+        ttl = ctx.settings.devices.token_days * 86400
         with contextlib.suppress(*REDIS_DOWN):  # it lives on until its old expiry
-            await ctx.redis.expire(key, ctx.settings.devices.token_days * 86400)
+            async with ctx.redis.pipeline(transaction=False) as pipe:
+                pipe.expire(key, ttl)
+                pipe.expire(_window_tokens(ctx, stored["window"]), ttl)  # see has_pairings
+                await pipe.execute()
     return DeviceSession(stored["window"], found[2], found[3])
 
 

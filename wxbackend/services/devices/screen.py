@@ -19,6 +19,9 @@ turn their submission into 410 ``token_revoked``. A partner's own renewal
 (``POST /partner/cases/{case_no}/qrcode``) does revoke every active token, the screen's
 included; the next renewal check (each heartbeat) sees the revoked token and issues a new one.
 
+**The next case** at the window replaces the state; the earlier case's screen code is not
+revoked either (its citizen may still be rating) and lapses by itself.
+
 **Rating**: the rating writer calls :func:`case_rated` after commit; when that case is on a
 screen, the state goes and ``rated`` is announced (the screen thanks the citizen, then idles
 after ``devices.thanks_seconds``). A case shown ``devices.show_seconds`` without a rating
