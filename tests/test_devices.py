@@ -11,7 +11,6 @@ import json
 import time
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from handlers.devices import DeviceStreamHandler
 from models.audit import AuditEntry
@@ -19,6 +18,7 @@ from models.case import QrToken
 from models.device import WindowDevice
 from tests.support.admins import admin_token
 from wxbackend.clients.citizen import rate, verified_user
+from wxbackend.clients.device import ScreenStream
 from wxbackend.clients.partner import resident_id
 from wxbackend.sandbox.png import code_png
 from wxbackend.security import token_digest
@@ -26,82 +26,6 @@ from wxbackend.services.devices import pairing, screen
 
 WINDOW, OTHER_WINDOW = "HL-W01", "HL-W02"
 QR = "/api/v1/device/qrcode.png"
-
-
-class Hangup(Exception):
-    """Raised from the streaming callback to drop the connection."""
-
-
-class ScreenStream:
-    """``GET /api/v1/device/stream`` as a screen reads it: named events, in order."""
-
-    def __init__(self, base_url: str, token: str | None):
-        self.client = AsyncHTTPClient(force_instance=True)
-        self.buffer = ""
-        self.events: list[tuple[str, dict, float]] = []  # (name, data, time received)
-        self.changed = asyncio.Event()
-        self.hang_up = False
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = HTTPRequest(
-            f"{base_url}/api/v1/device/stream",
-            headers=headers,
-            streaming_callback=self._on_chunk,
-            request_timeout=60,
-        )
-        self.done = asyncio.ensure_future(self._run(request))
-
-    async def _run(self, request: HTTPRequest):
-        try:
-            return await self.client.fetch(request, raise_error=False)
-        except Exception as exc:
-            return exc
-
-    def _on_chunk(self, chunk: bytes) -> None:
-        if self.hang_up:
-            raise Hangup()
-        self.buffer += chunk.decode()
-        while "\n\n" in self.buffer:
-            block, self.buffer = self.buffer.split("\n\n", 1)
-            name, data = "message", None
-            for line in block.split("\n"):
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data = json.loads(line[6:])
-            if data is not None:
-                self.events.append((name, data, time.monotonic()))
-        self.changed.set()
-
-    def names(self) -> list[str]:
-        return [name for name, _, _ in self.events]
-
-    async def wait_for(self, condition, timeout: float = 5.0) -> None:
-        async def loop():
-            while not condition():
-                self.changed.clear()
-                if self.done.done():
-                    raise AssertionError(f"the stream ended: {self.done.result()!r}")
-                await asyncio.wait(
-                    {asyncio.ensure_future(self.changed.wait()), self.done},
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-
-        await asyncio.wait_for(loop(), timeout)
-
-    async def next_event(self, name: str, after: int = 0, timeout: float = 5.0) -> dict:
-        """The first ``name`` event at index ``after`` or later."""
-
-        def found() -> dict | None:
-            return next((d for n, d, _ in self.events[after:] if n == name), None)
-
-        await self.wait_for(lambda: found() is not None, timeout)
-        return found()  # type: ignore[return-value]
-
-    async def close(self) -> None:
-        self.hang_up = True
-        if not self.done.done():
-            await asyncio.wait_for(asyncio.shield(self.done), 20)
-        self.client.close()
 
 
 async def new_key(api, token: str, window: str = WINDOW) -> str:
