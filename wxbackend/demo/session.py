@@ -28,6 +28,7 @@ NEEDS = {
     "citizen": "step 4.1 (login)",
     "evaluation_id": "step 4.7 (the rating)",
     "templates": "step 2 (templates)",
+    "screen": "step 2.1 (the evaluator screen)",
 }
 
 
@@ -42,6 +43,8 @@ class State:
     case1: dict[str, Any] | None = None
     citizen: Citizen | None = None
     evaluation_id: str | None = None
+    #: The paired evaluator screen: its device token and open stream (demo.screen).
+    screen: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
 
 
