@@ -50,8 +50,6 @@ class DeviceSession:
     """A paired screen: the window it shows."""
 
     window_code: str
-    window_id: int
-    center_code: str
 
 
 def new_device_key() -> str:
@@ -81,28 +79,29 @@ def rotate_key(actor: Actor, principal: Principal, window_code: str, key_hash: s
         except errors.NotFound:
             raise errors.NotFound(f"No window {window_code!r}.") from None
         permissions.authorize(principal, WRITE, permissions.Target(window.center_id))
-        device = WindowDevice.get_or_none(WindowDevice.window == window.id)
-        if device is None:
-            device = WindowDevice.create(window=window.id, key_hash=key_hash)
-        else:
-            device.key_hash, device.generation = key_hash, device.generation + 1
-            device.rotated_at = utcnow()
-            device.save()
-        record(actor, "window.device_key", "window", window_code, {"generation": device.generation})
-    return device.generation
+        # one row per window (unique): a concurrent first key conflicts, never duplicates
+        WindowDevice.insert(window=window.id, key_hash=key_hash, generation=0).on_conflict(
+            conflict_target=[WindowDevice.window],
+            update={WindowDevice.key_hash: key_hash, WindowDevice.rotated_at: utcnow()},
+        ).execute()
+        WindowDevice.update(generation=WindowDevice.generation + 1).where(
+            WindowDevice.window == window.id
+        ).execute()
+        generation = WindowDevice.get(WindowDevice.window == window.id).generation
+        record(actor, "window.device_key", "window", window_code, {"generation": generation})
+    return generation
 
 
-def device_of(window_code: str) -> tuple[str, int, int, str] | None:
-    """``(key_hash, generation, window_id, center_code)`` of a window's key, or None."""
+def device_of(window_code: str) -> tuple[str, int] | None:
+    """``(key_hash, generation)`` of a window's device key, or None."""
     row = (
-        WindowDevice.select(WindowDevice, Window)
+        WindowDevice.select(WindowDevice.key_hash, WindowDevice.generation)
         .join(Window)
         .where(Window.code == window_code)
+        .tuples()
         .first()
     )
-    if row is None:
-        return None
-    return row.key_hash, row.generation, row.window_id, row.window.center.code
+    return (row[0], row[1]) if row else None
 
 
 # --------------------------------------------------------------------------- services
@@ -197,7 +196,7 @@ async def authenticate(ctx: Context, token: str | None, renew: bool = False) -> 
                 pipe.expire(key, ttl)
                 pipe.expire(_window_tokens(ctx, stored["window"]), ttl)  # see has_pairings
                 await pipe.execute()
-    return DeviceSession(stored["window"], found[2], found[3])
+    return DeviceSession(stored["window"])
 
 
 async def has_pairings(ctx: Context, window_code: str) -> bool:
