@@ -7,6 +7,7 @@ the paired screen only, the renewal that keeps the old code usable, the streams'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -43,6 +44,20 @@ async def paired_screen(api, ctx, window: str = WINDOW) -> str:
     status, answer = await pair(api, key, window)
     assert status == 200, answer
     return answer["device_token"]
+
+
+@contextlib.asynccontextmanager
+async def screen_showing_a_case(api, ctx, partner, base_url):
+    """A paired screen's stream, idle, then showing a case reported at its window:
+    ``(device token, stream, the case event, the report)``; the stream is closed after."""
+    token = await paired_screen(api, ctx)
+    stream = ScreenStream(base_url, token)
+    try:
+        await stream.next_event("idle")
+        report = await partner.new_case(window_code=WINDOW)
+        yield token, stream, await stream.next_event("case"), report
+    finally:
+        await stream.close()
 
 
 @pytest.mark.asyncio
@@ -159,12 +174,7 @@ async def test_a_case_of_another_window_stays_off_the_screen(api, ctx, partner, 
 async def test_the_code_is_renewed_before_it_expires_and_the_old_one_stays_usable(
     api, ctx, partner, base_url, settings_overrides
 ):
-    token = await paired_screen(api, ctx)
-    stream = ScreenStream(base_url, token)
-    try:
-        await stream.next_event("idle")
-        await partner.new_case(window_code=WINDOW)
-        first = await stream.next_event("case")
+    async with screen_showing_a_case(api, ctx, partner, base_url) as (token, stream, first, _):
         renewed = await stream.next_event("case", after=2, timeout=4.0)  # due after ~1 s
         assert renewed["qr_url"] != first["qr_url"]
         assert renewed["expires_at"] >= first["expires_at"]
@@ -174,8 +184,6 @@ async def test_the_code_is_renewed_before_it_expires_and_the_old_one_stays_usabl
         assert tokens.count("active") >= 3 and "revoked" not in tokens
         status, image = await api("GET", renewed["qr_url"], token=token)
         assert status == 200 and image.startswith(b"\x89PNG")
-    finally:
-        await stream.close()
 
 
 @pytest.mark.asyncio
@@ -240,12 +248,7 @@ async def test_a_partner_renewal_revokes_the_screen_code_and_the_screen_gets_a_n
     api, ctx, partner, base_url, monkeypatch
 ):
     monkeypatch.setattr(DeviceStreamHandler, "heartbeat_seconds", 0.5)  # the renewal check
-    token = await paired_screen(api, ctx)
-    stream = ScreenStream(base_url, token)
-    try:
-        await stream.next_event("idle")
-        case = await partner.new_case(window_code=WINDOW)
-        first = await stream.next_event("case")
+    async with screen_showing_a_case(api, ctx, partner, base_url) as (token, stream, first, case):
         status, _ = await partner.qrcode(case["case_no"])  # revokes every active code
         assert status == 200
         assert (await api("GET", first["qr_url"], token=token))[0] == 410
@@ -253,27 +256,18 @@ async def test_a_partner_renewal_revokes_the_screen_code_and_the_screen_gets_a_n
         assert renewed["qr_url"] != first["qr_url"]
         status, image = await api("GET", renewed["qr_url"], token=token)
         assert status == 200 and image.startswith(b"\x89PNG")
-    finally:
-        await stream.close()
 
 
 @pytest.mark.asyncio
 async def test_the_next_case_replaces_the_previous_one_whose_code_stays_usable(
     api, ctx, partner, base_url
 ):
-    token = await paired_screen(api, ctx)
-    stream = ScreenStream(base_url, token)
-    try:
-        await stream.next_event("idle")
-        await partner.new_case(window_code=WINDOW)
-        first = await stream.next_event("case")
+    async with screen_showing_a_case(api, ctx, partner, base_url) as (_, stream, first, _):
         first_hash = (await screen.current(ctx, WINDOW))["token_hash"]
         await partner.new_case(window_code=WINDOW)
         second = await stream.next_event("case", after=2)
         assert second["case_no_masked"] != first["case_no_masked"]
         assert await ctx.db.run(screen.token_active, first_hash)  # its citizen may be rating
-    finally:
-        await stream.close()
 
 
 @pytest.mark.asyncio
