@@ -151,9 +151,12 @@ async def pair(ctx: Context, address: str, body: dict[str, Any]) -> str:
     """``POST /api/v1/device/pair``: a device token for the window, or 401 ``unauthenticated``
     (unknown window, no key yet, wrong key: all alike). Every attempt counts against
     ``devices.pair_per_address_per_minute`` (429 past it)."""
-    limit = ctx.settings.devices.pair_per_address_per_minute
-    await ratelimit.hit(ctx, "device-pair", address, limit, 60)
     window_code, device_key = _pair_body(body)
+    limit = ctx.settings.devices.pair_per_address_per_minute
+    try:
+        await ratelimit.hit(ctx, "device-pair", address, limit, 60)
+    except REDIS_DOWN:
+        raise errors.Unavailable("Pairing is unavailable; try again shortly.") from None
     found = await ctx.db.run(device_of, window_code)
     given = token_digest(device_key) if _KEY_RE.fullmatch(device_key) else ""
     if found is None or not hmac.compare_digest(found[0], given or "-"):
