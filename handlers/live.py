@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -44,6 +45,11 @@ RETRY_MILLISECONDS = 5000
 _CENTER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 RETRY_AFTER_SECONDS = 10
+#: The OpenAPI answer of a stream.
+EVENT_STREAM = {
+    "description": "an endless event stream",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
 
 
 class TooManyStreams(errors.ContractError):
@@ -80,10 +86,7 @@ class LiveHandler(BaseHandler):
                 }
             ],
             "responses": {
-                "200": {
-                    "description": "an endless event stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                },
+                "200": EVENT_STREAM,
                 **errors_of(400, 503),
             },
         }
@@ -118,11 +121,32 @@ class LiveHandler(BaseHandler):
             await self._close_feed(feed)
 
     async def _stream(self, feed: LiveFeed) -> None:
+        if await self._begin():
+            await self._pump(feed, self._on_rating, self._ping, lambda: self.heartbeat_seconds)
+
+    async def _on_rating(self, shape: dict[str, Any]) -> bool:
+        return await self._send(sse_event(shape))
+
+    async def _ping(self) -> bool:
+        return await self._send(b": ping\n\n")
+
+    async def _begin(self) -> bool:
+        """The event-stream headers and the first bytes; False when the client is gone."""
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # nginx: pass events through unbuffered
-        if not await self._send(f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode()):
-            return
+        return await self._send(f"retry: {RETRY_MILLISECONDS}\n: connected\n\n".encode())
+
+    async def _pump(
+        self,
+        feed: LiveFeed,
+        on_message: Callable[[dict[str, Any]], Awaitable[bool]],
+        on_timer: Callable[[], Awaitable[bool]],
+        wait_seconds: Callable[[], float],
+    ) -> None:
+        """Until the client goes or the feed ends: ``on_message`` for each message,
+        ``on_timer`` after ``wait_seconds()`` without one (either returning False ends the
+        stream); then the response is finished."""
         gone = asyncio.ensure_future(self._gone.wait())
         pending: asyncio.Future | None = None
         try:
@@ -130,19 +154,17 @@ class LiveHandler(BaseHandler):
                 if pending is None:
                     pending = asyncio.ensure_future(anext(feed))
                 done, _ = await asyncio.wait(
-                    {pending, gone},
-                    timeout=self.heartbeat_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
+                    {pending, gone}, timeout=wait_seconds(), return_when=asyncio.FIRST_COMPLETED
                 )
                 if gone in done:
                     break
                 if pending not in done:
-                    if not await self._send(b": ping\n\n"):
+                    if not await on_timer():
                         break
                     continue
                 result, pending = pending, None
                 try:
-                    shape = result.result()
+                    message = result.result()
                 except StopAsyncIteration:
                     break  # the feed ended (too slow, Redis gone, stopping): the browser reconnects
                 except Exception as exc:  # Redis gone, a broken message…: end this stream only
@@ -151,7 +173,7 @@ class LiveHandler(BaseHandler):
                         extra={"fields": {"error": type(exc).__name__}},
                     )
                     break
-                if not await self._send(sse_event(shape)):
+                if not await on_message(message):
                     break
         finally:
             for task in (pending, gone):

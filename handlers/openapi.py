@@ -83,6 +83,7 @@ def build_document(rules: list[tornado.web.URLSpec], version: str) -> dict[str, 
             "securitySchemes": {
                 "citizen": {"type": "http", "scheme": "bearer"},
                 "admin": {"type": "http", "scheme": "bearer"},
+                "device": {"type": "http", "scheme": "bearer"},
                 "partner": {"type": "apiKey", "in": "header", "name": "X-Partner-Key"},
             },
         },

@@ -7,12 +7,11 @@ Pages are plain HTML shells rendered from ``wxbackend/web/templates``; all behav
 which calls the JSON API. Every page answers with a strict CSP, ``X-Frame-Options: DENY`` and
 ``Referrer-Policy: no-referrer``.
 
-The evaluator screen and the case's QR code: the code is a mini-program code that only a
-signed partner request may fetch, so the *window system* (which holds the partner key) calls
-``POST /api/v1/partner/cases/{case_no}/qrcode`` for a fresh scene, fetches
-``GET /api/v1/partner/qrcode.png?scene=…`` and shows the image by loading
-``/device/{window_code}?qr=<image URL>`` — an ``https:`` URL it serves, a
-``data:image/png;base64,…`` URL, or a path on this server. The page never signs anything.
+The evaluator screen pairs once with its window's device key and then shows what
+``GET /api/v1/device/stream`` says (handlers/devices.py): the case's one-time code, fetched
+from ``/api/v1/device/qrcode.png`` with the device token, so only the paired screen gets it.
+The page reads no parameter of its own URL (a ``?qr=`` link once let anyone show their own
+code under the official address).
 """
 
 from __future__ import annotations
@@ -118,17 +117,7 @@ class DevicePageHandler(PageHandler):
     openapi = {
         "get": {
             "summary": "Page: 评价器 — a window's evaluator screen (staff, the case's QR code "
-            "shown by the window system via ?qr=, the center's live ratings)",
-            "parameters": [
-                {
-                    "name": "qr",
-                    "in": "query",
-                    "required": False,
-                    "description": "URL of the QR image the window system provides "
-                    "(https:, data:image/ or a path on this server)",
-                    "schema": {"type": "string"},
-                }
-            ],
+            "once paired with the window's device key, the center's live ratings)",
             "responses": {"200": {"description": "text/html"}, "404": {"description": "html"}},
         }
     }

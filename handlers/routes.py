@@ -13,6 +13,7 @@ from handlers import (
     admin_stats,
     admin_tickets,
     auth,
+    devices,
     evaluations,
     health,
     identity,
@@ -43,6 +44,7 @@ MODULES = [
     admin_messages,
     pages,
     live,
+    devices,
     transparency,
 ]
 

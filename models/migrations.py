@@ -18,6 +18,7 @@ from models.audit import AuditEntry
 from models.base import BaseModel, utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
+from models.device import WindowDevice
 from models.evaluation import (
     DEFAULT_INDICATORS,
     Evaluation,
@@ -152,6 +153,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (7, "transparency log", _transparency_log),
     (8, "index of tickets by rectification deadline", _ticket_due_index),
     (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
+    (10, "evaluator screens' device keys", _create(WindowDevice)),
 ]
 
 

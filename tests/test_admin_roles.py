@@ -62,6 +62,7 @@ CHECKED_MODULES = [
     "handlers.admin_evaluations",
     "handlers.admin_stats",
     "handlers.admin_messages",
+    "handlers.devices",
 ]
 #: Test modules with rows of their own: each has a ``CASES`` list and runs it with
 #: :func:`run_table`; their rows count for ``test_every_admin_route_has_a_case``.
@@ -242,6 +243,13 @@ CASES: list[Case] = [
     Case("GET", "/admin/api/windows/{window_b}", expected=read_b()),
     Case("PUT", "/admin/api/windows/{window_a}", {"name": "1号窗口"}, change_in_a(200)),
     Case("DELETE", "/admin/api/windows/{target}", expected=change_in_a(204), setup=fresh_window),
+    # a window's evaluator-screen key: who may change the window's center (catalogue.write)
+    Case("POST", "/admin/api/windows/{window_a}/device-key", expected=change_in_a(200)),
+    Case(
+        "POST",
+        "/admin/api/windows/{window_b}/device-key",
+        expected=expect(403, superadmin=200, center_admin_b=200, center_admin_a=404),
+    ),
     # -- partner keys
     Case("GET", "/admin/api/partners", expected=superadmin_only(200)),
     Case("POST", "/admin/api/partners", {"name": "系统{uid}"}, superadmin_only(201)),

@@ -63,6 +63,8 @@ class Context:
     live_hub: LiveHub | None = None
     #: The live streams this process serves (handlers.live).
     live_streams: StreamSlots = field(default_factory=StreamSlots)
+    #: The evaluator screens' streams open in this process, by window (handlers/devices.py).
+    device_streams: StreamSlots = field(default_factory=StreamSlots)
     #: The figures computed at once, at most a quarter of the database threads (public.stats_cache).
     stats_slots: asyncio.Semaphore | None = None
     #: Until when (time.monotonic()) the figures skip their Redis cache after an error.

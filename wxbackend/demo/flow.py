@@ -6,7 +6,7 @@ import os
 from collections.abc import Awaitable, Callable
 
 from wxbackend.clients.http import ApiError
-from wxbackend.demo import alerts, citizen, office, prepare, window
+from wxbackend.demo import alerts, citizen, office, prepare, screen, window
 from wxbackend.demo.output import DemoError, Skip, failure, line, out
 from wxbackend.demo.session import CASE_CODES, Demo
 
@@ -21,12 +21,14 @@ STEPS: list[tuple[str, str, str, Step]] = [
     ),
     ("2", "配置微信订阅消息模板", "WeChat subscribe-message templates", office.templates),
     ("2.1", "配置中心的企业微信群机器人", "the center's WeCom group robot", alerts.robot),
+    ("2.2", "评价器配对", "the window's evaluator screen pairs", screen.paired),
     (
         "3",
         "窗口系统上报办件并取二维码",
         "the window system reports a case, gets its QR",
         window.report,
     ),
+    ("3.1", "评价器显示办件二维码", "the screen shows the case's code", screen.shows_code),
     ("4.1", "群众微信登录", "citizen logs in with WeChat", citizen.login),
     ("4.2", "同意订阅消息", "citizen accepts the subscribe messages", citizen.subscribe),
     ("4.3", "人脸核身（实名）", "face verification (real name)", citizen.face),

@@ -28,6 +28,7 @@ NEEDS = {
     "citizen": "step 4.1 (login)",
     "evaluation_id": "step 4.7 (the rating)",
     "templates": "step 2 (templates)",
+    "screen": "step 2.1 (the evaluator screen)",
 }
 
 
@@ -43,6 +44,8 @@ class State:
     citizen: Citizen | None = None
     evaluation_id: str | None = None
     robot_key: str = ""  # the demo center's WeCom robot in the sandbox (demo/alerts.py)
+    #: The paired evaluator screen: its device token and open stream (demo.screen).
+    screen: dict[str, Any] | None = None
     skipped: list[str] = field(default_factory=list)
 
 

@@ -30,6 +30,7 @@ from wxbackend.security import normalize_id_number
 from wxbackend.services.cases import images
 from wxbackend.services.cases.tokens import new_token, replace_token, token_expiry
 from wxbackend.services.citizens import id_numbers
+from wxbackend.services.devices import screen
 from wxbackend.services.messaging import schedule
 from wxbackend.services.ratings.window import window_end
 from wxbackend.settings import Settings
@@ -346,6 +347,7 @@ async def report_case(ctx: Context, partner_id: int, body: dict[str, Any]) -> Is
     case_id = await ctx.db.run(
         store_case, report, sealed, partner_id, token_hash, expires_at, ctx.settings
     )
+    await screen.case_reported(ctx, case_id, report.window_code)  # the window's 评价器
     return IssuedToken(case_id, scene, expires_at)
 
 

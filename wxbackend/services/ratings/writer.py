@@ -35,6 +35,7 @@ from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.db import compiled_insert, compiled_rows, database, param
 from wxbackend.services.cases.tokens import check_token_usable
+from wxbackend.services.devices import screen
 from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import levels
@@ -185,6 +186,7 @@ async def record(
             await _release_claim(ctx, key, owner)
         raise
     await realtime.publish_after_commit(ctx, written.evaluation_id)
+    await screen.case_rated(ctx, first.case_id)  # the window's 评价器 thanks the citizen
     return written
 
 

@@ -78,7 +78,17 @@
         return { label: c[1], key: c[0] };
       });
       if (name === "windows") {
-        columns.push({ label: "评价器", value: function (r) { return el("a", { href: "/device/" + encodeURIComponent(r.code), target: "_blank", rel: "noopener", text: "打开" }); } });
+        columns.push({ label: "评价器", value: function (r) {
+          var open = el("a", { href: "/device/" + encodeURIComponent(r.code), target: "_blank", rel: "noopener", text: "打开" });
+          if (!canWrite) return open;
+          // The key pairs the window's screen; shown once, a new one ends the old pairings.
+          return el("span", null, open, " ", A.button("生成设备密钥", function () {
+            if (!window.confirm("为 " + r.code + " 生成新的设备密钥？已配对的评价器需重新配对。")) return;
+            A.api("POST", "/windows/" + encodeURIComponent(r.code) + "/device-key", {}).then(function (a) {
+              window.prompt("设备密钥（只显示这一次，请在评价器上输入）：", a.device_key);
+            }, function (err) { window.alert("生成失败：" + err.message); });
+          }));
+        } });
       }
       if (canWrite) {
         columns.push({ label: "操作", value: function (r) {
