@@ -5,6 +5,7 @@ the tickets whose rectification fell due in the period. And the queries use thei
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
@@ -181,9 +182,10 @@ def _plans(scope: figures.Scope) -> list[str]:
     db = database.obj
     original = db.execute_sql
     plans: list[str] = []
+    me = threading.get_ident()  # other threads (the config watcher, jobs) query too
 
     def explaining(sql, params=None, *args, **kwargs):
-        if sql.lstrip().upper().startswith("SELECT"):
+        if threading.get_ident() == me and sql.lstrip().upper().startswith("SELECT"):
             rows = original("EXPLAIN QUERY PLAN " + sql, params).fetchall()
             plans.append(" | ".join(str(r[-1]) for r in rows))
         return original(sql, params, *args, **kwargs)

@@ -146,11 +146,11 @@ async def run_process(
 ) -> None:
     """One server process: the app on ``sockets`` until SIGTERM/SIGINT."""
     server = AppServer(settings, sockets, with_sandbox)
-    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before serving: a SIGTERM while the
+        loop.add_signal_handler(sig, stop.set)  # worker starts still stops cleanly
+    await server.start()
     await stop.wait()
     log.info("stopping: no new connections, draining for up to %.0f s", DRAIN_SECONDS)
     await server.stop()
