@@ -111,6 +111,8 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, errors.ContractError):
             body = exc.body()
+            if "retry_after" in exc.extra:
+                self.set_header("Retry-After", str(exc.extra["retry_after"]))
         elif isinstance(exc, tornado.web.HTTPError) and status_code < 500:
             code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
                 status_code, "bad_request"

@@ -29,6 +29,17 @@ _RATING_FIELDS = {
 }
 
 
+#: The optional retry key of a rating write (api.md "Reliability").
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "8–64 visible ASCII characters: the same key and body within 24 h answer "
+    "the original 201 again; another body with the key is 422 idempotency_mismatch",
+    "schema": {"type": "string", "minLength": 8, "maxLength": 64},
+}
+
+
 class ScanHandler(CitizenHandler):
     openapi = {
         "post": {
@@ -108,6 +119,7 @@ class EvaluationsHandler(CitizenHandler):
                 },
                 required=["overall"],
             ),
+            "parameters": [IDEMPOTENCY_KEY],
             "responses": {
                 "201": {"description": "{evaluation} (as returned to its owner)"},
                 **errors_of(400, 401, 403, 404, 409, 410, 422),
@@ -125,7 +137,8 @@ class EvaluationsHandler(CitizenHandler):
                 **_RATING_FIELDS,
             }
         )
-        evaluation = await submit.submit(self.ctx, self.user_id, **body)
+        key = self.request.headers.get("Idempotency-Key")
+        evaluation = await submit.submit(self.ctx, self.user_id, idempotency_key=key, **body)
         self.send({"evaluation": evaluation}, status=201)
 
 
@@ -141,6 +154,7 @@ class FollowUpHandler(CitizenHandler):
             ),
             **bearer(),
             "requestBody": json_body(_RATING_PROPERTIES, required=["overall"]),
+            "parameters": [IDEMPOTENCY_KEY],
             "responses": {
                 "201": {"description": "{evaluation} with assess_number 2"},
                 **errors_of(400, 401, 403, 404, 409, 410, 422),
@@ -150,7 +164,10 @@ class FollowUpHandler(CitizenHandler):
 
     async def post(self, evaluation_id: str) -> None:
         body = self.json_body(_RATING_FIELDS)
-        evaluation = await follow_ups.follow_up(self.ctx, self.user_id, evaluation_id, **body)
+        key = self.request.headers.get("Idempotency-Key")
+        evaluation = await follow_ups.follow_up(
+            self.ctx, self.user_id, evaluation_id, idempotency_key=key, **body
+        )
         self.send({"evaluation": evaluation}, status=201)
 
 

@@ -27,6 +27,7 @@ from models.evaluation import (
     Like,
     Reply,
 )
+from models.idempotency import IdempotentRequest
 from models.identity import FaceAttempt, Identity
 from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
@@ -124,6 +125,10 @@ def _staff_alerts(db: peewee.Database) -> None:
     db.create_tables([StaffAlert], safe=True)
 
 
+def _idempotency(db: peewee.Database) -> None:
+    db.create_tables([IdempotentRequest], safe=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -154,6 +159,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (8, "index of tickets by rectification deadline", _ticket_due_index),
     (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
     (10, "evaluator screens' device keys", _create(WindowDevice)),
+    (11, "idempotency keys of rating writes", _idempotency),
 ]
 
 

@@ -255,11 +255,14 @@ def _forget_rating(case_id: int) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_taken_claim_answers_already_evaluated(api, sandbox, ctx):
+async def test_a_taken_claim_answers_rating_in_progress(api, sandbox, ctx, monkeypatch):
+    """Another request holds the case and nothing is stored: never "already rated" (issue
+    13: a claim left by a killed process used to say so), but "retry"."""
+    monkeypatch.setattr(writer, "CLAIM_WAIT_SECONDS", 0.2)
     token, case_id, scene = await applicant_with_case(api, sandbox, ctx, 7)
     key = writer.claim_key(ctx, int(case_id))
     await ctx.redis.set(key, "someone-else", ex=30)
-    assert_error(await rate(api, token, scene=scene, overall=5), 409, "already_evaluated")
+    assert_error(await rate(api, token, scene=scene, overall=5), 409, "rating_in_progress")
     assert await ctx.redis.get(key) == "someone-else"  # another submission's claim is kept
     await ctx.redis.delete(key)
     assert (await rate(api, token, scene=scene, overall=5))[0] == 201

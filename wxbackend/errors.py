@@ -199,3 +199,17 @@ FollowUpClosed = _error(
     "FollowUpClosed", 410, "follow_up_closed", "The time for a follow-up of this rating is over."
 )
 OwnRating = _error("OwnRating", 403, "own_rating", "Nobody likes their own rating.")
+
+# Reliability (issue 13)
+RatingInProgress = _error(
+    "RatingInProgress",
+    409,
+    "rating_in_progress",
+    "Another request is storing a rating of this case; retry shortly to learn its outcome.",
+)
+IdempotencyMismatch = _error(
+    "IdempotencyMismatch",
+    422,
+    "idempotency_mismatch",
+    "This Idempotency-Key was used with another body.",
+)

@@ -30,6 +30,7 @@ from wxbackend.services.citizens import identity
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
 from wxbackend.services.ratings import defaults as default_ratings
+from wxbackend.services.ratings import idempotency
 from wxbackend.services.tickets import deadlines
 
 log = logging.getLogger("wxbackend.housekeeping")
@@ -76,6 +77,10 @@ async def _purge_push_receipts(ctx: Context) -> int:
     return await ctx.db.run(subscriptions.prune_receipts, before)
 
 
+async def _purge_idempotency_keys(ctx: Context) -> int:
+    return await ctx.db.run(idempotency.purge)
+
+
 async def _deadline_alerts(ctx: Context) -> int:
     hours = ctx.settings.alerts.before_hours
     return await ctx.db.run(alert_deadlines.schedule_near_deadlines, utcnow(), hours)
@@ -88,6 +93,7 @@ TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "purge_jobs": _purge_jobs,
     "purge_push_receipts": _purge_push_receipts,
     "deadline_alerts": _deadline_alerts,
+    "purge_idempotency_keys": _purge_idempotency_keys,
 }
 
 

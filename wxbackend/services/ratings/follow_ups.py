@@ -25,7 +25,7 @@ from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.services.cases.scan import active_identity, parse_id
 from wxbackend.services.public import live as realtime
-from wxbackend.services.ratings import levels
+from wxbackend.services.ratings import idempotency, levels
 from wxbackend.services.ratings.rules import (
     Rating,
     check_indicators,
@@ -98,7 +98,11 @@ def _has_follow_up(case_id: int) -> bool:
 
 
 def store_follow_up(
-    base: FollowUpBase, rating: Rating, indicator_ids: Mapping[str, int], comment_status: str
+    base: FollowUpBase,
+    rating: Rating,
+    indicator_ids: Mapping[str, int],
+    comment_status: str,
+    key: idempotency.Key | None = None,
 ) -> int:
     """Store the follow-up (``assess_number`` 2, the original's channel, no ticket) in one
     transaction; the unique (case, assess_number) index makes a concurrent second one 409
@@ -122,22 +126,24 @@ def store_follow_up(
             )
             insert_indicators(follow_up.id, rating.indicators, indicator_ids)
             transparency.append("follow_up", {"evaluation_id": follow_up.id}, now)
+            if key is not None:
+                idempotency.remember(key, follow_up.id)
     except peewee.IntegrityError:
         raise errors.FollowUpExists() from None
     return follow_up.id
 
 
-async def follow_up(
+async def _store(
     ctx: Context,
     user_id: int,
     evaluation_id: str,
+    key: idempotency.Key | None,
     *,
     overall: Any = None,
     indicators: Any = None,
     comment: Any = None,
 ) -> dict[str, Any]:
-    """``POST /evaluations/{id}/follow-up`` (追评): check, text-check, store, publish; the
-    owner view of the follow-up."""
+    """Check, text-check, store, publish; the owner view (see :func:`follow_up`)."""
     days = ctx.settings.rating.follow_up_days
     base = await ctx.db.run(prepare_follow_up, user_id, evaluation_id, days)
     rating = parse_rating(
@@ -148,7 +154,30 @@ async def follow_up(
     )
     indicator_ids = await ctx.db.run(check_indicators, rating.indicators)
     status = await comment_status(ctx, base.openid, rating.comment)
-    new_id = await ctx.db.run(store_follow_up, base, rating, indicator_ids, status)
+    new_id = await ctx.db.run(store_follow_up, base, rating, indicator_ids, status, key)
     # republishes the first rating with its follow-up
     await realtime.publish_after_commit(ctx, new_id)
     return await ctx.db.run(owner_view_of, new_id)
+
+
+async def follow_up(
+    ctx: Context,
+    user_id: int,
+    evaluation_id: str,
+    *,
+    idempotency_key: str | None = None,
+    **body: Any,
+) -> dict[str, Any]:
+    """``POST /evaluations/{id}/follow-up`` (追评): the owner view of the stored follow-up
+    (``body``: ``overall``, ``indicators``, ``comment``). With an ``Idempotency-Key``, a retry
+    of a stored follow-up answers it again, also when it races the original."""
+    sent = {"evaluation_id": evaluation_id, **body}
+    key = idempotency.parse(user_id, idempotency_key, "follow_up", sent)
+    if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
+        return await ctx.db.run(owner_view_of, done)
+    try:
+        return await _store(ctx, user_id, evaluation_id, key, **body)
+    except errors.FollowUpExists:  # the same key may have won a race
+        if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
+            return await ctx.db.run(owner_view_of, done)
+        raise

@@ -38,9 +38,9 @@ from wxbackend.db import compiled_rows, param
 from wxbackend.services.cases import scan
 from wxbackend.services.cases.lookup import find_case, find_code
 from wxbackend.services.cases.tokens import check_token_usable
-from wxbackend.services.ratings import window, writer
+from wxbackend.services.ratings import idempotency, window, writer
 from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
-from wxbackend.services.ratings.views import owner_view
+from wxbackend.services.ratings.views import owner_view, owner_view_of
 from wxbackend.services.ratings.writer import FirstRating
 from wxbackend.wechat import errors as wx
 
@@ -229,9 +229,10 @@ def new_owner_view(evaluation_id: int, first: FirstRating) -> dict[str, Any]:
     return owner_view(stored, list(first.indicator_ids))  # display order (check_indicators)
 
 
-async def submit(
+async def _store(
     ctx: Context,
     user_id: int,
+    key: idempotency.Key | None,
     *,
     scene: str | None = None,
     case_id: Any = None,
@@ -241,10 +242,7 @@ async def submit(
     indicators: Any = None,
     comment: Any = None,
 ) -> dict[str, Any]:
-    """``POST /evaluations``: check, text-check, claim, store, publish; answers the owner
-    view. Exactly one of ``scene`` and ``case_id`` (else 400 ``invalid_body``)."""
-    if (scene is None) == (case_id is None):
-        raise errors.InvalidBody("Give either scene or case_id.")
+    """Check, text-check, claim, store, publish; the owner view (see :func:`submit`)."""
     settings = ctx.settings.rating
     rating: Rating | None = None
     invalid: errors.ContractError | None = None
@@ -272,7 +270,13 @@ async def submit(
         raise invalid or errors.InvalidRating()
     status = await comment_status(ctx, prepared.openid, rating.comment)
     first = first_rating(prepared, rating, indicator_ids, status)
-    written = await writer.record(ctx, first, claim=True)
+    within = None
+    if key is not None:
+
+        def within(written: writer.Written) -> None:  # the key, in the rating's transaction
+            idempotency.remember(key, written.evaluation_id)
+
+    written = await writer.record(ctx, first, claim=True, within=within)
     receipt = written.receipt.as_dict() if written.receipt else None
     return {**new_owner_view(written.evaluation_id, first), "receipt": receipt}
 
@@ -289,3 +293,50 @@ def _prepare_with_indicators(
     trip to the database pool."""
     prepared = prepare_first_rating(user_id, scene, case_id, require_applicant, window_days)
     return prepared, check_indicators(rating.indicators) if rating is not None else {}
+
+
+async def submit(
+    ctx: Context, user_id: int, *, idempotency_key: str | None = None, **body: Any
+) -> dict[str, Any]:
+    """``POST /evaluations``: the owner view of the stored rating. ``body``: exactly one of
+    ``scene`` and ``case_id`` (else 400 ``invalid_body``), ``overall``, ``stages``,
+    ``targets``, ``indicators``, ``comment``. With an ``Idempotency-Key``, a retry of a
+    stored rating (its answer lost) answers that rating again, also when it races the
+    original (:mod:`~wxbackend.services.ratings.idempotency`)."""
+    if (body.get("scene") is None) == (body.get("case_id") is None):
+        raise errors.InvalidBody("Give either scene or case_id.")
+    key = idempotency.parse(user_id, idempotency_key, "rating", body)
+    if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
+        return await ctx.db.run(owner_view_of, done)
+    try:
+        return await _store(ctx, user_id, key, **body)
+    except (errors.AlreadyEvaluated, errors.TokenUsed) as exc:  # the key may have won a race
+        if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
+            return await ctx.db.run(owner_view_of, done)
+        if isinstance(exc, errors.AlreadyEvaluated) and "evaluation_id" not in exc.extra:
+            own = await ctx.db.run(_own_rating, user_id, body.get("scene"), body.get("case_id"))
+            if own is not None:
+                raise errors.AlreadyEvaluated(
+                    "You have already rated this case.", evaluation_id=str(own)
+                ) from None
+        raise
+
+
+def _own_rating(user_id: int, scene: str | None, case_id: Any) -> int | None:
+    """The id of the first rating of the scene's or case id's case when it is the user's."""
+    if scene is not None:
+        code = find_code(scene)
+        number = code.case.id if code is not None else None
+    else:
+        number = scan.parse_id(case_id)
+    if number is None:
+        return None
+    return (
+        Evaluation.select(Evaluation.id)
+        .where(
+            (Evaluation.case == number)
+            & (Evaluation.assess_number == 1)
+            & (Evaluation.user == user_id)
+        )
+        .scalar()
+    )

@@ -18,8 +18,10 @@ the transaction through the database pool, then publishing after commit (best ef
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +48,11 @@ from wxbackend.settings import Settings
 
 log = logging.getLogger("wxbackend.evaluations")
 
+#: How long a submission waits for another one of the same case to finish storing.
+CLAIM_WAIT_SECONDS = 3.0
+CLAIM_POLL_SECONDS = 0.05
+#: ``Retry-After`` of 409 ``rating_in_progress``.
+CLAIM_RETRY_AFTER_SECONDS = 2
 #: Seconds a Redis claim on a case lasts (covers the text check and the transaction).
 CLAIM_SECONDS = 30
 #: The channel of the system's default rating, the one a callback may supersede.
@@ -176,15 +183,18 @@ async def record(
     case's Redis claim (taken → 409 ``already_evaluated``), released on failure and kept
     (until it expires) on success."""
     key, owner = claim_key(ctx, first.case_id), secrets.token_hex(8)
-    claimed = claim and await _claim(ctx, key, owner)
     try:
-        written = await ctx.db.run(
-            write, first, ctx.settings, supersede_default=supersede_default, within=within
-        )
-    except BaseException:
-        if claimed:
-            await _release_claim(ctx, key, owner)
-        raise
+        claimed = claim and await _claim(ctx, key, owner, first.case_id)
+        try:
+            written = await ctx.db.run(
+                write, first, ctx.settings, supersede_default=supersede_default, within=within
+            )
+        except BaseException:
+            if claimed:
+                await _release_claim(ctx, key, owner)
+            raise
+    except errors.AlreadyEvaluated:
+        raise await _already_evaluated(ctx, first) from None
     await realtime.publish_after_commit(ctx, written.evaluation_id)
     await screen.case_rated(ctx, first.case_id)  # the window's 评价器 thanks the citizen
     return written
@@ -198,19 +208,52 @@ def claim_key(ctx: Context, case_id: int) -> str:
     return ctx.rkeys("claim", str(case_id))
 
 
-async def _claim(ctx: Context, key: str, owner: str) -> bool:
-    """Take the claim (taken → 409); False when Redis is unavailable (the database
-    constraint still decides)."""
-    try:
-        if not await ctx.redis.set(key, owner, nx=True, ex=CLAIM_SECONDS):
-            raise errors.AlreadyEvaluated("A rating of this case is being submitted.")
-    except RedisError as exc:
-        log.warning(
-            "redis claim unavailable: relying on the database constraint",
-            extra={"fields": {"error": type(exc).__name__}},
+async def _claim(ctx: Context, key: str, owner: str, case_id: int) -> bool:
+    """Take the claim; False when Redis is unavailable (the database constraint still
+    decides). The claim only turns concurrent submissions away early: it never answers for
+    a rating that is not stored. While another request holds it, this one waits up to
+    :data:`CLAIM_WAIT_SECONDS` for the database to say: rated → 409 ``already_evaluated``;
+    the claim gone (its holder failed, or died and it expired) → take it; still held → 409
+    ``rating_in_progress`` (retry). A claim left by a killed process used to answer
+    "already rated" for 30 s about a rating that was never stored."""
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while True:
+        try:
+            if await ctx.redis.set(key, owner, nx=True, ex=CLAIM_SECONDS):
+                return True
+        except RedisError as exc:
+            log.warning(
+                "redis claim unavailable: relying on the database constraint",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            return False
+        if await ctx.db.run(_first_rating_of_case, case_id) is not None:
+            raise errors.AlreadyEvaluated()
+        if time.monotonic() >= deadline:
+            raise errors.RatingInProgress(retry_after=CLAIM_RETRY_AFTER_SECONDS)
+        await asyncio.sleep(CLAIM_POLL_SECONDS)
+
+
+def _first_rating_of_case(case_id: int) -> tuple[int, int | None] | None:
+    """``(evaluation id, user id)`` of the case's stored first rating, or None."""
+    row = (
+        Evaluation.select(Evaluation.id, Evaluation.user)
+        .where((Evaluation.case == case_id) & (Evaluation.assess_number == 1))
+        .tuples()
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+async def _already_evaluated(ctx: Context, first: FirstRating) -> errors.ContractError:
+    """409 ``already_evaluated``, with ``evaluation_id`` when the stored rating is the
+    caller's own (a retry whose first answer was lost learns which rating it is)."""
+    stored = await ctx.db.run(_first_rating_of_case, first.case_id)
+    if stored is not None and first.user_id is not None and stored[1] == first.user_id:
+        return errors.AlreadyEvaluated(
+            "You have already rated this case.", evaluation_id=str(stored[0])
         )
-        return False
-    return True
+    return errors.AlreadyEvaluated()
 
 
 async def _release_claim(ctx: Context, key: str, owner: str) -> None:
