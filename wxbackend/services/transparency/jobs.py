@@ -26,6 +26,7 @@ from models.base import utcnow
 from models.job import Job
 from wxbackend import verifylog
 from wxbackend.context import Context
+from wxbackend.services.alerts import log_monitor
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.transparency import checkpoints
 
@@ -100,6 +101,7 @@ async def monitor(ctx: Context) -> bool | None:
             "ALERT: the transparency log does not verify",
             extra={"fields": {"url": url, "problems": report.problems[:20]}},
         )
+    await log_monitor.log_check(ctx, url, report.ok, list(report.problems))
     return report.ok
 
 
