@@ -244,6 +244,46 @@ def save_changes(
 _MISSING = object()
 
 
+def stored_field(name: str) -> str:
+    """The stored field a command-line KEY names (``templates.reminder`` → ``template_reminder``,
+    ``templates.reminder_fields`` → ``reminder_fields``); ConfigError for any other name."""
+    if name.startswith("templates."):
+        key = name.split(".", 1)[1]
+        if key in FIELD_MAPS:
+            return key
+        if key in TEMPLATE_KEYS:
+            return f"template_{key}"
+        raise ConfigError(name, "unknown template")
+    if name not in EDITABLE or name == "templates":
+        raise ConfigError(name, "unknown field")
+    return name
+
+
+def unset_fields(
+    settings: Settings, cipher: FieldCipher, actor: Actor, names: list[str]
+) -> WeChatConfig:
+    """Remove console overrides (``names`` as :func:`stored_field` reads them), so the file
+    and environment values apply again: a new version, audited ``wechat_config.unset``."""
+    fields = sorted({stored_field(name) for name in names})
+    with database.atomic():
+        latest = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).first()
+        stored = json.loads(latest.values) if latest else {}
+        removed = [f for f in fields if f in stored]
+        if not removed:
+            return load_effective(settings, cipher)
+        for field in removed:
+            del stored[field]
+        version = latest.version + 1
+        WeChatConfigVersion.create(
+            version=version,
+            values=json.dumps(stored, ensure_ascii=False),
+            changed_fields=json.dumps(removed),
+            updated_by=actor.username,
+        )
+        record(actor, "wechat_config.unset", "wechat_config", version, {"removed": removed})
+    return load_effective(settings, cipher)
+
+
 def history(limit: int = 50) -> list[dict[str, Any]]:
     """Versions newest first: who, when, which fields changed (no values)."""
     rows = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).limit(limit)
