@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.support.cli import ROOT, WXBACKEND, clean_env, run_cli
+from tests.support.cli import ROOT, clean_env, run_cli
 from tests.support.servers import free_port
 from wxbackend.cliargs import parser
 
@@ -69,6 +69,11 @@ def test_sandbox_port_in_use_is_refused_before_listening(tmp_path, taken_port):
     )
     line = refusal(result)
     assert "sandbox.port" in line and f"http://127.0.0.1:{taken_port}/" in line
+
+
+def test_sandbox_command_port_in_use(tmp_path, taken_port):
+    line = refusal(run_cli(tmp_path, "sandbox", "--port", str(taken_port)))
+    assert f"http://127.0.0.1:{taken_port}/" in line and "in use" in line
 
 
 def test_unreachable_redis(tmp_path):

@@ -104,10 +104,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.sandbox import run_sandbox_forever
+    from wxbackend.server import ensure_free
 
+    address, port = args.address or settings.sandbox.address, args.port or settings.sandbox.port
+    ensure_free(address, port)
     run_sandbox_forever(
-        args.address or settings.sandbox.address,
-        args.port or settings.sandbox.port,
+        address,
+        port,
         settings.wechat.appid,
         settings.wechat.secret,
     )

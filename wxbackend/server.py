@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 
 import tornado.httpserver
 import tornado.netutil
@@ -44,7 +45,7 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
     check_surroundings(settings)
     sockets = _bind(address, port, "the server")
     if settings.sandbox_mode and settings.sandbox.port:
-        _check_free(settings.sandbox.address, settings.sandbox.port, sockets)
+        ensure_free(settings.sandbox.address, settings.sandbox.port, sockets)
     migrate_schema(settings)
     log.info("listening on http://%s:%d/ with %d process(es)", address, port, processes)
     sandbox_pid = None
@@ -79,9 +80,9 @@ def _bind(address: str, port: int, what: str) -> list[socket.socket]:
         ) from None
 
 
-def _check_free(address: str, port: int, opened: list[socket.socket]) -> None:
-    """The sandbox binds its port only once the server runs: try it now, before announcing
-    anything (``opened`` is closed when it is taken)."""
+def ensure_free(address: str, port: int, opened: Sequence[socket.socket] = ()) -> None:
+    """StartupError when the sandbox's port is taken: it binds only once the server runs, so
+    try it now, before announcing anything (``opened`` is closed when it is taken)."""
     try:
         for probe in _bind(address, port, "the WeChat sandbox (sandbox.port)"):
             probe.close()
