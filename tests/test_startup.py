@@ -167,17 +167,8 @@ def test_cli_writes_are_audited_with_the_os_user_and_unset_clears_an_override(tm
     who = f"cli:{getpass.getuser()}"
     catalog = str(ROOT / "conf" / "catalog.example.json")
     assert run_cli(tmp_path, "catalog", "import", catalog).returncode == 0
-    created = run_cli(
-        tmp_path,
-        "admin",
-        "create",
-        "--username",
-        "root",
-        "--password-stdin",
-        "--role",
-        "superadmin",
-        stdin="a long enough password 1\n",
-    )
+    create = ["admin", "create", "--username", "root", "--password-stdin", "--role", "superadmin"]
+    created = run_cli(tmp_path, *create, stdin="a long enough password 1\n")
     assert created.returncode == 0, created.stderr.decode()
     assert run_cli(tmp_path, "partner", "create", "--name", "窗口系统").returncode == 0
     before = json.loads(run_cli(tmp_path, "wechat-config", "show").stdout)

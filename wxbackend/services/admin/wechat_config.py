@@ -230,15 +230,27 @@ def save_changes(
                 stored[field] = cipher.encrypt(value, f"wechat_config.{field}")
             else:
                 stored[field] = value
-        version = (latest.version if latest else 0) + 1
-        WeChatConfigVersion.create(
-            version=version,
-            values=json.dumps(stored, ensure_ascii=False),
-            changed_fields=json.dumps(changed),
-            updated_by=actor.username,
-        )
-        record(actor, "wechat_config.update", "wechat_config", version, {"changed": changed})
+        _store_version(latest, stored, changed, actor, "update")
     return load_effective(settings, cipher)
+
+
+def _store_version(
+    latest: WeChatConfigVersion | None,
+    stored: dict[str, Any],
+    changed: list[str],
+    actor: Actor,
+    verb: str,
+) -> None:
+    """Write the version after ``latest`` holding ``stored``, audited ``wechat_config.<verb>``
+    (inside the caller's transaction)."""
+    version = (latest.version if latest else 0) + 1
+    WeChatConfigVersion.create(
+        version=version,
+        values=json.dumps(stored, ensure_ascii=False),
+        changed_fields=json.dumps(changed),
+        updated_by=actor.username,
+    )
+    record(actor, f"wechat_config.{verb}", "wechat_config", version, {"changed": changed})
 
 
 _MISSING = object()
@@ -273,14 +285,7 @@ def unset_fields(
             return load_effective(settings, cipher)
         for field in removed:
             del stored[field]
-        version = latest.version + 1
-        WeChatConfigVersion.create(
-            version=version,
-            values=json.dumps(stored, ensure_ascii=False),
-            changed_fields=json.dumps(removed),
-            updated_by=actor.username,
-        )
-        record(actor, "wechat_config.unset", "wechat_config", version, {"removed": removed})
+        _store_version(latest, stored, removed, actor, "unset")
     return load_effective(settings, cipher)
 
 
