@@ -1,6 +1,7 @@
-"""The web pages: ``/public/`` (实时评价公示), ``/device/{window_code}`` (评价器 screen),
-``/admin/`` (管理后台), their static files under ``/static/``, and the small public window
-endpoint the evaluator screen reads (``/api/v1/public/windows/{window_code}``).
+"""The web pages: ``/`` (a landing page linking the others), ``/public/`` (实时评价公示),
+``/device/{window_code}`` (评价器 screen), ``/admin/`` (管理后台), their static files under
+``/static/``, and the small public window endpoint the evaluator screen reads
+(``/api/v1/public/windows/{window_code}``).
 
 Pages are plain HTML shells rendered from ``wxbackend/web/templates``; all behaviour is in
 ``wxbackend/web/static/*.js`` (no inline script, so the Content-Security-Policy forbids it),
@@ -98,6 +99,13 @@ class PageHandler(BaseHandler):
         self.render("error.html", status=status_code, message=message)
 
 
+class LandingPageHandler(PageHandler):
+    openapi = _html("Page: the landing page — links to /public/, /admin/ and /openapi.json")
+
+    def get(self) -> None:
+        self.render("index.html")
+
+
 class PublicPageHandler(PageHandler):
     openapi = _html("Page: 实时评价公示 — live public ratings and figures (?center= to filter)")
 
@@ -188,6 +196,7 @@ class PublicWindowHandler(BaseHandler):
 
 
 default_handlers = [
+    route("/", LandingPageHandler),
     route("/public/", PublicPageHandler),
     route("/public", SlashRedirectHandler),
     route("/admin/", AdminPageHandler),

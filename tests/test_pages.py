@@ -12,6 +12,7 @@ from models.catalog import Staff, Window
 from tests.support.public_seed import seed_catalog
 
 PAGES = [
+    ("/", "政务服务好差评 · Government service ratings"),
     ("/public/", "实时评价公示 · 政务服务好差评"),
     ("/admin/", "好差评管理后台"),
     ("/device/HL-W01", "评价器 · 1号窗口 · 广州市荔湾区海龙街政务服务中心"),
@@ -170,3 +171,13 @@ async def test_public_window_unknown_is_404(api, ctx):
     assert status == 404 and answer["error"]["code"] == "not_found"
     status, answer = await api("GET", "/api/v1/public/windows/" + "W" * 65)
     assert status == 404
+
+
+@pytest.mark.asyncio
+async def test_landing_page_links_the_pages_and_the_api(api, http_client, base_url):
+    response = await http_client.fetch(base_url + "/", raise_error=False)
+    assert response.code == 200
+    links = re.findall(r'<a href="([^"]+)"', response.body.decode())
+    assert {"/public/", "/admin/", "/openapi.json"} <= set(links)
+    status, doc = await api("GET", "/openapi.json")
+    assert status == 200 and "get" in doc["paths"]["/"]

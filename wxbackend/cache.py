@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
-from wxbackend.settings import Settings, SettingsError
+from wxbackend.security import StartupError
+from wxbackend.settings import Settings, SettingsError, shown_url
 
 log = logging.getLogger("wxbackend.cache")
 
@@ -68,6 +69,23 @@ def _sentinel_client(url: str, timeout: float) -> aioredis.Redis:
         sentinel_kwargs={"password": options.get("sentinel_password", [None])[0]},
     )
     return sentinel.master_for(service, db=db, decode_responses=True)
+
+
+async def check_redis(settings: Settings) -> None:
+    """Refuse to start (StartupError, one line naming the URL) when a configured Redis does
+    not answer a PING within ``redis.timeout_seconds``; ``embedded`` needs nothing."""
+    url = settings.redis.url
+    if url == "embedded":
+        return
+    client = make_redis(settings)
+    try:
+        await asyncio.wait_for(client.ping(), settings.redis.timeout_seconds + 1)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not usable
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StartupError(f"cannot reach Redis at {shown_url(url)}: {reason}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 class Keys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import getpass
 import json
 import logging
 import os
@@ -13,86 +14,16 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from wxbackend.cliargs import parser
 from wxbackend.logsetup import setup_logging
+from wxbackend.security import StartupError
 from wxbackend.settings import Settings, SettingsError, load_settings, local_wechat_problem
 
 log = logging.getLogger("wxbackend")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wxbackend", description="政务服务好差评 backend")
-    p.add_argument("--config", help="an extra TOML file layered on conf/default.toml")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    s = sub.add_parser("serve", help="run the HTTP server")
-    s.add_argument("--port", type=int)
-    s.add_argument("--address")
-    s.add_argument("--processes", type=int)
-
-    sub.add_parser("migrate", help="create or upgrade the database schema")
-
-    wk = sub.add_parser("worker", help="run due work: reminders, default ratings, housekeeping")
-    wk.add_argument("--owner", help="the worker's name in job leases (default host:pid:random)")
-
-    sb = sub.add_parser("sandbox", help="run the WeChat emulator alone")
-    sb.add_argument("--port", type=int)
-    sb.add_argument("--address")
-
-    admin = sub.add_parser("admin", help="administrator accounts").add_subparsers(
-        dest="action", required=True
-    )
-    ac = admin.add_parser("create")
-    ac.add_argument("--username", required=True)
-    ac.add_argument("--password-stdin", action="store_true", required=True)
-    ac.add_argument("--role", required=True)
-    ac.add_argument("--center")
-    ac.add_argument("--department", help="the department of a handler")
-    au = admin.add_parser("unlock")
-    au.add_argument("username")
-
-    partner = sub.add_parser("partner", help="partner (window system) keys").add_subparsers(
-        dest="action", required=True
-    )
-    pc = partner.add_parser("create")
-    pc.add_argument("--name", required=True)
-    pc.add_argument(
-        "--center",
-        action="append",
-        default=[],
-        help="a center the partner serves (repeat for several; none: every center)",
-    )
-    pc.add_argument("--json", action="store_true")
-
-    wc = sub.add_parser("wechat-config", help="the WeChat configuration").add_subparsers(
-        dest="action", required=True
-    )
-    wc.add_parser("show")
-    ws = wc.add_parser("set")
-    ws.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
-
-    catalog = sub.add_parser("catalog", help="the catalogue").add_subparsers(
-        dest="action", required=True
-    )
-    ci = catalog.add_parser("import")
-    ci.add_argument("file")
-
-    dm = sub.add_parser(
-        "demo", help="the whole flow end to end against the WeChat sandbox, each step printed"
-    )
-    dm.add_argument("--port", type=int, help="the server's port (default: a free one)")
-    dm.add_argument(
-        "--keep-running", action="store_true", help="keep serving afterwards (until Ctrl-C)"
-    )
-
-    from wxbackend import verifylog  # standard library and cryptography only
-
-    vl = sub.add_parser("verify-log", help="verify a server's transparency log (exit 0: all hold)")
-    verifylog.add_arguments(vl)
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
     except SettingsError as exc:
@@ -105,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"wxbackend: configuration error: {exc}", file=sys.stderr)
         return 2
-    except CliError as exc:
+    except (CliError, StartupError) as exc:
         print(f"wxbackend: {exc}", file=sys.stderr)
         return 1
 
@@ -117,13 +48,11 @@ class CliError(Exception):
 def _open_db(settings: Settings):
     """The database for one-shot commands, migrated (keys loaded first: PostgreSQL checks)."""
     from models.migrations import migrate
-    from wxbackend.db import database, make_peewee_database
-    from wxbackend.security import StartupError, load_keys
+    from wxbackend.db import check_database, database, make_peewee_database
+    from wxbackend.security import load_keys
 
-    try:
-        keys = load_keys(settings)
-    except StartupError as exc:
-        raise CliError(str(exc)) from None
+    keys = load_keys(settings)
+    check_database(settings)
     db = make_peewee_database(settings)
     database.initialize(db)
     migrate(db)
@@ -132,8 +61,9 @@ def _open_db(settings: Settings):
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from models.migrations import migrate
-    from wxbackend.db import database, make_peewee_database
+    from wxbackend.db import check_database, database, make_peewee_database
 
+    check_database(settings)
     db = make_peewee_database(settings)
     database.initialize(db)
     applied = migrate(db)
@@ -146,10 +76,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run a worker until SIGTERM: then it stops claiming, lets in-flight jobs finish and
     hands unstarted ones back."""
     from wxbackend.context import build_context
-    from wxbackend.server import migrate_schema
+    from wxbackend.server import check_surroundings, migrate_schema
     from wxbackend.services.jobs.registry import run_until_signalled
 
     _refuse_local_wechat(settings)
+    check_surroundings(settings)
     if settings.redis.url == "embedded":
         log.warning(
             "redis.url is 'embedded': this worker gets no wake-ups from servers (it still "
@@ -173,10 +104,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.sandbox import run_sandbox_forever
+    from wxbackend.server import ensure_free
 
+    address, port = args.address or settings.sandbox.address, args.port or settings.sandbox.port
+    ensure_free(address, port)
     run_sandbox_forever(
-        args.address or settings.sandbox.address,
-        args.port or settings.sandbox.port,
+        address,
+        port,
         settings.wechat.appid,
         settings.wechat.secret,
     )
@@ -187,6 +121,7 @@ def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "unlock":
         return _unlock(settings, args.username)
     from wxbackend.services.admin.accounts import AccountError, create_admin
+    from wxbackend.services.admin.audit import record
 
     password = sys.stdin.readline().rstrip("\n")
     db, _ = _open_db(settings)
@@ -195,6 +130,8 @@ def cmd_admin(settings: Settings, args: argparse.Namespace) -> int:
             admin = create_admin(
                 args.username, password, args.role, args.center, department_code=args.department
             )
+            detail = {"role": args.role, "center": args.center, "department": args.department}
+            record(cli_actor(), "admin.create", "admin", admin.username, detail)
     except AccountError as exc:
         raise CliError(str(exc)) from None
     print(f"created {admin.role} {admin.username}")
@@ -207,8 +144,10 @@ def _unlock(settings: Settings, username: str) -> int:
 
     if settings.redis.url == "embedded":
         raise CliError(
-            "redis.url is 'embedded': locks live inside the server process and end with it "
-            f"(or after admin.lockout_seconds = {settings.admin.lockout_seconds})"
+            "admin unlock cannot reach the lock: redis.url is 'embedded', an in-memory Redis "
+            "inside the running server's process, which no other process can reach. The lock "
+            f"ends by itself after admin.lockout_seconds ({settings.admin.lockout_seconds} s) "
+            "or when that server restarts; configure a real Redis (redis.url) to unlock here"
         )
 
     async def run() -> int:
@@ -226,11 +165,14 @@ def _unlock(settings: Settings, username: str) -> int:
 def cmd_partner(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import FieldCipher
     from wxbackend.services.admin.accounts import AccountError, create_partner
+    from wxbackend.services.admin.audit import record
 
     db, keys = _open_db(settings)
     try:
         with db.atomic():
             key = create_partner(args.name, FieldCipher(keys), args.center)
+            detail = {"name": args.name.strip(), "centers": sorted(set(args.center))}
+            record(cli_actor(), "partner.create", "partner", key.key_id, detail)
     except AccountError as exc:
         raise CliError(str(exc)) from None
     if args.json:
@@ -257,10 +199,25 @@ def _parse_pairs(pairs: list[str]) -> dict:
     return changes
 
 
+def cli_actor():
+    """Who runs this command, for the audit log: ``cli:<the OS user>``."""
+    from wxbackend.services.admin.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry for the uid
+        user = f"uid{os.getuid()}"
+    return Actor(None, f"cli:{user}")
+
+
 def cmd_wechat_config(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import FieldCipher
-    from wxbackend.services.admin.audit import Actor
-    from wxbackend.services.admin.wechat_config import ConfigError, load_effective, save_changes
+    from wxbackend.services.admin.wechat_config import (
+        ConfigError,
+        load_effective,
+        save_changes,
+        unset_fields,
+    )
 
     db, keys = _open_db(settings)
     cipher = FieldCipher(keys)
@@ -269,9 +226,11 @@ def cmd_wechat_config(settings: Settings, args: argparse.Namespace) -> int:
             json.dumps(load_effective(settings, cipher).public_view(), ensure_ascii=False, indent=2)
         )
         return 0
-    actor = Actor(None, f"cli:{os.environ.get('USER', 'unknown')}")
     try:
-        config = save_changes(settings, cipher, actor, _parse_pairs(args.pairs))
+        if args.action == "unset":
+            config = unset_fields(settings, cipher, cli_actor(), args.keys)
+        else:
+            config = save_changes(settings, cipher, cli_actor(), _parse_pairs(args.pairs))
     except ConfigError as exc:
         raise CliError(str(exc)) from None
     _announce_config(settings, config.version)
@@ -300,12 +259,16 @@ def _announce_config(settings: Settings, version: int) -> None:
 
 def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.security import LookupHasher
+    from wxbackend.services.admin.audit import record
     from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
     from wxbackend.services.catalogue.rows import CatalogError
 
     db, keys = _open_db(settings)
     try:
-        report = import_catalog(load_catalog_file(args.file), LookupHasher(keys))
+        with db.atomic():
+            report = import_catalog(load_catalog_file(args.file), LookupHasher(keys))
+            name = os.path.basename(args.file)
+            record(cli_actor(), "catalog.import", "catalog", name, {"counts": report.counts})
     except CatalogError as exc:
         raise CliError(f"catalog import failed, nothing written: {exc}") from None
     for section, counts in report.counts.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import importlib.util
 import logging
 import weakref
 from collections.abc import Callable, Sequence
@@ -23,7 +24,8 @@ from urllib.parse import unquote, urlparse
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase
 
-from wxbackend.settings import Settings
+from wxbackend.security import StartupError
+from wxbackend.settings import Settings, shown_url
 
 log = logging.getLogger("wxbackend.db")
 # peewee's DEBUG lines carry every query's parameters (openids, hashes, ciphertexts): never
@@ -66,7 +68,36 @@ def make_peewee_database(settings: Settings) -> peewee.Database:
         max_connections=settings.database.threads + 2,
         stale_timeout=300,
         timeout=10,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
     )
+
+
+#: How long a PostgreSQL connection attempt may take (libpq otherwise waits for the OS).
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def check_database(settings: Settings) -> None:
+    """Refuse to start (StartupError, one line naming the URL) when PostgreSQL's driver is not
+    installed or the database cannot be reached; SQLite needs nothing."""
+    url = settings.database.url
+    if url.startswith("sqlite:"):
+        return
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
+        raise StartupError(
+            f"database.url {shown_url(url)} is PostgreSQL but its driver (psycopg) is not "
+            "installed: pip install 'wxbackend[postgres]'"
+        )
+    db = make_peewee_database(settings)
+    try:
+        db.connect()
+        db.execute_sql("SELECT 1").fetchone()
+    except peewee.PeeweeException as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise StartupError(f"cannot connect to PostgreSQL at {shown_url(url)}: {reason}") from None
+    finally:
+        if not db.is_closed():
+            db.close()
+        db.close_all()
 
 
 class Database:

@@ -10,14 +10,16 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 
 import tornado.httpserver
 import tornado.netutil
 
 from models.migrations import is_empty, migrate
 from wxbackend.app import make_app, server_options
+from wxbackend.cache import check_redis
 from wxbackend.context import Context, build_context
-from wxbackend.db import database, make_peewee_database
+from wxbackend.db import check_database, database, make_peewee_database
 from wxbackend.security import StartupError, load_keys
 from wxbackend.services.jobs.registry import EmbeddedWorker
 from wxbackend.services.transparency.checkpoints import load_signer
@@ -40,8 +42,11 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
         load_signer(settings)  # the transparency log's key too
     except StartupError as exc:
         raise SettingsError(str(exc)) from None
+    check_surroundings(settings)
+    sockets = _bind(address, port, "the server")
+    if settings.sandbox_mode and settings.sandbox.port:
+        ensure_free(settings.sandbox.address, settings.sandbox.port, sockets)
     migrate_schema(settings)
-    sockets = tornado.netutil.bind_sockets(port, address)
     log.info("listening on http://%s:%d/ with %d process(es)", address, port, processes)
     sandbox_pid = None
     if settings.sandbox_mode:
@@ -57,6 +62,34 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
         return _supervise(settings, sockets, processes, sandbox_pid)
     asyncio.run(run_process(settings, sockets, with_sandbox=settings.sandbox_mode))
     return 0
+
+
+def check_surroundings(settings: Settings) -> None:
+    """Refuse to start (StartupError, one line) when the database or a configured Redis
+    cannot be reached: better than a server that answers 500s."""
+    check_database(settings)
+    asyncio.run(check_redis(settings))
+
+
+def _bind(address: str, port: int, what: str) -> list[socket.socket]:
+    try:
+        return tornado.netutil.bind_sockets(port, address)
+    except OSError as exc:
+        raise StartupError(
+            f"{what} cannot listen on http://{address}:{port}/: {exc.strerror or exc}"
+        ) from None
+
+
+def ensure_free(address: str, port: int, opened: Sequence[socket.socket] = ()) -> None:
+    """StartupError when the sandbox's port is taken: it binds only once the server runs, so
+    try it now, before announcing anything (``opened`` is closed when it is taken)."""
+    try:
+        for probe in _bind(address, port, "the WeChat sandbox (sandbox.port)"):
+            probe.close()
+    except StartupError:
+        for sock in opened:
+            sock.close()
+        raise
 
 
 def migrate_schema(settings: Settings) -> None:

@@ -12,10 +12,12 @@ import json
 import os
 import re
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlparse
 
 #: Every setting with its default, shipped inside the package (``conf/default.toml`` in the
 #: repository is a link to it, where operators look).
@@ -117,6 +119,15 @@ def local_wechat_problem(settings: Settings) -> str | None:
         "wechat.api_base to https://api.weixin.qq.com/ (or wechat.allow_sandbox = true for "
         "tests)"
     )
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, fit for a message or a log."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{netloc}").geturl()
 
 
 def load_settings(
@@ -309,6 +320,13 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         "reminders.quiet_hours",
         'like "22:00-08:00" or ""',
     )
+    need(v["server"]["port"] <= 65535, "server.port", "must be 1–65535")
+    need(0 <= v["sandbox"]["port"] <= 65535, "sandbox.port", "must be 1–65535 (0: a free one)")
+    need(
+        _is_time_zone(v["reminders"]["timezone"]),
+        "reminders.timezone",
+        f"unknown time zone {v['reminders']['timezone']!r} (an IANA name like Asia/Shanghai)",
+    )
     need(v["log"]["format"] in ("json", "text"), "log.format", "json or text")
     need(
         v["log"]["level"] in ("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -322,3 +340,11 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
                 f"tickets.{key}",
                 "ISO dates YYYY-MM-DD",
             )
+
+
+def _is_time_zone(name: str) -> bool:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

@@ -352,7 +352,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", help="JSON file keeping the last checkpoint seen")
     parser.add_argument("--receipt", help="a rating answer or receipt to check")
     parser.add_argument("--witness", action="append", default=[], help="a witness's vkey")
-    parser.add_argument("--require-cosignatures", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--require-cosignatures",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fail unless N of the witnesses cosigned the checkpoint",
+    )
     parser.add_argument("--no-list", action="store_true", help="skip the public list check")
 
 

@@ -230,18 +230,63 @@ def save_changes(
                 stored[field] = cipher.encrypt(value, f"wechat_config.{field}")
             else:
                 stored[field] = value
-        version = (latest.version if latest else 0) + 1
-        WeChatConfigVersion.create(
-            version=version,
-            values=json.dumps(stored, ensure_ascii=False),
-            changed_fields=json.dumps(changed),
-            updated_by=actor.username,
-        )
-        record(actor, "wechat_config.update", "wechat_config", version, {"changed": changed})
+        _store_version(latest, stored, changed, actor, "update")
     return load_effective(settings, cipher)
 
 
+def _store_version(
+    latest: WeChatConfigVersion | None,
+    stored: dict[str, Any],
+    changed: list[str],
+    actor: Actor,
+    verb: str,
+) -> None:
+    """Write the version after ``latest`` holding ``stored``, audited ``wechat_config.<verb>``
+    (inside the caller's transaction)."""
+    version = (latest.version if latest else 0) + 1
+    WeChatConfigVersion.create(
+        version=version,
+        values=json.dumps(stored, ensure_ascii=False),
+        changed_fields=json.dumps(changed),
+        updated_by=actor.username,
+    )
+    record(actor, f"wechat_config.{verb}", "wechat_config", version, {"changed": changed})
+
+
 _MISSING = object()
+
+
+def stored_field(name: str) -> str:
+    """The stored field a command-line KEY names (``templates.reminder`` → ``template_reminder``,
+    ``templates.reminder_fields`` → ``reminder_fields``); ConfigError for any other name."""
+    if name.startswith("templates."):
+        key = name.split(".", 1)[1]
+        if key in FIELD_MAPS:
+            return key
+        if key in TEMPLATE_KEYS:
+            return f"template_{key}"
+        raise ConfigError(name, "unknown template")
+    if name not in EDITABLE or name == "templates":
+        raise ConfigError(name, "unknown field")
+    return name
+
+
+def unset_fields(
+    settings: Settings, cipher: FieldCipher, actor: Actor, names: list[str]
+) -> WeChatConfig:
+    """Remove console overrides (``names`` as :func:`stored_field` reads them), so the file
+    and environment values apply again: a new version, audited ``wechat_config.unset``."""
+    fields = sorted({stored_field(name) for name in names})
+    with database.atomic():
+        latest = WeChatConfigVersion.select().order_by(WeChatConfigVersion.version.desc()).first()
+        stored = json.loads(latest.values) if latest else {}
+        removed = [f for f in fields if f in stored]
+        if not removed:
+            return load_effective(settings, cipher)
+        for field in removed:
+            del stored[field]
+        _store_version(latest, stored, removed, actor, "unset")
+    return load_effective(settings, cipher)
 
 
 def history(limit: int = 50) -> list[dict[str, Any]]:

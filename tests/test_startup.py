@@ -1,0 +1,197 @@
+"""`wxbackend` refuses bad surroundings at start: one line on stderr naming the URL or the
+value, no traceback, a non-zero exit, nothing announced. And the operator's niceties of the
+command line: every flag described, `wechat-config unset`, CLI writes audited with the OS
+user, `admin unlock` explaining why it cannot reach the embedded Redis."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.cli import ROOT, clean_env, run_cli
+from tests.support.servers import free_port
+from wxbackend.cliargs import parser
+
+pytestmark = pytest.mark.slow  # starts OS processes
+
+
+def refusal(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    """The one line a refused start printed (log lines are JSON and may come before it)."""
+    err = result.stderr.decode()
+    assert result.returncode == code, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    assert "listening" not in err, err[-2000:]
+    lines = [line for line in err.splitlines() if line and not line.startswith("{")]
+    assert len(lines) == 1, err[-2000:]
+    return lines[0]
+
+
+def key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def postgres_env(url: str) -> dict[str, str]:
+    return {
+        "WXB_DATABASE_URL": url,
+        "WXB_SECURITY_MASTER_KEY": key(),
+        "WXB_SECURITY_HASH_KEY": key(),
+        "WXB_TRANSPARENCY_SIGNING_KEY": key(),
+    }
+
+
+@pytest.fixture
+def taken_port():
+    """A port something listens on for the test's length."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_server_port_in_use(tmp_path, taken_port):
+    result = run_cli(tmp_path, "serve", "--port", str(taken_port))
+    line = refusal(result)
+    assert f"http://127.0.0.1:{taken_port}/" in line and "in use" in line
+
+
+def test_sandbox_port_in_use_is_refused_before_listening(tmp_path, taken_port):
+    result = run_cli(
+        tmp_path, "serve", "--port", str(free_port()), WXB_SANDBOX_PORT=str(taken_port)
+    )
+    line = refusal(result)
+    assert "sandbox.port" in line and f"http://127.0.0.1:{taken_port}/" in line
+
+
+def test_sandbox_command_port_in_use(tmp_path, taken_port):
+    line = refusal(run_cli(tmp_path, "sandbox", "--port", str(taken_port)))
+    assert f"http://127.0.0.1:{taken_port}/" in line and "in use" in line
+
+
+def test_unreachable_redis(tmp_path):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_cli(tmp_path, "serve", "--port", str(free_port()), WXB_REDIS_URL=url)
+    line = refusal(result)
+    assert f"cannot reach Redis at {url}" in line
+
+
+def test_unreachable_postgres_names_the_url_without_its_password(tmp_path):
+    url = f"postgresql://wx:hunter2pw@127.0.0.1:{free_port()}/wx"
+    result = run_cli(tmp_path, "serve", "--port", str(free_port()), **postgres_env(url))
+    line = refusal(result)
+    assert "cannot connect to PostgreSQL at postgresql://wx:***@127.0.0.1:" in line
+    assert "hunter2pw" not in result.stderr.decode()
+
+
+def test_postgres_driver_missing_names_the_extra(tmp_path):
+    """The real command's main() with psycopg hidden, as on an install without the extra."""
+    url = f"postgresql://wx@127.0.0.1:{free_port()}/wx"
+    code = (
+        "import sys; sys.modules['psycopg'] = sys.modules['psycopg2'] = None; "
+        "from wxbackend.cli import main; sys.exit(main(['serve']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=clean_env(**postgres_env(url)),
+        capture_output=True,
+        timeout=60,
+    )
+    line = refusal(result)
+    assert "pip install 'wxbackend[postgres]'" in line and "psycopg" in line
+    assert "psycopg2 driver" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "70000"], "70000 is not a port"),
+        (["--port", "0"], "0 is not a port"),
+        (["--processes", "0"], "0 must be 1 or more"),
+        (["--processes", "-1"], "-1 must be 1 or more"),
+        (["--processes", "two"], "'two' is not a whole number"),
+    ],
+)
+def test_bad_flags_are_refused(tmp_path, args, expected):
+    result = run_cli(tmp_path, "serve", *args)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()  # refused before anything was set up
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WXB_REMINDERS_TIMEZONE": "Mars/Olympus"}, "reminders.timezone: unknown time zone"),
+        ({"WXB_SERVER_PORT": "70000"}, "server.port: must be 1–65535"),
+        ({"WXB_SERVER_PROCESSES": "0"}, "server.processes: must be positive"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path, env, expected):
+    line = refusal(run_cli(tmp_path, "serve", **env), code=2)
+    assert expected in line
+
+
+def test_every_argument_of_every_command_is_described(tmp_path):
+    def walk(p):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    if not any(c.dest == name for c in action._choices_actions):
+                        yield p.prog, name
+                    yield from walk(sub)
+            elif action.dest != "help" and not action.help:
+                yield p.prog, action.dest
+
+    assert list(walk(parser())) == []
+    result = run_cli(tmp_path, "serve", "--help")
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "the port to listen on" in out and "above 1 needs a real Redis" in out
+
+
+def audit_rows(tmp_path) -> list[tuple[str, str]]:
+    with sqlite3.connect(tmp_path / "data" / "wxbackend.db") as db:
+        return db.execute("SELECT username, action FROM audit_entry ORDER BY id").fetchall()
+
+
+def test_cli_writes_are_audited_with_the_os_user_and_unset_clears_an_override(tmp_path):
+    who = f"cli:{getpass.getuser()}"
+    catalog = str(ROOT / "conf" / "catalog.example.json")
+    assert run_cli(tmp_path, "catalog", "import", catalog).returncode == 0
+    create = ["admin", "create", "--username", "root", "--password-stdin", "--role", "superadmin"]
+    created = run_cli(tmp_path, *create, stdin="a long enough password 1\n")
+    assert created.returncode == 0, created.stderr.decode()
+    assert run_cli(tmp_path, "partner", "create", "--name", "窗口系统").returncode == 0
+    before = json.loads(run_cli(tmp_path, "wechat-config", "show").stdout)
+    wrong = "0123456789abcdef0123456789abcdef"  # a wrong secret breaks every WeChat call
+    changed = run_cli(tmp_path, "wechat-config", "set", f"secret={wrong}")
+    assert json.loads(changed.stdout)["secret"] != before["secret"]
+    unset = run_cli(tmp_path, "wechat-config", "unset", "secret", "templates.reminder")
+    assert unset.returncode == 0, unset.stderr.decode()
+    shown = json.loads(run_cli(tmp_path, "wechat-config", "show").stdout)
+    assert shown["secret"] == before["secret"]  # the settings' value applies again
+    assert shown["updated_by"] == who and shown["version"] == 2
+    assert audit_rows(tmp_path) == [
+        (who, "catalog.import"),
+        (who, "admin.create"),
+        (who, "partner.create"),
+        (who, "wechat_config.update"),
+        (who, "wechat_config.unset"),
+    ]
+    bad = run_cli(tmp_path, "wechat-config", "unset", "nonsense")
+    assert bad.returncode == 1 and "nonsense: unknown field" in bad.stderr.decode()
+
+
+def test_admin_unlock_explains_the_embedded_redis(tmp_path):
+    line = refusal(run_cli(tmp_path, "admin", "unlock", "root"))
+    assert "'embedded'" in line and "no other process can reach" in line
+    assert "admin.lockout_seconds" in line
