@@ -1,8 +1,12 @@
-"""conf/nginx.example.conf run by Debian's nginx in front of a server (issue 15 item 6).
+"""conf/nginx.example.conf run by Debian's nginx in front of a server (issue 15 item 6): the
+client address and the Secure cookie through it, both live streams unbuffered, /metrics and
+large bodies refused, plain http redirected.
 
 The example is used as written except for what a test cannot use: its ports become free ones,
 the upstream is the test's server, the certificate is a self-signed one made here, and there
-is no IPv6 listen. Every substitution must match, so the test follows the example's edits.
+is no IPv6 listen; and nginx ignores the server's own ``X-Accel-Buffering: no``, so the
+streams pass because of the example's ``proxy_buffering off``. Every substitution must match,
+so the test follows the example's edits.
 The server trusts nginx (``server.trusted_proxies`` = 127.0.0.1); nginx says https.
 """
 
@@ -26,10 +30,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from handlers.devices import DeviceStreamHandler
 from tests.support.admins import PASSWORD, admin_token
 from tests.support.live import Stream
 from tests.support.public_seed import rated_case, seed_catalog
 from tests.support.servers import free_port
+from wxbackend.clients.device import ScreenStream, pair
 from wxbackend.services.public import live as realtime
 
 pytestmark = pytest.mark.slow  # starts nginx
@@ -241,6 +247,24 @@ async def test_live_stream_passes_an_event_promptly(api, ctx, nginx, fast_heartb
         await stream.wait_for(lambda: stream.events, timeout=2)
         assert time.monotonic() - started < 2
         assert stream.events[0]["id"] == str(rating)
+    finally:
+        await stream.close()
+
+
+@pytest.mark.asyncio
+async def test_screen_stream_passes_a_case_promptly(api, ctx, partner, nginx, monkeypatch):
+    monkeypatch.setattr(DeviceStreamHandler, "heartbeat_seconds", 0.5)  # a quick hang-up
+    admin = await admin_token(api, ctx)
+    path = "/admin/api/windows/HL-W01/device-key"
+    key = (await api.expect("POST", path, token=admin))["device_key"]
+    stream = ScreenStream(nginx.https, await pair(api, "HL-W01", key), ca_certs=nginx.cert)
+    try:
+        await stream.next_event("idle")
+        started = time.monotonic()
+        await partner.new_case(window_code="HL-W01")
+        await stream.next_event("case", timeout=2)
+        received = next(t for name, _, t in stream.events if name == "case")
+        assert received - started < 2
     finally:
         await stream.close()
 
