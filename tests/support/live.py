@@ -26,7 +26,8 @@ class Hangup(Exception):
 class Stream:
     """One SSE connection: collects events and comments; ``close()`` hangs up."""
 
-    def __init__(self, base_url: str, query: str = ""):
+    def __init__(self, base_url: str, query: str = "", **options):
+        """``options``: more arguments of the ``HTTPRequest`` (e.g. ``ca_certs``)."""
         self.client = AsyncHTTPClient(force_instance=True)
         self.buffer = ""
         self.events: list[dict] = []
@@ -39,6 +40,7 @@ class Stream:
             streaming_callback=self._on_chunk,
             header_callback=self._on_header,
             request_timeout=60,
+            **options,
         )
         self.done = asyncio.ensure_future(self._run(request))
 

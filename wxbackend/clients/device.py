@@ -39,7 +39,8 @@ class Hangup(Exception):
 class ScreenStream:
     """One screen's stream: its named events in order, as ``(name, data, time received)``."""
 
-    def __init__(self, base_url: str, token: str | None):
+    def __init__(self, base_url: str, token: str | None, **options: Any):
+        """``options``: more arguments of the ``HTTPRequest`` (e.g. ``ca_certs`` for https)."""
         self.client = AsyncHTTPClient(force_instance=True)
         self.buffer = ""
         self.events: list[tuple[str, dict[str, Any], float]] = []
@@ -51,6 +52,7 @@ class ScreenStream:
             headers=headers,
             streaming_callback=self._on_chunk,
             request_timeout=3600,
+            **options,
         )
         self.done = asyncio.ensure_future(self._run(request))
 
