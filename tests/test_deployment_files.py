@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import WXBACKEND
-from wxbackend import cli
+from wxbackend import cliargs
 from wxbackend.security import StartupError, load_keys
 from wxbackend.server import DRAIN_SECONDS
 from wxbackend.settings import load_settings, local_wechat_problem
@@ -97,7 +97,7 @@ def test_systemd_unit_runs_an_existing_command(command: str):
     unit = _unit(UNITS[command])
     argv = shlex.split(unit["Service.ExecStart"])
     assert Path(argv[0]).name == "wxbackend"
-    args = cli._parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown flag
+    args = cliargs.parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown flag
     assert args.command == command
     assert args.config == "/etc/wxbackend/production.toml"
     service = {k.split(".", 1)[1]: v for k, v in unit.items() if k.startswith("Service.")}
