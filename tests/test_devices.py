@@ -25,6 +25,14 @@ from wxbackend.sandbox.png import code_png
 from wxbackend.security import token_digest
 from wxbackend.services.devices import pairing, screen
 
+
+@pytest.fixture(autouse=True)
+def quick_heartbeat(monkeypatch):
+    """A 1 s heartbeat: a stream whose screen went away ends within a second (the server
+    learns of a closed connection when it next writes), not after the 15 s of production."""
+    monkeypatch.setattr(DeviceStreamHandler, "heartbeat_seconds", 1.0)
+
+
 WINDOW, OTHER_WINDOW = "HL-W01", "HL-W02"
 QR = "/api/v1/device/qrcode.png"
 

@@ -11,6 +11,14 @@ from wxbackend.clients.device import ScreenStream, pair
 pytestmark = pytest.mark.postgres
 
 
+@pytest.fixture(autouse=True)
+def quick_heartbeat(monkeypatch):
+    """A 1 s heartbeat: the stream ends within a second of its screen going away."""
+    from handlers.devices import DeviceStreamHandler
+
+    monkeypatch.setattr(DeviceStreamHandler, "heartbeat_seconds", 1.0)
+
+
 @pytest.fixture
 def settings_overrides(postgres_settings):
     return postgres_settings

@@ -124,17 +124,8 @@ def complete_many(job_ids: Iterable[int], owner: str) -> int:
 
 
 def retry(job_id: int, owner: str, due_at: datetime, error: str) -> bool:
-    return bool(
-        Job.update(
-            status="pending",
-            due_at=due_at,
-            lease_owner=None,
-            lease_until=None,
-            last_error=error[:300],
-        )
-        .where(_mine(job_id, owner))
-        .execute()
-    )
+    """Put a claimed job back until ``due_at`` after a failed attempt (it counts)."""
+    return _reschedule(job_id, owner, due_at, error, counted=True)
 
 
 def fail(job_id: int, owner: str, error: str) -> bool:
@@ -147,18 +138,20 @@ def fail(job_id: int, owner: str, error: str) -> bool:
 
 def defer(job_id: int, owner: str, due_at: datetime, note: str) -> bool:
     """Put a claimed job back until ``due_at`` without counting the attempt (quiet hours)."""
-    return bool(
-        Job.update(
-            status="pending",
-            due_at=due_at,
-            lease_owner=None,
-            lease_until=None,
-            attempts=Job.attempts - 1,
-            last_error=note[:300],
-        )
-        .where(_mine(job_id, owner))
-        .execute()
-    )
+    return _reschedule(job_id, owner, due_at, note, counted=False)
+
+
+def _reschedule(job_id: int, owner: str, due_at: datetime, note: str, *, counted: bool) -> bool:
+    values: dict[str, Any] = {
+        "status": "pending",
+        "due_at": due_at,
+        "lease_owner": None,
+        "lease_until": None,
+        "last_error": note[:300],
+    }
+    if not counted:
+        values["attempts"] = Job.attempts - 1
+    return bool(Job.update(**values).where(_mine(job_id, owner)).execute())
 
 
 def renew(job_ids: Iterable[int], owner: str, lease_seconds: float) -> int:
