@@ -173,11 +173,11 @@ async def follow_up(
     of a stored follow-up answers it again, also when it races the original."""
     sent = {"evaluation_id": evaluation_id, **body}
     key = idempotency.parse(user_id, idempotency_key, "follow_up", sent)
-    if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
-        return await ctx.db.run(owner_view_of, done)
+    if (again := await idempotency.replay(ctx, key)) is not None:
+        return again
     try:
         return await _store(ctx, user_id, evaluation_id, key, **body)
     except errors.FollowUpExists:  # the same key may have won a race
-        if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
-            return await ctx.db.run(owner_view_of, done)
+        if (again := await idempotency.replay(ctx, key)) is not None:
+            return again
         raise

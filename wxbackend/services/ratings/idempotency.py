@@ -20,6 +20,8 @@ from typing import Any
 from models.base import utcnow
 from models.idempotency import IdempotentRequest
 from wxbackend import errors
+from wxbackend.context import Context
+from wxbackend.services.ratings.views import owner_view_of
 
 KEEP_HOURS = 24
 _KEY = re.compile(r"[\x21-\x7e]{8,64}")
@@ -63,6 +65,17 @@ def stored(key: Key) -> int | None:
     if row.body_hash != key.body_hash:
         raise errors.IdempotencyMismatch()
     return row.evaluation_id
+
+
+def _replay_of(key: Key) -> dict[str, Any] | None:
+    done = stored(key)
+    return None if done is None else owner_view_of(done)
+
+
+async def replay(ctx: Context, key: Key | None) -> dict[str, Any] | None:
+    """The owner view of what a request with ``key`` stored (its original answer), or None
+    (no key, or nothing stored with it yet); 422 ``idempotency_mismatch`` as :func:`stored`."""
+    return None if key is None else await ctx.db.run(_replay_of, key)
 
 
 def remember(key: Key, evaluation_id: int) -> None:

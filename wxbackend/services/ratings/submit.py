@@ -40,7 +40,7 @@ from wxbackend.services.cases.lookup import find_case, find_code
 from wxbackend.services.cases.tokens import check_token_usable
 from wxbackend.services.ratings import idempotency, window, writer
 from wxbackend.services.ratings.rules import Rating, check_indicators, parse_rating
-from wxbackend.services.ratings.views import owner_view, owner_view_of
+from wxbackend.services.ratings.views import owner_view
 from wxbackend.services.ratings.writer import FirstRating
 from wxbackend.wechat import errors as wx
 
@@ -306,13 +306,13 @@ async def submit(
     if (body.get("scene") is None) == (body.get("case_id") is None):
         raise errors.InvalidBody("Give either scene or case_id.")
     key = idempotency.parse(user_id, idempotency_key, "rating", body)
-    if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
-        return await ctx.db.run(owner_view_of, done)
+    if (again := await idempotency.replay(ctx, key)) is not None:
+        return again
     try:
         return await _store(ctx, user_id, key, **body)
     except (errors.AlreadyEvaluated, errors.TokenUsed) as exc:  # the key may have won a race
-        if key is not None and (done := await ctx.db.run(idempotency.stored, key)) is not None:
-            return await ctx.db.run(owner_view_of, done)
+        if (again := await idempotency.replay(ctx, key)) is not None:
+            return again
         if isinstance(exc, errors.AlreadyEvaluated) and "evaluation_id" not in exc.extra:
             own = await ctx.db.run(_own_rating, user_id, body.get("scene"), body.get("case_id"))
             if own is not None:
