@@ -18,7 +18,6 @@ import pytest
 from tests.support.cli import WXBACKEND
 from wxbackend import cliargs
 from wxbackend.security import StartupError, load_keys
-from wxbackend.server import DRAIN_SECONDS
 from wxbackend.settings import load_settings, local_wechat_problem
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -110,8 +109,8 @@ def test_systemd_unit_runs_an_existing_command(command: str):
     assert service["PrivateTmp"] == "yes" and service["CapabilityBoundingSet"] == ""
     stop = float(service["TimeoutStopSec"])
     defaults = load_settings(env={})
-    # serve drains for DRAIN_SECONDS; the worker lets a WeChat call finish (2 × timeout + 2 s)
-    assert stop > DRAIN_SECONDS and stop > 2 * defaults.wechat.timeout_seconds + 2
+    # serve drains for server.drain_seconds; the worker lets a WeChat call finish (2 × timeout + 2 s)
+    assert stop > defaults.server.drain_seconds and stop > 2 * defaults.wechat.timeout_seconds + 2
     assert unit["Install.WantedBy"] == "multi-user.target"
 
 

@@ -10,9 +10,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 
 from models.migrations import is_empty, migrate
@@ -26,9 +27,6 @@ from wxbackend.services.transparency.checkpoints import load_signer
 from wxbackend.settings import Settings, SettingsError
 
 log = logging.getLogger("wxbackend")
-
-#: Tornado refuses bodies above this outright; up to it the app answers 413 (over 64 KiB).
-DRAIN_SECONDS = 5.0
 
 
 def serve(settings: Settings, port: int, address: str, processes: int) -> int:
@@ -57,7 +55,7 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
             settings.sandbox.port,
         )
         if processes > 1:
-            sandbox_pid = _fork_sandbox(settings)
+            sandbox_pid = _fork_sandbox(settings, sockets)
     if processes > 1:
         return _supervise(settings, sockets, processes, sandbox_pid)
     asyncio.run(run_process(settings, sockets, with_sandbox=settings.sandbox_mode))
@@ -102,6 +100,95 @@ def migrate_schema(settings: Settings) -> None:
     db.close()
 
 
+class _Tracked(tornado.httputil.HTTPMessageDelegate):
+    """One request of a :class:`DrainingServer`'s connection: marks the connection busy once
+    the request's headers are read (from then on the request is answered, even while
+    draining)."""
+
+    def __init__(
+        self,
+        inner: tornado.httputil.HTTPMessageDelegate,
+        server: DrainingServer,
+        server_conn: object,
+        request_conn: tornado.httputil.HTTPConnection,
+    ):
+        self.inner = inner
+        self.server = server
+        self.server_conn = server_conn
+        self.request_conn = request_conn
+
+    def headers_received(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+    ) -> object:
+        self.server.busy[self.server_conn] = self.request_conn
+        if self.server.draining:
+            _close_after_answer(self.request_conn)
+        return self.inner.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> object:
+        return self.inner.data_received(chunk)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def on_connection_close(self) -> None:
+        self.server.busy.pop(self.server_conn, None)
+        self.inner.on_connection_close()
+
+
+def _close_after_answer(request_conn: tornado.httputil.HTTPConnection) -> None:
+    """Answer with ``Connection: close`` and close after the answer (what Tornado does for a
+    client that asked for it; it has no public switch for a server that is stopping)."""
+    request_conn._disconnect_on_finish = True  # type: ignore[attr-defined]
+
+
+class DrainingServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server plus :meth:`drain`: it knows which connections are inside a
+    request (headers read, answer not yet finished) and which are idle."""
+
+    def initialize(self, *args: object, **kwargs: object) -> None:
+        super().initialize(*args, **kwargs)  # type: ignore[arg-type]
+        self.busy: dict[object, tornado.httputil.HTTPConnection] = {}
+        self.draining = False
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        self.busy.pop(server_conn, None)  # its previous request, if any, was answered
+        inner = super().start_request(server_conn, request_conn)
+        return _Tracked(inner, self, server_conn, request_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        self.busy.pop(server_conn, None)
+        super().on_close(server_conn)
+
+    async def drain(self, seconds: float, end_streams: Callable[[], Awaitable[None]]) -> int:
+        """Stop accepting (the listening sockets close) and answer every request already
+        read, for up to ``seconds``: their answers say ``Connection: close``; idle kept-alive
+        connections close at once (and as they become idle); ``end_streams`` ends live
+        streams, which would hold the drain. Then closes what is left; returns how many
+        connections were still inside a request then (0: nothing was cut)."""
+        self.stop()
+        self.draining = True
+        for request_conn in self.busy.values():
+            _close_after_answer(request_conn)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            await end_streams()  # again each round: a stream may open on a kept-alive one
+            for conn in list(self._connections):
+                if conn not in self.busy:
+                    conn.stream.close()
+            if not self.busy or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        cut = len(self.busy)
+        await self.close_all_connections()
+        return cut
+
+
 class AppServer:
     """One server process's pieces on the running loop, startable and stoppable: the WeChat
     sandbox (when asked), the context, the app on ``sockets`` and the embedded worker.
@@ -125,7 +212,7 @@ class AppServer:
         self.sandbox_server: tornado.httpserver.HTTPServer | None = None
         self.sandbox_state = None  # a wxbackend.sandbox.SandboxState when running
         self.ctx: Context | None = None  # once started
-        self.http_server: tornado.httpserver.HTTPServer | None = None
+        self.http_server: DrainingServer | None = None
         self.worker: EmbeddedWorker | None = None
 
     @property
@@ -145,33 +232,35 @@ class AppServer:
             api_base = self.sandbox_state.base_url
         self.ctx = build_context(self.settings, api_base=api_base)
         await self.ctx.start()
-        self.http_server = tornado.httpserver.HTTPServer(
-            make_app(self.ctx), **server_options(self.settings)
-        )
+        self.http_server = DrainingServer(make_app(self.ctx), **server_options(self.settings))
         self.http_server.add_sockets(self.sockets)
         if self.settings.worker.embedded:  # one per process: they share the job table safely
             self.worker = EmbeddedWorker(self.ctx)
             await self.worker.start()
 
     async def stop(self) -> None:
-        """No new connections, drain for up to DRAIN_SECONDS, stop the worker, the sandbox
-        and the context."""
+        """Drain (:meth:`DrainingServer.drain`, up to ``server.drain_seconds``) while the
+        embedded worker stops (its running jobs finish, unstarted ones go back); then the
+        sandbox, and the context: the WeChat client, Redis, the database executor."""
+        worker = asyncio.ensure_future(self.worker.stop()) if self.worker is not None else None
         if self.http_server is not None:
-            self.http_server.stop()
-            if self.ctx is not None:  # live streams never end by themselves: end them cleanly
-                await self.ctx.end_live_feeds()
-            try:
-                await asyncio.wait_for(self.http_server.close_all_connections(), DRAIN_SECONDS)
-            except TimeoutError:
-                log.warning("stopping: connections still open after the drain period")
-        if self.worker is not None:
-            await self.worker.stop()  # in-flight jobs finish; unstarted ones go back
+            cut = await self.http_server.drain(
+                self.settings.server.drain_seconds, self._end_streams
+            )
+            if cut:
+                log.warning("stopping: %d request(s) cut after the drain period", cut)
+        if worker is not None:
+            await worker
         if self.sandbox_server is not None:
             from wxbackend.sandbox import stop_sandbox
 
             await stop_sandbox(self.sandbox_server, self.sandbox_state)
         if self.ctx is not None:
             await self.ctx.close()
+
+    async def _end_streams(self) -> None:
+        if self.ctx is not None:  # live streams never end by themselves: end them cleanly
+            await self.ctx.end_live_feeds()
 
 
 async def run_process(
@@ -185,14 +274,20 @@ async def run_process(
         loop.add_signal_handler(sig, stop.set)  # worker starts still stops cleanly
     await server.start()
     await stop.wait()
-    log.info("stopping: no new connections, draining for up to %.0f s", DRAIN_SECONDS)
+    log.info(
+        "stopping: no new connections, draining for up to %.0f s",
+        settings.server.drain_seconds,
+    )
     await server.stop()
 
 
-def _fork_sandbox(settings: Settings) -> int:
+def _fork_sandbox(settings: Settings, sockets: Sequence[socket.socket]) -> int:
     pid = os.fork()
     if pid == 0:  # child
         from wxbackend.sandbox import run_sandbox_forever
+
+        for sock in sockets:  # the server's: held here, the kernel would queue connections
+            sock.close()  # on them after the servers stopped accepting, and never answer
 
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         try:
@@ -242,6 +337,8 @@ def _supervise(
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        for sock in sockets:  # the servers stop accepting: so must the kernel (see
+            sock.close()  # _fork_sandbox)
         for pid in list(children):
             _kill(pid, signal.SIGTERM)
 
