@@ -109,7 +109,7 @@ def test_systemd_unit_runs_an_existing_command(command: str):
     assert service["PrivateTmp"] == "yes" and service["CapabilityBoundingSet"] == ""
     stop = float(service["TimeoutStopSec"])
     defaults = load_settings(env={})
-    # serve drains for server.drain_seconds; the worker lets a WeChat call finish (2 × timeout + 2 s)
+    # serve drains for server.drain_seconds; the worker lets a WeChat call end (2 × timeout + 2 s)
     assert stop > defaults.server.drain_seconds and stop > 2 * defaults.wechat.timeout_seconds + 2
     assert unit["Install.WantedBy"] == "multi-user.target"
 

@@ -26,18 +26,18 @@ from tests.support.faults import FaultServer, Figures, Load
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
-CLIENTS, CASES = 24, 40
+CLIENTS, CASES = 24, 30
 
 
 def scenario(
     tmp_path, redis_url: str, fault: Callable, recover: Callable, processes: int = 1
 ) -> tuple[Figures, FaultServer]:
-    """Load, ``fault(server)`` 1.2 s in, ``recover(server)``; the checks every fault shares."""
+    """Load, ``fault(server)`` 1 s in, ``recover(server)``; the checks every fault shares."""
     server = FaultServer(tmp_path, redis_url, processes)
     try:
         server.start()
         load = Load(server, server.seed(CLIENTS, CASES))
-        load.run(3.0, 1.2, fault=lambda: fault(server), recover=lambda: recover(server))
+        load.run(2.5, 1.0, fault=lambda: fault(server), recover=lambda: recover(server))
     finally:
         server.stop()
     figures = load.check()
