@@ -278,7 +278,9 @@ async def run_process(
         "stopping: no new connections, draining for up to %.0f s",
         settings.server.drain_seconds,
     )
+    started = time.monotonic()
     await server.stop()
+    log.info("stopped in %.2f s", time.monotonic() - started)
 
 
 def _fork_sandbox(settings: Settings, sockets: Sequence[socket.socket]) -> int:
