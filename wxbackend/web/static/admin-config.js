@@ -73,7 +73,7 @@
         if (!v[k] || v[k] === fieldMap(cfg, k)) return;
         try { templates[k] = JSON.parse(v[k]); } catch (e) { bad = k; }
       });
-      if (bad) return Promise.reject(new Error(bad + " 不是有效的 JSON"));
+      if (bad) return Promise.reject(new Error((bad === "reminder_fields" ? "提醒模板字段" : "整改反馈模板字段") + "不是有效的 JSON。"));
       if (Object.keys(templates).length) body.templates = templates;
       return A.api("PUT", "/wechat-config", body).then(function (saved) {
         reload(true);

@@ -31,13 +31,22 @@
       "按时整改率 = 期限内整改的差评工单 ÷ 整改期限落在所选范围内的差评工单。分母为 0 时显示“—”。";
   }
 
+  /* Today in Beijing time as YYYY-MM-DD (the figures' days are Asia/Shanghai days). */
+  function beijingToday() {
+    return new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 10);
+  }
+
+  var RANKING_INTRO = "综合得分兼顾平均星级、评价数量和差评：评价少的人向本中心平均水平靠拢，" +
+    "一两条评价不会决定名次；每条差评再扣分。得分高者在前，同分时评价多者在前。详细公式见查询结果上方。";
+
   function renderStats(content) {
     content.appendChild(A.heading("统计分析", definitions()));
     var out = el("div");
-    content.appendChild(A.form([
+    var today = beijingToday();
+    var statsForm = A.form([
       { name: "group_by", label: "分组", type: "select", options: GROUPS },
-      { name: "from", label: "开始日期", type: "date" },
-      { name: "to", label: "结束日期", type: "date" },
+      { name: "from", label: "开始日期", type: "date", value: today.slice(0, 8) + "01" },
+      { name: "to", label: "结束日期", type: "date", value: today },
       { name: "center", label: "中心编码", maxlength: 64 },
     ], "统计", function (v) {
       WXB.clear(out).appendChild(el("p", { className: "hint", text: "统计中…" }));
@@ -58,17 +67,19 @@
         WXB.clear(out).appendChild(A.table(columns, answer.rows || []));
         return (answer.rows || []).length ? "" : "所选范围内没有数据。";
       }, function (err) { WXB.clear(out); throw err; });
-    }, { inline: true }));
+    }, { inline: true });
+    content.appendChild(statsForm);
     content.appendChild(out);
 
     var ranking = A.box("工作人员月度排名（窗口人员、审批人员分别排名）");
     var rankOut = el("div");
-    var month = new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 7);
-    ranking.appendChild(A.form([{ name: "month", label: "月份", type: "month", value: month, required: true }], "查询", function (v) {
+    var month = today.slice(0, 7);
+    ranking.appendChild(el("p", { className: "hint", text: RANKING_INTRO }));
+    var rankForm = A.form([{ name: "month", label: "月份", type: "month", value: month, required: true }], "查询", function (v) {
       return A.api("GET", "/staff-ranking", null, { month: v.month }).then(function (answer) {
         WXB.clear(rankOut);
         var method = answer.method_zh || answer.method;
-        if (method) rankOut.appendChild(el("p", { className: "hint", text: "排名方法：" + method }));
+        if (method) rankOut.appendChild(el("p", { className: "hint ranking-method", text: "排名方法：" + method }));
         rankOut.appendChild(A.table([
           { label: "名次", key: "rank" },
           { label: "岗位", value: function (r) { return r.role === "approver" ? "审批人员" : "窗口人员"; } },
@@ -81,11 +92,15 @@
           { label: "差评", key: "bad" },
           { label: "综合得分", value: function (r) { return typeof r.score === "number" ? r.score.toFixed(3) : r.score; } },
         ], answer.items || []));
-        return "";
+        return (answer.items || []).length ? "" : "该月没有可排名的评价。";
       });
-    }, { inline: true }));
+    }, { inline: true });
+    ranking.appendChild(rankForm);
     ranking.appendChild(rankOut);
     content.appendChild(ranking);
+    // the view opens with this month's figures and ranking
+    statsForm.requestSubmit();
+    rankForm.requestSubmit();
   }
 
   function renderExport(content) {
