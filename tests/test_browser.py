@@ -72,7 +72,7 @@ async def test_console_public_page_and_screen_in_chromium(
         await log_in(admin, base_url, "root")
         await browser.shot(admin, "01-console")
         await ticket_through_every_state(admin, browser, api, token, marked.case_no)
-        await callback_rating_then_invalid(admin, browser, callback_case_no)
+        await callback_rating_then_invalid(admin, browser, api, token, callback_case_no)
         await wechat_config_changed(admin, browser, api, token)
         await stats_open_on_this_month(admin, browser)
 
@@ -81,6 +81,7 @@ async def test_console_public_page_and_screen_in_chromium(
         device = await browser.page("device")
         await code_appears_on_the_screen(device, browser, api, ctx, partner, token, base_url)
     assert not browser.problems, "\n".join(browser.problems)
+    assert browser.refusals == []  # the wanted refusal was seen (and only it was let pass)
     assert len(list(browser.shots.glob("*.png"))) == 9
 
 
@@ -145,21 +146,49 @@ async def ticket_through_every_state(
     await browser.shot(page, "03-ticket-closed")
 
 
-async def callback_rating_then_invalid(page: Any, browser: Chromium, case_no: str) -> None:
+async def refusal_of_unknown_case(api: Any, token: str, called: datetime) -> dict[str, Any]:
+    """The error the server answers the console's callback for an unknown case."""
+    body = {
+        "case_no": "NO-SUCH-CASE",
+        "channel": "phone",
+        "overall": 5,
+        "indicators": [],
+        "contact_at": called.isoformat(),
+        "reference": "CALL-20261202-001",
+    }
+    status, answer = await api("POST", "/admin/api/callback-evaluations", body, token=token)
+    assert status == 404, answer
+    return answer["error"]
+
+
+async def callback_rating_then_invalid(
+    page: Any, browser: Chromium, api: Any, token: str, case_no: str
+) -> None:
     """A callback rating whose reason is picked from the list opens a ticket; declaring it
     invalid takes two admins."""
     await open_section(page, "评价管理")
     box = page.locator("section.box").filter(has_text="录入回访评价")
     form = box.locator("form")
+    called = datetime.now(SHANGHAI) - timedelta(hours=1)  # the browser runs on Beijing time
+    await form.locator("[name=contact_at]").fill(called.strftime("%Y-%m-%dT%H:%M"))
+    await form.locator("[name=reference]").fill("CALL-20261202-001")
+
+    # a refusal shows the server's message (message_zh where it has one) and its code
+    await form.locator("[name=case_no]").fill("NO-SUCH-CASE")
+    browser.expect_refusal("/admin/api/callback-evaluations")
+    await form.get_by_role("button", name="录入").click()
+    refused = await refusal_of_unknown_case(api, token, called)
+    await expect(form.locator(".status.error")).to_have_text(
+        f"{refused['message_zh'] if 'message_zh' in refused else refused['message']}"
+        f"（{refused['code']}，HTTP 404）"
+    )
+
     await form.locator("[name=case_no]").fill(case_no)
     await form.locator("[name=overall]").select_option("1")
     reasons = form.locator("select[name=indicators] option")
     await expect(reasons.filter(has_text="服务态度差")).to_have_count(1)
     await form.locator("select[name=indicators]").select_option(["poor_attitude"])
     await form.locator("[name=comment]").fill("回访时群众反映窗口人员态度生硬")
-    called = datetime.now(SHANGHAI) - timedelta(hours=1)  # the browser runs on Beijing time
-    await form.locator("[name=contact_at]").fill(called.strftime("%Y-%m-%dT%H:%M"))
-    await form.locator("[name=reference]").fill("CALL-20261202-001")
     await form.get_by_role("button", name="录入").click()
     await expect(form.locator(".status")).to_have_text("已录入。")
     await browser.shot(page, "04-callback-rating")
@@ -174,6 +203,8 @@ async def callback_rating_then_invalid(page: Any, browser: Chromium, case_no: st
     await log_in(page, page.url.split("/admin/")[0], "root2")
     await open_section(page, "差评工单")
     await step(page, case_no, "无效差评确认", "invalid", confirm="true", note="同意")
+    await expect(row).not_to_contain_text("待确认")
+    await expect(row.get_by_role("button", name="无效差评确认")).to_have_count(0)
     await browser.shot(page, "05-ticket-invalid")
 
 
@@ -185,6 +216,8 @@ async def wechat_config_changed(page: Any, browser: Chromium, api: Any, token: s
     await expect(form.locator(".status")).to_contain_text("已保存，配置版本")
     current = page.locator("section.box").filter(has_text="当前生效的配置")
     await expect(current).to_contain_text("TPL-browser-0001")
+    history = page.locator("section.box").filter(has_text="修改历史")
+    await expect(history.locator("tbody tr").first).to_contain_text("评价提醒模板 ID")
     config = await api.expect("GET", "/admin/api/wechat-config", token=token)
     assert config["templates"]["reminder"] == "TPL-browser-0001"
     await browser.shot(page, "06-wechat-config")

@@ -51,6 +51,7 @@ class Chromium:
         self.out = out
         self.shots = out / "screenshots"
         self.problems: list[str] = []  # console errors, page errors, dialogs (an alert = XSS)
+        self.refusals: list[str] = []  # paths whose next error answer is the test's intent
         self._playwright: Any = None
         self.context: Any = None
 
@@ -91,8 +92,16 @@ class Chromium:
         page = await self.context.new_page()
 
         def on_console(message: Any) -> None:
-            if message.type == "error":
-                self.problems.append(f"{name}: console error: {message.text} {message.location}")
+            if message.type != "error":
+                return
+            url = message.location.get("url", "")
+            if message.text.startswith("Failed to load resource: the server responded"):
+                path = url.split("?")[0]
+                for expected in self.refusals:
+                    if path.endswith(expected):
+                        self.refusals.remove(expected)
+                        return
+            self.problems.append(f"{name}: console error: {message.text} {url}")
 
         async def on_dialog(dialog: Any) -> None:
             self.problems.append(f"{name}: dialog {dialog.type}: {dialog.message}")
@@ -102,6 +111,11 @@ class Chromium:
         page.on("pageerror", lambda error: self.problems.append(f"{name}: page error: {error}"))
         page.on("dialog", on_dialog)
         return page
+
+    def expect_refusal(self, path: str) -> None:
+        """The next error answer of ``path`` is wanted by the test: the browser logs every
+        4xx as a console error, that one is not a problem."""
+        self.refusals.append(path)
 
     async def shot(self, page: Any, name: str) -> Path:
         """A full-page screenshot ``<name>.png``."""

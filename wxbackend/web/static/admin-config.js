@@ -38,6 +38,17 @@
     });
   }
 
+  var FIELD_NAMES = {
+    template_reminder: "评价提醒模板 ID", template_rectified: "整改反馈模板 ID",
+    reminder_fields: "提醒模板字段", rectified_fields: "整改反馈模板字段",
+  };
+  LABELS.forEach(function (l) { FIELD_NAMES[l[0]] = l[1]; });
+
+  /* A changed field of the history by its name on this page (the stored name otherwise). */
+  function fieldName(field) {
+    return FIELD_NAMES[field] || field;
+  }
+
   /* A template's field map as JSON text ({"thing1": "item_name", …}). */
   function fieldMap(cfg, key) {
     var map = cfg && cfg.templates ? cfg.templates[key] : null;
@@ -119,7 +130,7 @@
       if (writer) {
         A.pagedTable(WXB.clear(histBody), [
           { label: "版本", key: "version" },
-          { label: "修改的项目", value: function (r) { return (r.changed_fields || []).join("、"); } },
+          { label: "修改的项目", value: function (r) { return (r.changed_fields || []).map(fieldName).join("、"); } },
           { label: "修改人", key: "updated_by" },
           { label: "时间", value: function (r) { return WXB.fmtTime(r.updated_at); } },
         ], function () { return A.api("GET", "/wechat-config/history"); });

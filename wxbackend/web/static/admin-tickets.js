@@ -150,7 +150,7 @@
         { label: "整改期限", value: function (t) { return due(t.rectify_due, t.overdue); } },
         { label: "逾期", value: function (t) { return t.overdue ? el("span", { className: "overdue", text: "已逾期" }) : "否"; } },
         { label: "申诉", value: function (t) {
-          if (t.pending_invalidation) return "无效差评待确认（" + t.pending_invalidation.by + " 提出）";
+          if (t.pending_invalidation && t.status === "open") return "无效差评待确认（" + t.pending_invalidation.by + " 提出）";
           return t.appeal_status ? APPEAL[t.appeal_status] || t.appeal_status : null;
         } },
         { label: "操作", value: function (t) { return actions(t, reload); } },
