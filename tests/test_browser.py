@@ -75,6 +75,7 @@ async def test_console_public_page_and_screen_in_chromium(
         await callback_rating_then_invalid(admin, browser, api, token, callback_case_no)
         await wechat_config_changed(admin, browser, api, token)
         await stats_open_on_this_month(admin, browser)
+        await every_section_opens(admin, browser)
 
         public = await browser.page("public")
         await rating_appears_live(public, browser, api, ctx, sandbox, base_url)
@@ -82,7 +83,7 @@ async def test_console_public_page_and_screen_in_chromium(
         await code_appears_on_the_screen(device, browser, api, ctx, partner, token, base_url)
     assert not browser.problems, "\n".join(browser.problems)
     assert browser.refusals == []  # the wanted refusal was seen (and only it was let pass)
-    assert len(list(browser.shots.glob("*.png"))) == 9
+    assert len(list(browser.shots.glob("*.png"))) == 9 + 9  # the journey, then each section
 
 
 async def log_in(page: Any, base_url: str, username: str) -> None:
@@ -232,6 +233,21 @@ async def stats_open_on_this_month(page: Any, browser: Chromium) -> None:
     await expect(page.locator("#content table.data").first).to_contain_text("满意率")
     await expect(page.locator(".ranking-method")).to_contain_text("得分 = (C×m + 星级合计)")
     await browser.shot(page, "07-stats")
+
+
+async def every_section_opens(page: Any, browser: Chromium) -> None:
+    """Each section of the console's menu renders (its errors, if any, are in ``problems``)."""
+    labels = await page.locator("#nav button").all_inner_texts()
+    assert len(labels) == 9 and labels[-1] == "审计日志", labels
+    for number, label in enumerate(labels, start=1):
+        await open_section(page, label)
+        await page.wait_for_load_state("networkidle")
+        assert await page.locator("#content .error:visible").count() == 0, label
+        await browser.shot(page, f"10-section-{number}")
+    await expect(page.locator("#content tbody tr").first).to_contain_text(
+        "（wechat_config.update）"
+    )
+    await expect(page.locator("#content tbody")).to_contain_text("工单 · 无效差评确认")
 
 
 async def rating_appears_live(
