@@ -294,4 +294,7 @@ async def code_appears_on_the_screen(
     state = await screen.current(ctx, WINDOW)
     scene = ctx.cipher.decrypt(state["scene"], screen.SCENE_CONTEXT)
     assert base64.b64decode(src.split(",", 1)[1]) == code_png(scene, ctx.settings.qr.width)
+    feed = page.locator("#feed .comment").filter(has_text=MARKUP)
+    await expect(feed).to_have_text(f"{MARKUP} 窗口排队太久")
+    assert await page.locator("#feed img").count() == 0
     await browser.shot(page, "09-device-screen")
