@@ -9,7 +9,8 @@ its reach: 404); each step the permission of ``workflow.STEP_PERMISSIONS`` (``ti
 callback while the ticket is open, audited with the reason (product rule 22).
 
 Invalid steps answer 409 ``invalid_transition``; every answer is the ticket with
-``verify_due``, ``rectify_due``, ``overdue`` and its history.
+``verify_due``, ``rectify_due``, ``overdue``, its history and its ``rating`` (item, stars,
+reasons, comment, staff: what the console's list shows).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ _NOTE = {"type": "string", "maxLength": tickets.NOTE_MAX_CHARS}
 _TICKET = (
     "{id, evaluation_id, case_no, status, opened_at, verify_due, rectify_due, verified_at, "
     "rectified_at, closed_at, overdue, appeal_status, excluded_from_staff_figures, "
-    "history:[{status, action, by, note, at}]}"
+    "history:[{status, action, by, note, at}], rating:{overall, indicators:[{code, label}], "
+    "comment, comment_status, item:{code, name}, window_staff:{staff_no, name}|null, "
+    "approver:{staff_no, name}|null}}"
 )
 
 

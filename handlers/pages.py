@@ -13,19 +13,26 @@ The evaluator screen pairs once with its window's device key and then shows what
 from ``/api/v1/device/qrcode.png`` with the device token, so only the paired screen gets it.
 The page reads no parameter of its own URL (a ``?qr=`` link once let anyone show their own
 code under the official address).
+
+``/favicon.ico`` is the pages' icon (linked from the layout; browsers also ask for it
+unprompted), and ``/api/v1/public/indicators`` the active reasons (指标) a rating may carry,
+which the console's callback form offers as a list.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import tornado.web
 
+from handlers.admin_base import ADMIN_COOKIE
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
+from wxbackend.services.cases.scan import rating_form
 from wxbackend.services.public import windows
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "wxbackend" / "web"
@@ -118,7 +125,9 @@ class AdminPageHandler(PageHandler):
 
     def get(self) -> None:
         self.xsrf_token  # noqa: B018 - sets the _xsrf cookie the console echoes in X-XSRFToken
-        self.render("admin.html")
+        # Without a session cookie the console shows the login form at once instead of asking
+        # GET /admin/api/me for a 401 (which the browser logs as an error).
+        self.render("admin.html", signed_in=bool(self.get_cookie(ADMIN_COOKIE)))
 
 
 class DevicePageHandler(PageHandler):
@@ -176,6 +185,42 @@ class StaticHandler(tornado.web.StaticFileHandler):
         self.finish(json.dumps({"error": {"code": code, "message": message}}))
 
 
+class FaviconHandler(BaseHandler):
+    """``/favicon.ico``: the pages' icon (``wxbackend/web/favicon.ico``, beside the static files:
+    every file of those is linked by a page under ``/static/``)."""
+
+    openapi = {
+        "get": {
+            "summary": "The pages' icon (image/x-icon)",
+            "responses": {"200": {"description": "image/x-icon"}},
+        }
+    }
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "image/x-icon")
+        self.set_header("Cache-Control", "public, max-age=86400")
+        self.finish(_favicon())
+
+
+@functools.cache
+def _favicon() -> bytes:
+    """The icon's bytes, read once (they never change while the process runs)."""
+    return (WEB_DIR / "favicon.ico").read_bytes()
+
+
+class IndicatorsHandler(BaseHandler):
+    openapi = {
+        "get": {
+            "summary": "The active reasons (指标) a rating may carry, in display order — public",
+            "responses": {"200": {"description": "{items:[{code, label}]}"}},
+        }
+    }
+
+    async def get(self) -> None:
+        form = await self.ctx.db.run(rating_form)
+        self.send({"items": form["indicators"]})
+
+
 class PublicWindowHandler(BaseHandler):
     openapi = {
         "get": {
@@ -203,5 +248,7 @@ default_handlers = [
     route("/admin", SlashRedirectHandler),
     route("/device/{window_code}", DevicePageHandler),
     route("/static/{path}", StaticHandler),
+    route("/favicon.ico", FaviconHandler),
+    route("/api/v1/public/indicators", IndicatorsHandler),
     route("/api/v1/public/windows/{window_code}", PublicWindowHandler),
 ]

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Run the whole test suite (and print the 15 slowest tests; `-m 'not slow'`: the quick loop). Installs what it needs: the venv, redis-server, nginx and PostgreSQL
-# (Debian packages); the tests start and stop their own servers on free ports.
+# Run the whole test suite (and print the 15 slowest tests; `-m 'not slow'`: the quick loop). Installs what it needs: the venv, redis-server, nginx, PostgreSQL,
+# chromium and fonts-noto-cjk (Debian packages); the tests start and stop their own servers on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)  # tests/test_nginx.py
+[ -x /usr/bin/chromium ] || missing+=(chromium)  # tests/test_browser.py (Playwright, no download)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing+=(fonts-noto-cjk)  # the pages' Chinese glyphs
 if ! command -v pg_config >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi

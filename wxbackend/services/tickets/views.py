@@ -1,5 +1,6 @@
 """Reading 差评 tickets (工单): the list and one ticket, within the admin's reach, as the API
-shows them (state, deadlines, overdue, history). The steps that change a ticket are in
+shows them (state, deadlines, overdue, history, and the rating it came from: item, stars,
+reasons, comment, staff). The steps that change a ticket are in
 :mod:`wxbackend.services.tickets.workflow`.
 """
 
@@ -14,6 +15,8 @@ from typing import Any
 import peewee
 
 from models.case import Case
+from models.catalog import ServiceItem, Staff
+from models.evaluation import Evaluation
 from models.ticket import TICKET_STATUSES, Ticket, TicketEvent
 from wxbackend import errors
 from wxbackend.services.admin import scope
@@ -21,6 +24,7 @@ from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.cases.scan import parse_id
 from wxbackend.services.common import query_args
 from wxbackend.services.common.query_args import encode_cursor
+from wxbackend.services.ratings.indicators import indicator_labels_of
 from wxbackend.services.tickets.deadlines import APPEAL_UPHELD, is_overdue, overdue_condition
 from wxbackend.timefmt import iso
 
@@ -68,9 +72,14 @@ def _history_item(event: TicketEvent) -> dict[str, Any]:
 
 
 def ticket_view(
-    ticket: Ticket, case_no: str, events: list[TicketEvent], now: datetime
+    ticket: Ticket,
+    case_no: str,
+    events: list[TicketEvent],
+    now: datetime,
+    rating: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ticket as the admin API shows it (api.md), with its history oldest first."""
+    """A ticket as the admin API shows it (api.md), with its history oldest first and the
+    ``rating`` it came from (:func:`_ratings_of`)."""
     return {
         "id": str(ticket.id),
         "evaluation_id": str(ticket.evaluation_id),
@@ -95,6 +104,7 @@ def ticket_view(
         ),
         "excluded_from_staff_figures": ticket.appeal_status == APPEAL_UPHELD,
         "history": [_history_item(e) for e in events],
+        "rating": rating,
     }
 
 
@@ -107,15 +117,67 @@ def _events_of(ticket_ids: list[int]) -> dict[int, list[TicketEvent]]:
     return found
 
 
+def _person(staff_no: str | None, name: str | None) -> dict[str, str] | None:
+    return None if staff_no is None else {"staff_no": staff_no, "name": name or ""}
+
+
+def _ratings_of(evaluation_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """``{evaluation id: {overall, indicators:[{code, label}], comment, comment_status,
+    item:{code, name}, window_staff, approver}}`` (staff ``{staff_no, name}`` or None): what
+    the console shows of a ticket's rating, in two queries."""
+    if not evaluation_ids:
+        return {}
+    indicators = indicator_labels_of(evaluation_ids)
+    clerk, approver = Staff.alias(), Staff.alias()
+    rows = (
+        Evaluation.select(
+            Evaluation.id,
+            Evaluation.overall,
+            Evaluation.comment,
+            Evaluation.comment_status,
+            ServiceItem.code,
+            ServiceItem.name,
+            clerk.staff_no,
+            clerk.name,
+            approver.staff_no,
+            approver.name,
+        )
+        .join(ServiceItem, on=(Evaluation.item == ServiceItem.id))
+        .switch(Evaluation)
+        .join(clerk, peewee.JOIN.LEFT_OUTER, on=(Evaluation.window_staff == clerk.id))
+        .switch(Evaluation)
+        .join(approver, peewee.JOIN.LEFT_OUTER, on=(Evaluation.approver == approver.id))
+        .where(Evaluation.id.in_(evaluation_ids))
+        .tuples()
+    )
+    return {
+        row[0]: {
+            "overall": row[1],
+            "indicators": indicators.get(row[0], []),
+            "comment": row[2],
+            "comment_status": row[3],
+            "item": {"code": row[4], "name": row[5]},
+            "window_staff": _person(row[6], row[7]),
+            "approver": _person(row[8], row[9]),
+        }
+        for row in rows
+    }
+
+
 def _with_case_no(query: peewee.Select) -> peewee.Select:
     # attr: the partial Case goes to ``case_row``, leaving ``ticket.case_id`` intact
     return query.join(Case, on=(Ticket.case == Case.id), attr="case_row").switch(Ticket)
 
 
 def views_of(tickets: list[Ticket], now: datetime) -> list[dict[str, Any]]:
-    """:func:`ticket_view` of tickets selected with their case (one query for the events)."""
+    """:func:`ticket_view` of tickets selected with their case (one query for the events, two
+    for the ratings)."""
     events = _events_of([t.id for t in tickets])
-    return [ticket_view(t, t.case_row.case_no, events.get(t.id, []), now) for t in tickets]
+    ratings = _ratings_of([t.evaluation_id for t in tickets])
+    return [
+        ticket_view(t, t.case_row.case_no, events.get(t.id, []), now, ratings.get(t.evaluation_id))
+        for t in tickets
+    ]
 
 
 def list_tickets(principal: Principal, query: TicketQuery, now: datetime) -> dict[str, Any]:

@@ -166,7 +166,7 @@
 
     function reload() {
       A.pagedTable(WXB.clear(listBody), [
-        { label: "key_id", key: "key_id" },
+        { label: "密钥编号（key_id）", key: "key_id" },
         { label: "名称", key: "name" },
         { label: "创建时间", value: function (r) { return WXB.fmtTime(r.created_at); } },
         { label: "吊销时间", value: function (r) { return r.revoked_at ? WXB.fmtTime(r.revoked_at) : null; } },

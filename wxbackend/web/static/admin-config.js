@@ -38,6 +38,17 @@
     });
   }
 
+  var FIELD_NAMES = {
+    template_reminder: "评价提醒模板 ID", template_rectified: "整改反馈模板 ID",
+    reminder_fields: "提醒模板字段", rectified_fields: "整改反馈模板字段",
+  };
+  LABELS.forEach(function (l) { FIELD_NAMES[l[0]] = l[1]; });
+
+  /* A changed field of the history by its name on this page (the stored name otherwise). */
+  function fieldName(field) {
+    return FIELD_NAMES[field] || field;
+  }
+
   /* A template's field map as JSON text ({"thing1": "item_name", …}). */
   function fieldMap(cfg, key) {
     var map = cfg && cfg.templates ? cfg.templates[key] : null;
@@ -73,7 +84,7 @@
         if (!v[k] || v[k] === fieldMap(cfg, k)) return;
         try { templates[k] = JSON.parse(v[k]); } catch (e) { bad = k; }
       });
-      if (bad) return Promise.reject(new Error(bad + " 不是有效的 JSON"));
+      if (bad) return Promise.reject(new Error((bad === "reminder_fields" ? "提醒模板字段" : "整改反馈模板字段") + "不是有效的 JSON。"));
       if (Object.keys(templates).length) body.templates = templates;
       return A.api("PUT", "/wechat-config", body).then(function (saved) {
         reload(true);
@@ -119,7 +130,7 @@
       if (writer) {
         A.pagedTable(WXB.clear(histBody), [
           { label: "版本", key: "version" },
-          { label: "修改的项目", value: function (r) { return (r.changed_fields || []).join("、"); } },
+          { label: "修改的项目", value: function (r) { return (r.changed_fields || []).map(fieldName).join("、"); } },
           { label: "修改人", key: "updated_by" },
           { label: "时间", value: function (r) { return WXB.fmtTime(r.updated_at); } },
         ], function () { return A.api("GET", "/wechat-config/history"); });

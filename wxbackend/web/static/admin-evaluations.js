@@ -114,23 +114,41 @@
 
     if (A.can("callback.record")) {
       var callback = A.box("录入回访评价（电话 / 短信）");
-      callback.appendChild(el("p", { className: "hint", text: "仅用于群众尚未自行评价的办件；会取代系统默认评价；差评将自动生成工单。指标代码用逗号分隔，例如 poor_attitude,long_queue。" }));
-      callback.appendChild(A.form([
-        { name: "case_no", label: "办件编号", required: true, maxlength: 64 },
-        { name: "channel", label: "渠道", type: "select", options: [["phone", "电话回访"], ["sms", "短信回访"]] },
-        { name: "overall", label: "总体评价", type: "select", options: levelOptions() },
-        { name: "indicators", label: "指标代码", maxlength: 300 },
-        { name: "comment", label: "评价内容", type: "textarea", maxlength: 500 },
-      ], "录入", function (v) {
-        var body = {
-          case_no: v.case_no, channel: v.channel, overall: Number(v.overall),
-          indicators: (v.indicators || "").split(/[,，\s]+/).filter(Boolean),
-        };
-        if (v.comment) body.comment = v.comment;
-        return A.api("POST", "/callback-evaluations", body).then(function () { reload(); return "已录入。"; });
-      }, { reset: true }));
+      callback.appendChild(el("p", { className: "hint", text: "仅用于群众尚未自行评价的办件，且须在办结 24 小时之后；会取代系统默认评价；差评将自动生成工单。差评需选择至少一项原因或填写评价内容（按住 Ctrl 可多选原因）。回访时间与通话记录或短信编号随评价保存。" }));
       content.appendChild(callback);
+      var holder = el("p", { className: "hint", text: "正在加载评价原因…" });
+      callback.appendChild(holder);
+      WXB.getJSON("/api/v1/public/indicators").then(function (answer) {
+        return (answer.items || []).map(function (i) { return [i.code, i.label]; });
+      }).catch(function (err) {
+        A.say(holder, "评价原因加载失败：" + err.message, true);
+        return null;
+      }).then(function (reasons) {
+        if (reasons) callback.replaceChild(callbackForm(reasons, reload), holder);
+      });
     }
+  }
+
+  /* The callback rating form; the reasons (指标) are picked from the catalogue's list. */
+  function callbackForm(reasons, reload) {
+    return A.form([
+      { name: "case_no", label: "办件编号", required: true, maxlength: 64 },
+      { name: "channel", label: "渠道", type: "select", options: [["phone", "电话回访"], ["sms", "短信回访"]] },
+      { name: "overall", label: "总体评价", type: "select", options: levelOptions() },
+      { name: "indicators", label: "评价原因（可多选）", type: "select", multiple: true, options: reasons },
+      { name: "comment", label: "评价内容", type: "textarea", maxlength: 500 },
+      { name: "contact_at", label: "回访时间", type: "datetime-local", required: true },
+      { name: "reference", label: "通话记录或短信编号", required: true, maxlength: 64 },
+    ], "录入", function (v) {
+      var at = new Date(v.contact_at); // the browser's local time → an ISO time with offset
+      if (isNaN(at.getTime())) return Promise.reject(new Error("请填写回访时间。"));
+      var body = {
+        case_no: v.case_no, channel: v.channel, overall: Number(v.overall), indicators: v.indicators || [],
+        contact_at: at.toISOString(), reference: v.reference,
+      };
+      if (v.comment) body.comment = v.comment;
+      return A.api("POST", "/callback-evaluations", body).then(function () { reload(); return "已录入。"; });
+    }, { reset: true });
   }
 
   A.section({ id: "evaluations", label: "评价管理", permission: "evaluations.read", render: render });

@@ -31,13 +31,22 @@
       "按时整改率 = 期限内整改的差评工单 ÷ 整改期限落在所选范围内的差评工单。分母为 0 时显示“—”。";
   }
 
+  /* Today in Beijing time as YYYY-MM-DD (the figures' days are Asia/Shanghai days). */
+  function beijingToday() {
+    return new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 10);
+  }
+
+  var RANKING_INTRO = "综合得分兼顾平均星级、评价数量和差评：评价少的人向本中心平均水平靠拢，" +
+    "一两条评价不会决定名次；每条差评再扣分。得分高者在前，同分时评价多者在前。详细公式见查询结果上方。";
+
   function renderStats(content) {
     content.appendChild(A.heading("统计分析", definitions()));
     var out = el("div");
-    content.appendChild(A.form([
+    var today = beijingToday();
+    var statsForm = A.form([
       { name: "group_by", label: "分组", type: "select", options: GROUPS },
-      { name: "from", label: "开始日期", type: "date" },
-      { name: "to", label: "结束日期", type: "date" },
+      { name: "from", label: "开始日期", type: "date", value: today.slice(0, 8) + "01" },
+      { name: "to", label: "结束日期", type: "date", value: today },
       { name: "center", label: "中心编码", maxlength: 64 },
     ], "统计", function (v) {
       WXB.clear(out).appendChild(el("p", { className: "hint", text: "统计中…" }));
@@ -58,17 +67,19 @@
         WXB.clear(out).appendChild(A.table(columns, answer.rows || []));
         return (answer.rows || []).length ? "" : "所选范围内没有数据。";
       }, function (err) { WXB.clear(out); throw err; });
-    }, { inline: true }));
+    }, { inline: true });
+    content.appendChild(statsForm);
     content.appendChild(out);
 
     var ranking = A.box("工作人员月度排名（窗口人员、审批人员分别排名）");
     var rankOut = el("div");
-    var month = new Date(Date.now() + 8 * 3600 * 1000).toISOString().slice(0, 7);
-    ranking.appendChild(A.form([{ name: "month", label: "月份", type: "month", value: month, required: true }], "查询", function (v) {
+    var month = today.slice(0, 7);
+    ranking.appendChild(el("p", { className: "hint", text: RANKING_INTRO }));
+    var rankForm = A.form([{ name: "month", label: "月份", type: "month", value: month, required: true }], "查询", function (v) {
       return A.api("GET", "/staff-ranking", null, { month: v.month }).then(function (answer) {
         WXB.clear(rankOut);
         var method = answer.method_zh || answer.method;
-        if (method) rankOut.appendChild(el("p", { className: "hint", text: "排名方法：" + method }));
+        if (method) rankOut.appendChild(el("p", { className: "hint ranking-method", text: "排名方法：" + method }));
         rankOut.appendChild(A.table([
           { label: "名次", key: "rank" },
           { label: "岗位", value: function (r) { return r.role === "approver" ? "审批人员" : "窗口人员"; } },
@@ -81,11 +92,15 @@
           { label: "差评", key: "bad" },
           { label: "综合得分", value: function (r) { return typeof r.score === "number" ? r.score.toFixed(3) : r.score; } },
         ], answer.items || []));
-        return "";
+        return (answer.items || []).length ? "" : "该月没有可排名的评价。";
       });
-    }, { inline: true }));
+    }, { inline: true });
+    ranking.appendChild(rankForm);
     ranking.appendChild(rankOut);
     content.appendChild(ranking);
+    // the view opens with this month's figures and ranking
+    statsForm.requestSubmit();
+    rankForm.requestSubmit();
   }
 
   function renderExport(content) {
@@ -107,12 +122,33 @@
     update({});
   }
 
+  var OBJECTS = {
+    ticket: "工单", evaluation: "评价", evaluations: "评价", wechat_config: "微信配置", admin: "管理员",
+    partner: "合作方密钥", center: "服务中心", department: "部门", item: "服务事项", staff: "工作人员",
+    window: "窗口", catalog: "目录",
+  };
+  var VERBS = {
+    create: "新增", update: "修改", "delete": "删除", verify: "核实", rectify: "整改反馈", callback: "回访",
+    close: "办结", appeal: "申诉", appeal_decide: "申诉裁决", invalidation_decide: "无效差评确认",
+    contact: "查看群众电话", moderate: "审核评论", reply: "公开回复", reveal: "查看实名", "export": "导出",
+    disable: "停用", revoke: "吊销", deactivate: "停用", id_number: "登记身份证号", device_key: "生成设备密钥",
+    "import": "导入",
+  };
+
+  /* "工单 · 核实（ticket.verify）": the audit action in words, its code kept for searching. */
+  function actionText(action) {
+    var parts = String(action || "").split(".");
+    var object = OBJECTS[parts[0]];
+    var verb = VERBS[parts.slice(1).join(".")];
+    return object && verb ? object + " · " + verb + "（" + action + "）" : action;
+  }
+
   function renderAudit(content) {
     content.appendChild(A.heading("审计日志", "谁在何时、从何处做了什么。"));
     var out = el("div");
     var filters = {};
     content.appendChild(A.form([
-      { name: "action", label: "操作", maxlength: 64 },
+      { name: "action", label: "操作代码（如 ticket.verify）", maxlength: 64 },
       { name: "username", label: "用户名", maxlength: 64 },
       { name: "from", label: "开始日期", type: "date" },
       { name: "to", label: "结束日期", type: "date" },
@@ -122,8 +158,8 @@
       A.pagedTable(WXB.clear(out), [
         { label: "时间", value: function (r) { return WXB.fmtTime(r.at); } },
         { label: "用户", key: "username" },
-        { label: "操作", key: "action" },
-        { label: "对象", value: function (r) { return [r.target_type, r.target_id].filter(Boolean).join(" "); } },
+        { label: "操作", value: function (r) { return actionText(r.action); } },
+        { label: "对象", value: function (r) { return [OBJECTS[r.target_type] || r.target_type, r.target_id].filter(Boolean).join(" "); } },
         { label: "详情", value: function (r) { return r.detail ? el("code", { className: "detail", text: typeof r.detail === "string" ? r.detail : JSON.stringify(r.detail) }) : null; } },
         { label: "来源地址", key: "client_ip" },
       ], function (cursor) {

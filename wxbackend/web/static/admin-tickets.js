@@ -1,5 +1,7 @@
-/* 差评工单: GET /admin/api/tickets?status=&overdue=, and the steps verify / rectify /
- * callback / close / appeal / appeal/decide (409 invalid_transition is shown as is);
+/* 差评工单: GET /admin/api/tickets?status=&overdue= (each row with its rating: item, stars,
+ * reasons, comment, staff), and the steps verify / rectify /
+ * callback / close / appeal / appeal/decide / invalidation/decide (a second admin confirms
+ * a proposal to declare a 差评 invalid; 409 invalid_transition is shown as is);
  * 联系群众: POST /tickets/{id}/contact {reason} shows the applicant's phone (audited). */
 "use strict";
 
@@ -8,7 +10,7 @@
   var A = ADMIN;
   var ACTIONS = [
     { path: "verify", label: "核实", permission: "tickets.work", states: ["open"], fields: [
-      { name: "valid", label: "核实结果", type: "select", options: [["true", "差评属实"], ["false", "差评无效"]] },
+      { name: "valid", label: "核实结果", type: "select", options: [["true", "差评属实"], ["false", "差评无效（需另一名管理员确认）"]] },
       { name: "note", label: "核实说明", type: "textarea" },
     ], body: function (v) { return { valid: v.valid === "true", note: v.note || "" }; } },
     { path: "rectify", label: "整改反馈", permission: "tickets.work", states: ["verified"], fields: [
@@ -29,9 +31,37 @@
       { name: "upheld", label: "裁决", type: "select", options: [["true", "申诉成立（差评无效，不计入人员统计）"], ["false", "申诉不成立"]] },
       { name: "note", label: "裁决说明", type: "textarea" },
     ], body: function (v) { return { upheld: v.upheld === "true", note: v.note || "" }; } },
+    { path: "invalidation/decide", label: "无效差评确认", permission: "tickets.decide_invalid", proposal: true, fields: [
+      { name: "confirm", label: "确认结果", type: "select", options: [["true", "确认差评无效"], ["false", "驳回，继续核实"]] },
+      { name: "note", label: "说明", type: "textarea" },
+    ], body: function (v) { return { confirm: v.confirm === "true", note: v.note || "" }; } },
   ];
   var ENDED = ["closed", "invalid"];
+  var STEP_LABELS = {
+    open: "生成工单", verify: "核实属实", propose_invalid: "提出无效差评", invalidated: "确认无效差评",
+    invalid_rejected: "驳回无效差评", rectify: "整改反馈", callback_phone: "电话回访",
+    callback_sms: "短信回访", callback_wechat: "微信回访", close: "办结", appeal: "提出申诉",
+    appeal_upheld: "申诉成立", appeal_rejected: "申诉不成立",
+  };
+
+  /* Which step buttons a ticket shows: by state, a pending appeal or a pending proposal. */
+  function applies(action, ticket) {
+    if (action.appeal) return ticket.appeal_status === "pending";
+    if (action.proposal) return ticket.status === "open" && Boolean(ticket.pending_invalidation);
+    if (action.path === "verify" && ticket.pending_invalidation) return false;
+    return action.states.indexOf(ticket.status) >= 0;
+  }
   var APPEAL = { pending: "申诉待裁决", upheld: "申诉成立", rejected: "申诉不成立" };
+
+  /* 窗口人员 / 审批人员 of the ticket's rating: "name（staff_no）". */
+  function staffText(ticket) {
+    var r = ticket.rating;
+    if (!r) return null;
+    var parts = [];
+    if (r.window_staff) parts.push("窗口：" + r.window_staff.name + "（" + r.window_staff.staff_no + "）");
+    if (r.approver) parts.push("审批：" + r.approver.name + "（" + r.approver.staff_no + "）");
+    return parts.join("；") || null;
+  }
 
   function due(iso, overdue) {
     return el("span", { className: overdue ? "overdue" : null, text: WXB.fmtTime(iso) });
@@ -42,8 +72,8 @@
       return el("li", null,
         el("time", { text: WXB.fmtTime(h.at) }), " ",
         el("strong", { text: WXB.TICKET_STATUS[h.status] || h.status || "" }),
-        h.action ? " · " + h.action : "",
-        h.by ? " · " + h.by : "",
+        h.action ? " · " + (STEP_LABELS[h.action] || h.action) : "",
+        h.by ? " · " + (h.by === "system" ? "系统" : h.by) : "",
         h.note ? el("div", { className: "note", text: h.note }) : null);
     }));
   }
@@ -55,7 +85,7 @@
     var shown = null;
     ACTIONS.forEach(function (action) {
       if (!A.can(action.permission)) return;
-      if (action.appeal ? ticket.appeal_status !== "pending" : action.states.indexOf(ticket.status) < 0) return;
+      if (!applies(action, ticket)) return;
       box.appendChild(A.button(action.label, function () {
         WXB.clear(formHolder);
         if (shown === action) { shown = null; return; }
@@ -103,12 +133,26 @@
       A.pagedTable(WXB.clear(listBody), [
         { label: "工单", key: "id" },
         { label: "办件编号", key: "case_no" },
-        { label: "评价", key: "evaluation_id" },
+        { label: "事项", value: function (t) { return t.rating && t.rating.item ? t.rating.item.name : null; } },
+        { label: "评价", value: function (t) {
+          return t.rating ? el("span", { className: "nowrap" }, WXB.stars(t.rating.overall), " ", WXB.levelLabel(t.rating.overall)) : null;
+        } },
+        { label: "差评原因", value: function (t) {
+          var reasons = t.rating ? t.rating.indicators || [] : [];
+          return reasons.length ? el("span", null, reasons.map(function (r) { return el("span", { className: "tag", text: r.label || r.code }); })) : null;
+        } },
+        { label: "评价内容", value: function (t) {
+          return t.rating && t.rating.comment ? el("p", { className: "comment", text: t.rating.comment }) : null;
+        } },
+        { label: "工作人员", value: staffText },
         { label: "状态", value: function (t) { return el("span", { className: "ticket ticket-" + t.status, text: WXB.TICKET_STATUS[t.status] || t.status }); } },
         { label: "核实期限", value: function (t) { return due(t.verify_due, t.overdue && t.status === "open"); } },
         { label: "整改期限", value: function (t) { return due(t.rectify_due, t.overdue); } },
         { label: "逾期", value: function (t) { return t.overdue ? el("span", { className: "overdue", text: "已逾期" }) : "否"; } },
-        { label: "申诉", value: function (t) { return t.appeal_status ? APPEAL[t.appeal_status] || t.appeal_status : null; } },
+        { label: "申诉", value: function (t) {
+          if (t.pending_invalidation && t.status === "open") return "无效差评待确认（" + t.pending_invalidation.by + " 提出）";
+          return t.appeal_status ? APPEAL[t.appeal_status] || t.appeal_status : null;
+        } },
         { label: "操作", value: function (t) { return actions(t, reload); } },
       ], function (cursor) {
         return A.api("GET", "/tickets", null, { status: filters.status, overdue: filters.overdue, cursor: cursor });

@@ -91,7 +91,8 @@ var ADMIN = (function () {
   }
 
   /* fields: [{name, label, type: text|password|number|date|month|select|checkbox|textarea,
-   *           options: [[value, label]], required, placeholder, value}]
+   *           options: [[value, label]], multiple (a select's value is then an array),
+   *           required, placeholder, value}]
    * onSubmit(values) returns a promise; its error is shown under the form. */
   function form(fields, submitLabel, onSubmit, options) {
     options = options || {};
@@ -100,7 +101,7 @@ var ADMIN = (function () {
     fields.forEach(function (f) {
       var input;
       if (f.type === "select") {
-        input = el("select", { name: f.name }, (f.options || []).map(function (o) {
+        input = el("select", { name: f.name, multiple: f.multiple ? "multiple" : null, size: f.multiple ? Math.min(8, (f.options || []).length) || 1 : null }, (f.options || []).map(function (o) {
           return el("option", { value: o[0], text: o[1] });
         }));
         if (f.value !== undefined) input.value = f.value;
@@ -127,6 +128,7 @@ var ADMIN = (function () {
       fields.forEach(function (f) {
         var input = node.elements[f.name];
         if (f.type === "checkbox") values[f.name] = input.checked;
+        else if (f.multiple) values[f.name] = Array.prototype.map.call(input.selectedOptions, function (o) { return o.value; });
         else if (f.type === "number") { if (input.value !== "") values[f.name] = Number(input.value); }
         else if (input.value !== "") values[f.name] = input.value;
       });
@@ -252,7 +254,9 @@ var ADMIN = (function () {
       api("POST", "/logout", {}).catch(function () { return null; }).then(function () { showLogin("已退出登录。"); });
     };
     window.addEventListener("hashchange", function () { if (me) open(window.location.hash.slice(1)); });
-    api("GET", "/me").then(showConsole).catch(function () { showLogin(""); });
+    // data-session: the page was served with a session cookie (HttpOnly: not readable here)
+    if (document.body.dataset.session) api("GET", "/me").then(showConsole).catch(function () { showLogin(""); });
+    else showLogin("");
   }
 
   return {

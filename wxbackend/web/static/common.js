@@ -145,7 +145,8 @@ var WXB = (function () {
   }
 
   function describeError(status, data) {
-    if (data && data.error) return data.error.message + "（" + data.error.code + "，HTTP " + status + "）";
+    // message_zh: the server's message in Chinese (the English `message` when it has none)
+    if (data && data.error) return (data.error.message_zh || data.error.message) + "（" + data.error.code + "，HTTP " + status + "）";
     if (status === 404) return "接口不存在或未开放（HTTP 404）";
     return "请求失败（HTTP " + status + "）";
   }
