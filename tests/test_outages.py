@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
+import signal
+import subprocess
 import time
 
 import psycopg
@@ -17,9 +20,12 @@ import pytest
 
 from models.case import QrToken
 from models.evaluation import Evaluation
+from tests.conftest import APPID, SECRET
 from tests.support.admins import PASSWORD, admin_token
 from tests.support.cases import make_case, make_id_number
+from tests.support.cli import WXBACKEND, clean_env, http, wait_healthy
 from tests.support.outages import OwnPostgres, OwnRedis, pg_bindir
+from tests.support.servers import free_port
 from wxbackend.clients.citizen import verified_user
 from wxbackend.db import database
 from wxbackend.services.common import outages
@@ -228,6 +234,7 @@ def on_own_postgres(own_postgres) -> dict:
     return {"database": {"url": own_postgres.url, "threads": 4}, **_keys()}
 
 
+@pytest.mark.slow  # this module's PostgreSQL cluster: ~6 s to make once
 @pytest.mark.asyncio
 async def test_first_requests_after_a_postgres_fast_restart_succeed(
     on_own_postgres, api, ctx, own_postgres
@@ -254,6 +261,7 @@ DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wxb_test_cut();
 """
 
 
+@pytest.mark.slow  # this module's PostgreSQL cluster: ~6 s to make once
 @pytest.mark.asyncio
 async def test_a_commit_cut_off_by_postgres_is_503_and_the_key_learns_the_truth(
     on_own_postgres, api, sandbox, ctx, own_postgres
@@ -278,3 +286,93 @@ async def test_a_commit_cut_off_by_postgres_is_503_and_the_key_learns_the_truth(
     again = await api("POST", RATE, rating, token=token, headers=key)
     assert again == (201, answer)
     assert await ctx.db.run(_rated, case_id) == (1, "used")
+
+
+def _serve_env(layers: dict, redis_url: str, data_dir, sandbox_url: str) -> dict[str, str]:
+    env = {
+        "WXB_DATABASE_URL": layers["database"]["url"],
+        "WXB_REDIS_URL": redis_url,
+        "WXB_SERVER_DATA_DIR": str(data_dir),
+        "WXB_WECHAT_API_BASE": sandbox_url,
+        "WXB_WECHAT_APPID": APPID,
+        "WXB_WECHAT_SECRET": SECRET,
+        "WXB_WORKER_EMBEDDED": "false",
+    }
+    for section in ("security", "transparency"):
+        for key, value in layers[section].items():
+            env[f"WXB_{section.upper()}_{key.upper()}"] = value
+    return clean_env(**env)
+
+
+def _poll(base: str, token: str, seconds: float) -> list[tuple[str, int, str]]:
+    """``(path, status, error code/dependency)`` of requests made for ``seconds``."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for path in ("/admin/api/me", "/api/v1/public/evaluations", "/healthz"):
+            try:
+                status, answer = http("GET", base + path, token=token)
+            except OSError as exc:  # no answer within http()'s 10 s
+                status, answer = 0, {"error": {"code": type(exc).__name__}}
+            error = (answer or {}).get("error") or {}
+            seen.append((path, status, f"{error.get('code')}/{error.get('dependency')}"))
+        time.sleep(0.1)
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_postgres_stopped_under_two_server_processes(
+    own_postgres, redis_flushed, tmp_path, sandbox
+):
+    """``serve --processes 2`` while PostgreSQL stops for 10 s: 503 naming the database
+    (never 500) meanwhile, one log line per process and transition, no traceback; the first
+    requests once it is back succeed, without a restart."""
+    _fresh_schema(own_postgres.url)
+    env = _serve_env(
+        {"database": {"url": own_postgres.url}, **_keys()}, redis_flushed, tmp_path, sandbox.url
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_file = tmp_path / "serve.log"  # a file: a full pipe would block the server
+    with open(log_file, "wb") as log_out:
+        proc = subprocess.Popen(
+            [WXBACKEND, "serve", "--port", str(port), "--processes", "2"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log_out,
+        )
+    try:
+        await asyncio.to_thread(wait_healthy, base, proc, 60)
+        created = subprocess.run(
+            [WXBACKEND, "admin", "create", "--username", "root", "--password-stdin"]
+            + ["--role", "superadmin"],
+            cwd=tmp_path,
+            env=env,
+            input=PASSWORD.encode(),
+            capture_output=True,
+            timeout=60,
+        )
+        assert created.returncode == 0, created.stderr.decode()[-2000:]
+        body = {"username": "root", "password": PASSWORD}
+        token = http("POST", base + "/admin/api/login", body)[1]["token"]
+        assert {s for _, s, _ in await asyncio.to_thread(_poll, base, token, 0.5)} == {200}
+
+        await asyncio.to_thread(own_postgres.stop)
+        during = await asyncio.to_thread(_poll, base, token, 10)
+        await asyncio.to_thread(own_postgres.start)
+        after = [http("GET", base + "/admin/api/me", token=token)[0] for _ in range(8)]
+        late = await asyncio.to_thread(_poll, base, token, 1.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        returncode = await asyncio.to_thread(proc.wait, 30)
+    err = log_file.read_text()
+    assert {(s, e) for _, s, e in during} == {(503, "unavailable/database"), (503, "None/None")}
+    assert after == [200] * len(after), after
+    assert {s for _, s, _ in late} == {200}, ([x for x in late if x[1] != 200], err[-6000:])
+    lines = [json.loads(line)["msg"] for line in err.splitlines() if line.startswith("{")]
+    assert 1 <= lines.count("database is down") <= 2, lines
+    assert lines.count("database is back") == lines.count("database is down"), lines
+    assert "Traceback" not in err and "unhandled error" not in lines, err[-3000:]
+    assert returncode == 0, err[-2000:]

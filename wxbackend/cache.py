@@ -166,6 +166,7 @@ class ChannelWatcher:
 
     async def _run(self) -> None:
         pubsub = None
+        failing = False
         while not self._stop.is_set():
             try:
                 if pubsub is None:
@@ -181,8 +182,13 @@ class ChannelWatcher:
                     await self.on_message(data)
                 elif data is None and self.on_idle is not None:
                     await self.on_idle()
+                if failing:
+                    failing = False
+                    log.info("watching %s again", self.channel)
             except Exception as exc:  # noqa: BLE001 - keep watching whatever happens
-                log.warning("watching %s: %s", self.channel, type(exc).__name__)
+                if not failing:  # one line per outage, not one per interval
+                    failing = True
+                    log.warning("watching %s: %s", self.channel, type(exc).__name__)
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()
