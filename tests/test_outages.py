@@ -24,7 +24,7 @@ from tests.conftest import APPID, SECRET
 from tests.support.admins import PASSWORD, admin_token
 from tests.support.cases import make_case, make_id_number
 from tests.support.cli import WXBACKEND, clean_env, http, wait_healthy
-from tests.support.outages import OwnPostgres, OwnRedis, pg_bindir
+from tests.support.outages import OwnPostgres, OwnRedis, Tmpfs, pg_bindir
 from tests.support.servers import free_port
 from wxbackend.clients.citizen import verified_user
 from wxbackend.db import database
@@ -79,6 +79,9 @@ def settings_overrides(request: pytest.FixtureRequest) -> dict:
     layers: dict = {}
     if "own_redis" in request.fixturenames:
         layers["redis"] = {"url": request.getfixturevalue("own_redis").url}
+    if "small_disk" in request.fixturenames:
+        where = request.getfixturevalue("small_disk").where
+        layers["database"] = {"url": f"sqlite:///{where}/test.db", "threads": 1}
     if "on_own_postgres" in request.fixturenames:
         layers.update(request.getfixturevalue("on_own_postgres"))
     return layers
@@ -191,6 +194,47 @@ async def test_full_sqlite_database_answers_503_naming_the_disk(api, sandbox, ct
     assert transitions(caplog, "disk") == ["disk is down"]
 
     await ctx.db.run(_limit_pages, False)  # room again
+    await until(lambda: _status(api, "GET", "/healthz", expect=200))
+    status, answer = await api("POST", RATE, rating, token=token)
+    assert status == 201, answer
+    assert await ctx.db.run(_rated, case_id) == (1, "used")
+    assert transitions(caplog, "disk") == ["disk is down", "disk is back"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs for the database (where this process may mount one)."""
+    if not Tmpfs.permitted():
+        pytest.skip("mounting a tmpfs is not permitted here (the max_page_count test covers it)")
+    disk = Tmpfs(tmp_path / "disk")
+    yield disk
+    disk.unmount()
+
+
+def _wal_emptied() -> None:
+    """Checkpoint and truncate the WAL: the next commit must grow it on the disk."""
+    database.obj.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+@pytest.mark.asyncio
+async def test_a_full_disk_at_commit_answers_503_not_cannot_rollback(
+    small_disk, api, sandbox, ctx, caplog
+):
+    """A real full disk (tmpfs): SQLite fails the COMMIT (``database or disk is full``) and
+    peewee's rollback after it fails too (``cannot rollback``): still 503 naming the disk,
+    nothing stored; stored once there is room."""
+    caplog.set_level(logging.INFO, logger="wxbackend.outages")
+    id_number = make_id_number(904)
+    case_id, scene = await make_case(ctx, "黎明", id_number)
+    token = await verified_user(api, sandbox, "黎明", id_number)
+    rating = {"scene": scene, "overall": 2, "comment": "等了太久"}
+    await ctx.db.run(_wal_emptied)
+    small_disk.fill()
+    unavailable(*await api("POST", RATE, rating, token=token), "disk")
+    assert await ctx.db.run(_rated, case_id) == (0, "active")
+    status, health = await api("GET", "/healthz")
+    assert status == 503 and "full" in health["checks"]["disk"], health
+    small_disk.free()
     await until(lambda: _status(api, "GET", "/healthz", expect=200))
     status, answer = await api("POST", RATE, rating, token=token)
     assert status == 201, answer
