@@ -14,8 +14,8 @@ WRITE_PROBE_CACHE_SECONDS = 1.0
 
 
 class HealthHandler(BaseHandler):
-    """``GET /healthz``: 200 when the database and Redis answer and the database can write,
-    else 503 with the failing check named (``database``, ``redis``, ``disk``)."""
+    """``GET /healthz``: 200 when the database and Redis answer and the database can write
+    (``database``: ``error: cannot write: …`` when its disk is full), else 503."""
 
     openapi = {
         "get": {
@@ -30,10 +30,10 @@ class HealthHandler(BaseHandler):
         for dependency in (outages.DATABASE, outages.REDIS):
             found = await state.check(dependency)
             checks[dependency] = "ok" if found is None else f"error: {found.reason}"
-        checks[outages.DISK] = "unknown: the database is not answering"
-        if checks[outages.DATABASE] == "ok":  # a write probe, at most once a second
+        if checks[outages.DATABASE] == "ok":  # and it can write: a probe at most once a second
             found = await state.check(outages.DISK, WRITE_PROBE_CACHE_SECONDS)
-            checks[outages.DISK] = "ok" if found is None else f"error: cannot write: {found.reason}"
+            if found is not None:
+                checks[outages.DATABASE] = f"error: cannot write: {found.reason}"
         ok = all(v == "ok" for v in checks.values())
         self.send({"status": "ok" if ok else "unhealthy", "checks": checks}, 200 if ok else 503)
 

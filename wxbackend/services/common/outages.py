@@ -17,6 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -53,7 +54,12 @@ _REDIS_DOWN = (
 _PG_DOWN_CLASSES = ("08", "53", "57", "58")
 _PG_DISK_FULL = "53100"
 _SQLITE_DISK = ("database or disk is full", "disk i/o error")
-_SQLITE_BUSY = ("database is locked", "database table is locked", "unable to open database")
+_SQLITE_BUSY = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database",
+    "attempt to write a readonly database",
+)
 #: Driver messages of a connection that is gone (no SQLSTATE: the server never answered).
 _LOST = (
     "server closed the connection",
@@ -73,14 +79,14 @@ _PG_GONE = ("OperationalError", "InterfaceError")
 _CREDENTIALS = re.compile(r"(\w+://)[^/@\s]*@")
 
 
-class Down(Exception):
-    """A dependency is down: what (:data:`REDIS`, :data:`DATABASE`, :data:`DISK`) and why."""
+@dataclass(frozen=True)
+class Down:
+    """A dependency is down: what (:data:`REDIS`, :data:`DATABASE`, :data:`DISK`), why, and
+    whether it was found failing a COMMIT (whose outcome PostgreSQL then leaves unknown)."""
 
-    def __init__(self, dependency: str, reason: str, at_commit: bool = False):
-        super().__init__(f"{dependency}: {reason}")
-        self.dependency = dependency
-        self.reason = reason
-        self.at_commit = at_commit
+    dependency: str
+    reason: str
+    at_commit: bool = False
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -154,7 +160,7 @@ def classify(exc: BaseException) -> Down | None:
 _MESSAGES = {
     REDIS: "Redis (the server's shared cache) is not answering; try again shortly.",
     DATABASE: "The database is not answering; try again shortly.",
-    DISK: "The database's disk is full; nothing was stored. Try again later.",
+    DISK: "The database's disk is full (or failing); nothing was stored. Try again later.",
 }
 _COMMIT_CUT = (
     "The database connection was lost while committing: the outcome is unknown. Retry with "
