@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
+import peewee
 import psycopg
 import pytest
+import redis.exceptions
 
 from models.case import QrToken
 from models.evaluation import Evaluation
@@ -63,6 +67,64 @@ async def until(check, seconds: float = 10.0):
             return found
         assert time.monotonic() < deadline, "gave up waiting"
         await asyncio.sleep(0.1)
+
+
+def _by_peewee(exc: sqlite3.Error) -> peewee.PeeweeException:
+    """``exc`` wrapped as peewee wraps a driver's error."""
+    try:
+        try:
+            raise exc
+        except sqlite3.Error as inner:
+            raise peewee.OperationalError(inner, *inner.args) from None
+    except peewee.OperationalError as outer:
+        return outer
+
+
+def _hiding(hidden: BaseException, exc: BaseException) -> BaseException:
+    """``exc`` raised while handling ``hidden`` (a failed rollback after a failed COMMIT)."""
+    try:
+        try:
+            raise hidden
+        except BaseException:
+            raise exc  # noqa: B904 - what peewee does
+    except BaseException as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "dependency"),
+    [
+        (redis.exceptions.ConnectionError("Error 111 connecting"), "redis"),
+        (redis.exceptions.BusyLoadingError("loading"), "redis"),
+        (redis.exceptions.ResponseError("WRONGTYPE"), None),
+        (OSError(errno.ENOSPC, "No space left on device"), "disk"),
+        (_by_peewee(sqlite3.OperationalError("database or disk is full")), "disk"),
+        (_by_peewee(sqlite3.OperationalError("database is locked")), "database"),
+        (_by_peewee(sqlite3.OperationalError("no such table: x")), None),
+        (
+            _hiding(
+                _by_peewee(sqlite3.OperationalError("database or disk is full")),
+                _by_peewee(sqlite3.OperationalError("cannot rollback - no transaction is active")),
+            ),
+            "disk",
+        ),
+        (psycopg.errors.AdminShutdown("terminating connection"), "database"),
+        (psycopg.OperationalError("connection failed: Connection refused"), "database"),
+        (psycopg.errors.DiskFull("could not extend file"), "disk"),
+        (psycopg.errors.UndefinedTable("relation x does not exist"), None),
+        (peewee.IntegrityError("UNIQUE constraint failed"), None),
+        (ValueError("a bug"), None),
+    ],
+)
+def test_what_an_exception_means(exc: BaseException, dependency: str | None):
+    """Outages are told from bugs: a bug stays a 500 (with its traceback logged)."""
+    found = outages.classify(exc)
+    assert (found.dependency if found else None) == dependency
+
+
+def test_reasons_never_show_a_password():
+    exc = psycopg.OperationalError("connection to postgresql://wxb:s3cret@db:5432/wxb failed")
+    assert "s3cret" not in outages.reason_of(exc)
 
 
 @pytest.fixture
