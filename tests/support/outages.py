@@ -8,13 +8,24 @@ tiny tmpfs for a full disk. Real servers, never mocks.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from models.case import QrToken
+from models.evaluation import Evaluation
 from tests.support.servers import free_port, start_redis_server
+
+#: The rating endpoint.
+RATE = "/api/v1/evaluations"
 
 
 class OwnRedis:
@@ -176,3 +187,50 @@ class Tmpfs:
 
     def unmount(self) -> None:
         subprocess.run(["umount", "-l", str(self.where)], capture_output=True, timeout=10)
+
+
+# ---- what the tests check --------------------------------------------------------------------
+
+
+def unavailable(status: int, answer: dict, dependency: str) -> None:
+    """The answer is 503 ``unavailable`` naming ``dependency`` (in the field and the
+    message), with ``retry: true``."""
+    assert status == 503, answer
+    error = answer["error"]
+    assert (error["code"], error["dependency"], error["retry"]) == (
+        "unavailable",
+        dependency,
+        True,
+    ), answer
+    assert dependency in error["message"].lower(), answer
+
+
+def transitions(caplog: pytest.LogCaptureFixture, dependency: str) -> list[str]:
+    """The outage log lines about ``dependency``: "<dep> is down", "<dep> is back"."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "wxbackend.outages" and r.getMessage().startswith(dependency)
+    ]
+
+
+async def until(check: Callable[[], Awaitable[Any]], seconds: float = 10.0) -> Any:
+    """Await ``check()`` until it answers something true (or fail after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = await check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "gave up waiting"
+        await asyncio.sleep(0.1)
+
+
+async def answers(api: Any, method: str, path: str, status: int) -> bool:
+    """Whether ``method path`` answers ``status`` now."""
+    return (await api(method, path))[0] == status
+
+
+def rated(case_id: str) -> tuple[int, str]:
+    """How many ratings the case has and its QR token's status (sync: ``ctx.db.run``)."""
+    token = QrToken.get(QrToken.case == int(case_id))
+    return Evaluation.select().where(Evaluation.case == int(case_id)).count(), token.status
