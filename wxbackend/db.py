@@ -185,7 +185,7 @@ class Database:
         conn = self.db.connection()
         try:
             idle = self.db._adapter.txn_status(conn) == self.db._adapter.txn_idle
-            dead = bool(conn.closed) or not idle or bool(select.select([conn], [], [], 0)[0])
+            dead = bool(conn.closed) or not idle or _readable(conn.fileno())
         except (OSError, ValueError, AttributeError):
             dead = True
         if dead:
@@ -229,6 +229,14 @@ class Database:
             self.db.close()
         if isinstance(self.db, PooledPostgresqlDatabase):
             self.db.close_all()
+
+
+def _readable(fd: int) -> bool:
+    """Whether the server sent something on an idle connection (its farewell, or EOF).
+    ``poll``, not ``select``: a process with many open sockets has descriptors above 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
 
 
 def _ended_before(exc: BaseException) -> bool:
