@@ -18,6 +18,7 @@ import tornado.web
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.citizens import auth as auth_service
+from wxbackend.services.common import outages
 from wxbackend.services.common.clientaddr import client_address, is_https
 
 log = logging.getLogger("wxbackend.access")
@@ -129,6 +130,9 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body, ensure_ascii=False))
 
     def _handle_request_exception(self, e: BaseException) -> None:
+        # Redis, the database or the disk down: 503 naming it, one log line per outage
+        # (common.outages), never a 500 with a traceback per request.
+        e = outages.handle(self.ctx, e) or e
         if isinstance(e, errors.ContractError):
             if self._finished:
                 return

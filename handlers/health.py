@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from handlers.base import BaseHandler, bearer_token, route
 from handlers.openapi import errors_of
 from wxbackend import errors
-from wxbackend.services.common import metrics_access
+from wxbackend.services.common import metrics_access, outages
+
+#: Seconds a write probe's outcome is reused (health checks may come many times a second).
+WRITE_PROBE_CACHE_SECONDS = 1.0
 
 
 class HealthHandler(BaseHandler):
-    """``GET /healthz``: 200 when the database and Redis answer, else 503."""
+    """``GET /healthz``: 200 when the database and Redis answer and the database can write
+    (``database``: ``error: cannot write: …`` when its disk is full), else 503."""
 
     openapi = {
         "get": {
-            "summary": "Health: database and Redis checked",
+            "summary": "Health: database (and that it can write) and Redis checked",
             "responses": {"200": {"description": "healthy"}, "503": {"description": "unhealthy"}},
         }
     }
 
     async def get(self) -> None:
-        checks = {"database": "ok", "redis": "ok"}
-        try:
-            await asyncio.wait_for(self.ctx.db.run(self.ctx.db.ping), timeout=2)
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-            checks["database"] = f"error: {type(exc).__name__}"
-        try:
-            await asyncio.wait_for(self.ctx.redis.ping(), timeout=2)
-        except Exception as exc:  # noqa: BLE001
-            checks["redis"] = f"error: {type(exc).__name__}"
+        state = outages.outages(self.ctx)
+        checks: dict[str, str] = {}
+        for dependency in (outages.DATABASE, outages.REDIS):
+            found = await state.check(dependency)
+            checks[dependency] = "ok" if found is None else f"error: {found.reason}"
+        if checks[outages.DATABASE] == "ok":  # and it can write: a probe at most once a second
+            found = await state.check(outages.DISK, WRITE_PROBE_CACHE_SECONDS)
+            if found is not None:
+                checks[outages.DATABASE] = f"error: cannot write: {found.reason}"
         ok = all(v == "ok" for v in checks.values())
         self.send({"status": "ok" if ok else "unhealthy", "checks": checks}, 200 if ok else 503)
 

@@ -15,12 +15,30 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlparse
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ConstantBackoff
 
 from wxbackend.security import StartupError
 from wxbackend.settings import Settings, SettingsError, shown_url
 
 log = logging.getLogger("wxbackend.cache")
+
+#: Seconds an idle pooled connection may wait before redis-py checks it with a PING first.
+HEALTH_CHECK_SECONDS = 5
+
+
+def _retry_once() -> Retry:
+    """One more try, on a new connection, after a connection error: a pooled connection
+    Redis closed (it restarted) fails its first command, and the retry succeeds at once.
+    redis-py's default (ten tries with backoff) made every request wait seconds while Redis
+    was down, before the 503."""
+    return Retry(
+        ConstantBackoff(0.05),
+        1,
+        (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+    )
 
 
 def make_redis(settings: Settings) -> aioredis.Redis:
@@ -42,7 +60,8 @@ def make_redis(settings: Settings) -> aioredis.Redis:
         decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        health_check_interval=30,
+        health_check_interval=HEALTH_CHECK_SECONDS,
+        retry=_retry_once(),
     )
 
 
@@ -68,7 +87,13 @@ def _sentinel_client(url: str, timeout: float) -> aioredis.Redis:
         password=password,
         sentinel_kwargs={"password": options.get("sentinel_password", [None])[0]},
     )
-    return sentinel.master_for(service, db=db, decode_responses=True)
+    return sentinel.master_for(
+        service,
+        db=db,
+        decode_responses=True,
+        health_check_interval=HEALTH_CHECK_SECONDS,
+        retry=_retry_once(),
+    )
 
 
 async def check_redis(settings: Settings) -> None:
@@ -141,6 +166,7 @@ class ChannelWatcher:
 
     async def _run(self) -> None:
         pubsub = None
+        failing = False
         while not self._stop.is_set():
             try:
                 if pubsub is None:
@@ -156,8 +182,13 @@ class ChannelWatcher:
                     await self.on_message(data)
                 elif data is None and self.on_idle is not None:
                     await self.on_idle()
+                if failing:
+                    failing = False
+                    log.info("watching %s again", self.channel)
             except Exception as exc:  # noqa: BLE001 - keep watching whatever happens
-                log.warning("watching %s: %s", self.channel, type(exc).__name__)
+                if not failing:  # one line per outage, not one per interval
+                    failing = True
+                    log.warning("watching %s: %s", self.channel, type(exc).__name__)
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()

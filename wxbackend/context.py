@@ -19,6 +19,7 @@ from wxbackend.metrics import Metrics
 from wxbackend.security import FieldCipher, LookupHasher, load_keys
 from wxbackend.services.admin.wechat_config import WeChatConfigStore
 from wxbackend.services.cases.partner_keys import SecretCache
+from wxbackend.services.common.outages import Outages
 from wxbackend.services.public.live_hub import LiveHub, StreamSlots
 from wxbackend.services.public.live_publisher import LivePublisher
 from wxbackend.services.transparency.checkpoints import load_signer
@@ -79,6 +80,8 @@ class Context:
     log_signer: Signer | None = None
     #: The log's self-verification metrics: failures, last result (transparency.jobs).
     log_metrics: tuple[Counter, Gauge] | None = None
+    #: Redis, the database, the disk: which are down in this process (common.outages).
+    outages: Outages | None = None
 
     async def start(self) -> None:
         """Load the stored WeChat configuration and start watching for changes (of it and of
@@ -100,6 +103,8 @@ class Context:
         await self.wechat_config.stop()
         await self.partner_secrets.stop()
         await self.end_live_feeds()  # before Redis goes
+        if self.outages is not None:
+            await self.outages.stop()
         self.wechat.close()
         await self.redis.aclose()
         self.db.close()

@@ -5,6 +5,11 @@ server goes through :meth:`Database.run`, which runs it on a bounded thread pool
 the IOLoop. SQLite runs in WAL mode with foreign keys and a busy timeout, and begins every
 write transaction ``IMMEDIATE`` (a deferred transaction that reads, then writes fails with
 ``database is locked`` under concurrency; see stack-notes.md).
+
+After a PostgreSQL restart the connections the threads hold are dead: each call first drops
+one the server has closed (checked without a round trip), and a call whose very first
+statement finds the session ended by the server runs once more on a new connection. A failed
+COMMIT is marked (``wxb_at_commit``) so the answer can say its outcome is unknown.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import contextvars
 import functools
 import importlib.util
 import logging
+import os
+import select
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +43,37 @@ T = TypeVar("T")
 
 database = peewee.DatabaseProxy()
 
+#: SQLSTATEs of a session the server ended before the statement ran (admin_shutdown,
+#: crash_shutdown, cannot_connect_now): running the call again cannot do anything twice.
+_ENDED_BEFORE = frozenset({"57P01", "57P02", "57P03"})
+#: Less free space than this in the SQLite database's folder: the disk counts as full.
+MIN_FREE_BYTES = 1 << 20
+
+
+class _Marked:
+    """Counts the statements of the thread's current call and marks a failed COMMIT."""
+
+    _calls = threading.local()
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        self._calls.statements = getattr(self._calls, "statements", 0) + 1
+        return super().cursor(*args, **kwargs)  # type: ignore[misc]
+
+    def commit(self) -> Any:
+        try:
+            return super().commit()  # type: ignore[misc]
+        except Exception as exc:
+            exc.wxb_at_commit = True  # type: ignore[attr-defined]
+            raise
+
+
+class _Sqlite(_Marked, peewee.SqliteDatabase):
+    pass
+
+
+class _Postgres(_Marked, PooledPostgresqlDatabase):
+    pass
+
 
 def sqlite_path(url: str) -> str:
     """``sqlite:///data/x.db`` → ``data/x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``."""
@@ -47,7 +86,7 @@ def make_peewee_database(settings: Settings) -> peewee.Database:
         path = sqlite_path(url)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return peewee.SqliteDatabase(
+        return _Sqlite(
             path,
             pragmas={
                 "journal_mode": "wal",
@@ -59,7 +98,7 @@ def make_peewee_database(settings: Settings) -> peewee.Database:
             check_same_thread=False,
         )
     parts = urlparse(url)
-    return PooledPostgresqlDatabase(
+    return _Postgres(
         parts.path.lstrip("/"),
         user=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
@@ -123,13 +162,34 @@ class Database:
         return await loop.run_in_executor(self.executor, call)
 
     def _call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+        if not self.is_sqlite:
+            self._drop_if_dead()
+        _Marked._calls.statements = 0
         try:
             return fn(*args, **kwargs)
-        except (peewee.OperationalError, peewee.InterfaceError):
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            first = getattr(_Marked._calls, "statements", 0) <= 1
             # A broken connection must not stay bound to this thread.
             if not self.db.is_closed() and not self.db.in_transaction():
                 self.db.close()
-            raise
+            if not (first and _ended_before(exc)) or self.db.in_transaction():
+                raise
+        log.info("database session ended by the server: running the call again")
+        return fn(*args, **kwargs)
+
+    def _drop_if_dead(self) -> None:
+        """Close this thread's PostgreSQL connection if the server has ended it (it closed
+        the socket or sent its farewell while the connection was idle): no round trip."""
+        if self.db.is_closed() or self.db.in_transaction():
+            return
+        conn = self.db.connection()
+        try:
+            idle = self.db._adapter.txn_status(conn) == self.db._adapter.txn_idle
+            dead = bool(conn.closed) or not idle or _readable(conn.fileno())
+        except (OSError, ValueError, AttributeError):
+            dead = True
+        if dead:
+            self.db.manual_close()
 
     def atomic(self):
         return self.db.atomic()
@@ -137,12 +197,58 @@ class Database:
     def ping(self) -> None:
         self.db.execute_sql("SELECT 1").fetchone()
 
+    def write_probe(self) -> None:
+        """Raise ``peewee.OperationalError`` naming why the database cannot write now.
+
+        SQLite: its folder's free space (under :data:`MIN_FREE_BYTES` is full), its
+        ``max_page_count`` reached with no free page, and the write lock (``BEGIN
+        IMMEDIATE``, rolled back). PostgreSQL: a read-only server (a standby). Cheap: no row
+        is written."""
+        if not self.is_sqlite:
+            if self.db.execute_sql("SELECT pg_is_in_recovery()").fetchone()[0]:
+                raise peewee.OperationalError("the database is read-only (a standby)")
+            return
+        path = sqlite_path(self.settings.database.url)
+        if path != ":memory:":
+            stat = os.statvfs(Path(path).resolve().parent)
+            if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+                raise peewee.OperationalError("database or disk is full (no free space)")
+        pages, most, free = (
+            self.db.execute_sql(f"PRAGMA {name}").fetchone()[0]
+            for name in ("page_count", "max_page_count", "freelist_count")
+        )
+        if pages >= most and not free:
+            raise peewee.OperationalError("database or disk is full (max_page_count)")
+        if not self.db.in_transaction():
+            self.db.execute_sql("BEGIN IMMEDIATE")
+            self.db.execute_sql("ROLLBACK")
+
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if not self.db.is_closed():
             self.db.close()
         if isinstance(self.db, PooledPostgresqlDatabase):
             self.db.close_all()
+
+
+def _readable(fd: int) -> bool:
+    """Whether the server sent something on an idle connection (its farewell, or EOF).
+    ``poll``, not ``select``: a process with many open sockets has descriptors above 1024."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
+
+
+def _ended_before(exc: BaseException) -> bool:
+    """``exc`` says the connection was gone before the statement ran: peewee's or the
+    driver's "connection closed" (nothing was sent), or the server's farewell SQLSTATE."""
+    for current in (exc, exc.__cause__, exc.__context__, *exc.args[:1]):
+        if isinstance(current, BaseException):
+            if getattr(current, "sqlstate", None) in _ENDED_BEFORE:
+                return True
+            if type(current).__name__ == "InterfaceError":
+                return True
+    return False
 
 
 # --------------------------------------------------------------------------- hot queries
