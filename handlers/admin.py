@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.admin_base import ADMIN_COOKIE, ANY_ADMIN, AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, route
-from handlers.openapi import errors_of, json_body
+from handlers.openapi import errors_of, field_schema, json_body
 from wxbackend import errors
 from wxbackend.services.admin import accounts, wechat_config
 from wxbackend.services.admin import messages as messages_admin
@@ -129,7 +129,7 @@ class WeChatConfigHandler(AdminHandler):
         "put": {
             "summary": "Change any subset of the WeChat configuration",
             **admin_security(),
-            "requestBody": json_body({k: {} for k in CONFIG_FIELDS}),
+            "requestBody": json_body({k: field_schema(f) for k, f in CONFIG_FIELDS.items()}),
             "responses": {"200": {"description": "the new configuration"}, **errors_of(400, 403)},
         },
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
-from handlers.openapi import errors_of, json_body
+from handlers.openapi import INSTANT, errors_of, json_body
 from wxbackend.services.admin import accounts, audit_search, permissions
 from wxbackend.services.admin import sessions as admin_auth
 
@@ -134,8 +134,9 @@ class AuditLogHandler(AdminHandler):
             "summary": "The audit log, newest first: who did what, when, from where",
             **admin_security(),
             "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": _STR}
-                for n in ("action", "username", "from", "to", "cursor", "limit")
+                *({"name": n, "in": "query", "schema": _STR} for n in ("action", "username")),
+                *({"name": n, "in": "query", "schema": INSTANT} for n in ("from", "to")),
+                *({"name": n, "in": "query", "schema": _STR} for n in ("cursor", "limit")),
             ],
             "responses": {
                 "200": {

@@ -18,7 +18,8 @@ from typing import Any
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
-from handlers.openapi import errors_of, json_body
+from handlers.openapi import NOT_BLANK, choice, errors_of, json_body
+from models.ticket import TICKET_STATUSES
 from wxbackend.services.tickets import contact, views
 from wxbackend.services.tickets import workflow as tickets
 
@@ -31,6 +32,8 @@ _TICKET = (
     "history:[{status, action, by, note, at}]}"
 )
 
+_PAGED = ("overdue", "cursor", "limit")
+
 
 class TicketsHandler(AdminHandler):
     """``GET /admin/api/tickets?status=&overdue=&cursor=&limit=``."""
@@ -42,8 +45,8 @@ class TicketsHandler(AdminHandler):
             "summary": "差评 tickets in your scope, newest first (keyset pagination)",
             **admin_security(),
             "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": _STR}
-                for n in ("status", "overdue", "cursor", "limit")
+                {"name": "status", "in": "query", "schema": choice(TICKET_STATUSES)},
+                *({"name": n, "in": "query", "schema": _STR} for n in _PAGED),
             ],
             "responses": {
                 "200": {"description": f"{{items:[{_TICKET}], next_cursor}}"},
@@ -221,6 +224,7 @@ class ContactHandler(AdminHandler):
                         "type": "string",
                         "minLength": 1,
                         "maxLength": contact.REASON_MAX_CHARS,
+                        "pattern": NOT_BLANK,
                     }
                 },
                 required=["reason"],

@@ -45,7 +45,10 @@ class PushHandler(BaseHandler):
     openapi = {
         "get": {
             "summary": "WeChat server verification: echoes echostr when the signature is right",
-            "parameters": [*_SIGNED[:3], {"name": "echostr", "in": "query", "required": True}],
+            "parameters": [
+                *_SIGNED[:3],
+                {"name": "echostr", "in": "query", "required": True, "schema": {"type": "string"}},
+            ],
             "responses": {"200": {"description": "echostr", **_TEXT}, **errors_of(401)},
         },
         "post": {
