@@ -87,7 +87,10 @@ class ReplyHandler(AdminHandler):
         "post": {
             "summary": "A public reply of the center (1–500 characters)",
             **admin_security(),
-            "requestBody": json_body({"text": _STR}, required=["text"]),
+            "requestBody": json_body(
+                {"text": {"type": "string", "maxLength": 500, "pattern": NOT_BLANK}},
+                required=["text"],
+            ),
             "responses": {
                 "201": {"description": "{id, evaluation_id, text, created_at}"},
                 **errors_of(400, 401, 403, 404, 422),

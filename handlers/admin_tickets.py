@@ -131,7 +131,11 @@ class VerifyHandler(StepHandler):
 class RectifyHandler(StepHandler):
     step = "rectify"
     fields = {"note": Field(str, required=True)}
-    openapi = _step_openapi("整改: verified → rectified (note required)", {"note": _NOTE}, ["note"])
+    openapi = _step_openapi(
+        "整改: verified → rectified (note required)",
+        {"note": {**_NOTE, "pattern": NOT_BLANK}},
+        ["note"],
+    )
 
 
 class CallbackHandler(StepHandler):

@@ -28,10 +28,12 @@ _SIGNED = [
         ("signature", True),
         ("timestamp", True),
         ("nonce", True),
-        ("encrypt_type", False),
         ("msg_signature", False),
     )
 ]
+#: raw (plaintext, the default when empty) or aes (safe mode).
+_ENCRYPT_TYPE = {"type": "string", "enum": ["", "raw", "aes"]}
+_SIGNED.insert(3, {"name": "encrypt_type", "in": "query", "schema": _ENCRYPT_TYPE})
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 QUERY_KEYS = ("signature", "timestamp", "nonce", "encrypt_type", "msg_signature")
 
