@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.admin_base import ADMIN_COOKIE, ANY_ADMIN, AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, route
-from handlers.openapi import errors_of, json_body
+from handlers.openapi import errors_of, field_schema, json_body
 from wxbackend import errors
 from wxbackend.services.admin import accounts, wechat_config
 from wxbackend.services.admin import messages as messages_admin
@@ -118,6 +118,30 @@ CONFIG_FIELDS = {
 }
 
 
+#: What services.admin.wechat_config checks of each value (400 invalid_config otherwise).
+_CONFIG_CHECKED: dict[str, dict] = {
+    "appid": {"pattern": "^wx[0-9a-f]{16}$"},
+    "secret": {"pattern": "^[0-9a-f]{32}$"},
+    "push_token": {"pattern": "^[A-Za-z0-9]{3,32}$"},
+    "aes_key": {"pattern": "^[A-Za-z0-9]{43}$"},
+    "miniprogram_page": {"pattern": "^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"},
+    "env_version": {"enum": ["release", "trial", "develop"]},
+    "templates": {
+        "properties": {
+            **{
+                key: {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+                for key in wechat_config.TEMPLATE_KEYS
+            },
+            **{key: {"type": "object"} for key in wechat_config.FIELD_MAPS},
+        },
+        "additionalProperties": False,
+    },
+}
+
+
+_FIELDS = CONFIG_FIELDS.items()
+
+
 class WeChatConfigHandler(AdminHandler):
     permissions = {"get": "wechat_config.read", "put": "wechat_config.write"}
     openapi = {
@@ -129,7 +153,9 @@ class WeChatConfigHandler(AdminHandler):
         "put": {
             "summary": "Change any subset of the WeChat configuration",
             **admin_security(),
-            "requestBody": json_body({k: {} for k in CONFIG_FIELDS}),
+            "requestBody": json_body(
+                {k: {**field_schema(f), **_CONFIG_CHECKED.get(k, {})} for k, f in _FIELDS}
+            ),
             "responses": {"200": {"description": "the new configuration"}, **errors_of(400, 403)},
         },
     }

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
-from handlers.openapi import errors_of, json_body
-from wxbackend.services.admin import accounts, audit_search, permissions
+from handlers.openapi import INSTANT, errors_of, json_body
+from wxbackend.services.admin import accounts, audit_search, passwords, permissions
 from wxbackend.services.admin import sessions as admin_auth
 
 _STR = {"type": "string"}
 _NULLABLE_STR = {"type": ["string", "null"]}
+_PASSWORD = {"type": "string", "minLength": passwords.MIN_LENGTH, "maxLength": passwords.MAX_LENGTH}
 _ROLE = {"type": "string", "enum": list(permissions.ROLES)}
 
 
@@ -32,8 +33,8 @@ class AdminsHandler(AdminHandler):
             **admin_security(),
             "requestBody": json_body(
                 {
-                    "username": _STR,
-                    "password": _STR,
+                    "username": {"type": "string", "pattern": accounts.USERNAME.pattern},
+                    "password": _PASSWORD,
                     "role": _ROLE,
                     "center": _NULLABLE_STR,
                     "department": _NULLABLE_STR,
@@ -85,7 +86,7 @@ class AdminAccountHandler(AdminHandler):
                     "department": _NULLABLE_STR,
                     "disabled": {"type": "boolean"},
                     "staff_no": _NULLABLE_STR,
-                    "password": _STR,
+                    "password": _PASSWORD,
                 }
             ),
             "responses": {
@@ -134,8 +135,9 @@ class AuditLogHandler(AdminHandler):
             "summary": "The audit log, newest first: who did what, when, from where",
             **admin_security(),
             "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": _STR}
-                for n in ("action", "username", "from", "to", "cursor", "limit")
+                *({"name": n, "in": "query", "schema": _STR} for n in ("action", "username")),
+                *({"name": n, "in": "query", "schema": INSTANT} for n in ("from", "to")),
+                *({"name": n, "in": "query", "schema": _STR} for n in ("cursor", "limit")),
             ],
             "responses": {
                 "200": {

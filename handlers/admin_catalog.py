@@ -15,6 +15,7 @@ from typing import Any
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
 from handlers.openapi import errors_of, json_body
+from models.catalog import STAFF_ROLES
 from wxbackend import errors
 from wxbackend.services.admin.audit_search import parse_limit
 from wxbackend.services.cases import partners as partner_auth
@@ -83,11 +84,29 @@ def _fields(section: str, create: bool) -> dict[str, Field]:
     }
 
 
+_CONTROL = r"\x00-\x1f\x7f-\x9f"  # Unicode category Cc
+_PLAIN = f"[^{_CONTROL}]"
+#: What services.catalogue.rows checks of these fields, said in the document too: codes are
+#: 1–64 of ``[A-Za-z0-9_.-]``, names hold a visible character and no control characters.
+_CHECKED: dict[str, dict[str, Any]] = {
+    "code": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "staff_no": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "center": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "department": {"pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "name": {"maxLength": 64, "pattern": f"^{_PLAIN}*[^\\s{_CONTROL}]{_PLAIN}*$"},
+    "area_code": {"pattern": "^[0-9]{6,12}$"},
+    "role": {"enum": list(STAFF_ROLES)},
+    "photo_url": {"pattern": "^https?://"},
+}
+
+
 def _schema(section: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (kind, nullable) in _SECTION_FIELDS[section].items():
         base = "boolean" if kind is bool else "string"
         out[name] = {"type": [base, "null"]} if nullable else {"type": base}
+        if name in _CHECKED:
+            out[name].update(_CHECKED[name])
     if section == "staff":
         out["id_number"]["description"] = "Stored only as its keyed hash; never returned."
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
-from handlers.openapi import errors_of, json_body
+from handlers.openapi import NOT_BLANK, errors_of, json_body
 from wxbackend.services.admin import callbacks
 from wxbackend.services.admin import moderation as admin_evaluations
 
@@ -87,7 +87,10 @@ class ReplyHandler(AdminHandler):
         "post": {
             "summary": "A public reply of the center (1–500 characters)",
             **admin_security(),
-            "requestBody": json_body({"text": _STR}, required=["text"]),
+            "requestBody": json_body(
+                {"text": {"type": "string", "maxLength": 500, "pattern": NOT_BLANK}},
+                required=["text"],
+            ),
             "responses": {
                 "201": {"description": "{id, evaluation_id, text, created_at}"},
                 **errors_of(400, 401, 403, 404, 422),
@@ -138,7 +141,7 @@ class RevealHandler(AdminHandler):
             "characters, is audited; the name is never logged)",
             **admin_security(),
             "requestBody": json_body(
-                {"reason": {"type": "string", "minLength": 1, "maxLength": 500}},
+                {"reason": {"type": "string", "maxLength": 500, "pattern": NOT_BLANK}},
                 required=["reason"],
             ),
             "responses": {"200": {"description": "{name}"}, **errors_of(400, 401, 403, 404)},

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import route
-from handlers.openapi import errors_of
+from handlers.openapi import choice, errors_of
 from wxbackend.services.admin import messages as messages_admin
+
+_OTHERS = ("kind", "cursor", "limit")
 
 
 class MessagesHandler(AdminHandler):
@@ -16,8 +18,8 @@ class MessagesHandler(AdminHandler):
             "attempts; filter status=config_error to see what WeChat refused",
             **admin_security(),
             "parameters": [
-                {"name": n, "in": "query", "schema": {"type": "string"}}
-                for n in ("status", "kind", "cursor", "limit")
+                {"name": "status", "in": "query", "schema": choice(messages_admin.STATUSES)},
+                *({"name": n, "in": "query", "schema": {"type": "string"}} for n in _OTHERS),
             ],
             "responses": {"200": {"description": "{items, next_cursor}"}, **errors_of(400, 401)},
         }

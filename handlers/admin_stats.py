@@ -15,7 +15,7 @@ from tornado.iostream import StreamClosedError
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import route
-from handlers.openapi import errors_of
+from handlers.openapi import DAY, errors_of
 from wxbackend.services.admin import export, ranking, stats
 
 
@@ -29,8 +29,9 @@ def _query(name: str, description: str, required: bool = False, **schema: Any) -
     }
 
 
-_FROM = _query("from", "first day, YYYY-MM-DD (Asia/Shanghai)", format="date")
-_TO = _query("to", "last day, inclusive, YYYY-MM-DD", format="date")
+#: Empty means no bound, for ``from`` and ``to`` alike (every listing reads them so).
+_FROM = {**_query("from", "first day, YYYY-MM-DD (Asia/Shanghai); empty: no bound"), "schema": DAY}
+_TO = {**_query("to", "last day, inclusive, YYYY-MM-DD; empty: no bound"), "schema": DAY}
 
 
 class StatsHandler(AdminHandler):

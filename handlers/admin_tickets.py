@@ -19,7 +19,8 @@ from typing import Any
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
-from handlers.openapi import errors_of, json_body
+from handlers.openapi import NOT_BLANK, choice, errors_of, json_body
+from models.ticket import TICKET_STATUSES
 from wxbackend.services.tickets import contact, views
 from wxbackend.services.tickets import workflow as tickets
 
@@ -34,6 +35,8 @@ _TICKET = (
     "approver:{staff_no, name}|null}}"
 )
 
+_PAGED = ("overdue", "cursor", "limit")
+
 
 class TicketsHandler(AdminHandler):
     """``GET /admin/api/tickets?status=&overdue=&cursor=&limit=``."""
@@ -45,8 +48,8 @@ class TicketsHandler(AdminHandler):
             "summary": "差评 tickets in your scope, newest first (keyset pagination)",
             **admin_security(),
             "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": _STR}
-                for n in ("status", "overdue", "cursor", "limit")
+                {"name": "status", "in": "query", "schema": choice(TICKET_STATUSES)},
+                *({"name": n, "in": "query", "schema": _STR} for n in _PAGED),
             ],
             "responses": {
                 "200": {"description": f"{{items:[{_TICKET}], next_cursor}}"},
@@ -131,7 +134,11 @@ class VerifyHandler(StepHandler):
 class RectifyHandler(StepHandler):
     step = "rectify"
     fields = {"note": Field(str, required=True)}
-    openapi = _step_openapi("整改: verified → rectified (note required)", {"note": _NOTE}, ["note"])
+    openapi = _step_openapi(
+        "整改: verified → rectified (note required)",
+        {"note": {**_NOTE, "pattern": NOT_BLANK}},
+        ["note"],
+    )
 
 
 class CallbackHandler(StepHandler):
@@ -224,6 +231,7 @@ class ContactHandler(AdminHandler):
                         "type": "string",
                         "minLength": 1,
                         "maxLength": contact.REASON_MAX_CHARS,
+                        "pattern": NOT_BLANK,
                     }
                 },
                 required=["reason"],

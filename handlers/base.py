@@ -126,6 +126,9 @@ class BaseHandler(tornado.web.RequestHandler):
                     "message": f"Something went wrong (request {self.request_id}).",
                 }
             }
+        body["error"].setdefault("message_zh", errors.message_zh(body["error"]["code"]))
+        if status_code == 405:  # RFC 9110: a 405 names the methods the resource has
+            self.set_header("Allow", allowed_methods(type(self)))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(body, ensure_ascii=False))
 
@@ -220,6 +223,16 @@ class CitizenHandler(BaseHandler):
             raise errors.Unauthenticated("Your session has ended; log in again.")
         self.user_id = user_id
         self.session_token = token
+
+
+def allowed_methods(handler: type[tornado.web.RequestHandler]) -> str:
+    """The ``Allow`` header of a handler class: the methods it implements."""
+    methods = [
+        m.upper()
+        for m in ("get", "head", "post", "put", "delete", "patch", "options")
+        if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)
+    ]
+    return ", ".join(methods)
 
 
 def bearer_token(header: str) -> str | None:

@@ -34,6 +34,7 @@ log = logging.getLogger("wxbackend.devices")
 
 _DEVICE = {"security": [{"device": []}]}
 _STR = {"type": "string"}
+_WINDOW_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
 
 
 def sse(event: str, data: dict[str, Any] | None = None) -> bytes:
@@ -65,7 +66,8 @@ class PairHandler(BaseHandler):
             "summary": "Pair an evaluator screen with its window's device key → {device_token} "
             "(401 for a wrong window or key; rate-limited per address)",
             "requestBody": json_body(
-                {"window_code": _STR, "device_key": _STR}, required=["window_code", "device_key"]
+                {"window_code": _WINDOW_CODE, "device_key": _STR},
+                required=["window_code", "device_key"],
             ),
             "responses": {
                 "200": {"description": "{device_token}"},

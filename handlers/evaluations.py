@@ -36,7 +36,7 @@ IDEMPOTENCY_KEY = {
     "required": False,
     "description": "8–64 visible ASCII characters: the same key and body within 24 h answer "
     "the original 201 again; another body with the key is 422 idempotency_mismatch",
-    "schema": {"type": "string", "minLength": 8, "maxLength": 64},
+    "schema": {"type": "string", "pattern": "^[!-~]{8,64}$"},
 }
 
 
@@ -118,6 +118,7 @@ class EvaluationsHandler(CitizenHandler):
                     },
                 },
                 required=["overall"],
+                one_of=[["scene"], ["case_id"]],
             ),
             "parameters": [IDEMPOTENCY_KEY],
             "responses": {

@@ -29,7 +29,7 @@ from typing import Any
 import tornado.web
 
 from handlers.admin_base import ADMIN_COOKIE
-from handlers.base import BaseHandler, route
+from handlers.base import BaseHandler, allowed_methods, route
 from handlers.openapi import errors_of
 from wxbackend import errors
 from wxbackend.services.cases.scan import rating_form
@@ -102,6 +102,8 @@ class PageHandler(BaseHandler):
             message = "未找到该页面。"
         else:
             message = f"服务暂时不可用（请求编号 {self.request_id}）。"
+        if status_code == 405:
+            self.set_header("Allow", allowed_methods(type(self)))
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.render("error.html", status=status_code, message=message)
 
@@ -182,7 +184,10 @@ class StaticHandler(tornado.web.StaticFileHandler):
             code = "internal_error"
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         message = "No such file." if code == "not_found" else self._reason
-        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+        if status_code == 405:
+            self.set_header("Allow", allowed_methods(type(self)))
+        error = {"code": code, "message": message, "message_zh": errors.message_zh(code)}
+        self.finish(json.dumps({"error": error}, ensure_ascii=False))
 
 
 class FaviconHandler(BaseHandler):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.base import BaseHandler, CitizenHandler, route
-from handlers.openapi import bearer, errors_of
+from handlers.openapi import DAY, bearer, errors_of
 from wxbackend.services.public import figures, listing, stats_cache
 from wxbackend.services.ratings import levels, likes
 
@@ -60,8 +60,8 @@ class PublicStatsHandler(BaseHandler):
             "parameters": [
                 _query("center", "center code"),
                 _query("item", "service item code"),
-                _query("from", "first day, YYYY-MM-DD (Asia/Shanghai)", {"format": "date"}),
-                _query("to", "last day, inclusive, YYYY-MM-DD", {"format": "date"}),
+                _query("from", "first day, YYYY-MM-DD (Asia/Shanghai)", DAY),
+                _query("to", "last day, inclusive, YYYY-MM-DD", DAY),
             ],
             "responses": {
                 "200": {

@@ -28,10 +28,12 @@ _SIGNED = [
         ("signature", True),
         ("timestamp", True),
         ("nonce", True),
-        ("encrypt_type", False),
         ("msg_signature", False),
     )
 ]
+#: raw (plaintext, the default when empty) or aes (safe mode).
+_ENCRYPT_TYPE = {"type": "string", "enum": ["", "raw", "aes"]}
+_SIGNED.insert(3, {"name": "encrypt_type", "in": "query", "schema": _ENCRYPT_TYPE})
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 QUERY_KEYS = ("signature", "timestamp", "nonce", "encrypt_type", "msg_signature")
 
@@ -45,7 +47,10 @@ class PushHandler(BaseHandler):
     openapi = {
         "get": {
             "summary": "WeChat server verification: echoes echostr when the signature is right",
-            "parameters": [*_SIGNED[:3], {"name": "echostr", "in": "query", "required": True}],
+            "parameters": [
+                *_SIGNED[:3],
+                {"name": "echostr", "in": "query", "required": True, "schema": {"type": "string"}},
+            ],
             "responses": {"200": {"description": "echostr", **_TEXT}, **errors_of(401)},
         },
         "post": {

@@ -131,7 +131,7 @@ class CheckpointHistoryHandler(BaseHandler):
                     "in": "query",
                     "required": False,
                     "description": "only tree sizes below this",
-                    "schema": {"type": "integer", "minimum": 0},
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 10**15 - 1},
                 }
             ],
             "responses": {

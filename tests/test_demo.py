@@ -5,8 +5,10 @@ ID number, and leave the data behind: the second run reports new cases while reu
 catalogue, the partner key and the demo admin.
 """
 
+import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import http
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow  # starts OS processes
@@ -103,16 +106,20 @@ def test_demo_twice_leaves_browsable_data(tmp_path):
     assert "partner key: pk_" in first and "(new;" in first
     password = re.search(r"demo / password (\S+)", first)
     assert password, first
-    password_file = tmp_path / "data" / "demo-admin-password.txt"
+    password_file = tmp_path / "data" / "demo" / "demo-admin-password.txt"
     assert password_file.read_text().strip() == password.group(1)
     assert password_file.stat().st_mode & 0o077 == 0
-    assert (tmp_path / "data" / "demo-qr.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "data" / "demo" / "demo-qr.png").read_bytes().startswith(b"\x89PNG")
 
     second = run_demo(tmp_path)
     assert "(reused;" in second and "demo (reused; password in" in second
     assert password.group(1) not in second  # printed once
 
-    db = tmp_path / "data" / "wxbackend.db"
+    # the demo keeps apart from `serve`: its own database and keys in data/demo/
+    assert not (tmp_path / "data" / "wxbackend.db").exists()
+    assert not (tmp_path / "data" / "master.key").exists()
+    assert (tmp_path / "data" / "demo" / "master.key").exists()
+    db = tmp_path / "data" / "demo" / "wxbackend.db"
     assert count(db, "case") == 4  # two per run: the rated one and the reminded one
     assert count(db, "evaluation") == 2
     assert count(db, "ticket") == 2
@@ -121,3 +128,36 @@ def test_demo_twice_leaves_browsable_data(tmp_path):
     with sqlite3.connect(db) as conn:
         statuses = {row[0] for row in conn.execute("SELECT status FROM ticket")}
     assert statuses == {"closed"}
+
+
+def test_demo_keep_running_logs_each_request_like_serve(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WXB_")}
+    env["WXB_SANDBOX_PORT"] = str(free_port())
+    port = free_port()
+    proc = subprocess.Popen(
+        [WXBACKEND, "demo", "--keep-running", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # the walkthrough, then the server keeps serving
+            if "serving until Ctrl-C" in line:
+                break
+        else:
+            raise AssertionError(proc.stderr.read()[-3000:])
+        status, _ = http("GET", f"http://127.0.0.1:{port}/api/v1/public/levels")
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-3000:]
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(
+        entry.get("msg") == "request"
+        and entry.get("route") == "/api/v1/public/levels"
+        and entry.get("status") == 200
+        for entry in logged
+    ), err[-3000:]

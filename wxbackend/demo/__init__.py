@@ -1,8 +1,10 @@
 """``wxbackend demo``: the whole 好差评 flow end to end against the WeChat sandbox, step by step.
 
-The real server runs in-process (:class:`wxbackend.server.AppServer`: the same settings as
-``serve`` — by default SQLite ``data/wxbackend.db``, embedded Redis, the WeChat sandbox, the
-embedded worker) on a free port (or ``--port``). The demo passes two settings of its own:
+The real server runs in-process (:class:`wxbackend.server.AppServer`: the settings of
+``serve``, but with its data kept apart in ``<data_dir>/demo/`` — its own SQLite
+``data/demo/wxbackend.db``, generated keys, the embedded Redis — with the WeChat sandbox and
+the embedded worker) on a free port (or ``--port``); ``--keep-running`` then logs each request
+as ``serve`` does. The demo passes two settings of its own:
 ``reminders.first_after_seconds = 1`` and ``reminders.quiet_hours = ""`` so that a reminder
 arrives while you watch. Then it plays every actor over real HTTP, printing each step in
 Chinese and English with its key values:

@@ -77,7 +77,12 @@ def summary(demo: Demo, keep_running: bool) -> None:
     user = prepare.ADMIN_USERNAME
     line("管理后台", "admin console", f"{b}admin/  user {user}  password {password}")
     line("微信沙箱", "WeChat sandbox", f"{demo.sandbox.url}_sandbox/")
-    line("数据", "data", f"{demo.settings.database.url} (kept; `wxbackend serve` shows it too)")
+    line(
+        "数据",
+        "data",
+        f"{demo.settings.database.url} (kept, apart from `serve`'s; "
+        "`wxbackend demo --keep-running` to browse it)",
+    )
     if demo.s.skipped:
         out("\nskipped steps:")
         for text in demo.s.skipped:

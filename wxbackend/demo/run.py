@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -20,16 +21,29 @@ from wxbackend.demo.output import DemoError, out
 from wxbackend.demo.session import Demo
 from wxbackend.settings import Settings, SettingsError
 
+#: The demo's own folder under ``server.data_dir``: its SQLite database, keys and files.
+DEMO_FOLDER = "demo"
+
 
 def demo_settings(settings: Settings) -> Settings:
     """The settings the demo runs the server with: the given ones, plus a reminder due one
-    second after a case is reported, no quiet hours and the embedded worker."""
+    second after a case is reported, no quiet hours and the embedded worker, with its data
+    kept apart from ``serve``'s in ``<data_dir>/demo/`` (its own SQLite database, generated
+    keys and the embedded Redis), so no ``demo`` superadmin lands in a real database."""
     if not settings.sandbox_mode:
         raise SettingsError(
             'the demo runs against the WeChat sandbox: wechat.api_base must be "sandbox" '
             f"(it is {settings.wechat.api_base!r})"
         )
+    folder = os.path.join(settings.server.data_dir, DEMO_FOLDER)
     return settings.replace(
+        server__data_dir=folder,
+        database__url=f"sqlite:///{folder}/wxbackend.db",
+        redis__url="embedded",
+        security__master_key="",
+        security__old_master_keys=[],
+        security__hash_key="",
+        transparency__signing_key="",
         reminders__first_after_seconds=1,
         reminders__quiet_hours="",
         worker__embedded=True,
@@ -76,6 +90,7 @@ async def _main(settings: Settings, port: int, address: str, keep_running: bool)
             return 1
         summary(demo, keep_running)
         if keep_running:
+            logging.getLogger().setLevel(settings.log.level)  # each request, as `serve` logs
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,160 @@
+"""Schemathesis against the served /openapi.json of a running server (issue 15, item 7).
+
+A citizen token and an admin session are sent where the document asks for them. Every answer
+must be no 5xx, carry a documented status and content type, and match the documented schema;
+schema-valid requests (positive mode) must not be refused as malformed (400), and requests
+outside the schema (negative mode) must be refused, with documented answers. The run is
+derandomized (fixed examples per operation, no example database), so CI sends the same
+requests every time: ~750 of them, ~20 s of CPU. Every 405's ``Allow`` is checked in
+tests/test_openapi_document.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+import hypothesis
+import hypothesis.errors
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.admins import admin_token
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.asyncio]
+
+#: Examples per operation and mode (107 operations: ~750 requests in all).
+EXAMPLES = {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 3}
+#: Server-Sent Events never end: tests/test_live.py and tests/test_devices.py cover them.
+STREAMS = {"/api/v1/public/live", "/api/v1/device/stream"}
+#: Ending the session would leave the rest of the run without one (they still get 401s).
+LOGOUTS = {"/api/v1/auth/logout", "/admin/api/logout"}
+#: Refusals of schema-valid input that no schema can express: a cursor is opaque (only the
+#: server's own is accepted), ``from`` after ``to`` compares two parameters, and a
+#: transparency-log index or size must lie within the log's size at the time of asking.
+BEYOND_SCHEMA = (
+    re.compile(r'"(parameter|field)": "cursor"'),
+    re.compile(r"Parameter from is after to\."),
+    re.compile(r"(leaf_index|tree_size|first|second|start|end) must be an integer from \d+ to"),
+)
+
+
+@pytest.fixture
+def without_local_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis mixes constants from the source modules imported so far into what it
+    draws, so the requests would depend on the code base and on which tests ran before in
+    the session; without them they depend only on the document (and the library versions)."""
+    from hypothesis.internal.conjecture import providers
+
+    if hasattr(providers, "_get_local_constants"):
+        empty = providers.Constants(
+            integers=providers.SortedSet(),
+            floats=providers.SortedSet(key=providers.float_to_int),
+            bytes=providers.SortedSet(),
+            strings=providers.SortedSet(),
+        )
+        monkeypatch.setattr(providers, "_get_local_constants", lambda: empty)
+
+
+@schemathesis.check
+def valid_input_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A schema-valid request is never refused as malformed (400 ``invalid_body`` or
+    ``invalid_query``): the document must say what the handler checks. Refusals by the domain
+    rules (``invalid_id_number``, 403, 404, 409, 410, 422 …) are answers, not schema gaps."""
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return None
+    if response.status_code != 400:
+        return None
+    text = response.text
+    malformed = '"invalid_body"' in text or '"invalid_query"' in text
+    if not malformed or any(reason.search(text) for reason in BEYOND_SCHEMA):
+        return None
+    raise AssertionError(f"schema-valid input refused: {text[:300]}")
+
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    valid_input_accepted,
+    negative_data_rejection,
+]
+
+
+def _fuzz(document: dict, base_url: str, tokens: dict[str, str]) -> tuple[list[str], int]:
+    """Every operation of ``document`` in both modes: the failures and the request count."""
+    schema = schemathesis.openapi.from_dict(document)
+    session = requests.Session()
+    failures: list[str] = []
+    sent = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path in STREAMS:
+            continue
+        schemes = [name for entry in operation.definition.raw.get("security", []) for name in entry]
+        headers = {}
+        if operation.path not in LOGOUTS and schemes and schemes[0] in tokens:
+            headers["Authorization"] = f"Bearer {tokens[schemes[0]]}"
+        negatable = operation.body or operation.query or operation.headers
+        for mode, examples in EXAMPLES.items():
+            if mode is GenerationMode.NEGATIVE and not negatable:
+                continue  # nothing the client sends could break the schema
+
+            @hypothesis.settings(
+                max_examples=examples,
+                derandomize=True,
+                deadline=None,
+                database=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+            def one(case: Any) -> None:
+                nonlocal sent
+                sent += 1
+                response = case.call(
+                    base_url=base_url, session=session, headers=headers, timeout=10
+                )
+                case.validate_response(response, checks=CHECKS)
+
+            try:
+                one()
+            except hypothesis.errors.Unsatisfiable:
+                continue  # every parameter is a path segment: no invalid one exists
+            except (
+                Exception,
+                BaseExceptionGroup,
+            ) as exc:  # one finding per operation and mode is enough to act on
+                failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
+    session.close()
+    return failures, sent
+
+
+async def test_the_api_answers_every_generated_request_as_documented(
+    api, ctx, sandbox, partner, base_url, http_client, without_local_constants
+):
+    citizen, _ = await api.login(sandbox)
+    tokens = {"citizen": citizen, "admin": await admin_token(api, ctx)}
+    served = await http_client.fetch(base_url + "/openapi.json")
+    document = json.loads(served.body)
+
+    started = time.monotonic()
+    failures, sent = await asyncio.to_thread(_fuzz, document, base_url, tokens)
+    print(f"\nfuzz: {sent} requests in {time.monotonic() - started:.1f} s")
+    assert not failures, "\n\n".join(failures)
