@@ -18,7 +18,9 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+import peewee
 
 from models.base import utcnow
 from models.job import Job
@@ -32,6 +34,13 @@ MAX_ATTEMPTS = 8
 CONCURRENCY = 64
 PROGRESS_EVERY_SECONDS = 10.0
 PIPELINE = 2
+#: How long the outcome of a send is retried against a database that is down or restarting
+#: (:func:`record_outcome`) before the worker gives it up to the job's lease.
+RECORD_PATIENCE_SECONDS = 300.0
+#: A connection lost, refused or cut (PostgreSQL restarting, SQLite busy): retrying helps.
+CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
+T = TypeVar("T")
 
 
 class Retry(Exception):
@@ -67,6 +76,31 @@ Handler = Callable[[Context, Any], Awaitable[object]]
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+async def record_outcome(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on the database, retrying connection errors for up to
+    :data:`RECORD_PATIENCE_SECONDS`: for writes that record what already happened outside
+    (a message sent). Lost, such an outcome would make the next worker send again; ``fn``
+    must be idempotent (its first try may have committed before the connection was cut)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RECORD_PATIENCE_SECONDS
+    pause, failures = 0.1, 0
+    while True:
+        try:
+            result = await ctx.db.run(fn, *args)
+        except CONNECTION_ERRORS as exc:
+            if loop.time() + pause > deadline:
+                raise
+            if failures == 0:
+                log.warning("worker: database unavailable (%s); retrying", type(exc).__name__)
+            failures += 1
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            continue
+        if failures:
+            log.info("worker: database back after %d retries", failures)
+        return result
 
 
 class Worker:
@@ -156,56 +190,71 @@ class Worker:
         await self._progress(len(batch))
         return len(batch)
 
+    async def _settle(self, fn: Callable[..., Any], *args: Any, patient: bool = True) -> None:
+        """Record a job's end or return (retried as by :func:`record_outcome` when
+        ``patient``); if the database stays away, the job keeps its lease until it runs
+        out and then runs again: never lost, and the worker goes on."""
+        try:
+            if patient:
+                await record_outcome(self.ctx, fn, *args)
+            else:
+                await self.ctx.db.run(fn, *args)
+        except CONNECTION_ERRORS as exc:
+            log.warning("worker: a job's outcome is not recorded: %s", type(exc).__name__)
+
     async def _run_batch(self, group: list[Job]) -> None:
         """A batch handler (``handler.batch = True``) gets every claimed job of its kind at
         once and records each job's end itself; if it raises, the jobs it left running are
         retried (or failed after :data:`MAX_ATTEMPTS`)."""
         if self.stopping.is_set():
-            await self.ctx.db.run(jobs.release, [job.id for job in group], self.owner)
+            await self._settle(jobs.release, [job.id for job in group], self.owner, patient=False)
             return
         try:
             await self.handlers[group[0].kind](self.ctx, group)
         except Exception as exc:  # noqa: BLE001 - record it, retry later
-            log.exception("batch of %d %s job(s) failed", len(group), group[0].kind)
+            if isinstance(exc, CONNECTION_ERRORS):  # an outage: one line, not a traceback
+                log.warning("batch of %d %s job(s) failed: %s", len(group), group[0].kind, exc)
+            else:
+                log.exception("batch of %d %s job(s) failed", len(group), group[0].kind)
             for job in group:
                 reason = type(exc).__name__
                 if job.attempts >= MAX_ATTEMPTS:
-                    await self.ctx.db.run(jobs.fail, job.id, self.owner, reason)
+                    await self._settle(jobs.fail, job.id, self.owner, reason)
                 else:
                     due = utcnow() + backoff(job.attempts)
-                    await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
+                    await self._settle(jobs.retry, job.id, self.owner, due, reason)
 
     async def _run_job(self, job: Job) -> None:
         async with self.semaphore:
             if self.stopping.is_set():
-                await self.ctx.db.run(jobs.release, [job.id], self.owner)
+                await self._settle(jobs.release, [job.id], self.owner, patient=False)
                 return
             try:
                 result = await self.handlers[job.kind](self.ctx, job)
             except Defer as exc:
-                await self.ctx.db.run(jobs.defer, job.id, self.owner, exc.at, exc.reason)
+                await self._settle(jobs.defer, job.id, self.owner, exc.at, exc.reason)
                 return
             except Retry as exc:
                 at = exc.at or utcnow() + backoff(job.attempts)
                 if job.attempts >= MAX_ATTEMPTS:
-                    await self.ctx.db.run(jobs.fail, job.id, self.owner, f"gave up: {exc.reason}")
+                    await self._settle(jobs.fail, job.id, self.owner, f"gave up: {exc.reason}")
                 else:
-                    await self.ctx.db.run(jobs.retry, job.id, self.owner, at, exc.reason)
+                    await self._settle(jobs.retry, job.id, self.owner, at, exc.reason)
                 return
             except Fail as exc:
-                await self.ctx.db.run(jobs.fail, job.id, self.owner, str(exc))
+                await self._settle(jobs.fail, job.id, self.owner, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - record it, retry later
                 log.exception("job %s (%s) failed", job.id, job.kind)
                 reason = f"{type(exc).__name__}"
                 if job.attempts >= MAX_ATTEMPTS:
-                    await self.ctx.db.run(jobs.fail, job.id, self.owner, reason)
+                    await self._settle(jobs.fail, job.id, self.owner, reason)
                 else:
                     due = utcnow() + backoff(job.attempts)
-                    await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
+                    await self._settle(jobs.retry, job.id, self.owner, due, reason)
                 return
             if result is not FINISHED:
-                await self.ctx.db.run(jobs.complete, job.id, self.owner)
+                await self._settle(jobs.complete, job.id, self.owner)
 
     async def _renew_leases(self) -> None:
         """Keep the leases of held jobs alive while this worker lives (a slow send or a long
@@ -228,7 +277,10 @@ class Worker:
         if now - self._last_progress < PROGRESS_EVERY_SECONDS:
             return
         self._last_progress = now
-        left = await self.ctx.db.run(jobs.due_count, list(self.handlers))
+        try:
+            left = await self.ctx.db.run(jobs.due_count, list(self.handlers))
+        except CONNECTION_ERRORS:
+            return  # only a progress line
         if left:
             log.info(
                 "worker catching up: %d due job(s) left, %d done so far",

@@ -4,10 +4,12 @@ theirs without disturbing anyone else's."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from tests.support.servers import free_port
@@ -26,10 +28,14 @@ def pg_bindir() -> Path | None:
     return found[-1].parent if found else None
 
 
+#: One ``initdb`` per test process, copied for each cluster (``initdb`` takes seconds).
+_templates: dict[Path, Path] = {}
+
+
 class PgCluster:
-    """``initdb`` + ``pg_ctl start`` on a free port, database ``wxb`` (user ``wxb``, trust);
-    :meth:`restart` (``pg_ctl restart -m fast``: connections are cut), :meth:`stop` removes
-    it all."""
+    """A cluster (a copy of one ``initdb`` per process) started on a free port, database
+    ``wxb`` (user ``wxb``, trust); :meth:`restart` (``-m fast``: connections are cut),
+    :meth:`stop` removes it all."""
 
     def __init__(self, bindir: Path):
         self.bindir = bindir
@@ -40,9 +46,23 @@ class PgCluster:
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             shutil.chown(self.folder, "postgres", "postgres")
             self.as_user = ["runuser", "-u", "postgres", "--"]
-        self._run("initdb", "-D", str(self.data), "-U", "wxb", "--auth=trust", "-E", "UTF8")
+        subprocess.run(["cp", "-a", str(self._template()), str(self.data)], check=True)
         self._ctl("start")
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "wxb", "wxb")
+
+    def _template(self) -> Path:
+        template = _templates.get(self.bindir)
+        if template is None:
+            folder = Path(tempfile.mkdtemp(prefix="wxb-pg-template-"))
+            atexit.register(shutil.rmtree, folder, True)
+            if self.as_user:
+                shutil.chown(folder, "postgres", "postgres")
+            template = folder / "data"
+            self._run(
+                "initdb", "-D", str(template), "-U", "wxb", "--auth=trust", "-E", "UTF8", "-N"
+            )
+            _templates[self.bindir] = template
+        return template
 
     @property
     def url(self) -> str:
@@ -57,9 +77,15 @@ class PgCluster:
         log = str(self.folder / "log")
         self._run("pg_ctl", "-D", str(self.data), "-l", log, "-w", "-o", options, *args, action)
 
-    def restart(self) -> None:
-        """Stop it at once (sessions cut, ``-m fast``) and start it again."""
-        self._ctl("restart", "-m", "fast")
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop it at once (sessions cut, ``-m fast``) and start it again, after
+        ``down_seconds`` (meanwhile connections are refused)."""
+        if down_seconds <= 0:
+            self._ctl("restart", "-m", "fast")
+            return
+        self._ctl("stop", "-m", "fast")
+        time.sleep(down_seconds)
+        self._ctl("start")
 
     def stop(self) -> None:
         command = [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data)]

@@ -42,7 +42,7 @@ from wxbackend.services.alerts import content, robot
 from wxbackend.services.catalogue.admin_rows import WECOM_KEY_CONTEXT
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.settings import Settings
-from wxbackend.worker import FINISHED, MAX_ATTEMPTS, backoff
+from wxbackend.worker import FINISHED, MAX_ATTEMPTS, backoff, record_outcome
 
 log = logging.getLogger("wxbackend.alerts")
 
@@ -196,7 +196,7 @@ async def handle(ctx: Context, job: Job) -> object:
     if not await ctx.db.run(mark_sending, plan):
         return FINISHED
     answer = await robot.send(ctx, plan.robot_key, plan.text)
-    status = await ctx.db.run(record, plan, answer, utcnow())
+    status = await record_outcome(ctx, record, plan, answer, utcnow())
     if status in ("failed", "unknown"):
         # Never the URL or the key: the job's key names the ticket.
         log.warning(
