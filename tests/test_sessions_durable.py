@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,16 +26,17 @@ from wxbackend.services.jobs import housekeeping
 class OwnRedis:
     """A redis-server of this test alone (no persistence), restartable on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen = start_redis_server(self.port)
+        self.directory = str(directory)  # where it writes if a test turns persistence on
+        self.proc: subprocess.Popen = start_redis_server(self.port, directory=self.directory)
 
     def restart_empty(self) -> None:
         """Stop it and start it again, empty (it never saved anything)."""
         self.proc.terminate()
         self.proc.wait(10)
-        self.proc = start_redis_server(self.port)
+        self.proc = start_redis_server(self.port, directory=self.directory)
         client = redis.Redis(port=self.port)
         assert client.dbsize() == 0
         client.close()
@@ -45,8 +47,8 @@ class OwnRedis:
 
 
 @pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    server = OwnRedis()
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
     yield server
     server.stop()
 
