@@ -78,6 +78,13 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
 
 
+def _log_failure(what: str, exc: Exception) -> None:
+    if isinstance(exc, CONNECTION_ERRORS):  # an outage: one line, not a traceback per job
+        log.warning("%s failed: %s", what, type(exc).__name__)
+    else:
+        log.exception("%s failed", what)
+
+
 async def record_outcome(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
     """Run ``fn(*args)`` on the database, retrying connection errors for up to
     :data:`RECORD_PATIENCE_SECONDS`: for writes that record what already happened outside
@@ -212,10 +219,7 @@ class Worker:
         try:
             await self.handlers[group[0].kind](self.ctx, group)
         except Exception as exc:  # noqa: BLE001 - record it, retry later
-            if isinstance(exc, CONNECTION_ERRORS):  # an outage: one line, not a traceback
-                log.warning("batch of %d %s job(s) failed: %s", len(group), group[0].kind, exc)
-            else:
-                log.exception("batch of %d %s job(s) failed", len(group), group[0].kind)
+            _log_failure(f"batch of {len(group)} {group[0].kind} job(s)", exc)
             for job in group:
                 reason = type(exc).__name__
                 if job.attempts >= MAX_ATTEMPTS:
@@ -245,7 +249,7 @@ class Worker:
                 await self._settle(jobs.fail, job.id, self.owner, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - record it, retry later
-                log.exception("job %s (%s) failed", job.id, job.kind)
+                _log_failure(f"job {job.id} ({job.kind})", exc)
                 reason = f"{type(exc).__name__}"
                 if job.attempts >= MAX_ATTEMPTS:
                     await self._settle(jobs.fail, job.id, self.owner, reason)
