@@ -128,6 +128,8 @@ def test_redis_killed_and_restarted_empty_mid_backlog(tmp_path):
         redis_proc[0].wait(5)
     # The token was fetched again once Redis was back (empty): sends went on after it.
     assert sum(stats["token_fetches"].values()) >= 2
+    # At start the worker said what a Redis restart loses (this one has no persistence).
+    assert "Redis has no persistence" in (tmp_path / "worker.log").read_text()
 
 
 @pytest.mark.slow

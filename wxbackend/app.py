@@ -147,28 +147,28 @@ def make_app(ctx: Context) -> tornado.web.Application:
     )
 
 
-async def redis_persistence(redis: Any) -> str:
+async def redis_persistence(redis: Any) -> tuple[str, bool]:
     """One line saying whether Redis persists its data and what its restart loses (sessions
-    are durable in the database either way). Never raises: a managed Redis may refuse
-    ``CONFIG``; the line then says it could not tell."""
+    are durable in the database either way), and whether it is a warning (no persistence, or
+    unknown). Never raises: a managed Redis may refuse ``CONFIG``; the line then says so."""
     try:
         appendonly = (await redis.config_get("appendonly")).get("appendonly", "")
         save = (await redis.config_get("save")).get("save", "")
     except Exception as exc:  # noqa: BLE001 - CONFIG disallowed (managed Redis): say so only
         return (
-            f"Redis persistence unknown (CONFIG GET refused: {type(exc).__name__}); if it "
+            f"Redis persistence unknown (CONFIG GET failed: {type(exc).__name__}); if it "
             f"has none, a Redis restart loses {REDIS_ONLY}; sessions are kept in the database"
-        )
+        ), True
     state = f"appendonly={appendonly or 'no'}, save={save!r}"
     if appendonly == "yes" or save.strip():
         return (
             f"Redis persists its data ({state}): a restart keeps what it saved; sessions "
             "are kept in the database either way"
-        )
+        ), False
     return (
         f"Redis has no persistence ({state}): a Redis restart loses {REDIS_ONLY}; "
         "sessions are kept in the database and survive it"
-    )
+    ), True
 
 
 async def log_redis_persistence(settings: Settings) -> None:
@@ -178,9 +178,8 @@ async def log_redis_persistence(settings: Settings) -> None:
         return
     client = make_redis(settings)
     try:
-        line = await redis_persistence(client)
+        line, warn = await redis_persistence(client)
     finally:
         with contextlib.suppress(Exception):
             await client.aclose()
-    level = logging.WARNING if "no persistence" in line or "unknown" in line else logging.INFO
-    log.log(level, line)
+    log.log(logging.WARNING if warn else logging.INFO, line)
