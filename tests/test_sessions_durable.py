@@ -136,6 +136,28 @@ async def test_a_revocation_is_not_undone_by_a_lookup_that_read_the_row_before_i
     assert await session_store.lookup(ctx, "citizen", "sess", token) is None
 
 
+@pytest.mark.asyncio
+async def test_sessions_made_before_the_upgrade_still_work_and_are_revoked(ctx):
+    """A token issued before migration 14 lives only in Redis (with the subject's index set,
+    as the old code wrote it): it keeps working until its TTL, and revoking every session
+    of its admin or citizen ends it too."""
+    from wxbackend.services.admin import sessions as admin_sessions
+    from wxbackend.services.citizens import auth
+
+    for prefix, index, subject, revoke in (
+        ("adm", "adm-sess", 5, admin_sessions.revoke_all),
+        ("sess", "user-sess", 9, auth.revoke_all),
+    ):
+        token = new_token(32)
+        key = ctx.rkeys(prefix, token_digest(token))
+        await ctx.redis.set(key, str(subject), ex=600)
+        await ctx.redis.sadd(ctx.rkeys(index, str(subject)), key)
+        kind = "admin" if prefix == "adm" else "citizen"
+        assert await session_store.lookup(ctx, kind, prefix, token) == subject
+        await revoke(ctx, subject)
+        assert await session_store.lookup(ctx, kind, prefix, token) is None
+
+
 def _count_session_reads(calls: list[str]) -> Any:
     """Counts statements reading the session table (only this test reads it now)."""
     db = database.obj

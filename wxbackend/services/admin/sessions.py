@@ -60,6 +60,7 @@ def load_principal(admin_id: int) -> Principal | None:
 
 #: ``Session.kind`` and the Redis key prefix of administrators' sessions.
 KIND = "admin"
+LEGACY_INDEX = "adm-sess"  # before migration 14 (see session_store.revoke_all)
 CACHE_PREFIX = "adm"
 
 
@@ -101,4 +102,4 @@ async def logout(ctx: Context, token: str) -> None:
 
 async def revoke_all(ctx: Context, admin_id: int) -> None:
     """End every session of an admin (disabled, role changed, password reset)."""
-    await session_store.revoke_all(ctx, KIND, CACHE_PREFIX, admin_id)
+    await session_store.revoke_all(ctx, KIND, CACHE_PREFIX, admin_id, LEGACY_INDEX)

@@ -30,6 +30,7 @@ class LoginResult:
 
 #: ``Session.kind`` and the Redis key prefix of citizens' sessions.
 KIND = "citizen"
+LEGACY_INDEX = "user-sess"  # before migration 14 (see session_store.revoke_all)
 CACHE_PREFIX = "sess"
 
 
@@ -84,4 +85,4 @@ async def logout(ctx: Context, token: str) -> None:
 
 async def revoke_all(ctx: Context, user_id: int) -> int:
     """End every session of a user; returns how many were live."""
-    return await session_store.revoke_all(ctx, KIND, CACHE_PREFIX, user_id)
+    return await session_store.revoke_all(ctx, KIND, CACHE_PREFIX, user_id, LEGACY_INDEX)

@@ -130,16 +130,25 @@ async def revoke(ctx: Context, kind: str, prefix: str, token: str) -> int | None
     return subject_id
 
 
-async def revoke_all(ctx: Context, kind: str, prefix: str, subject_id: int) -> int:
+async def revoke_all(
+    ctx: Context, kind: str, prefix: str, subject_id: int, legacy_index: str
+) -> int:
     """End every session of a subject (the database first, then the cache); how many were
-    live."""
+    live. ``legacy_index``: the Redis set that listed a subject's sessions before they were
+    kept in the database (migration 14); sessions made then exist only in Redis until their
+    TTL runs out, so they are ended through it too."""
     digests, live = await ctx.db.run(_revoke_subject, kind, subject_id)
     if digests:
         async with ctx.redis.pipeline(transaction=False) as pipe:
             for digest in digests:
                 pipe.set(_cache_key(ctx, prefix, digest), NEGATIVE, ex=NEGATIVE_TTL_SECONDS)
             await pipe.execute()
-    return live
+    index = ctx.rkeys(legacy_index, str(subject_id))
+    older = await ctx.redis.smembers(index)
+    if older:
+        await ctx.redis.delete(*older)
+    await ctx.redis.delete(index)
+    return live + len(older)
 
 
 def purge_expired(batch: int = PURGE_BATCH) -> int:
