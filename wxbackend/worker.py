@@ -4,7 +4,10 @@ Several workers, in several processes or machines, share one job table: each cla
 batch with a lease (see :mod:`wxbackend.services.jobs.queue`), runs it, and records the outcome
 only while it still holds the lease. Redis carries wake-ups (``jobs`` channel) so new due
 work starts at once; without them a worker still polls every ``worker.poll_seconds``.
-SIGTERM lets in-flight jobs finish and hands unstarted ones back.
+SIGTERM lets in-flight jobs finish and hands unstarted ones back. A database or Redis outage
+never stops the worker: what a send did is recorded with retries until the database is back
+(:func:`record_outcome`), and a job whose end cannot be written runs again once its lease
+runs out.
 """
 
 from __future__ import annotations
