@@ -40,6 +40,8 @@ PIPELINE = 2
 #: How long the outcome of a send is retried against a database that is down or restarting
 #: (:func:`record_outcome`) before the worker gives it up to the job's lease.
 RECORD_PATIENCE_SECONDS = 300.0
+#: The same for handing unstarted jobs back on SIGTERM (a stop must not wait long).
+RELEASE_PATIENCE_SECONDS = 5.0
 #: A connection lost, refused or cut (PostgreSQL restarting, SQLite busy): retrying helps.
 CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
 
@@ -88,13 +90,15 @@ def _log_failure(what: str, exc: Exception) -> None:
         log.exception("%s failed", what)
 
 
-async def record_outcome(ctx: Context, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` on the database, retrying connection errors for up to
-    :data:`RECORD_PATIENCE_SECONDS`: for writes that record what already happened outside
-    (a message sent). Lost, such an outcome would make the next worker send again; ``fn``
-    must be idempotent (its first try may have committed before the connection was cut)."""
+async def record_outcome(
+    ctx: Context, fn: Callable[..., T], *args: Any, patience: float = RECORD_PATIENCE_SECONDS
+) -> T:
+    """Run ``fn(*args)`` on the database, retrying connection errors for up to ``patience``
+    seconds: for writes that record what already happened outside (a message sent). Lost,
+    such an outcome would make the next worker send again; ``fn`` must be idempotent (its
+    first try may have committed before the connection was cut)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + RECORD_PATIENCE_SECONDS
+    deadline = loop.time() + patience
     pause, failures = 0.1, 0
     while True:
         try:
@@ -200,15 +204,14 @@ class Worker:
         await self._progress(len(batch))
         return len(batch)
 
-    async def _settle(self, fn: Callable[..., Any], *args: Any, patient: bool = True) -> None:
-        """Record a job's end or return (retried as by :func:`record_outcome` when
-        ``patient``); if the database stays away, the job keeps its lease until it runs
-        out and then runs again: never lost, and the worker goes on."""
+    async def _settle(
+        self, fn: Callable[..., Any], *args: Any, patience: float = RECORD_PATIENCE_SECONDS
+    ) -> None:
+        """Record a job's end or return (retried as by :func:`record_outcome`); if the
+        database stays away, the job keeps its lease until it runs out and then runs again:
+        never lost, and the worker goes on."""
         try:
-            if patient:
-                await record_outcome(self.ctx, fn, *args)
-            else:
-                await self.ctx.db.run(fn, *args)
+            await record_outcome(self.ctx, fn, *args, patience=patience)
         except CONNECTION_ERRORS as exc:
             log.warning("worker: a job's outcome is not recorded: %s", type(exc).__name__)
 
@@ -217,7 +220,12 @@ class Worker:
         once and records each job's end itself; if it raises, the jobs it left running are
         retried (or failed after :data:`MAX_ATTEMPTS`)."""
         if self.stopping.is_set():
-            await self._settle(jobs.release, [job.id for job in group], self.owner, patient=False)
+            await self._settle(
+                jobs.release,
+                [job.id for job in group],
+                self.owner,
+                patience=RELEASE_PATIENCE_SECONDS,
+            )
             return
         try:
             await self.handlers[group[0].kind](self.ctx, group)
@@ -234,7 +242,9 @@ class Worker:
     async def _run_job(self, job: Job) -> None:
         async with self.semaphore:
             if self.stopping.is_set():
-                await self._settle(jobs.release, [job.id], self.owner, patient=False)
+                await self._settle(
+                    jobs.release, [job.id], self.owner, patience=RELEASE_PATIENCE_SECONDS
+                )
                 return
             try:
                 result = await self.handlers[job.kind](self.ctx, job)
