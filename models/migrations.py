@@ -31,6 +31,7 @@ from models.idempotency import IdempotentRequest
 from models.identity import FaceAttempt, Identity
 from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
+from models.session import Session
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
 from models.transparency import LogCheckpoint, LogCosignature, LogHead, LogLeaf, LogNode
@@ -160,6 +161,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
     (10, "evaluator screens' device keys", _create(WindowDevice)),
     (11, "idempotency keys of rating writes", _idempotency),
+    (14, "durable sessions of citizens and admins (Redis caches them)", _create(Session)),
 ]
 
 

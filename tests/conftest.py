@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import tornado.testing
 from tornado.httpclient import AsyncHTTPClient
 
 from models.migrations import migrate
+from tests.support.pgcluster import PgCluster, pg_bindir
 from tests.support.servers import free_port, start_redis_server
 from wxbackend import security
 from wxbackend.app import make_app, server_options
@@ -64,86 +63,18 @@ def redis_url() -> Any:
     proc.wait(10)
 
 
-def _pg_bindir() -> Path | None:
-    try:
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
-        candidate = Path(out.stdout.strip())
-        if (candidate / "initdb").exists():
-            return candidate
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Any:
     """A throw-away PostgreSQL cluster in a temp folder (WXB_TEST_POSTGRES_URL reuses one)."""
     if os.environ.get("WXB_TEST_POSTGRES_URL"):
         yield os.environ["WXB_TEST_POSTGRES_URL"]
         return
-    bindir = _pg_bindir()
+    bindir = pg_bindir()
     if bindir is None:
         pytest.exit("PostgreSQL is not installed: run scripts/test.sh", returncode=3)
-    folder = Path(tempfile.mkdtemp(prefix="wxb-pg-"))
-    port = free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(folder, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data = folder / "data"
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "wxb",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(folder / "log"),
-            "-w",
-            "-o",
-            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "createdb"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "wxb",
-            "wxb",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    yield f"postgresql://wxb@127.0.0.1:{port}/wxb"
-    subprocess.run(
-        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-        capture_output=True,
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+    cluster = PgCluster(bindir)
+    yield cluster.url
+    cluster.stop()
 
 
 @pytest.fixture

@@ -226,6 +226,25 @@ async def test_a_worker_dying_never_sends_twice(ctx, sandbox, died):
 
 
 @pytest.mark.asyncio
+async def test_a_mark_committed_but_unanswered_still_sends_once(ctx, sandbox):
+    """The database restarting as the mark commits: the worker cannot tell whether it landed
+    and marks again; the alert is still sent (once), never left ``unknown`` unsent."""
+    robot_key = await robot_for(ctx, sandbox)
+    ticket_id = await ctx.db.run(new_bad_ticket, ctx)
+    key = alerts.alert_key(content.BAD, ticket_id)
+    [job] = await ctx.db.run(jobs.claim, "w", 30, 10, [alerts.KIND])
+    plan = await ctx.db.run(alerts.prepare, job, ctx.cipher, ctx.settings)
+    assert isinstance(plan, alerts.Plan)
+    assert await ctx.db.run(alerts.mark_sending, plan)  # committed; its answer lost
+    assert await ctx.db.run(alerts.mark_sending, plan)  # the retry: still ours to send
+    answer = await robot.send(ctx, plan.robot_key, plan.text)
+    assert await ctx.db.run(alerts.record, plan, answer, utcnow()) == "sent"
+    assert len(await robot_messages(sandbox, robot_key)) == 1
+    row = await ctx.db.run(alert_of, key)
+    assert (row.status, row.attempts) == ("sent", 1)
+
+
+@pytest.mark.asyncio
 async def test_a_timeout_is_never_resent(ctx, sandbox):
     robot_key = await robot_for(ctx, sandbox)
     await sandbox.expect("POST", "faults", {"path": robot.SEND_PATH, "hang_seconds": 5, "times": 1})

@@ -18,13 +18,12 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from models.job import Job
 from models.messaging import Message, MessageAttempt
-from tests.support.cli import WXBACKEND
+from tests.support.backlog import kill_all, rows, start, start_sandbox, wait_done, wait_sent
 from tests.support.servers import free_port
 from tests.tools.reminder_backlog import (
     sandbox_sent,
@@ -33,29 +32,8 @@ from tests.tools.reminder_backlog import (
     settings_for,
     worker_env,
 )
-from wxbackend.db import database, make_peewee_database
 
 N = 3_000
-
-
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [WXBACKEND, *argv], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent
-        )
-
-
-def wait_sent(url: str, at_least: int, seconds: float, procs: list) -> int:
-    deadline = time.monotonic() + seconds
-    sent = 0
-    while time.monotonic() < deadline:
-        sent = sandbox_stats(url)["messages_sent"]
-        if sent >= at_least:
-            return sent
-        for proc in procs:
-            assert proc.poll() is None, f"a worker exited early ({proc.returncode})"
-        time.sleep(0.1)
-    return sent
 
 
 @pytest.mark.slow
@@ -72,16 +50,7 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
     )
     procs: list[subprocess.Popen] = []
     try:
-        sandbox = start(["sandbox", "--port", str(sandbox_port)], env, tmp_path / "sandbox.log")
-        procs.append(sandbox)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                sandbox_stats(url)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the sandbox did not start"
-                time.sleep(0.05)
+        procs.append(start_sandbox(sandbox_port, env, tmp_path / "sandbox.log"))
         started = time.monotonic()
         case_ids = seed_backlog(settings_for(env), url, N)
         seeded = time.monotonic() - started
@@ -96,7 +65,7 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
         assert wait_sent(url, 2 * N // 3, 40, [b]) >= 2 * N // 3
         b.send_signal(signal.SIGTERM)
         assert b.wait(15) == 0, (tmp_path / "b.log").read_text()[-2000:]
-        stopped_b = _rows(
+        stopped_b = rows(
             env,
             lambda: (
                 Job.select().where((Job.lease_owner == "B") & (Job.status == "running")).count()
@@ -107,7 +76,7 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
         c = start(["worker", "--owner", "C"], env, tmp_path / "c.log")
         procs.append(c)
         wait_sent(url, N, 40, [c])
-        _wait_done(env, 20)
+        wait_done(env, 20)
         c.send_signal(signal.SIGTERM)
         assert c.wait(15) == 0
         elapsed = time.monotonic() - started
@@ -116,13 +85,13 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
         counts = Counter(sent)
         assert len(sent) == N, f"{len(sent)} messages for {len(counts)} cases"
         assert set(counts) == set(case_ids) and set(counts.values()) == {1}
-        statuses = _rows(env, lambda: Counter(m.status for m in Message.select(Message.status)))
+        statuses = rows(env, lambda: Counter(m.status for m in Message.select(Message.status)))
         assert statuses == {"sent": N}
-        jobs_left = _rows(
+        jobs_left = rows(
             env, lambda: Job.select().where(Job.kind == "reminder", Job.status != "done").count()
         )
         assert jobs_left == 0
-        attempts = _rows(
+        attempts = rows(
             env, lambda: Counter((a.status, a.errcode) for a in MessageAttempt.select())
         )
         calls = sandbox_stats(url)["calls"].get("cgi-bin/message/subscribe/send", 0)
@@ -138,28 +107,4 @@ def test_two_workers_one_killed_send_each_reminder_once(tmp_path, redis_flushed)
         # still show as 'sending' depends on where the kill landed, so it is not compared.)
         assert calls - N == attempts.get(("no_quota", "43101"), 0) <= 2 * 200
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-
-
-def _rows(env: dict[str, str], query):
-    db = make_peewee_database(settings_for(env))
-    database.initialize(db)
-    try:
-        return query()
-    finally:
-        db.close()
-
-
-def _wait_done(env: dict[str, str], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        left = _rows(
-            env,
-            lambda: Job.select().where(Job.kind == "reminder", Job.status != "done").count(),
-        )
-        if left == 0:
-            return
-        time.sleep(0.2)
+        kill_all(procs)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from typing import Any
 
 import tornado.httputil
@@ -12,8 +14,18 @@ from handlers.base import BaseHandler
 from handlers.openapi import build_document
 from handlers.routes import all_routes
 from wxbackend import __version__, errors
+from wxbackend.cache import make_redis
 from wxbackend.context import Context
 from wxbackend.settings import Settings
+
+log = logging.getLogger("wxbackend.app")
+
+#: What lives only in Redis, so a restart of a Redis without persistence loses it.
+REDIS_ONLY = (
+    "rate-limit windows and login lockouts, rating claims, single-use partner nonces, "
+    "evaluator screens' device tokens (screens pair again), caches (WeChat access token, "
+    "figures, QR codes)"
+)
 
 
 class NotFoundHandler(BaseHandler):
@@ -133,3 +145,41 @@ def make_app(ctx: Context) -> tornado.web.Application:
         log_function=lambda handler: None,  # BaseHandler.on_finish logs each request once
         xheaders=False,
     )
+
+
+async def redis_persistence(redis: Any) -> tuple[str, bool]:
+    """One line saying whether Redis persists its data and what its restart loses (sessions
+    are durable in the database either way), and whether it is a warning (no persistence, or
+    unknown). Never raises: a managed Redis may refuse ``CONFIG``; the line then says so."""
+    try:
+        appendonly = (await redis.config_get("appendonly")).get("appendonly", "")
+        save = (await redis.config_get("save")).get("save", "")
+    except Exception as exc:  # noqa: BLE001 - CONFIG disallowed (managed Redis): say so only
+        return (
+            f"Redis persistence unknown (CONFIG GET failed: {type(exc).__name__}); if it "
+            f"has none, a Redis restart loses {REDIS_ONLY}; sessions are kept in the database"
+        ), True
+    state = f"appendonly={appendonly or 'no'}, save={save!r}"
+    if appendonly == "yes" or save.strip():
+        return (
+            f"Redis persists its data ({state}): a restart keeps what it saved; sessions "
+            "are kept in the database either way"
+        ), False
+    return (
+        f"Redis has no persistence ({state}): a Redis restart loses {REDIS_ONLY}; "
+        "sessions are kept in the database and survive it"
+    ), True
+
+
+async def log_redis_persistence(settings: Settings) -> None:
+    """At start, with a real Redis: log :func:`redis_persistence` once (a warning when there
+    is none). Never stops the start."""
+    if settings.redis.url == "embedded":
+        return
+    client = make_redis(settings)
+    try:
+        line, warn = await redis_persistence(client)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+    log.log(logging.WARNING if warn else logging.INFO, line)

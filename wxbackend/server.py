@@ -17,7 +17,7 @@ import tornado.httputil
 import tornado.netutil
 
 from models.migrations import is_empty, migrate
-from wxbackend.app import make_app, server_options
+from wxbackend.app import log_redis_persistence, make_app, server_options
 from wxbackend.cache import check_redis
 from wxbackend.context import Context, build_context
 from wxbackend.db import check_database, database, make_peewee_database
@@ -67,6 +67,7 @@ def check_surroundings(settings: Settings) -> None:
     cannot be reached: better than a server that answers 500s."""
     check_database(settings)
     asyncio.run(check_redis(settings))
+    asyncio.run(log_redis_persistence(settings))
 
 
 def _bind(address: str, port: int, what: str) -> list[socket.socket]:

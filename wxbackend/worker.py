@@ -4,7 +4,10 @@ Several workers, in several processes or machines, share one job table: each cla
 batch with a lease (see :mod:`wxbackend.services.jobs.queue`), runs it, and records the outcome
 only while it still holds the lease. Redis carries wake-ups (``jobs`` channel) so new due
 work starts at once; without them a worker still polls every ``worker.poll_seconds``.
-SIGTERM lets in-flight jobs finish and hands unstarted ones back.
+SIGTERM lets in-flight jobs finish and hands unstarted ones back. A database or Redis outage
+never stops the worker: what a send did is recorded with retries until the database is back
+(:func:`record_outcome`), and a job whose end cannot be written runs again once its lease
+runs out.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+import peewee
 
 from models.base import utcnow
 from models.job import Job
@@ -32,6 +37,15 @@ MAX_ATTEMPTS = 8
 CONCURRENCY = 64
 PROGRESS_EVERY_SECONDS = 10.0
 PIPELINE = 2
+#: How long the outcome of a send is retried against a database that is down or restarting
+#: (:func:`record_outcome`) before the worker gives it up to the job's lease.
+RECORD_PATIENCE_SECONDS = 300.0
+#: The same for handing unstarted jobs back on SIGTERM (a stop must not wait long).
+RELEASE_PATIENCE_SECONDS = 5.0
+#: A connection lost, refused or cut (PostgreSQL restarting, SQLite busy): retrying helps.
+CONNECTION_ERRORS = (peewee.OperationalError, peewee.InterfaceError)
+
+T = TypeVar("T")
 
 
 class Retry(Exception):
@@ -67,6 +81,40 @@ Handler = Callable[[Context, Any], Awaitable[object]]
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    if isinstance(exc, CONNECTION_ERRORS):  # an outage: one line, not a traceback per job
+        log.warning("%s failed: %s", what, type(exc).__name__)
+    else:
+        log.exception("%s failed", what)
+
+
+async def record_outcome(
+    ctx: Context, fn: Callable[..., T], *args: Any, patience: float = RECORD_PATIENCE_SECONDS
+) -> T:
+    """Run ``fn(*args)`` on the database, retrying connection errors for up to ``patience``
+    seconds: for writes that record what already happened outside (a message sent). Lost,
+    such an outcome would make the next worker send again; ``fn`` must be idempotent (its
+    first try may have committed before the connection was cut)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    pause, failures = 0.1, 0
+    while True:
+        try:
+            result = await ctx.db.run(fn, *args)
+        except CONNECTION_ERRORS as exc:
+            if loop.time() + pause > deadline:
+                raise
+            if failures == 0:
+                log.warning("worker: database unavailable (%s); retrying", type(exc).__name__)
+            failures += 1
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+            continue
+        if failures:
+            log.info("worker: database back after %d retries", failures)
+        return result
 
 
 class Worker:
@@ -156,56 +204,74 @@ class Worker:
         await self._progress(len(batch))
         return len(batch)
 
+    async def _settle(
+        self, fn: Callable[..., Any], *args: Any, patience: float = RECORD_PATIENCE_SECONDS
+    ) -> None:
+        """Record a job's end or return (retried as by :func:`record_outcome`); if the
+        database stays away, the job keeps its lease until it runs out and then runs again:
+        never lost, and the worker goes on."""
+        try:
+            await record_outcome(self.ctx, fn, *args, patience=patience)
+        except CONNECTION_ERRORS as exc:
+            log.warning("worker: a job's outcome is not recorded: %s", type(exc).__name__)
+
     async def _run_batch(self, group: list[Job]) -> None:
         """A batch handler (``handler.batch = True``) gets every claimed job of its kind at
         once and records each job's end itself; if it raises, the jobs it left running are
         retried (or failed after :data:`MAX_ATTEMPTS`)."""
         if self.stopping.is_set():
-            await self.ctx.db.run(jobs.release, [job.id for job in group], self.owner)
+            await self._settle(
+                jobs.release,
+                [job.id for job in group],
+                self.owner,
+                patience=RELEASE_PATIENCE_SECONDS,
+            )
             return
         try:
             await self.handlers[group[0].kind](self.ctx, group)
         except Exception as exc:  # noqa: BLE001 - record it, retry later
-            log.exception("batch of %d %s job(s) failed", len(group), group[0].kind)
+            _log_failure(f"batch of {len(group)} {group[0].kind} job(s)", exc)
             for job in group:
                 reason = type(exc).__name__
                 if job.attempts >= MAX_ATTEMPTS:
-                    await self.ctx.db.run(jobs.fail, job.id, self.owner, reason)
+                    await self._settle(jobs.fail, job.id, self.owner, reason)
                 else:
                     due = utcnow() + backoff(job.attempts)
-                    await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
+                    await self._settle(jobs.retry, job.id, self.owner, due, reason)
 
     async def _run_job(self, job: Job) -> None:
         async with self.semaphore:
             if self.stopping.is_set():
-                await self.ctx.db.run(jobs.release, [job.id], self.owner)
+                await self._settle(
+                    jobs.release, [job.id], self.owner, patience=RELEASE_PATIENCE_SECONDS
+                )
                 return
             try:
                 result = await self.handlers[job.kind](self.ctx, job)
             except Defer as exc:
-                await self.ctx.db.run(jobs.defer, job.id, self.owner, exc.at, exc.reason)
+                await self._settle(jobs.defer, job.id, self.owner, exc.at, exc.reason)
                 return
             except Retry as exc:
                 at = exc.at or utcnow() + backoff(job.attempts)
                 if job.attempts >= MAX_ATTEMPTS:
-                    await self.ctx.db.run(jobs.fail, job.id, self.owner, f"gave up: {exc.reason}")
+                    await self._settle(jobs.fail, job.id, self.owner, f"gave up: {exc.reason}")
                 else:
-                    await self.ctx.db.run(jobs.retry, job.id, self.owner, at, exc.reason)
+                    await self._settle(jobs.retry, job.id, self.owner, at, exc.reason)
                 return
             except Fail as exc:
-                await self.ctx.db.run(jobs.fail, job.id, self.owner, str(exc))
+                await self._settle(jobs.fail, job.id, self.owner, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - record it, retry later
-                log.exception("job %s (%s) failed", job.id, job.kind)
+                _log_failure(f"job {job.id} ({job.kind})", exc)
                 reason = f"{type(exc).__name__}"
                 if job.attempts >= MAX_ATTEMPTS:
-                    await self.ctx.db.run(jobs.fail, job.id, self.owner, reason)
+                    await self._settle(jobs.fail, job.id, self.owner, reason)
                 else:
                     due = utcnow() + backoff(job.attempts)
-                    await self.ctx.db.run(jobs.retry, job.id, self.owner, due, reason)
+                    await self._settle(jobs.retry, job.id, self.owner, due, reason)
                 return
             if result is not FINISHED:
-                await self.ctx.db.run(jobs.complete, job.id, self.owner)
+                await self._settle(jobs.complete, job.id, self.owner)
 
     async def _renew_leases(self) -> None:
         """Keep the leases of held jobs alive while this worker lives (a slow send or a long
@@ -228,7 +294,10 @@ class Worker:
         if now - self._last_progress < PROGRESS_EVERY_SECONDS:
             return
         self._last_progress = now
-        left = await self.ctx.db.run(jobs.due_count, list(self.handlers))
+        try:
+            left = await self.ctx.db.run(jobs.due_count, list(self.handlers))
+        except CONNECTION_ERRORS:
+            return  # only a progress line
         if left:
             log.info(
                 "worker catching up: %d due job(s) left, %d done so far",

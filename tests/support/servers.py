@@ -16,10 +16,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_redis_server(port: int, exe: str = "redis-server") -> subprocess.Popen:
-    """A throwaway redis-server on 127.0.0.1:``port`` (no persistence), once it answers PING."""
+def start_redis_server(
+    port: int, exe: str = "redis-server", directory: str | None = None
+) -> subprocess.Popen:
+    """A throwaway redis-server on 127.0.0.1:``port`` (no persistence), once it answers PING;
+    ``directory``: where it would write if persistence were switched on."""
+    where = ["--dir", directory] if directory else []
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        + where,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -87,9 +87,12 @@ def _bulk(model: Any, rows: list[dict[str, Any]]) -> None:
         model.insert_many(rows[start : start + CHUNK]).execute()
 
 
-def seed_backlog(settings: Settings, sandbox_url: str, n: int, due_in: float = -1.0) -> list[int]:
+def seed_backlog(
+    settings: Settings, sandbox_url: str, n: int, due_in: float = -1.0, wechat_quota: int = 1
+) -> list[int]:
     """Seed ``n`` reminders due ``due_in`` seconds from now (default: already due; see the
-    module); returns the case ids."""
+    module); returns the case ids. ``wechat_quota``: the one-time quotas each openid holds in
+    the sandbox (more than one lets a duplicate send through instead of answering 43101)."""
     keys = load_keys(settings)
     db = make_peewee_database(settings)
     database.initialize(db)
@@ -170,7 +173,7 @@ def seed_backlog(settings: Settings, sandbox_url: str, n: int, due_in: float = -
     _post(sandbox_url + "_sandbox/templates", {"template_id": TEMPLATE, "fields": FIELDS})
     _post(
         sandbox_url + "_sandbox/quota/bulk",
-        {"template_id": TEMPLATE, "openids": openids, "count": 1},
+        {"template_id": TEMPLATE, "openids": openids, "count": wechat_quota},
     )
     return case_ids
 

@@ -1,4 +1,5 @@
-"""Administrator login: scrypt passwords, lockout, opaque bearer tokens kept in Redis.
+"""Administrator login: scrypt passwords, lockout, opaque bearer tokens (durable in the
+database, cached in Redis: :mod:`wxbackend.services.common.session_store`).
 
 A token maps (by its SHA-256) to the admin's id; the admin's role and scope are re-read
 from the database on each request, so a role change or a disabled account applies at once.
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from models.access import Admin
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.security import hash_password, new_token, token_digest, verify_password_async
+from wxbackend.security import hash_password, verify_password_async
 from wxbackend.services.admin.lockout import Lockout
 from wxbackend.services.citizens import ratelimit
+from wxbackend.services.common import session_store
 
 # Verifying against this when the account does not exist keeps timing equal.
 _DUMMY_HASH = hash_password("not-a-real-password-0")
@@ -56,12 +58,10 @@ def load_principal(admin_id: int) -> Principal | None:
     return _principal(admin)
 
 
-def _token_key(ctx: Context, token: str) -> str:
-    return ctx.rkeys("adm", token_digest(token))
-
-
-def _index_key(ctx: Context, admin_id: int) -> str:
-    return ctx.rkeys("adm-sess", str(admin_id))
+#: ``Session.kind`` and the Redis key prefix of administrators' sessions.
+KIND = "admin"
+LEGACY_INDEX = "adm-sess"  # before migration 14 (see session_store.revoke_all)
+CACHE_PREFIX = "adm"
 
 
 async def login(
@@ -82,34 +82,24 @@ async def login(
         await lockout.failed(username, client_ip)
         raise errors.BadCredentials()
     await lockout.clear(username, client_ip)
-    token = new_token(32)
     ttl = ctx.settings.admin.token_ttl_seconds
-    key = _token_key(ctx, token)
-    async with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.set(key, str(principal.admin_id), ex=ttl)
-        pipe.sadd(_index_key(ctx, principal.admin_id), key)
-        pipe.expire(_index_key(ctx, principal.admin_id), ttl)
-        await pipe.execute()
+    token = await session_store.create(ctx, KIND, CACHE_PREFIX, principal.admin_id, ttl)
     return token, principal
 
 
 async def authenticate(ctx: Context, token: str) -> Principal | None:
-    if len(token) > 128:
+    """The administrator of a live token (role and reach read now), or None."""
+    admin_id = await session_store.lookup(ctx, KIND, CACHE_PREFIX, token)
+    if admin_id is None:
         return None
-    value = await ctx.redis.get(_token_key(ctx, token))
-    if not value:
-        return None
-    return await ctx.db.run(load_principal, int(value))
+    return await ctx.db.run(load_principal, admin_id)
 
 
 async def logout(ctx: Context, token: str) -> None:
-    await ctx.redis.delete(_token_key(ctx, token))
+    """End this session."""
+    await session_store.revoke(ctx, KIND, CACHE_PREFIX, token)
 
 
 async def revoke_all(ctx: Context, admin_id: int) -> None:
     """End every session of an admin (disabled, role changed, password reset)."""
-    index = _index_key(ctx, admin_id)
-    keys = await ctx.redis.smembers(index)
-    if keys:
-        await ctx.redis.delete(*keys)
-    await ctx.redis.delete(index)
+    await session_store.revoke_all(ctx, KIND, CACHE_PREFIX, admin_id, LEGACY_INDEX)

@@ -11,7 +11,8 @@ Each alert has a key (``alert:<kind>:<ticket_id>``, the job's key too) and a
 2. *Pace*: one of the robot's 20 slots of the minute (Redis, shared by every worker);
    none left: the job waits for the next minute (not counted as an attempt).
 3. *Mark*, one transaction: ``status = 'sending'`` and the attempt counted, committed
-   before the robot is called.
+   before the robot is called (retried when the database is restarting: idempotent while
+   the job is ours; the record of step 4 too, :func:`~wxbackend.worker.record_outcome`).
 4. *Send*, then *record* in one transaction: ``sent``; a refusal WeCom documents as final
    (93000, the key names no robot) → ``failed``; 45009 (over the minute's limit: someone else
    uses the robot too) → ``pending`` until the next minute; any other refusal or a refused
@@ -42,7 +43,7 @@ from wxbackend.services.alerts import content, robot
 from wxbackend.services.catalogue.admin_rows import WECOM_KEY_CONTEXT
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.settings import Settings
-from wxbackend.worker import FINISHED, MAX_ATTEMPTS, backoff
+from wxbackend.worker import FINISHED, MAX_ATTEMPTS, backoff, record_outcome
 
 log = logging.getLogger("wxbackend.alerts")
 
@@ -142,14 +143,22 @@ def prepare(job: Job, cipher: FieldCipher, settings: Settings) -> Plan | str:
 
 def mark_sending(plan: Plan) -> bool:
     """Step 3 (sync, one transaction): the alert ``sending``, its attempt counted; False if
-    the job is no longer ours or the alert moved meanwhile."""
+    the job is no longer ours or the alert moved meanwhile. Run again after a commit whose
+    answer was lost (the database restarting), it finds the alert ``sending`` and says True:
+    while the job is ours nobody else can have marked it (step 1 ends a ``sending`` left by
+    another), so the alert still goes instead of ending ``unknown`` unsent."""
+    this = StaffAlert.id == plan.alert_id
     with database.atomic():
         if not _mine(plan.job):
             return False
-        return bool(
+        marked = (
             StaffAlert.update(status="sending", attempts=StaffAlert.attempts + 1)
-            .where((StaffAlert.id == plan.alert_id) & (StaffAlert.status == "pending"))
+            .where(this & (StaffAlert.status == "pending"))
             .execute()
+        )
+        return (
+            bool(marked)
+            or StaffAlert.select().where(this & (StaffAlert.status == "sending")).exists()
         )
 
 
@@ -193,10 +202,10 @@ async def handle(ctx: Context, job: Job) -> object:
     if wait_until is not None:
         await ctx.db.run(jobs.defer, job.id, job.lease_owner, wait_until, "robot pace")
         return FINISHED
-    if not await ctx.db.run(mark_sending, plan):
+    if not await record_outcome(ctx, mark_sending, plan):
         return FINISHED
     answer = await robot.send(ctx, plan.robot_key, plan.text)
-    status = await ctx.db.run(record, plan, answer, utcnow())
+    status = await record_outcome(ctx, record, plan, answer, utcnow())
     if status in ("failed", "unknown"):
         # Never the URL or the key: the job's key names the ticket.
         log.warning(

@@ -1,8 +1,9 @@
 """Citizen login through WeChat (code2Session) and opaque session tokens.
 
-A session token is random (256 bits), handed to the mini-program once and kept in Redis
-only as its SHA-256 digest, with a TTL; deleting the key revokes it. No JWT: nothing the
-client holds can outlive a revocation.
+A session token is random (256 bits), handed to the mini-program once and kept only as its
+SHA-256 digest: in the database (the source, with its expiry and revocation) and in Redis
+(the cache every request reads), see :mod:`wxbackend.services.common.session_store`. A Redis
+restarted empty logs nobody out. No JWT: nothing the client holds can outlive a revocation.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 
 from wxbackend import errors
 from wxbackend.context import Context
-from wxbackend.security import new_token, token_digest
 from wxbackend.services.citizens import ratelimit
 from wxbackend.services.citizens import users as user_service
+from wxbackend.services.common import session_store
 from wxbackend.wechat import errors as wx
 
 log = logging.getLogger("wxbackend.auth")
@@ -27,12 +28,10 @@ class LoginResult:
     user_id: int
 
 
-def _session_key(ctx: Context, token: str) -> str:
-    return ctx.rkeys("sess", token_digest(token))
-
-
-def _user_sessions_key(ctx: Context, user_id: int) -> str:
-    return ctx.rkeys("user-sess", str(user_id))
+#: ``Session.kind`` and the Redis key prefix of citizens' sessions.
+KIND = "citizen"
+LEGACY_INDEX = "user-sess"  # before migration 14 (see session_store.revoke_all)
+CACHE_PREFIX = "sess"
 
 
 async def login(ctx: Context, code: str, client_ip: str) -> LoginResult:
@@ -69,39 +68,21 @@ async def login(ctx: Context, code: str, client_ip: str) -> LoginResult:
 
 
 async def create_session(ctx: Context, user_id: int) -> str:
-    token = new_token(32)
+    """A new session token for ``user_id`` (stored for ``auth.session_ttl_seconds``)."""
     ttl = ctx.settings.auth.session_ttl_seconds
-    digest_key = _session_key(ctx, token)
-    index = _user_sessions_key(ctx, user_id)
-    async with ctx.redis.pipeline(transaction=True) as pipe:
-        pipe.set(digest_key, str(user_id), ex=ttl)
-        pipe.sadd(index, digest_key)
-        pipe.expire(index, ttl)
-        await pipe.execute()
-    return token
+    return await session_store.create(ctx, KIND, CACHE_PREFIX, user_id, ttl)
 
 
 async def session_user(ctx: Context, token: str) -> int | None:
     """The user id of a live session token, or None."""
-    if len(token) > 128:
-        return None
-    value = await ctx.redis.get(_session_key(ctx, token))
-    return int(value) if value else None
+    return await session_store.lookup(ctx, KIND, CACHE_PREFIX, token)
 
 
 async def logout(ctx: Context, token: str) -> None:
-    key = _session_key(ctx, token)
-    value = await ctx.redis.get(key)
-    await ctx.redis.delete(key)
-    if value:
-        await ctx.redis.srem(_user_sessions_key(ctx, int(value)), key)
+    """End this session."""
+    await session_store.revoke(ctx, KIND, CACHE_PREFIX, token)
 
 
 async def revoke_all(ctx: Context, user_id: int) -> int:
     """End every session of a user; returns how many were live."""
-    index = _user_sessions_key(ctx, user_id)
-    keys = await ctx.redis.smembers(index)
-    if keys:
-        await ctx.redis.delete(*keys)
-    await ctx.redis.delete(index)
-    return len(keys)
+    return await session_store.revoke_all(ctx, KIND, CACHE_PREFIX, user_id, LEGACY_INDEX)

@@ -13,6 +13,8 @@ each hour's job once. A run first schedules the next hour's job, then does its w
   within ``alerts.before_hours`` (:mod:`wxbackend.services.alerts.deadlines`).
 - ``purge_push_receipts``: message-push receipts older than :data:`RECEIPT_RETENTION_DAYS`
   (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
+- ``purge_sessions``: expired citizen and admin sessions, in batches
+  (:func:`session_store.purge_expired`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from models.job import Job
 from wxbackend.context import Context
 from wxbackend.services.alerts import deadlines as alert_deadlines
 from wxbackend.services.citizens import identity
+from wxbackend.services.common import session_store
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
 from wxbackend.services.ratings import defaults as default_ratings
@@ -81,6 +84,10 @@ async def _purge_idempotency_keys(ctx: Context) -> int:
     return await ctx.db.run(idempotency.purge)
 
 
+async def _purge_sessions(ctx: Context) -> int:
+    return await ctx.db.run(session_store.purge_expired)
+
+
 async def _deadline_alerts(ctx: Context) -> int:
     hours = ctx.settings.alerts.before_hours
     return await ctx.db.run(alert_deadlines.schedule_near_deadlines, utcnow(), hours)
@@ -94,6 +101,7 @@ TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "purge_push_receipts": _purge_push_receipts,
     "deadline_alerts": _deadline_alerts,
     "purge_idempotency_keys": _purge_idempotency_keys,
+    "purge_sessions": _purge_sessions,
 }
 
 

@@ -57,7 +57,7 @@ from wxbackend.services.messaging.schedule import FINAL_STATUSES, RECTIFIED, REM
 from wxbackend.services.messaging.template_data import page_for
 from wxbackend.settings import Settings
 from wxbackend.wechat import errors as wx
-from wxbackend.worker import MAX_ATTEMPTS, backoff
+from wxbackend.worker import MAX_ATTEMPTS, backoff, record_outcome
 
 log = logging.getLogger("wxbackend.reminders")
 
@@ -410,7 +410,7 @@ async def send_batch(ctx: Context, batch: list[Job], kind: str, targets: Targets
         return
     outcomes = await asyncio.gather(*(_send(ctx, plan) for plan in plans))
     results = list(zip(plans, outcomes, strict=True))
-    await ctx.db.run(record_batch, results)
+    await record_outcome(ctx, record_batch, results)  # sent: the outcome must not be lost
     counter = _metrics(ctx)
     for plan, outcome in results:
         counter.labels(kind, outcome.attempt_status).inc()
