@@ -31,6 +31,7 @@ from models.idempotency import IdempotentRequest
 from models.identity import FaceAttempt, Identity
 from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
+from models.rollup import ROLLUP_MODELS
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
 from models.transparency import LogCheckpoint, LogCosignature, LogHead, LogLeaf, LogNode
@@ -129,6 +130,14 @@ def _idempotency(db: peewee.Database) -> None:
     db.create_tables([IdempotentRequest], safe=True)
 
 
+def _rollups(db: peewee.Database) -> None:
+    """The figures' rollups, filled from the rows already stored (a no-op on a new database)."""
+    db.create_tables(ROLLUP_MODELS, safe=True)
+    from wxbackend.services.public.rollup_rebuild import rebuild  # a service: imported late
+
+    rebuild(db)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -160,6 +169,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
     (10, "evaluator screens' device keys", _create(WindowDevice)),
     (11, "idempotency keys of rating writes", _idempotency),
+    (13, "rollups of the figures and the staff ranking", _rollups),
 ]
 
 

@@ -55,6 +55,7 @@ from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public import rollups
 from wxbackend.services.tickets.deadlines import (
     APPEAL_UPHELD,
     UNRECTIFIED,
@@ -151,6 +152,8 @@ def _apply(
             note=change.note,
             at=now,
         )
+        if columns.get("appeal_status") == APPEAL_UPHELD:  # out of staff figures, ranking
+            rollups.appeal_upheld(ticket.evaluation_id)
         if change.status == "closed":  # the citizen is told, inviting a follow-up rating
             schedule.schedule_rectified_notice(ticket.id, now)
         detail = {"from": ticket.status, "to": change.status, **change.audit}
