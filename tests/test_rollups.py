@@ -8,6 +8,7 @@ the count from the cases and ratings), and the staff ranking's sums (recounted h
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from models.rollup import (
 )
 from models.ticket import Ticket
 from tests.support.cases import make_id_number
+from tests.support.cli import run_cli
 from tests.support.databases import both_databases
 from tests.support.public_seed import ITEMS, seed_catalog
 from wxbackend.security import token_digest
@@ -248,3 +250,30 @@ async def test_a_lost_count_is_found_and_repaired(ctx):
         check_recount()
 
     await ctx.db.run(drift)
+
+
+@pytest.mark.slow  # starts OS processes
+def test_rebuild_rollups_command(tmp_path):
+    """``wxbackend rebuild-rollups`` recounts from the raw rows (a count that drifted is gone),
+    again and again to the same result, each run audited with the OS user."""
+    assert run_cli(tmp_path, "migrate").returncode == 0
+    db = sqlite3.connect(tmp_path / "data" / "wxbackend.db")
+    try:
+        with db:
+            db.execute(
+                "insert into rollup_center (day, center, finished, l1, l2, l3, l4, l5,"
+                " a1, a2, a3, a4, a5, callback, dflt, follow_ups)"
+                " values ('2026-03-10', 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)"
+            )
+        for _ in range(2):
+            done = run_cli(tmp_path, "rebuild-rollups")
+            assert done.returncode == 0, done.stderr
+            assert b"rollup_center: 0 rows" in done.stdout
+        assert db.execute("select count(*) from rollup_center").fetchone() == (0,)
+        audits = db.execute(
+            "select username, detail from audit_entry where action = 'rollups.rebuild'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert len(audits) == 2
+    assert all(user.startswith("cli:") and "rollup_staff" in detail for user, detail in audits)
