@@ -3,13 +3,15 @@ of the row they count (``wxbackend.services.public.rollups``), so the figures re
 O(days × groups) rows, never the ratings.
 
 Three shapes of the same counters over the **cases by completion day** (the cohort of
-``wxbackend.services.public.figures``), from the coarsest to the finest; a reader takes the
-coarsest shape whose key holds every column it filters or groups by:
+``wxbackend.services.public.figures``) and the **tickets by rectification deadline**, from
+the coarsest to the finest; a reader takes the coarsest shape whose key holds every column
+it filters or groups by:
 
 - :class:`RollupCenter` — day × center (the public page's default question);
 - :class:`RollupItem` — day × center × item × department;
 - :class:`RollupStaff` — day × center × item × department × clerk × approver × upheld
-  (``upheld``: the case's 差评 appeal was upheld, staff figures leave it out).
+  (``upheld``: the case's 差评 appeal was upheld, staff figures leave it out; the coarser
+  shapes are sums of this one).
 
 And :class:`RollupRanking` — day of the **rating** × role × person × center × department:
 the sums of the monthly staff ranking. A missing clerk/approver/person is 0 (a NULL would
@@ -23,9 +25,11 @@ import peewee
 from models.base import BaseModel
 from models.evaluation import LEVELS
 
-#: The counters of the figure shapes: finished cases, first ratings per level (every
-#: channel: ``l1``…``l5``; the citizens' own: ``a1``…``a5``), callback and default ones,
-#: follow-ups.
+#: The counters of the figure shapes. Of the cases completed that day: finished cases, first
+#: ratings per level (every channel: ``l1``…``l5``; the citizens' own: ``a1``…``a5``),
+#: callback and default ones, follow-ups. Of the 差评 tickets (not invalid) whose
+#: rectification falls due that day: rectified, rectified on time, not rectified (``pending``:
+#: due once the deadline has passed).
 FIGURE_COUNTERS = (
     "finished",
     *(f"l{level}" for level in LEVELS),
@@ -33,6 +37,9 @@ FIGURE_COUNTERS = (
     "callback",
     "dflt",
     "follow_ups",
+    "rectified",
+    "on_time",
+    "pending",
 )
 #: The counters of the ranking: first ratings, sum of the ranked level, 差评, target rated.
 RANKING_COUNTERS = ("n", "stars", "bad", "target_rated")

@@ -175,7 +175,7 @@ def add_reply(evaluation_id: int, text: str, created_at: datetime | None = None)
 def open_ticket(evaluation_id: int, status: str = "open") -> None:
     evaluation = Evaluation.get_by_id(evaluation_id)
     now = utcnow()
-    Ticket.create(
+    ticket = Ticket.create(
         evaluation=evaluation_id,
         case=evaluation.case_id,
         center=evaluation.center_id,
@@ -184,3 +184,4 @@ def open_ticket(evaluation_id: int, status: str = "open") -> None:
         verify_due=now + timedelta(days=1),
         rectify_due=now + timedelta(days=15),
     )
+    rollups.ticket_changed(Case.get_by_id(evaluation.case_id), None, ticket.__data__)

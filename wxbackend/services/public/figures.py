@@ -217,9 +217,10 @@ def tallies(
     result: dict[Any, Tally] = defaultdict(Tally)
     if scope.empty:
         return result
-    if not _from_rollups(result, scope, group_by, extended):
+    now = now or utcnow()
+    if not _from_rollups(result, scope, group_by, extended, now):
         _from_rows(result, scope, group_by, extended)
-    _tickets(result, scope, group_by, now or utcnow())
+        _tickets(result, scope, group_by, now)
     return result
 
 
@@ -262,11 +263,13 @@ def _whole_day(moment: datetime | None) -> bool:
 
 
 def _from_rollups(
-    result: dict[Any, Tally], scope: Scope, group_by: str | None, extended: bool
+    result: dict[Any, Tally], scope: Scope, group_by: str | None, extended: bool, now: datetime
 ) -> bool:
-    """The cohort's counts from the coarsest rollup whose key holds every column the scope
-    filters or groups by (``models/rollup.py``): O(days × groups). False when the range is
-    not made of whole Asia/Shanghai days (then :func:`_from_rows` counts)."""
+    """The cohort's and the tickets' counts from the coarsest rollup whose key holds every
+    column the scope filters or groups by (``models/rollup.py``): O(days × groups), plus the
+    tickets not rectified whose deadline falls today before ``now`` (a day the rollups cannot
+    split). False when the range is not made of whole Asia/Shanghai days (then
+    :func:`_from_rows` and :func:`_tickets` count)."""
     if not (_whole_day(scope.start) and _whole_day(scope.end)):
         return False
     filters = {
@@ -288,15 +291,20 @@ def _from_rollups(
         where.append(model.day < (scope.end + SHANGHAI_OFFSET).date())
     group = [] if group_by is None else [getattr(model, group_by)]
     sums = [peewee.fn.SUM(getattr(model, c)) for c in FIGURE_COUNTERS]
-    query = model.select(*group, *sums).group_by(*group).having(sums[0] > 0).tuples()
+    today = (now + SHANGHAI_OFFSET).date()
+    passed = peewee.fn.SUM(peewee.Case(None, [(model.day < today, model.pending)], 0))
+    counted = (sums[0] > 0) | (sums[FIGURE_COUNTERS.index("rectified")] > 0) | (passed > 0)
+    query = model.select(*group, *sums, passed).group_by(*group).having(counted).tuples()
     for row in query.where(*where) if where else query:
-        counts = dict(zip(FIGURE_COUNTERS, row[len(group) :], strict=True))
+        counts = dict(zip((*FIGURE_COUNTERS, "passed"), row[len(group) :], strict=True))
         key = None if group_by is None else row[0]
         if group_by == "day":
             key = day_key(key)
         elif group_by is not None and not key:
             key = None  # no clerk / approver
         _add(result[key], counts, extended)
+    today_start = datetime.combine(today, time(0)) - SHANGHAI_OFFSET
+    _tickets(result, scope, group_by, now, pending_since=today_start)
     return True
 
 
@@ -308,6 +316,8 @@ def _add(tally: Tally, counts: dict[str, int], extended: bool) -> None:
         tally.active_by_level[level] += counts[f"a{level}"]
     tally.callback_cases += counts["callback"]
     tally.default_cases += counts["dflt"]
+    tally.rectification_due += counts["rectified"] + counts["passed"]
+    tally.rectified_on_time += counts["on_time"]
     if extended:
         tally.follow_ups += counts["follow_ups"]
 
@@ -330,9 +340,16 @@ def _count(tally: Tally, assess_number: int | None, channel: str, level: int, n:
         tally.default_cases += n
 
 
-def _tickets(result: dict[Any, Tally], scope: Scope, group_by: str | None, now: datetime) -> None:
+def _tickets(
+    result: dict[Any, Tally],
+    scope: Scope,
+    group_by: str | None,
+    now: datetime,
+    pending_since: datetime | None = None,
+) -> None:
     """按时整改: the 差评 tickets whose rectification fell due in the range (``rectify_due``
-    index), grouped by their case's column or the Shanghai day of the deadline.
+    index), grouped by their case's column or the Shanghai day of the deadline; with
+    ``pending_since``, only the ones not rectified whose deadline passed since then.
 
     Due: not ``invalid`` (an invalid 差评 needs no rectification), ``rectify_due`` in the
     range and either passed (``< now``) or already rectified; a ticket inside its deadline
@@ -348,6 +365,8 @@ def _tickets(result: dict[Any, Tally], scope: Scope, group_by: str | None, now: 
     where = _scope_where(Case, Ticket.rectify_due, scope)
     if scope.exclude_upheld:
         where.append(Ticket.appeal_status.is_null() | (Ticket.appeal_status != "upheld"))
+    if pending_since is not None:
+        where += [Ticket.rectified_at.is_null(), Ticket.rectify_due >= pending_since]
     rows = (
         Ticket.select(*group, peewee.fn.COUNT(Ticket.id), peewee.fn.SUM(on_time))
         .join(Case, on=(Ticket.case == Case.id))

@@ -48,20 +48,27 @@ def _count_if(condition: peewee.Expression) -> peewee.Node:
     return peewee.fn.COALESCE(peewee.fn.SUM(peewee.Case(None, [(condition, 1)], 0)), 0)
 
 
-def _figure_rows(db: peewee.Database, keys: tuple[str, ...]) -> peewee.Query:
-    """Every finished case with its first rating, follow-up and upheld appeal, grouped by
-    day and ``keys``: the counters of :data:`models.rollup.FIGURE_COUNTERS`, in order."""
+def _case_columns(db: peewee.Database, day: peewee.Node, upheld: peewee.Node) -> list:
+    """The key of :class:`models.rollup.RollupStaff` for a case's row (a missing clerk or
+    approver is 0)."""
+    return [
+        _local_day(db, day),
+        Case.center,
+        Case.item,
+        Case.department,
+        peewee.fn.COALESCE(Case.window_staff, _ZERO),
+        peewee.fn.COALESCE(Case.approver, _ZERO),
+        peewee.Case(None, [(upheld, _ONE)], _ZERO),
+    ]
+
+
+def _case_rows(db: peewee.Database) -> peewee.Query:
+    """Every finished case with its first rating, follow-up and upheld appeal, grouped by the
+    key of the finest shape: the case counters of :data:`models.rollup.FIGURE_COUNTERS`."""
     first = Evaluation.alias("first")
     follow = Evaluation.alias("follow")
     upheld = Ticket.alias("upheld")
-    columns: dict[str, peewee.Node] = {"day": _local_day(db, Case.completed_at)}
-    for key in keys:
-        if key == "upheld":
-            columns[key] = peewee.Case(None, [(upheld.id.is_null(False), _ONE)], _ZERO)
-        elif key in ("window_staff", "approver"):
-            columns[key] = peewee.fn.COALESCE(getattr(Case, key), _ZERO)
-        else:
-            columns[key] = getattr(Case, key)
+    group = _case_columns(db, Case.completed_at, upheld.id.is_null(False))
     rated = first.id.is_null(False) & first.overall.in_(LEVELS)
     others = (*CITIZEN_CHANNELS, *CALLBACK_CHANNELS)
     counters = [
@@ -74,8 +81,10 @@ def _figure_rows(db: peewee.Database, keys: tuple[str, ...]) -> peewee.Query:
         _count_if(rated & first.channel.in_(CALLBACK_CHANNELS)),
         _count_if(rated & first.channel.not_in(others)),
         peewee.fn.COUNT(follow.id),
+        _ZERO,
+        _ZERO,
+        _ZERO,
     ]
-    group = list(columns.values())
     return (
         Case.select(*group, *counters)
         .join_from(
@@ -98,6 +107,46 @@ def _figure_rows(db: peewee.Database, keys: tuple[str, ...]) -> peewee.Query:
         )
         .group_by(*group)
     )
+
+
+def _ticket_rows(db: peewee.Database) -> peewee.Query:
+    """The tickets that count (not invalid) by their deadline's day and their case's key:
+    rectified, rectified on time, not rectified."""
+    upheld = Ticket.appeal_status == peewee.SQL(f"'{APPEAL_UPHELD}'")  # a literal: see _ZERO
+    group = _case_columns(db, Ticket.rectify_due, upheld)
+    done = Ticket.rectified_at.is_null(False)
+    return (
+        Ticket.select(
+            *group,
+            *[_ZERO] * (len(FIGURE_COUNTERS) - 3),
+            _count_if(done),
+            _count_if(done & (Ticket.rectified_at <= Ticket.rectify_due)),
+            _count_if(Ticket.rectified_at.is_null()),
+        )
+        .join(Case, on=(Ticket.case == Case.id))
+        .where(Ticket.status != "invalid")
+        .group_by(*group)
+    )
+
+
+def _rebuild_shapes(db: peewee.Database) -> None:
+    """The finest shape from the cases and the tickets (two ``INSERT … SELECT``, the second
+    adding to the rows of the first), then each coarser one as sums of the finest."""
+    finest, finest_keys = FIGURE_SHAPES[-1]
+    fields = [finest.day, *(getattr(finest, k) for k in finest_keys)]
+    counters = [getattr(finest, c) for c in FIGURE_COUNTERS]
+    finest.insert_from(_case_rows(db), fields + counters).execute()
+    tickets = ("rectified", "on_time", "pending")
+    update = {getattr(finest, c): getattr(peewee.EXCLUDED, c) for c in tickets}
+    finest.insert_from(_ticket_rows(db), fields + counters).on_conflict(
+        conflict_target=fields, update=update
+    ).execute()
+    for model, keys in FIGURE_SHAPES[:-1]:
+        group = [finest.day, *(getattr(finest, k) for k in keys)]
+        sums = [peewee.fn.SUM(c) for c in counters]
+        rows = finest.select(*group, *sums).where(finest.day.is_null(False)).group_by(*group)
+        targets = [model.day, *(getattr(model, k) for k in keys)]
+        model.insert_from(rows, targets + [getattr(model, c) for c in FIGURE_COUNTERS]).execute()
 
 
 def _ranking_rows(db: peewee.Database, role: str, target: str) -> peewee.Query:
@@ -143,10 +192,7 @@ def rebuild(db: peewee.Database | None = None) -> dict[str, int]:
     with db.bind_ctx(models), db.atomic():
         for model in ROLLUP_MODELS:
             model.delete().execute()
-        for model, keys in FIGURE_SHAPES:
-            fields = [model.day, *(getattr(model, k) for k in keys)]
-            fields += [getattr(model, c) for c in FIGURE_COUNTERS]
-            model.insert_from(_figure_rows(db, keys), fields).execute()
+        _rebuild_shapes(db)
         names = ("day", "role", "staff", "center", "department", *RANKING_COUNTERS)
         fields = [getattr(RollupRanking, n) for n in names]
         for role, target in RANKED_ROLES:

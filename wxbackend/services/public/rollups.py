@@ -9,7 +9,9 @@ a count and a rolled-back write leaves no trace:
   default one (``ratings/writer.py``: defaults and callbacks go through it);
 - :func:`follow_up` — a 追评 (``ratings/follow_ups.py``);
 - :func:`appeal_upheld` — an upheld appeal moves the case out of staff figures and the
-  rating out of the ranking (``tickets/workflow.py``).
+  rating out of the ranking (``tickets/workflow.py``);
+- :func:`ticket_changed` — a 差评 ticket opened (``tickets/opening.py``) or moved by its
+  workflow: the 按时整改 counters of its rectification deadline's day.
 
 Moderation (hiding or restoring a comment) changes no figure. :func:`rebuild` recomputes every
 rollup from the raw rows (``wxbackend rebuild-rollups``; the benchmarks' dataset).
@@ -206,3 +208,27 @@ def appeal_upheld(evaluation_id: int) -> None:
     if rating.channel != DEFAULT_CHANNEL:
         targets = {target: getattr(rating, target) for _, target in RANKED_ROLES}
         bump_ranking(rating, rating.created_at, rating.overall, targets, -1)
+
+
+def ticket_counts(status: str, rectify_due: datetime, rectified_at: datetime | None) -> dict:
+    """The 按时整改 counters of one ticket: an invalid one counts nowhere; a rectified one is
+    due (on time or not); the others are ``pending`` (due once their deadline passed)."""
+    if status == "invalid":
+        return {}
+    if rectified_at is None:
+        return {"pending": 1}
+    return {"rectified": 1, "on_time": int(rectified_at <= rectify_due)}
+
+
+def ticket_changed(case: Any, before: Ticket | None, changes: Mapping[str, Any]) -> None:
+    """A ticket of ``case`` opened (``before`` None, ``changes`` its columns) or changed from
+    ``before`` by ``changes`` (in the same transaction): its counts move to its new state."""
+    old = {} if before is None else before.__data__
+    new = {**old, **changes}
+    for state, sign in ((old, -1), (new, 1)):
+        if not state:
+            continue
+        counts = ticket_counts(state["status"], state["rectify_due"], state.get("rectified_at"))
+        key = case_key(case, state.get("appeal_status") == APPEAL_UPHELD)
+        key["day"] = local_day(state["rectify_due"])
+        bump_figures(key, {counter: sign * n for counter, n in counts.items()})
