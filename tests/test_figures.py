@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-from models.base import utcnow
 from models.case import Case
 from models.ticket import Ticket
 from tests.support.admins import admin_token
