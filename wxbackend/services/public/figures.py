@@ -9,6 +9,11 @@ The one place the figures are defined: the public page, the admin statistics
 - :func:`stats_public` — the figures of the public page for one scope (cached by
   :mod:`.stats_cache`).
 
+The counts come from the rollups (``models/rollup.py``, kept by every writer in its own
+transaction: ``wxbackend.services.public.rollups``) whenever the range is made of whole
+Asia/Shanghai days — every request's is — so a computation reads O(days × groups) rows; other
+ranges are counted from the cases, ratings and tickets themselves.
+
 A period selects **cases by completion day** (Asia/Shanghai) and counts their first ratings,
 so numerators and denominators cover the same cases. Default ratings (channel ``default``)
 count in 满意率 and 差评率 but are no citizen rating: the case counts as unrated. A rate with
