@@ -73,11 +73,12 @@ def measure(samples: int) -> dict[str, float]:
     latest = Evaluation.select(Evaluation.created_at).order_by(Evaluation.id.desc()).scalar()
     month = local_day(latest).strftime("%Y-%m")
     bounds = ranking.month_range(month)
+    print(f"  (latest month with ratings: {month})")
     return {
         "public stats, all time": median_ms(
             lambda: figures.stats_public(figures.StatsQuery()), samples
         ),
-        f"staff ranking, {month}": median_ms(
+        "staff ranking, latest month": median_ms(
             lambda: ranking.staff_ranking(ROOT_ADMIN, *bounds), samples
         ),
         "(before) stats from the rows": median_ms(from_rows, max(3, samples // 10)),
@@ -138,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=10_000, help="cases of the small database")
     parser.add_argument("--large", type=int, default=100_000, help="cases of the big one")
-    parser.add_argument("--samples", type=int, default=30, help="timed calls per figure")
+    parser.add_argument("--samples", type=int, default=50, help="timed calls per figure")
     parser.add_argument("--database", help="measure this database as the big one (a URL)")
     parser.add_argument("--no-rebuild", action="store_true", help="keep its rollups as they are")
     args = parser.parse_args()
