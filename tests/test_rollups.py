@@ -228,6 +228,7 @@ async def test_rollups_equal_a_recount(ctx):
     await ctx.db.run(check_recount)
 
 
+@pytest.mark.slow  # ~10 s
 @pytest.mark.asyncio
 async def test_rollups_equal_a_recount_over_more_histories(ctx):
     """Two more seeds on SQLite, eighty cases each (one database, growing)."""
