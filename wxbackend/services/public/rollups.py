@@ -19,6 +19,7 @@ rollup from the raw rows (``wxbackend rebuild-rollups``; the benchmarks' dataset
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from models.rollup import (
     RollupRanking,
 )
 from models.ticket import Ticket
-from wxbackend.db import compiled_rows, database, param
+from wxbackend.db import database, param
 from wxbackend.services.ratings import levels
 
 #: Asia/Shanghai has kept UTC+8 without daylight saving since 1991.
@@ -104,8 +105,22 @@ _BUILDERS[RollupRanking] = _upsert_builder(
 )
 
 
+#: Per database: model → (SQL, the argument index of each bound parameter) of its upsert.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _bump(model: type[peewee.Model], key: list[Any], values: list[int]) -> None:
-    compiled_rows(f"rollup.{model._meta.table_name}", _BUILDERS[model], key + values)
+    """Run the model's upsert (compiled once per database; every rating runs several, so
+    the arguments are bound by position, not looked up by placeholder)."""
+    per_db = _COMPILED.setdefault(database.obj, {})
+    entry = per_db.get(model)
+    if entry is None:
+        sql, params = _BUILDERS[model]()[0].sql()
+        placeholders = {param(n): n for n in range(len(params))}
+        entry = per_db[model] = (sql, [placeholders[p] for p in params])
+    sql, positions = entry
+    args = key + values
+    database.execute_sql(sql, [args[i] for i in positions])
 
 
 def case_key(case: Any, upheld: bool = False) -> dict[str, Any]:
