@@ -69,7 +69,8 @@ class RollupItem(_FigureRollup):
     department = peewee.IntegerField()
 
     class Meta:
-        indexes = ((("day", "center", "item", "department"), True),)
+        # by day (a period); by item (the public page's item filter over all time)
+        indexes = ((("day", "center", "item", "department"), True), (("item", "day"), False))
 
 
 class RollupStaff(_FigureRollup):
@@ -87,6 +88,7 @@ class RollupStaff(_FigureRollup):
                 ("day", "center", "item", "department", "window_staff", "approver", "upheld"),
                 True,
             ),
+            (("center", "day"), False),  # a center's admin over all time
         )
 
 
