@@ -31,6 +31,7 @@ from models.idempotency import IdempotentRequest
 from models.identity import FaceAttempt, Identity
 from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
+from models.rollup import ROLLUP_MODELS
 from models.session import Session
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
@@ -130,6 +131,14 @@ def _idempotency(db: peewee.Database) -> None:
     db.create_tables([IdempotentRequest], safe=True)
 
 
+def _rollups(db: peewee.Database) -> None:
+    """The figures' rollups, filled from the rows already stored (a no-op on a new database)."""
+    db.create_tables(ROLLUP_MODELS, safe=True)
+    from wxbackend.services.public.rollup_rebuild import rebuild  # a service: imported late
+
+    rebuild(db)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -161,6 +170,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
     (10, "evaluator screens' device keys", _create(WindowDevice)),
     (11, "idempotency keys of rating writes", _idempotency),
+    (13, "rollups of the figures and the staff ranking", _rollups),
     (14, "durable sessions of citizens and admins (Redis caches them)", _create(Session)),
 ]
 

@@ -30,6 +30,7 @@ from tests.support.public_seed import (
     insert_rating,
     insert_staffed_case,
     open_ticket,
+    rebuild_rollups,
     seed_catalog,
     shanghai_day,
 )
@@ -142,6 +143,7 @@ def seed_ticket(
     elif kind == "appealed":
         fields["appeal_status"] = rng.choice(["pending", "rejected"])
     Ticket.update(**fields).where(Ticket.evaluation == evaluation_id).execute()
+    rebuild_rollups()  # an appeal decided by hand, not by the ticket workflow
     return {
         "status": fields["status"],
         "rectify_due": due,
@@ -335,6 +337,7 @@ async def test_staff_rows_leave_out_upheld_appeals_only(api, ctx):
             Ticket.update(
                 appeal_status=appeal, status="invalid" if appeal == "upheld" else "open"
             ).where(Ticket.evaluation == evaluation_id).execute()
+        rebuild_rollups()  # appeals decided by hand, not by the ticket workflow
         return kept
 
     await ctx.db.run(seed)
@@ -470,6 +473,7 @@ def seed_month(ctx) -> None:
     Ticket.update(status="invalid", appeal_status="upheld").where(
         Ticket.evaluation == upheld
     ).execute()
+    rebuild_rollups()  # an appeal decided by hand, not by the ticket workflow
     rate_at("440103-SY-001", None, 4, first + timedelta(days=10))
     for k in range(3):
         rate_at("440104-XX-001", "XX001", 4, first + timedelta(days=k))

@@ -11,7 +11,7 @@ import pytest
 from models.case import Case
 from models.catalog import Staff
 from tests.support.admins import admin_token
-from tests.support.public_seed import insert_case, insert_rating, seed_catalog
+from tests.support.public_seed import insert_case, insert_rating, rebuild_rollups, seed_catalog
 
 RANKING = "/admin/api/staff-ranking"
 MARCH = datetime(2026, 3, 5, 4, 0, 0)
@@ -26,6 +26,7 @@ def rate(ctx, item: str, clerk: str, approver: str | None, overall: int, **targe
     Case.update(window_staff=staff_id(clerk), approver=staff_id(approver)).where(
         Case.id == case_id
     ).execute()
+    rebuild_rollups()  # the case's staff changed after it was counted
     insert_rating(case_id, overall, created_at=MARCH, **targets)
 
 

@@ -1,4 +1,5 @@
-"""The ``wxbackend`` command: serve, migrate, worker, sandbox, admin, partner, catalog, demo."""
+"""The ``wxbackend`` command: serve, migrate, worker, sandbox, admin, partner, catalog,
+rebuild-rollups, demo."""
 
 from __future__ import annotations
 
@@ -276,6 +277,21 @@ def cmd_catalog(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild_rollups(settings: Settings, args: argparse.Namespace) -> int:
+    """``rebuild-rollups``: recount every rollup of the figures from the raw rows (one
+    transaction, idempotent), audited with the OS user."""
+    from wxbackend.services.admin.audit import record
+    from wxbackend.services.public.rollup_rebuild import rebuild
+
+    db, _ = _open_db(settings)
+    with db.atomic():
+        rows = rebuild(db)
+        record(cli_actor(), "rollups.rebuild", "rollups", "", {"rows": rows})
+    for table, count in rows.items():
+        print(f"{table}: {count} rows")
+    return 0
+
+
 def _refuse_local_wechat(settings: Settings) -> None:
     problem = local_wechat_problem(settings)
     if problem is not None:
@@ -340,6 +356,7 @@ COMMANDS = {
     "admin": cmd_admin,
     "partner": cmd_partner,
     "catalog": cmd_catalog,
+    "rebuild-rollups": cmd_rebuild_rollups,
     "wechat-config": cmd_wechat_config,
     "demo": cmd_demo,
     "verify-log": cmd_verify_log,

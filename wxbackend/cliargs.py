@@ -115,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
     ci = catalog.add_parser("import", help="check and upsert a catalogue JSON file (audited)")
     ci.add_argument("file", help="the JSON file (see conf/catalog.example.json)")
 
+    sub.add_parser(
+        "rebuild-rollups",
+        help="recount the figures' rollups from the ratings and cases (a repair; audited)",
+    )
+
     dm = sub.add_parser(
         "demo", help="the whole flow end to end against the WeChat sandbox, each step printed"
     )

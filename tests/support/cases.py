@@ -36,6 +36,7 @@ from wxbackend.security import normalize_id_number, token_digest
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.cases.tokens import new_scene
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
+from wxbackend.services.public import rollups
 
 CATALOG_FILE = Path(__file__).resolve().parents[2] / "conf" / "catalog.example.json"
 #: The ID number of staff HL002 (window, HL-CIVIL) in the example catalogue.
@@ -98,6 +99,7 @@ def _insert_case(
         completed_at=completed_at,
         reported_at=reported_at,
     )
+    rollups.case_reported(case)
     if not with_token:
         return case.id, None
     scene = new_scene()

@@ -21,6 +21,8 @@ from tests.support.cases import CATALOG_FILE
 from wxbackend.context import Context
 from wxbackend.services.cases import reports as cases
 from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file
+from wxbackend.services.public import rollups
+from wxbackend.services.public.rollup_rebuild import rebuild as rebuild_rollups
 from wxbackend.timefmt import SHANGHAI
 
 CENTER = "440103-HL"
@@ -81,6 +83,7 @@ def insert_case(
         accepted_at=done - timedelta(hours=1),
         completed_at=done,
     )
+    rollups.case_reported(case)
     return case.id
 
 
@@ -97,6 +100,7 @@ def insert_staffed_case(
     Case.update(window_staff=staff_id(clerk), approver=staff_id(approver)).where(
         Case.id == case_id
     ).execute()
+    rebuild_rollups()  # the case's staff changed after it was counted
     return case_id
 
 
@@ -146,6 +150,10 @@ def insert_rating(
         EvaluationIndicator.create(evaluation=evaluation, indicator=Indicator.get(code=code))
     if assess_number == 1:
         Case.update(first_rated_at=created).where(Case.id == case_id).execute()
+        targets = {name: value for name, value in levels.items() if name.startswith("target_")}
+        rollups.first_rating(case, channel, overall, targets, created)
+    else:
+        rollups.follow_up(case_id)
     return evaluation.id
 
 
@@ -167,7 +175,7 @@ def add_reply(evaluation_id: int, text: str, created_at: datetime | None = None)
 def open_ticket(evaluation_id: int, status: str = "open") -> None:
     evaluation = Evaluation.get_by_id(evaluation_id)
     now = utcnow()
-    Ticket.create(
+    ticket = Ticket.create(
         evaluation=evaluation_id,
         case=evaluation.case_id,
         center=evaluation.center_id,
@@ -176,3 +184,4 @@ def open_ticket(evaluation_id: int, status: str = "open") -> None:
         verify_due=now + timedelta(days=1),
         rectify_due=now + timedelta(days=15),
     )
+    rollups.ticket_changed(Case.get_by_id(evaluation.case_id), None, ticket.__data__)

@@ -18,6 +18,7 @@ from tests.support.admins import PASSWORD
 from tests.support.cases import make_case, make_id_number
 from wxbackend.db import database
 from wxbackend.services.admin.accounts import create_admin
+from wxbackend.services.public import rollups
 from wxbackend.services.ratings.levels import is_bad
 from wxbackend.services.tickets.opening import open_ticket
 
@@ -74,6 +75,7 @@ async def seed_rating(
                 approver=case.approver_id,
             )
             Case.update(first_rated_at=at).where(Case.id == case.id).execute()
+            rollups.first_rating(case, channel, overall, {}, at)
             ticket_id = (
                 open_ticket(evaluation.id, case, at, ctx.settings) if is_bad(overall) else None
             )

@@ -15,13 +15,13 @@ from typing import Any
 import peewee
 
 from models.catalog import Center, Department, Staff
-from models.evaluation import Evaluation
+from models.rollup import RollupRanking
 from wxbackend import errors
 from wxbackend.context import Context
 from wxbackend.services.admin import scope
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.common import db_share, query_args
-from wxbackend.services.public import figures
+from wxbackend.services.public.rollups import RANKED_ROLES, local_day
 from wxbackend.services.ratings import levels
 
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
@@ -30,8 +30,6 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})")
 PRIOR_WEIGHT = 10
 #: Ranking: stars taken off for a share of 差评 of 100 %.
 BAD_PENALTY = 0.5
-#: Ranking: who is ranked, and by which of the rating's target levels (product.md rule 21).
-RANKED_ROLES = (("window_staff", "target_window_staff"), ("approver", "target_approver"))
 RANKING_METHOD = (
     "Each person is ranked by their own target level: window staff (role window_staff) by "
     "target_window_staff, approvers (role approver) by target_approver; where the citizen did "
@@ -67,54 +65,61 @@ def month_range(text: str | None) -> tuple[str, Any, Any]:
     return text or "", query_args.day_start_utc(first), query_args.day_start_utc(following)
 
 
-def _ranked_ratings(start: Any, end: Any) -> list[peewee.Expression]:
-    """First ratings of the month, citizen and callback ones, without an upheld appeal."""
-    return [
-        Evaluation.assess_number == 1,
-        Evaluation.channel != "default",
-        Evaluation.created_at >= start,
-        Evaluation.created_at < end,
-        figures.not_upheld(),
-    ]
-
-
 def score(stars: int, n: int, bad: int, prior_mean: float) -> float:
     """:data:`RANKING_METHOD` for one person (``n`` > 0), rounded to 4 places."""
     smoothed = (PRIOR_WEIGHT * prior_mean + stars) / (PRIOR_WEIGHT + n)
     return round(smoothed - BAD_PENALTY * bad / n, 4)
 
 
-def _role_counts(principal: Principal, role: str, target: str, start: Any, end: Any) -> tuple:
-    """Per person of ``role`` in scope: (ratings, stars, 差评, target actually rated) of
-    their own target level (the overall where the target was not rated); and per center
-    the (ratings, stars) of the same level for the prior."""
-    ratings = _ranked_ratings(start, end)
-    target_column = getattr(Evaluation, target)
-    level = peewee.fn.COALESCE(target_column, Evaluation.overall)
-    bad = peewee.Case(None, [(levels.bad_sql(level), 1)], 0)
-    rated = peewee.Case(None, [(target_column.is_null(False), 1)], 0)
-    person = getattr(Evaluation, role)
+def _days(start: Any, end: Any) -> list[peewee.Expression]:
+    """The rollup days of the month ``[start, end)`` (Asia/Shanghai month starts in UTC)."""
+    return [RollupRanking.day >= local_day(start), RollupRanking.day < local_day(end)]
+
+
+def _role_counts(principal: Principal, role: str, start: Any, end: Any) -> dict:
+    """Per person of ``role`` in scope: (ratings, stars, 差评, target actually rated) of their
+    own target level (the overall where the target was not rated), from the ranking rollup
+    (``models/rollup.py``: citizen and callback first ratings, no upheld appeal)."""
+    n = peewee.fn.SUM(RollupRanking.n)
     per_staff = (
-        Evaluation.select(
-            person,
-            peewee.fn.COUNT(Evaluation.id),
-            peewee.fn.SUM(level),
-            peewee.fn.SUM(bad),
-            peewee.fn.SUM(rated),
+        RollupRanking.select(
+            RollupRanking.staff,
+            n,
+            peewee.fn.SUM(RollupRanking.stars),
+            peewee.fn.SUM(RollupRanking.bad),
+            peewee.fn.SUM(RollupRanking.target_rated),
         )
-        .where(person.is_null(False), *ratings)
-        .group_by(person)
+        .where(RollupRanking.role == role, RollupRanking.staff != 0, *_days(start, end))
+        .group_by(RollupRanking.staff)
+        .having(n > 0)
         .tuples()
     )
-    terms = scope.where_clauses(principal, "stats.read", Evaluation.center, Evaluation.department)
+    terms = scope.where_clauses(
+        principal, "stats.read", RollupRanking.center, RollupRanking.department
+    )
     if terms:
         per_staff = per_staff.where(*terms)
-    counts = {row[0]: (row[1], row[2], row[3] or 0, row[4] or 0) for row in per_staff}
-    return counts, level, ratings
+    return {row[0]: (row[1], row[2], row[3] or 0, row[4] or 0) for row in per_staff}
 
 
-def _ranked_role(principal: Principal, role: str, target: str, start: Any, end: Any) -> list:
-    counts, level, ratings = _role_counts(principal, role, target, start, end)
+def _center_means(role: str, centers: set[int], start: Any, end: Any) -> dict[int, float]:
+    """Per center: the mean of ``role``'s ranked level over the month's ratings (the prior)."""
+    n = peewee.fn.SUM(RollupRanking.n)
+    per_center = (
+        RollupRanking.select(RollupRanking.center, n, peewee.fn.SUM(RollupRanking.stars))
+        .where(
+            RollupRanking.role == role,
+            RollupRanking.center.in_(list(centers)),
+            *_days(start, end),
+        )
+        .group_by(RollupRanking.center)
+        .tuples()
+    )
+    return {center: stars / n for center, n, stars in per_center if n}
+
+
+def _ranked_role(principal: Principal, role: str, start: Any, end: Any) -> list:
+    counts = _role_counts(principal, role, start, end)
     if not counts:
         return []
     staff = {
@@ -126,13 +131,7 @@ def _ranked_role(principal: Principal, role: str, target: str, start: Any, end: 
         .tuples()
     }
     centers = {row[3] for row in staff.values()}
-    per_center = (
-        Evaluation.select(Evaluation.center, peewee.fn.COUNT(Evaluation.id), peewee.fn.SUM(level))
-        .where(Evaluation.center.in_(list(centers)), *ratings)
-        .group_by(Evaluation.center)
-        .tuples()
-    )
-    means = {center: stars / n for center, n, stars in per_center if n}
+    means = _center_means(role, centers, start, end)
     names = _names(Center, centers) | _names(Department, {row[4] for row in staff.values()})
     items = []
     for staff_id, (n, stars, bad_n, target_rated) in counts.items():
@@ -163,8 +162,8 @@ def staff_ranking(principal: Principal, month: str, start: Any, end: Any) -> dic
     """``GET /admin/api/staff-ranking`` on the database thread: the window staff, then the
     approvers, in scope, each role ranked on its own (:data:`RANKING_METHOD`)."""
     items = []
-    for role, target in RANKED_ROLES:
-        items += _ranked_role(principal, role, target, start, end)
+    for role, _target in RANKED_ROLES:
+        items += _ranked_role(principal, role, start, end)
     return {
         "month": month,
         "method": RANKING_METHOD,

@@ -32,6 +32,7 @@ from wxbackend.services.cases.tokens import new_token, replace_token, token_expi
 from wxbackend.services.citizens import id_numbers
 from wxbackend.services.devices import screen
 from wxbackend.services.messaging import schedule
+from wxbackend.services.public import rollups
 from wxbackend.services.ratings.window import window_end
 from wxbackend.settings import Settings
 from wxbackend.timefmt import parse_iso
@@ -302,6 +303,7 @@ def store_case(
                 partner=partner_id,
             )
             QrToken.create(case=case, token_hash=token_hash, expires_at=expires_at)
+            rollups.case_reported(case)
             if settings is not None:
                 schedule.schedule_case_jobs(case, settings)
     except peewee.IntegrityError:

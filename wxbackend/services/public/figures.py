@@ -9,6 +9,11 @@ The one place the figures are defined: the public page, the admin statistics
 - :func:`stats_public` — the figures of the public page for one scope (cached by
   :mod:`.stats_cache`).
 
+The counts come from the rollups (``models/rollup.py``, kept by every writer in its own
+transaction: ``wxbackend.services.public.rollups``) whenever the range is made of whole
+Asia/Shanghai days — every request's is — so a computation reads O(days × groups) rows; other
+ranges are counted from the cases, ratings and tickets themselves.
+
 A period selects **cases by completion day** (Asia/Shanghai) and counts their first ratings,
 so numerators and denominators cover the same cases. Default ratings (channel ``default``)
 count in 满意率 and 差评率 but are no citizen rating: the case counts as unrated. A rate with
@@ -21,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import peewee
@@ -30,10 +35,12 @@ from models.base import utcnow
 from models.case import Case
 from models.catalog import Center, ServiceItem
 from models.evaluation import LEVELS, Evaluation
+from models.rollup import FIGURE_COUNTERS, FIGURE_SHAPES
 from models.ticket import Ticket
 from wxbackend.db import database
 from wxbackend.services.common import query_args
 from wxbackend.services.public.listing import code_id
+from wxbackend.services.public.rollups import counts_as
 from wxbackend.services.ratings import levels
 
 RATE_DIGITS = 4
@@ -77,20 +84,6 @@ def parse_stats_query(args: Mapping[str, str | None]) -> StatsQuery:
     )
 
 
-#: Channels of a rating by the citizen themself (主动评价) and of a staff-recorded callback
-#: (回访评价); the rest is the system default (product.md rules 5 and 7).
-CITIZEN_CHANNELS = ("qr", "miniprogram")
-CALLBACK_CHANNELS = ("phone", "sms")
-
-
-def counts_as(channel: str) -> str:
-    """How a rating of ``channel`` counts in the figures: ``citizen`` (主动评价), ``callback``
-    (回访评价: rated, not 主动) or ``default`` (a rating for 满意率/差评率, the case unrated)."""
-    if channel in CITIZEN_CHANNELS:
-        return "citizen"
-    return "callback" if channel in CALLBACK_CHANNELS else "default"
-
-
 @dataclass
 class Tally:
     """Counts behind the figures of one group's cohort: the cases finished in the period and
@@ -119,6 +112,7 @@ class Tally:
 GROUP_COLUMNS = ("center", "item", "department", "window_staff", "approver", "day")
 #: Asia/Shanghai has kept UTC+8 without daylight saving since 1991.
 SHANGHAI_OFFSET_HOURS = 8
+SHANGHAI_OFFSET = timedelta(hours=SHANGHAI_OFFSET_HOURS)
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -207,12 +201,6 @@ def _key(row: tuple, group_by: str | None) -> Any:
     return day_key(row[0]) if group_by == "day" and row[0] is not None else row[0]
 
 
-def not_upheld() -> peewee.Expression:
-    """Ratings whose 差评 ticket has no upheld appeal (申诉成立): staff figures leave those out."""
-    upheld = Ticket.select(Ticket.evaluation).where(Ticket.appeal_status == "upheld")
-    return Evaluation.id.not_in(upheld)
-
-
 def tallies(
     scope: Scope,
     group_by: str | None = None,
@@ -234,6 +222,18 @@ def tallies(
     result: dict[Any, Tally] = defaultdict(Tally)
     if scope.empty:
         return result
+    now = now or utcnow()
+    if not _from_rollups(result, scope, group_by, extended, now):
+        _from_rows(result, scope, group_by, extended)
+        _tickets(result, scope, group_by, now)
+    return result
+
+
+def _from_rows(
+    result: dict[Any, Tally], scope: Scope, group_by: str | None, extended: bool
+) -> None:
+    """The cohort's counts from the cases and ratings themselves (a range not made of whole
+    days; the rollups are the same counts, kept by day)."""
     group = _group(Case.completed_at, group_by)
     joined = Evaluation.case == Case.id
     if not extended:
@@ -261,8 +261,70 @@ def tallies(
     )
     for row in rows:
         _count(result[_key(row, group_by)], *row[-4:])
-    _tickets(result, scope, group_by, now or utcnow())
-    return result
+
+
+def _whole_day(moment: datetime | None) -> bool:
+    return moment is None or (moment + SHANGHAI_OFFSET).time() == time(0)
+
+
+def _from_rollups(
+    result: dict[Any, Tally], scope: Scope, group_by: str | None, extended: bool, now: datetime
+) -> bool:
+    """The cohort's and the tickets' counts from the coarsest rollup whose key holds every
+    column the scope filters or groups by (``models/rollup.py``): O(days × groups), plus the
+    tickets not rectified whose deadline falls today before ``now`` (a day the rollups cannot
+    split). False when the range is not made of whole Asia/Shanghai days (then
+    :func:`_from_rows` and :func:`_tickets` count)."""
+    if not (_whole_day(scope.start) and _whole_day(scope.end)):
+        return False
+    filters = {
+        "center": scope.center_id,
+        "item": scope.item_id,
+        "department": scope.department_id,
+        "window_staff": scope.window_staff_id,
+    }
+    needed = {name for name, value in filters.items() if value is not None}
+    needed |= {"upheld"} if scope.exclude_upheld else set()
+    needed |= {group_by} if group_by not in (None, "day") else set()
+    model, _ = next((m, keys) for m, keys in FIGURE_SHAPES if needed <= set(keys))
+    where = [getattr(model, name) == value for name, value in filters.items() if value is not None]
+    if scope.exclude_upheld:
+        where.append(model.upheld == 0)
+    if scope.start is not None:
+        where.append(model.day >= (scope.start + SHANGHAI_OFFSET).date())
+    if scope.end is not None:
+        where.append(model.day < (scope.end + SHANGHAI_OFFSET).date())
+    group = [] if group_by is None else [getattr(model, group_by)]
+    sums = [peewee.fn.SUM(getattr(model, c)) for c in FIGURE_COUNTERS]
+    today = (now + SHANGHAI_OFFSET).date()
+    passed = peewee.fn.SUM(peewee.Case(None, [(model.day < today, model.pending)], 0))
+    counted = (sums[0] > 0) | (sums[FIGURE_COUNTERS.index("rectified")] > 0) | (passed > 0)
+    query = model.select(*group, *sums, passed).group_by(*group).having(counted).tuples()
+    for row in query.where(*where) if where else query:
+        counts = dict(zip((*FIGURE_COUNTERS, "passed"), row[len(group) :], strict=True))
+        key = None if group_by is None else row[0]
+        if group_by == "day":
+            key = day_key(key)
+        elif group_by is not None and not key:
+            key = None  # no clerk / approver
+        _add(result[key], counts, extended)
+    today_start = datetime.combine(today, time(0)) - SHANGHAI_OFFSET
+    _tickets(result, scope, group_by, now, pending_since=today_start)
+    return True
+
+
+def _add(tally: Tally, counts: dict[str, int], extended: bool) -> None:
+    """Add one group's rollup sums to its tally."""
+    tally.finished_cases += counts["finished"]
+    for level in LEVELS:
+        tally.by_level[level] += counts[f"l{level}"]
+        tally.active_by_level[level] += counts[f"a{level}"]
+    tally.callback_cases += counts["callback"]
+    tally.default_cases += counts["dflt"]
+    tally.rectification_due += counts["rectified"] + counts["passed"]
+    tally.rectified_on_time += counts["on_time"]
+    if extended:
+        tally.follow_ups += counts["follow_ups"]
 
 
 def _count(tally: Tally, assess_number: int | None, channel: str, level: int, n: int) -> None:
@@ -283,9 +345,16 @@ def _count(tally: Tally, assess_number: int | None, channel: str, level: int, n:
         tally.default_cases += n
 
 
-def _tickets(result: dict[Any, Tally], scope: Scope, group_by: str | None, now: datetime) -> None:
+def _tickets(
+    result: dict[Any, Tally],
+    scope: Scope,
+    group_by: str | None,
+    now: datetime,
+    pending_since: datetime | None = None,
+) -> None:
     """按时整改: the 差评 tickets whose rectification fell due in the range (``rectify_due``
-    index), grouped by their case's column or the Shanghai day of the deadline.
+    index), grouped by their case's column or the Shanghai day of the deadline; with
+    ``pending_since``, only the ones not rectified whose deadline passed since then.
 
     Due: not ``invalid`` (an invalid 差评 needs no rectification), ``rectify_due`` in the
     range and either passed (``< now``) or already rectified; a ticket inside its deadline
@@ -301,6 +370,8 @@ def _tickets(result: dict[Any, Tally], scope: Scope, group_by: str | None, now: 
     where = _scope_where(Case, Ticket.rectify_due, scope)
     if scope.exclude_upheld:
         where.append(Ticket.appeal_status.is_null() | (Ticket.appeal_status != "upheld"))
+    if pending_since is not None:
+        where += [Ticket.rectified_at.is_null(), Ticket.rectify_due >= pending_since]
     rows = (
         Ticket.select(*group, peewee.fn.COUNT(Ticket.id), peewee.fn.SUM(on_time))
         .join(Case, on=(Ticket.case == Case.id))

@@ -25,6 +25,7 @@ from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.services.cases.scan import active_identity, parse_id
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public import rollups
 from wxbackend.services.ratings import idempotency, levels
 from wxbackend.services.ratings.rules import (
     Rating,
@@ -125,6 +126,7 @@ def store_follow_up(
                 **catalogue_refs(original),
             )
             insert_indicators(follow_up.id, rating.indicators, indicator_ids)
+            rollups.follow_up(original.case_id)
             transparency.append("follow_up", {"evaluation_id": follow_up.id}, now)
             if key is not None:
                 idempotency.remember(key, follow_up.id)

@@ -40,6 +40,7 @@ from wxbackend.services.cases.tokens import check_token_usable
 from wxbackend.services.devices import screen
 from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public import rollups
 from wxbackend.services.ratings import levels
 from wxbackend.services.ratings.rules import Rating, insert_indicators
 from wxbackend.services.tickets.opening import open_ticket
@@ -139,9 +140,10 @@ def write(
     try:
         with database.atomic():
             case, token = _case_and_token(first.case_id, first.token_id)
-            superseded = False
+            superseded, superseded_level = False, None
             if supersede_default and (existing := _first_rating_of(case.id)) is not None:
                 evaluation_id, superseded = _supersede(existing, first), True
+                superseded_level = existing[2]
             else:
                 if case.first_rated_at is not None:
                     raise errors.AlreadyEvaluated()
@@ -154,6 +156,8 @@ def write(
             _close_tokens(case.id, first.token_id, now)
             schedule.cancel_case_jobs(case.id, now)  # no reminder, no default rating any more
             insert_indicators(evaluation_id, first.indicators, first.indicator_ids)
+            targets = {f"target_{key}": first.targets.get(key) for key in TARGETS}
+            rollups.first_rating(case, first.channel, first.overall, targets, now, superseded_level)
             ticket_id = None
             if levels.is_bad(first.overall):
                 if settings is None:
@@ -283,6 +287,7 @@ _CASE_COLUMNS = (
     Case.department,
     Case.window_staff,
     Case.approver,
+    Case.completed_at,
 )
 _TOKEN_COLUMNS = (QrToken.id, QrToken.status, QrToken.expires_at)
 
@@ -381,22 +386,22 @@ def _insert_evaluation(case: Case, first: FirstRating) -> int:
     return compiled_insert("ratings.insert", _evaluation_insert, args)
 
 
-def _first_rating_of(case_id: int) -> tuple[int, str] | None:
-    """``(id, channel)`` of the case's first rating, if it has one."""
+def _first_rating_of(case_id: int) -> tuple[int, str, int] | None:
+    """``(id, channel, overall)`` of the case's first rating, if it has one."""
     row = (
-        Evaluation.select(Evaluation.id, Evaluation.channel)
+        Evaluation.select(Evaluation.id, Evaluation.channel, Evaluation.overall)
         .where((Evaluation.case == case_id) & (Evaluation.assess_number == 1))
         .tuples()
         .first()
     )
-    return None if row is None else (row[0], row[1])
+    return None if row is None else (row[0], row[1], row[2])
 
 
-def _supersede(existing: tuple[int, str], first: FirstRating) -> int:
+def _supersede(existing: tuple[int, str, int], first: FirstRating) -> int:
     """Replace the case's default rating in place (same row: the unique index still guards
     the case); a compare-and-set on the channel, so two concurrent callbacks cannot both
     supersede it. Any other first rating → 409 ``already_evaluated``."""
-    evaluation_id, channel = existing
+    evaluation_id, channel, _ = existing
     if channel != DEFAULT_CHANNEL:
         raise errors.AlreadyEvaluated()
     updated = (

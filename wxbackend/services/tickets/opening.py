@@ -15,6 +15,7 @@ from models.case import Case
 from models.ticket import Ticket, TicketEvent
 from wxbackend.services.alerts import content as alert_content
 from wxbackend.services.alerts.sending import schedule_alert
+from wxbackend.services.public import rollups
 from wxbackend.services.tickets.workdays import WorkCalendar
 from wxbackend.settings import Settings
 
@@ -41,6 +42,7 @@ def open_ticket(evaluation_id: int, case: Case, opened_at: datetime, settings: S
         rectify_due=calendar.due(opened_at, policy.rectify_working_days),
     )
     TicketEvent.create(ticket=ticket.id, status="open", action="open", by="system", at=opened_at)
+    rollups.ticket_changed(case, None, ticket.__data__)
     # The center's staff hear of it through their WeCom robot (sent by the worker; a center
     # without a robot records the alert as skipped).
     schedule_alert(alert_content.BAD, ticket.id, opened_at)

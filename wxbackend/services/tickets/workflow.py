@@ -46,6 +46,7 @@ from datetime import datetime
 from typing import Any
 
 from models.base import utcnow
+from models.case import Case
 from models.ticket import Ticket, TicketEvent
 from wxbackend import errors
 from wxbackend.context import Context
@@ -55,6 +56,7 @@ from wxbackend.services.admin.permissions import Target, authorize
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.messaging import schedule
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public import rollups
 from wxbackend.services.tickets.deadlines import (
     APPEAL_UPHELD,
     UNRECTIFIED,
@@ -151,6 +153,9 @@ def _apply(
             note=change.note,
             at=now,
         )
+        if columns.get("appeal_status") == APPEAL_UPHELD:  # out of staff figures, ranking
+            rollups.appeal_upheld(ticket.evaluation_id)
+        rollups.ticket_changed(Case.get_by_id(ticket.case_id), ticket, columns)
         if change.status == "closed":  # the citizen is told, inviting a follow-up rating
             schedule.schedule_rectified_notice(ticket.id, now)
         detail = {"from": ticket.status, "to": change.status, **change.audit}
