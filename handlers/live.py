@@ -12,8 +12,8 @@ connected; all the feeds of a process share ONE Redis pub/sub connection (``live
 * when the client goes away (``on_connection_close``, or a write that fails) the feed is
   closed at once (the last feed of a channel unsubscribes it in Redis);
 * the stream ends cleanly when its feed ends: the client reads too slowly (more than
-  ``live.max_backlog_bytes`` written and not yet taken), Redis is gone, or the server stops. The browser's EventSource reconnects
-  after ``retry``.
+  ``live.max_backlog_bytes`` written and not yet taken), Redis is gone, or the server
+  stops. The browser's EventSource reconnects after ``retry``.
 
 A process serves at most ``live.max_streams`` streams at a time, and one client address at
 most ``live.max_streams_per_address`` of them (each costs a socket, a queue and its share of

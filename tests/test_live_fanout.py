@@ -103,9 +103,7 @@ async def test_each_message_is_decoded_and_encoded_once_however_many_streams(
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("fast_heartbeat")
-async def test_a_center_stream_gets_its_center_only_and_others_are_not_decoded(
-    api, ctx, base_url
-):
+async def test_a_center_stream_gets_its_center_only_and_others_are_not_decoded(api, ctx, base_url):
     other = Stream(base_url, f"?center={OTHER_CENTER}")
     try:
         await other.connected()

@@ -4,9 +4,9 @@ A :class:`LiveHub` (``ctx.live_hub``, made on first use by ``live.live_hub``, cl
 ``Context.close``) SUBSCRIBEs each channel by name while at least one feed wants it, decodes
 each message once (a :class:`~.live_feeds.LiveEvent`) and hands that same object to every
 feed: queued for an iterated :class:`LiveFeed`, or — for the SSE streams' :class:`SinkFeed` —
-batched per channel for ``coalesce_seconds`` and written as the same bytes to every stream. Channel names, not a
-PSUBSCRIBE pattern: the publisher asks ``PUBSUB CHANNELS``, which does not list pattern
-subscriptions. :class:`StreamSlots` counts the live streams a process serves.
+batched per channel for ``coalesce_seconds`` and written as the same bytes to every stream.
+Channel names, not a PSUBSCRIBE pattern: the publisher asks ``PUBSUB CHANNELS``, which does
+not list pattern subscriptions. :class:`StreamSlots` counts the live streams a process serves.
 """
 
 from __future__ import annotations
