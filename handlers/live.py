@@ -33,13 +33,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from tornado.iostream import StreamClosedError
+from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
 from wxbackend.services.public import live as realtime
-from wxbackend.services.public.live_hub import LiveFeed, SinkFeed
+from wxbackend.services.public.live_hub import LiveFeed, SinkFeed, TooFarBehind
 
 log = logging.getLogger("wxbackend.live")
 
@@ -102,6 +102,7 @@ class LiveHandler(BaseHandler):
         self._held: list[bytes] | None = []  # batches delivered before the headers went out
         self._sink_feed: SinkFeed | None = None
         self._sent_at = time.monotonic()
+        self._buffer_limit: tuple[Any, int | None] | None = None  # (the stream, its own limit)
 
     def on_connection_close(self) -> None:
         self._gone.set()
@@ -137,6 +138,7 @@ class LiveHandler(BaseHandler):
             feed.end()
         if not await self._begin():
             return
+        self._limit_backlog(self.ctx.settings.live.max_backlog_bytes)
         held, self._held = self._held or [], None
         if held:
             feed.deliver(b"".join(held))
@@ -145,23 +147,40 @@ class LiveHandler(BaseHandler):
                 b": ping\n\n"
             ):
                 break
+        self._limit_backlog(None)  # the end mark goes after the backlog
         if not self._gone.is_set() and not self._finished:
             with contextlib.suppress(StreamClosedError):
                 self.finish()
 
-    def _deliver(self, batch: bytes) -> Awaitable[object] | None:
-        """The hub's writer for this stream: the batch goes out without awaiting (the
-        future is the feed's backlog accounting); None when the client is gone."""
+    def _limit_backlog(self, limit: int | None) -> None:
+        """Bound the bytes Tornado holds for this client (its write buffer) while events
+        stream; ``None`` gives the connection its own limit back."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is None:
+            return
+        if limit is not None:
+            self._buffer_limit = (stream, stream.max_write_buffer_size)
+            stream.max_write_buffer_size = limit
+        elif self._buffer_limit is not None:
+            stream.max_write_buffer_size = self._buffer_limit[1]
+            self._buffer_limit = None
+
+    def _deliver(self, batch: bytes) -> bool:
+        """The hub's writer for this stream: the batch goes out without waiting; False when
+        the client is gone; :class:`TooFarBehind` when the client has not taken
+        ``live.max_backlog_bytes`` yet."""
         if self._held is not None:  # subscribed, headers not sent yet
             self._held.append(batch)
-            taken = asyncio.get_running_loop().create_future()
-            taken.set_result(None)  # counted when it is written, after the headers
-            return taken
+            return True
         if self._gone.is_set() or self._finished:
-            return None
+            return False
         self._sent_at = time.monotonic()
         self.write(batch)
-        return self.flush()
+        try:
+            self.flush()
+        except StreamBufferFullError:
+            raise TooFarBehind() from None
+        return True
 
     async def _begin(self) -> bool:
         """The event-stream headers and the first bytes; False when the client is gone."""
@@ -226,6 +245,10 @@ class LiveHandler(BaseHandler):
         try:
             self.write(chunk)
             await self.flush()
+        except StreamBufferFullError:  # a heartbeat behind a full backlog
+            if self._sink_feed is not None:
+                self._sink_feed.fall_behind(len(chunk))
+            return False
         except StreamClosedError:
             self._gone.set()
             return False
@@ -246,6 +269,7 @@ class LiveHandler(BaseHandler):
         super().write_error(status_code, **kwargs)
 
     def on_finish(self) -> None:
+        self._limit_backlog(None)
         if self._slot_taken:
             self._slot_taken = False
             self.ctx.live_streams.release(self._address)

@@ -50,13 +50,11 @@ def live_hub(ctx: Context) -> LiveHub:
     hub = ctx.live_hub
     if hub is None or hub.closed:
         wake = ctx.rkeys("live-hub", uuid.uuid4().hex)
-        limits = ctx.settings.live
         hub = ctx.live_hub = LiveHub(
             ctx.redis,
             wake,
             ctx.settings.redis.timeout_seconds,
-            coalesce_seconds=limits.coalesce_ms / 1000,
-            max_backlog_bytes=limits.max_backlog_bytes,
+            coalesce_seconds=ctx.settings.live.coalesce_ms / 1000,
         )
     return hub
 

@@ -7,9 +7,9 @@ channel gets the same object. Two kinds of feed:
 * :class:`LiveFeed` — an async iterator of the messages' dicts (shared, read-only), in a
   queue of at most :data:`MAX_BACKLOG` messages; the evaluator screens and the tests use it;
 * :class:`SinkFeed` — the public SSE streams: the hub calls its ``sink`` with the SSE bytes
-  of every event of a coalescing window at once (one write per stream per window), and the
-  feed counts the bytes written but not yet taken by the client; past ``max_backlog_bytes``
-  the stream is "too far behind" and ends.
+  of every event of a coalescing window at once (one write per stream per window); a sink
+  whose client has not taken ``max_backlog_bytes`` yet raises :class:`TooFarBehind` and the
+  feed ends.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -109,9 +109,10 @@ class LiveFeed:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self._fall_behind(self._queue.maxsize)
+            self.fall_behind(self._queue.maxsize)
 
-    def _fall_behind(self, backlog: int) -> None:
+    def fall_behind(self, backlog: int) -> None:
+        """End the feed as "too far behind" (``backlog``: what overflowed, for the log)."""
         self.fell_behind = True
         log.warning(
             "live: a feed fell too far behind and was ended (the page reconnects)",
@@ -151,51 +152,46 @@ class LiveFeed:
         await self.aclose()
 
 
-#: A stream's writer: takes the bytes of one batch, returns the future of its write (done when
-#: the client has taken them), or None when nothing was written (the client is gone).
-Sink = Callable[[bytes], "Awaitable[object] | None"]
+class TooFarBehind(Exception):
+    """Raised by a sink whose client has not yet taken the bytes of its backlog limit."""
+
+
+#: A stream's writer: writes the bytes of one batch without waiting; False when the client is
+#: gone; raises :class:`TooFarBehind` when the unwritten bytes would pass its limit.
+Sink = Callable[[bytes], bool]
 
 
 class SinkFeed(LiveFeed):
     """A feed the hub writes to directly, a batch of SSE events per coalescing window.
 
     ``sink`` is called synchronously by the hub with the same bytes for every stream of the
-    channel; no task wakes per message. The bytes handed over and not yet written to the
-    client are the backlog: past ``max_backlog_bytes`` the feed ends as "too far behind"
+    channel: no task wakes and no future is awaited per write. The sink keeps the count of
+    bytes its client has not taken (Tornado's write buffer, bounded by
+    ``live.max_backlog_bytes``); when it refuses a batch the feed ends as "too far behind"
     (``fell_behind``). :meth:`wait_ended` returns when the feed ends for any reason.
     """
 
-    def __init__(self, hub: LiveHub, channel: str, sink: Sink, max_backlog_bytes: int):
+    def __init__(self, hub: LiveHub, channel: str, sink: Sink):
         super().__init__(hub, channel, backlog=1)
-        self.pending_bytes = 0
-        self.max_backlog_bytes = max_backlog_bytes
         self._sink = sink
         self._done = asyncio.Event()
 
     def offer(self, event: LiveEvent) -> None:
-        """Not used: the hub calls :meth:`deliver` with a window's batch instead."""
+        """One event on its own (the hub sends batches through :meth:`deliver`)."""
         self.deliver(event.sse)
 
     def deliver(self, batch: bytes) -> None:
         """Write one batch through the sink (called by the hub); ends the feed when the
-        client is gone or the backlog overflows."""
+        client is gone or too far behind."""
         if self._ended:
             return
-        size = len(batch)
-        if self.pending_bytes + size > self.max_backlog_bytes:
-            self._fall_behind(self.pending_bytes + size)
+        try:
+            written = self._sink(batch)
+        except TooFarBehind:
+            self.fall_behind(len(batch))
             return
-        written = self._sink(batch)
-        if written is None:
+        if not written:
             self.end()
-            return
-        self.pending_bytes += size
-        asyncio.ensure_future(written).add_done_callback(lambda done: self._written(done, size))
-
-    def _written(self, done: asyncio.Future[object], size: int) -> None:
-        self.pending_bytes -= size
-        if done.cancelled() or done.exception() is not None:
-            self.end()  # the client is gone
 
     def end(self) -> None:
         """No more batches; :meth:`wait_ended` returns."""

@@ -19,9 +19,17 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from wxbackend.services.public.live_feeds import MAX_BACKLOG, LiveEvent, LiveFeed, Sink, SinkFeed
+from wxbackend.services.public.live_feeds import (
+    MAX_BACKLOG,
+    LiveEvent,
+    LiveFeed,
+    Sink,
+    SinkFeed,
+    TooFarBehind,
+)
 
 __all__ = ["MAX_BACKLOG", "LiveEvent", "LiveFeed", "LiveHub", "SinkFeed", "StreamSlots"]
+__all__ += ["TooFarBehind"]
 
 log = logging.getLogger("wxbackend.realtime")
 
@@ -94,13 +102,11 @@ class LiveHub:
         wake_channel: str,
         confirm_seconds: float,
         coalesce_seconds: float = 0.25,
-        max_backlog_bytes: int = 262144,
     ):
         self.redis = redis
         self.wake_channel = wake_channel
         self.confirm_seconds = confirm_seconds
         self.coalesce_seconds = coalesce_seconds
-        self.max_backlog_bytes = max_backlog_bytes
         self.closed = False
         self.decoded = 0  # messages decoded: one per message of a subscribed channel
         self._pubsub = redis.pubsub()
@@ -121,7 +127,7 @@ class LiveHub:
         if sink is None:
             feed = LiveFeed(self, channel, self.max_backlog)
         else:
-            feed = SinkFeed(self, channel, sink, self.max_backlog_bytes)
+            feed = SinkFeed(self, channel, sink)
         async with self._lock:
             if self.closed:
                 raise RedisConnectionError("the live hub is closed")
