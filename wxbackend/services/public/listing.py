@@ -19,7 +19,7 @@ from models.catalog import Center, ServiceItem, Staff
 from models.evaluation import LEVELS, Evaluation
 from wxbackend.context import Context
 from wxbackend.services.common import query_args
-from wxbackend.services.public.shape import public_shapes
+from wxbackend.services.public.shape import SHAPE_COLUMNS, public_shapes
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 50
@@ -62,7 +62,7 @@ def code_id(model: type[peewee.Model], column: peewee.Field, code: str | None) -
 
 def list_public(query: ListQuery) -> dict[str, Any]:
     """One page of the public list: ``{items, next_cursor}`` (``next_cursor`` null at the end)."""
-    rows = Evaluation.select().where(Evaluation.assess_number == 1)
+    rows = Evaluation.select(*SHAPE_COLUMNS).where(Evaluation.assess_number == 1).dicts()
     for column, model, code_column, code in (
         (Evaluation.center, Center, Center.code, query.center),
         (Evaluation.item, ServiceItem, ServiceItem.code, query.item),
@@ -78,7 +78,7 @@ def list_public(query: ListQuery) -> dict[str, Any]:
     page, more = query_args.newest_first(rows, Evaluation.id, query.before_id, query.limit)
     return {
         "items": public_shapes(page),
-        "next_cursor": query_args.encode_cursor(page[-1].id) if more else None,
+        "next_cursor": query_args.encode_cursor(page[-1]["id"]) if more else None,
     }
 
 
