@@ -290,6 +290,7 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         need(v[section][key] > 0, f"{section}.{key}", "must be positive")
     non_negative = [("ratelimit", k) for k in v["ratelimit"]]
     non_negative.append(("public", "stats_cache_seconds"))  # 0: the figures are not cached
+    non_negative.append(("public", "list_cache_seconds"))  # 0: page 1 is read every time
     non_negative.append(("live", "coalesce_ms"))  # 0: written as soon as the loop gets to it
     need(v["live"]["max_backlog_bytes"] > 0, "live.max_backlog_bytes", "must be positive")
     for section, key in non_negative:

@@ -16,6 +16,7 @@ import logging
 import uuid
 
 from wxbackend.context import Context
+from wxbackend.services.public import listing
 from wxbackend.services.public.live_hub import LiveFeed, LiveHub, Sink
 from wxbackend.services.public.live_publisher import LivePublisher, channel_name
 
@@ -32,7 +33,9 @@ async def publish_evaluation(ctx: Context, evaluation_id: int | str) -> int:
 async def publish_after_commit(ctx: Context, evaluation_id: int) -> None:
     """Call ``ctx.publisher`` (None: nothing is published) for a rating that was
     stored or changed; never fails the caller (the change is committed; publishing is best
-    effort): a failure is logged."""
+    effort): a failure is logged. This process's cached first pages of the public list are
+    dropped first, so the change shows there at once."""
+    listing.forget_first_pages(ctx)
     publish = ctx.publisher
     if publish is None:
         return
