@@ -312,6 +312,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10, help="of paced ratings")
     ap.add_argument("--duration", type=float, default=6, help="of full-speed ratings")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--coalesce-ms", type=int, help="live.coalesce_ms (default: the setting's)")
     ap.add_argument("--profile", metavar="FILE", help="py-spy the server (full speed)")
     args = ap.parse_args()
     try:
@@ -337,6 +338,8 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         "WXB_LIVE_MAX_STREAMS": str(args.streams + 100),
         "WXB_LIVE_MAX_STREAMS_PER_ADDRESS": "0",
     }
+    if args.coalesce_ms is not None:
+        env["WXB_LIVE_COALESCE_MS"] = str(args.coalesce_ms)
     citizens = seed(env, WARMUP + 2 * paced + 2 * full)
     redis_url = procs.start_redis()
     sandbox_port = procs.start_sandbox()

@@ -169,3 +169,20 @@ async def test_an_overflowing_stream_ends_cleanly(api, ctx, base_url):
 
 async def _true(value: bool) -> bool:
     return value
+
+
+@pytest.mark.asyncio
+async def test_a_sink_that_breaks_ends_alone(ctx):
+    def broken(batch: bytes) -> bool:
+        raise RuntimeError("a stream in a bad state")
+
+    good = Recorder()
+    bad = await realtime.subscribe(ctx, CENTER, sink=broken)
+    fine = await realtime.subscribe(ctx, CENTER, sink=good)
+    try:
+        await publish_json(ctx, CENTER, {"id": "1"})
+        await eventually(lambda: _true(good.ids() == ["1"]))
+        assert bad.ended and not bad.fell_behind and not fine.ended
+    finally:
+        await bad.aclose()
+        await fine.aclose()

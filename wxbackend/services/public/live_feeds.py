@@ -190,6 +190,12 @@ class SinkFeed(LiveFeed):
         except TooFarBehind:
             self.fall_behind(len(batch))
             return
+        except Exception as exc:  # noqa: BLE001 - one broken stream never stops the others'
+            log.warning(
+                "live: writing to a stream failed; it ends",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            written = False
         if not written:
             self.end()
 
