@@ -18,16 +18,20 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from wxbackend.services.public.live_hub import LiveHub
+from typing import Any, Protocol
 
 log = logging.getLogger("wxbackend.realtime")
 
 MAX_BACKLOG = 100
 
 _END = object()  # the end mark a feed's queue carries last
+
+
+class Hub(Protocol):
+    """What a feed needs of its hub (``live_hub.LiveHub``)."""
+
+    async def release(self, feed: LiveFeed) -> None:
+        """Forget a closed feed."""
 
 
 def encode_sse(text: str, shape: dict[str, Any]) -> bytes:
@@ -83,7 +87,7 @@ class LiveFeed:
     feed of the process (decoded once): read them, never change them.
     """
 
-    def __init__(self, hub: LiveHub, channel: str, backlog: int = MAX_BACKLOG):
+    def __init__(self, hub: Hub, channel: str, backlog: int = MAX_BACKLOG):
         self.channel = channel
         self.fell_behind = False  # ended because its backlog overflowed
         self._hub = hub
@@ -171,7 +175,7 @@ class SinkFeed(LiveFeed):
     (``fell_behind``). :meth:`wait_ended` returns when the feed ends for any reason.
     """
 
-    def __init__(self, hub: LiveHub, channel: str, sink: Sink):
+    def __init__(self, hub: Hub, channel: str, sink: Sink):
         super().__init__(hub, channel, backlog=1)
         self._sink = sink
         self._done = asyncio.Event()
