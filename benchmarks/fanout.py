@@ -9,7 +9,8 @@ against a bare Tornado SSE fan-out measured in the same run.
    ``live.max_streams`` above ``--streams``, no per-address cap).
 2. **Without streams**: scan+submit pairs at full speed (``--connections`` keep-alive clients,
    ``--duration`` s): pairs/s A. Then ``--rate`` pairs/s paced for ``--seconds`` s: the server's
-   CPU seconds (the cost of the ratings alone at that rate).
+   CPU seconds (the cost of the ratings alone at that rate, their shapes built and published:
+   the benchmark listens on the all-centres channel itself).
 3. Opens ``--streams`` streams (``GET /api/v1/public/live``, all centres) from two client
    processes (raw asyncio sockets; a stream reads, finds the ``id:`` lines of each chunk and
    notes when they arrived); the server's RSS before/after gives the bytes per stream.
@@ -50,7 +51,7 @@ from common import (  # noqa: E402
 from rating import (  # noqa: E402
     WARMUP,
     pair_units,
-    random_key,
+    pairs_env,
     register_openids,
     run_units,
     seed,
@@ -327,14 +328,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     paced = int(args.rate * args.seconds)
     full = int(450 * args.duration)
     env = {
-        "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/b.db",
-        "WXB_SERVER_DATA_DIR": str(procs.tmp),
-        "WXB_SECURITY_MASTER_KEY": random_key(),
-        "WXB_SECURITY_HASH_KEY": random_key(),
-        "WXB_WORKER_EMBEDDED": "false",
-        "WXB_RATELIMIT_LOGIN_PER_IP_PER_MINUTE": "0",
-        "WXB_RATELIMIT_LOGIN_PER_OPENID_PER_MINUTE": "0",
-        "WXB_RATELIMIT_FACE_START_PER_USER_PER_HOUR": "0",
+        **pairs_env(procs),
         "WXB_LIVE_MAX_STREAMS": str(args.streams + 100),
         "WXB_LIVE_MAX_STREAMS_PER_ADDRESS": "0",
     }
@@ -364,6 +358,11 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         return chosen
 
     alone = run_units(port, pair_units(port, take(full)), args.connections, args.duration, pid)
+    # one listener on the all-centres channel: the paced run without streams builds and
+    # publishes every rating's shape too, so the difference is the fan-out alone
+    host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    listener = socket.create_connection((host, int(redis_port)))
+    listener.sendall(b"SUBSCRIBE wxb:live:all\r\n")
     cpu0 = cpu_seconds(pid)
     paced_pairs(port, take(paced), args.rate, args.seconds)
     cpu_alone = cpu_seconds(pid) - cpu0
@@ -376,6 +375,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     sent = paced_pairs(port, take(paced), args.rate, args.seconds)
     time.sleep(1.5)  # the last window reaches every stream
     cpu_streams = cpu_seconds(pid) - cpu0
+    listener.close()
     for out in outs:  # the clients stop parsing: full speed costs them bytes only
         Path(out + ".parse").write_text("")
     if args.profile:
@@ -396,7 +396,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     )
     print(
         f"server fan-out cost      : {extra_us:.2f} µs per delivery (CPU {cpu_streams:.2f} s with "
-        f"streams vs {cpu_alone:.2f} s without, same paced ratings); "
+        f"streams vs {cpu_alone:.2f} s with one Redis listener, same paced ratings); "
         f"{per_stream / 1024:.1f} KB/stream"
     )
     print(
