@@ -143,10 +143,10 @@ class LiveHandler(BaseHandler):
         if held:
             feed.deliver(b"".join(held))
         while not await feed.wait_ended(self._sent_at + self.heartbeat_seconds - time.monotonic()):
-            if time.monotonic() - self._sent_at >= self.heartbeat_seconds and not await self._send(
-                b": ping\n\n"
-            ):
-                break
+            if time.monotonic() - self._sent_at >= self.heartbeat_seconds:
+                # through the sink, never awaited: a flush awaited while the hub writes too
+                # could wait forever (Tornado resolves only the latest write's future)
+                feed.deliver(b": ping\n\n")
         self._limit_backlog(None)  # the end mark goes after the backlog
         if not self._gone.is_set() and not self._finished:
             with contextlib.suppress(StreamClosedError):
@@ -245,10 +245,6 @@ class LiveHandler(BaseHandler):
         try:
             self.write(chunk)
             await self.flush()
-        except StreamBufferFullError:  # a heartbeat behind a full backlog
-            if self._sink_feed is not None:
-                self._sink_feed.fall_behind(len(chunk))
-            return False
         except StreamClosedError:
             self._gone.set()
             return False
