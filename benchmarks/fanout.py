@@ -21,7 +21,8 @@ against a bare Tornado SSE fan-out measured in the same run.
    (target ≥ 0.8). Ratings at full speed put ~5× the peak's events on every stream: harsher
    than the 50/s the target names. Streams ended by the server: target 0.
 5. **Bare**: a Tornado app (own process) holding the same number of streams writes one event
-   of the same size to every stream, 20 times; µs per delivery (its CPU) and bytes per stream.
+   of the same size to every stream, 20 times, then 20 batches of a window's events
+   (``--rate`` × ``live.coalesce_ms``); µs per delivery (its process CPU) and bytes per stream.
 """
 
 from __future__ import annotations
@@ -254,11 +255,11 @@ def serve_bare(port: int) -> None:
 
     class Fire(tornado.web.RequestHandler):
         def post(self) -> None:
-            cpu = time.process_time()
+            batch = event * int(self.get_query_argument("events", "1"))
             for handler in tuple(streams):
-                handler.write(event)
+                handler.write(batch)
                 handler.flush()
-            self.write({"cpu": time.process_time() - cpu, "streams": len(streams)})
+            self.write({"streams": len(streams)})
 
     async def main() -> None:
         tornado.web.Application([("/live", Live), ("/fire", Fire)]).listen(port, HOST)
@@ -267,8 +268,9 @@ def serve_bare(port: int) -> None:
     asyncio.run(main())
 
 
-def measure_bare_fanout(procs: Processes, streams: int) -> tuple[float, float]:
-    """(µs per delivery, bytes per stream) of the bare fan-out."""
+def measure_bare_fanout(procs: Processes, streams: int, batch: int) -> tuple[float, float, float]:
+    """(µs per delivery one event per write, µs per delivery ``batch`` events per write, bytes
+    per stream) of the bare fan-out: the process's CPU over 20 fan-outs of each."""
     from common import request
 
     port = free_port()
@@ -286,14 +288,16 @@ def measure_bare_fanout(procs: Processes, streams: int) -> tuple[float, float]:
     outs = open_streams(procs, port, "/live", streams, False)
     time.sleep(1.0)
     per_stream = (rss_bytes(proc.pid) - before) / streams
-    cpu = 0.0
-    for _ in range(20):
-        _, body = request(port, "POST", "/fire", timeout=30)
-        cpu += body["cpu"]
-        time.sleep(0.1)
+    costs = []
+    for events in (1, batch):
+        cpu0 = cpu_seconds(proc.pid)
+        for _ in range(20):
+            request(port, "POST", f"/fire?events={events}", timeout=30)
+            time.sleep(0.25)
+        costs.append((cpu_seconds(proc.pid) - cpu0) / (20 * streams * events) * 1e6)
     collect(procs, outs)
     procs.stop(proc)
-    return cpu / (20 * streams) * 1e6, per_stream
+    return costs[0], costs[1], per_stream
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -339,11 +343,12 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     sandbox_port = procs.start_sandbox()
     store_sessions(redis_url, citizens)
     register_openids(sandbox_port, [c.openid for c in citizens])
-    bare_us, bare_bytes = measure_bare_fanout(procs, args.streams)
+    batch = max(1, round(args.rate * (args.coalesce_ms or 250) / 1000))
+    bare_us, bare_batch_us, bare_bytes = measure_bare_fanout(procs, args.streams, batch)
     print(f"{os.cpu_count()} CPU(s); {args.streams} streams; ratings paced at {args.rate:g}/s")
     print(
-        f"bare Tornado SSE fan-out : {bare_us:.1f} µs per delivery, "
-        f"{bare_bytes / 1024:.1f} KB/stream"
+        f"bare Tornado SSE fan-out : {bare_us:.1f} µs per delivery one event per write, "
+        f"{bare_batch_us:.1f} µs with {batch} per write; {bare_bytes / 1024:.1f} KB/stream"
     )
 
     port = procs.start_server(redis_url, sandbox_port, env)
