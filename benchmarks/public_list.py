@@ -12,7 +12,12 @@
    page; a deep page (cursor at 5% of the id range, i.e. among the oldest ratings); a deep
    page filtered by center; a deep page filtered by level.
 4. Grows the same database to ``--large`` and measures again; prints both p50s per case and
-   their ratios, PASS/FAIL against 1.5 (the worst ratio). Bounded to 170 s.
+   their ratios, PASS/FAIL against 1.5 (the worst ratio).
+5. Serves that database with ``wxbackend serve`` (one process, real Redis) and loads page 1
+   (``GET /api/v1/public/evaluations``, and ``?center=``) at ``--connections`` (32) with wrk,
+   with the per-process page-1 cache (``public.list_cache_seconds``, the default) and without
+   it (0), against the bare Tornado handler of ``baseline.py`` in the same run: req/s and the
+   ratios (for information; no target). Bounded to 260 s.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import TimeLimitExceeded, time_limit  # noqa: E402
+from baseline import measure_bare  # noqa: E402
+from common import Processes, TimeLimitExceeded, run_load, time_limit  # noqa: E402
 
 from models.catalog import Center, Department, ServiceItem, Staff  # noqa: E402
 from models.evaluation import Indicator  # noqa: E402
@@ -211,6 +217,8 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--connections", type=int, default=32, help="of the HTTP load")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per HTTP load")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wxb-bench-public-") as folder:
         settings = load_settings(
@@ -224,13 +232,51 @@ def main() -> int:
         )
         db = Database(settings)
         try:
-            with time_limit(170):
-                return run(db, settings, args)
+            with time_limit(260):
+                code = run(db, settings, args)
+                db.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                measure_http(settings, folder, args)
+                return code
         except TimeLimitExceeded as exc:
             print(f"FAIL: {exc}")
             return 2
         finally:
             db.close()
+
+
+def measure_http(settings, folder: str, args) -> None:
+    """Page 1 over HTTP at ``args.connections``: the server with and without its page-1
+    cache, and the bare handler, in this run."""
+    with Processes() as procs:
+        bare = measure_bare(args.duration, args.connections, procs)
+        redis_url = procs.start_redis()
+        sandbox_port = procs.start_sandbox()
+        env = {
+            "WXB_DATABASE_URL": settings.database.url,
+            "WXB_SERVER_DATA_DIR": folder,
+            "WXB_SECURITY_MASTER_KEY": settings.security.master_key,
+            "WXB_SECURITY_HASH_KEY": settings.security.hash_key,
+            "WXB_WORKER_EMBEDDED": "false",
+        }
+        loads = {}
+        for label, seconds in (("cached", None), ("uncached", "0")):
+            extra = {"WXB_PUBLIC_LIST_CACHE_SECONDS": seconds} if seconds else {}
+            port = procs.start_server(redis_url, sandbox_port, {**env, **extra})
+            for path in (
+                "/api/v1/public/evaluations",
+                "/api/v1/public/evaluations?center=440104-XX",
+            ):
+                run_load(port, path, 1, args.connections)  # warm-up
+                loads[label, path] = run_load(port, path, args.duration, args.connections)
+            procs.stop(next(p for name, p in procs.procs if name == "server"))
+    print(f"page 1 over HTTP, {args.connections} connections (wrk):")
+    print(f"  {'bare Tornado handler':44} {bare.rps:>9,.0f} req/s")
+    for (label, path), load in loads.items():
+        name = f"server, {label}, {path.removeprefix('/api/v1/public/evaluations') or 'all'}"
+        print(
+            f"  {name:44} {load.rps:>9,.0f} req/s  {load.rps / bare.rps:.3f}x bare  "
+            f"p99 {load.p99_ms:.1f} ms  errors {load.errors}"
+        )
 
 
 def run(db: Database, settings, args) -> int:

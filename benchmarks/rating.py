@@ -503,10 +503,10 @@ def main() -> int:
         return 2
 
 
-def run(procs: Processes, args: argparse.Namespace) -> int:
-    t0 = time.monotonic()
-    n = args.pairs + WARMUP
-    env = {
+def pairs_env(procs: Processes) -> dict[str, str]:
+    """The server's environment for pairs: SQLite in the temp folder, fresh keys, no embedded
+    worker, the login and face rate limits off."""
+    return {
         "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/b.db",
         "WXB_SERVER_DATA_DIR": str(procs.tmp),
         "WXB_SECURITY_MASTER_KEY": random_key(),
@@ -515,8 +515,13 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         "WXB_RATELIMIT_LOGIN_PER_IP_PER_MINUTE": "0",
         "WXB_RATELIMIT_LOGIN_PER_OPENID_PER_MINUTE": "0",
         "WXB_RATELIMIT_FACE_START_PER_USER_PER_HOUR": "0",
-        "WXB_SERVER_PROCESSES": str(args.processes),
     }
+
+
+def run(procs: Processes, args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    n = args.pairs + WARMUP
+    env = {**pairs_env(procs), "WXB_SERVER_PROCESSES": str(args.processes)}
     citizens = seed(env, n)
     redis_url = procs.start_redis()
     sandbox_port = procs.start_sandbox()

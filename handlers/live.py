@@ -4,14 +4,16 @@ Each stream holds one feed of ``wxbackend.services.public.live`` for as long as 
 connected; all the feeds of a process share ONE Redis pub/sub connection (``live_hub.LiveHub``):
 
 * every new public rating (and a rating whose follow-up 追评 just arrived) is one event,
-  ``id: <evaluation id>`` + ``data: <the public shape, one line of JSON>``;
+  ``id: <evaluation id>`` + ``data: <the public shape, one line of JSON>``; the events are
+  encoded once per process and written in batches, at most one write per stream every
+  ``live.coalesce_ms`` (the hub calls :meth:`LiveHandler._deliver`, no task per event);
 * a comment line (``: ping``) every :attr:`LiveHandler.heartbeat_seconds` keeps proxies from
   closing an idle stream and notices a vanished client;
 * when the client goes away (``on_connection_close``, or a write that fails) the feed is
   closed at once (the last feed of a channel unsubscribes it in Redis);
-* the stream ends cleanly when its feed ends: the client reads too slowly (the feed's bounded
-  backlog overflows), Redis is gone, or the server stops. The browser's EventSource reconnects
-  after ``retry``.
+* the stream ends cleanly when its feed ends: the client reads too slowly (more than
+  ``live.max_backlog_bytes`` written and not yet taken), Redis is gone, or the server
+  stops. The browser's EventSource reconnects after ``retry``.
 
 A process serves at most ``live.max_streams`` streams at a time, and one client address at
 most ``live.max_streams_per_address`` of them (each costs a socket, a queue and its share of
@@ -26,17 +28,18 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
-from tornado.iostream import StreamClosedError
+from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
 from wxbackend.services.public import live as realtime
-from wxbackend.services.public.live_hub import LiveFeed
+from wxbackend.services.public.live_hub import LiveFeed, SinkFeed, TooFarBehind
 
 log = logging.getLogger("wxbackend.live")
 
@@ -96,9 +99,15 @@ class LiveHandler(BaseHandler):
         super().initialize(route_template)
         self._gone = asyncio.Event()
         self._slot_taken = False
+        self._held: list[bytes] | None = []  # batches delivered before the headers went out
+        self._sink_feed: SinkFeed | None = None
+        self._sent_at = time.monotonic()
+        self._buffer_limit: tuple[Any, int | None] | None = None  # (the stream, its own limit)
 
     def on_connection_close(self) -> None:
         self._gone.set()
+        if self._sink_feed is not None:
+            self._sink_feed.end()
 
     async def get(self) -> None:
         center = self.get_query_argument("center", None) or None
@@ -111,7 +120,7 @@ class LiveHandler(BaseHandler):
             raise TooManyStreams()
         self._slot_taken = True
         try:
-            feed = await realtime.subscribe(self.ctx, center)
+            feed = await realtime.subscribe(self.ctx, center, sink=self._deliver)
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("live: cannot subscribe", extra={"fields": {"error": type(exc).__name__}})
             raise errors.Unavailable("Live ratings are unavailable; try again shortly.") from None
@@ -121,14 +130,57 @@ class LiveHandler(BaseHandler):
             await self._close_feed(feed)
 
     async def _stream(self, feed: LiveFeed) -> None:
-        if await self._begin():
-            await self._pump(feed, self._on_rating, self._ping, lambda: self.heartbeat_seconds)
+        """Headers, then the batches the hub writes, a ping after ``heartbeat_seconds``
+        without a write, until the feed ends or the client goes; then the response ends."""
+        assert isinstance(feed, SinkFeed)
+        self._sink_feed = feed
+        if self._gone.is_set():
+            feed.end()
+        if not await self._begin():
+            return
+        self._limit_backlog(self.ctx.settings.live.max_backlog_bytes)
+        held, self._held = self._held or [], None
+        if held:
+            feed.deliver(b"".join(held))
+        while not await feed.wait_ended(self._sent_at + self.heartbeat_seconds - time.monotonic()):
+            if time.monotonic() - self._sent_at >= self.heartbeat_seconds:
+                # through the sink, never awaited: a flush awaited while the hub writes too
+                # could wait forever (Tornado resolves only the latest write's future)
+                feed.deliver(b": ping\n\n")
+        self._limit_backlog(None)  # the end mark goes after the backlog
+        if not self._gone.is_set() and not self._finished:
+            with contextlib.suppress(StreamClosedError):
+                self.finish()
 
-    async def _on_rating(self, shape: dict[str, Any]) -> bool:
-        return await self._send(sse_event(shape))
+    def _limit_backlog(self, limit: int | None) -> None:
+        """Bound the bytes Tornado holds for this client (its write buffer) while events
+        stream; ``None`` gives the connection its own limit back."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is None:
+            return
+        if limit is not None:
+            self._buffer_limit = (stream, stream.max_write_buffer_size)
+            stream.max_write_buffer_size = limit
+        elif self._buffer_limit is not None:
+            stream.max_write_buffer_size = self._buffer_limit[1]
+            self._buffer_limit = None
 
-    async def _ping(self) -> bool:
-        return await self._send(b": ping\n\n")
+    def _deliver(self, batch: bytes) -> bool:
+        """The hub's writer for this stream: the batch goes out without waiting; False when
+        the client is gone; :class:`TooFarBehind` when the client has not taken
+        ``live.max_backlog_bytes`` yet."""
+        if self._held is not None:  # subscribed, headers not sent yet
+            self._held.append(batch)
+            return True
+        if self._gone.is_set() or self._finished:
+            return False
+        self._sent_at = time.monotonic()
+        self.write(batch)
+        try:
+            self.flush()
+        except StreamBufferFullError:
+            raise TooFarBehind() from None
+        return True
 
     async def _begin(self) -> bool:
         """The event-stream headers and the first bytes; False when the client is gone."""
@@ -189,6 +241,7 @@ class LiveHandler(BaseHandler):
         """Write and flush; False when the client is gone."""
         if self._gone.is_set():
             return False
+        self._sent_at = time.monotonic()
         try:
             self.write(chunk)
             await self.flush()
@@ -212,6 +265,7 @@ class LiveHandler(BaseHandler):
         super().write_error(status_code, **kwargs)
 
     def on_finish(self) -> None:
+        self._limit_backlog(None)
         if self._slot_taken:
             self._slot_taken = False
             self.ctx.live_streams.release(self._address)

@@ -130,10 +130,12 @@ class LikeHandler(CitizenHandler):
     async def put(self, evaluation_id: str) -> None:
         self.json_body({})  # no data: an empty body or {}
         state = await likes.like(self.ctx, evaluation_id, self.user_id)
+        listing.forget_first_pages(self.ctx)  # the liker sees the count move on page 1 at once
         self.send(state.as_dict())
 
     async def delete(self, evaluation_id: str) -> None:
         state = await likes.unlike(self.ctx, evaluation_id, self.user_id)
+        listing.forget_first_pages(self.ctx)  # the liker sees the count move on page 1 at once
         self.send(state.as_dict())
 
 

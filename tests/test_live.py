@@ -200,7 +200,7 @@ async def test_follow_up_id_streams_its_first_rating(api, ctx, base_url, fast_he
 async def test_redis_down_is_503_and_frees_the_slot(api, ctx, monkeypatch):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    async def broken(ctx, center=None):
+    async def broken(ctx, center=None, sink=None):
         raise RedisConnectionError("down")
 
     monkeypatch.setattr(realtime, "subscribe", broken)

@@ -66,6 +66,8 @@ class Context:
     live_streams: StreamSlots = field(default_factory=StreamSlots)
     #: The evaluator screens' streams open in this process, by window (handlers/devices.py).
     device_streams: StreamSlots = field(default_factory=StreamSlots)
+    #: Page 1 of each public list, per filter (public.listing.FirstPages).
+    public_pages: object | None = None
     #: The figures computed at once, at most a quarter of the database threads (public.stats_cache).
     stats_slots: asyncio.Semaphore | None = None
     #: Until when (time.monotonic()) the figures skip their Redis cache after an error.

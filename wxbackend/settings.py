@@ -291,6 +291,9 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
     non_negative = [("ratelimit", k) for k in v["ratelimit"]]
     non_negative.append(("public", "stats_cache_seconds"))  # 0: the figures are not cached
     non_negative.append(("server", "drain_seconds"))  # 0: cut what is running at once
+    non_negative.append(("public", "list_cache_seconds"))  # 0: page 1 is read every time
+    non_negative.append(("live", "coalesce_ms"))  # 0: written as soon as the loop gets to it
+    need(v["live"]["max_backlog_bytes"] > 0, "live.max_backlog_bytes", "must be positive")
     for section, key in non_negative:
         need(v[section][key] >= 0, f"{section}.{key}", "must not be negative")
     # One rule (product.md rule 14): the default rating applies at the window's end.

@@ -16,7 +16,8 @@ import logging
 import uuid
 
 from wxbackend.context import Context
-from wxbackend.services.public.live_hub import LiveFeed, LiveHub
+from wxbackend.services.public import listing
+from wxbackend.services.public.live_hub import LiveFeed, LiveHub, Sink
 from wxbackend.services.public.live_publisher import LivePublisher, channel_name
 
 log = logging.getLogger("wxbackend.realtime")
@@ -32,7 +33,9 @@ async def publish_evaluation(ctx: Context, evaluation_id: int | str) -> int:
 async def publish_after_commit(ctx: Context, evaluation_id: int) -> None:
     """Call ``ctx.publisher`` (None: nothing is published) for a rating that was
     stored or changed; never fails the caller (the change is committed; publishing is best
-    effort): a failure is logged."""
+    effort): a failure is logged. This process's cached first pages of the public list are
+    dropped first, so the change shows there at once."""
+    listing.forget_first_pages(ctx)
     publish = ctx.publisher
     if publish is None:
         return
@@ -50,12 +53,21 @@ def live_hub(ctx: Context) -> LiveHub:
     hub = ctx.live_hub
     if hub is None or hub.closed:
         wake = ctx.rkeys("live-hub", uuid.uuid4().hex)
-        hub = ctx.live_hub = LiveHub(ctx.redis, wake, ctx.settings.redis.timeout_seconds)
+        hub = ctx.live_hub = LiveHub(
+            ctx.redis,
+            wake,
+            ctx.settings.redis.timeout_seconds,
+            coalesce_seconds=ctx.settings.live.coalesce_ms / 1000,
+        )
     return hub
 
 
-async def subscribe(ctx: Context, center_code: str | None = None) -> LiveFeed:
+async def subscribe(
+    ctx: Context, center_code: str | None = None, sink: Sink | None = None
+) -> LiveFeed:
     """Subscribe to the live ratings of one center (or of all, with ``None``) through this
-    process's :class:`LiveHub`. Raises a Redis error or TimeoutError when Redis is
-    unavailable."""
-    return await live_hub(ctx).subscribe(channel_name(ctx.rkeys, center_code))
+    process's :class:`LiveHub`: an iterated feed, or with ``sink`` one the hub writes SSE
+    batches to (``live.coalesce_ms`` apart at most once per window). A center's feed is on
+    that center's own Redis channel: the process never receives, let alone decodes, the other
+    centers' ratings for it. Raises a Redis error or TimeoutError when Redis is unavailable."""
+    return await live_hub(ctx).subscribe(channel_name(ctx.rkeys, center_code), sink)

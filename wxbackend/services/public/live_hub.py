@@ -1,100 +1,73 @@
 """Receiving live ratings: ONE Redis pub/sub connection per process, fanned out to feeds.
 
 A :class:`LiveHub` (``ctx.live_hub``, made on first use by ``live.live_hub``, closed by
-``Context.close``) SUBSCRIBEs each channel by name while at least one :class:`LiveFeed`
-wants it and copies every message into each feed's bounded queue. Channel names, not a
-PSUBSCRIBE pattern: the publisher asks ``PUBSUB CHANNELS``, which does not list pattern
-subscriptions. :class:`StreamSlots` counts the live streams a process serves.
+``Context.close``) SUBSCRIBEs each channel by name while at least one feed wants it, decodes
+each message once (a :class:`~.live_feeds.LiveEvent`) and hands that same object to every
+feed: queued for an iterated :class:`LiveFeed`, or — for the SSE streams' :class:`SinkFeed` —
+batched per channel for ``coalesce_seconds`` and written as the same bytes to every stream.
+Channel names, not a PSUBSCRIBE pattern: the publisher asks ``PUBSUB CHANNELS``, which does
+not list pattern subscriptions. :class:`StreamSlots` counts the live streams a process serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from wxbackend.services.public.live_feeds import (
+    MAX_BACKLOG,
+    LiveEvent,
+    LiveFeed,
+    Sink,
+    SinkFeed,
+    TooFarBehind,
+)
+
+__all__ = ["MAX_BACKLOG", "LiveEvent", "LiveFeed", "LiveHub", "SinkFeed", "StreamSlots"]
+__all__ += ["TooFarBehind"]
+
 log = logging.getLogger("wxbackend.realtime")
 
-MAX_BACKLOG = 100
-
-_END = object()  # the end mark a feed's queue carries last
 _READERS: set[asyncio.Task[None]] = set()  # the hubs' reader tasks, referenced while they run
 
 
-class LiveFeed:
-    """A subscription to live ratings: an async iterator of public shapes (dicts).
+class _Channel:
+    """One subscribed channel's feeds: the iterated ones get each message at once; the SSE
+    sinks get the messages of a coalescing window as one batch (``pending`` until then)."""
 
-    Already subscribed when :func:`subscribe` returns, so nothing published afterwards is
-    missed. Close it with :meth:`aclose` or use it as ``async with``.
+    __slots__ = ("feeds", "last_flush", "pending", "sinks", "timer")
 
-    Messages wait in a queue of at most :data:`MAX_BACKLOG` (100) ratings. A consumer that
-    falls that far behind is ended — its backlog dropped, the iteration stops — so one slow
-    page can neither grow the process's memory nor hold up the others; an SSE page then
-    reconnects and reloads. The iteration also stops when the hub fails (Redis gone) or
-    closes (server stopping). Each call decodes its own dict: consumers share nothing.
-    """
+    def __init__(self) -> None:
+        self.feeds: set[LiveFeed] = set()
+        self.sinks: set[SinkFeed] = set()
+        self.pending: list[LiveEvent] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_flush = float("-inf")
 
-    def __init__(self, hub: LiveHub, channel: str, backlog: int = MAX_BACKLOG):
-        self.channel = channel
-        self.fell_behind = False  # ended because its queue was full
-        self._hub = hub
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=backlog)
-        self._ended = False
-        self._closed = False
+    def __len__(self) -> int:
+        return len(self.feeds) + len(self.sinks)
 
-    def __aiter__(self) -> LiveFeed:
-        return self
+    def add(self, feed: LiveFeed) -> None:
+        (self.sinks if isinstance(feed, SinkFeed) else self.feeds).add(feed)  # type: ignore[arg-type]
 
-    async def __anext__(self) -> dict[str, Any]:
-        if self._ended and self._queue.empty():
-            raise StopAsyncIteration
-        data = await self._queue.get()  # a queue, not a socket: cancelling this is safe
-        if data is _END:
-            raise StopAsyncIteration
-        return json.loads(data)  # type: ignore[arg-type]
+    def discard(self, feed: LiveFeed) -> bool:
+        """Forget ``feed``; False when it was not there."""
+        found = feed in self.feeds or feed in self.sinks
+        self.feeds.discard(feed)
+        self.sinks.discard(feed)  # type: ignore[arg-type]
+        return found
 
-    def offer(self, data: str) -> None:
-        """Queue one message (JSON text); called by the hub, never blocks."""
-        if self._ended:
-            return
-        try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
-            self.fell_behind = True
-            log.warning(
-                "live: a feed fell too far behind and was ended (the page reconnects)",
-                extra={"fields": {"backlog": self._queue.maxsize}},
-            )
-            self.end()
-
-    def end(self) -> None:
-        """Stop the iteration after what is queued — at once if the queue is full (the
-        backlog is dropped to make room for the end mark)."""
-        if self._ended:
-            return
-        self._ended = True
-        if self._queue.full():
-            while not self._queue.empty():
-                self._queue.get_nowait()
-        self._queue.put_nowait(_END)
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.end()
-        await self._hub.release(self)
-
-    async def __aenter__(self) -> LiveFeed:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    def end_all(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for feed in (*self.feeds, *self.sinks):
+            feed.end()
 
 
 class LiveHub:
@@ -123,13 +96,21 @@ class LiveHub:
     close_wait_seconds = 5.0
     max_backlog = MAX_BACKLOG
 
-    def __init__(self, redis: aioredis.Redis, wake_channel: str, confirm_seconds: float):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        wake_channel: str,
+        confirm_seconds: float,
+        coalesce_seconds: float = 0.25,
+    ):
         self.redis = redis
         self.wake_channel = wake_channel
         self.confirm_seconds = confirm_seconds
+        self.coalesce_seconds = coalesce_seconds
         self.closed = False
+        self.decoded = 0  # messages decoded: one per message of a subscribed channel
         self._pubsub = redis.pubsub()
-        self._feeds: dict[str, set[LiveFeed]] = {}
+        self._feeds: dict[str, _Channel] = {}
         self._confirming: dict[str, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
@@ -139,14 +120,18 @@ class LiveHub:
         """The reader task is running (it stops after :meth:`aclose` or a failure)."""
         return self._reader is not None and not self._reader.done()
 
-    async def subscribe(self, channel: str) -> LiveFeed:
-        """A new feed of ``channel``; raises a Redis error or TimeoutError when Redis does not
-        confirm (the hub then fails, see the class docstring)."""
-        feed = LiveFeed(self, channel, self.max_backlog)
+    async def subscribe(self, channel: str, sink: Sink | None = None) -> LiveFeed:
+        """A new feed of ``channel``: an iterated :class:`LiveFeed`, or with ``sink`` a
+        :class:`SinkFeed` written to in batches. Raises a Redis error or TimeoutError when
+        Redis does not confirm (the hub then fails, see the class docstring)."""
+        if sink is None:
+            feed = LiveFeed(self, channel, self.max_backlog)
+        else:
+            feed = SinkFeed(self, channel, sink)
         async with self._lock:
             if self.closed:
                 raise RedisConnectionError("the live hub is closed")
-            feeds = self._feeds.setdefault(channel, set())
+            feeds = self._feeds.setdefault(channel, _Channel())
             feeds.add(feed)  # before SUBSCRIBE: it gets every message after the confirmation
             try:
                 if self._reader is None:
@@ -164,11 +149,11 @@ class LiveHub:
             return
         async with self._lock:
             feeds = self._feeds.get(feed.channel)
-            if self.closed or feeds is None or feed not in feeds:
+            if self.closed or feeds is None or not feeds.discard(feed):
                 return
-            feeds.discard(feed)
             if feeds:
                 return
+            feeds.end_all()  # its flush timer
             del self._feeds[feed.channel]
             try:
                 await self._pubsub.unsubscribe(feed.channel)
@@ -252,14 +237,30 @@ class LiveHub:
             feeds = self._feeds.get(channel)  # type: ignore[arg-type]
             if not feeds:
                 return
-            data = message.get("data")
-            try:
-                json.loads(data)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                log.warning("live: a message that is not JSON was skipped")
+            event = LiveEvent.parse(message.get("data"))
+            self.decoded += 1
+            if event is None:
+                log.warning("live: a message that is not a JSON object was skipped")
                 return
-            for feed in feeds:
-                feed.offer(data)  # type: ignore[arg-type]
+            for feed in feeds.feeds:
+                feed.offer(event)
+            if feeds.sinks:
+                feeds.pending.append(event)
+                if feeds.timer is None:
+                    loop = asyncio.get_running_loop()
+                    delay = max(0.0, feeds.last_flush + self.coalesce_seconds - loop.time())
+                    feeds.timer = loop.call_later(delay, self._flush, feeds)
+
+    def _flush(self, feeds: _Channel) -> None:
+        """Write a channel's coalesced events to its sinks: the same bytes for every one."""
+        feeds.timer = None
+        events, feeds.pending = feeds.pending, []
+        if not events or self.closed:
+            return
+        feeds.last_flush = asyncio.get_running_loop().time()
+        batch = events[0].sse if len(events) == 1 else b"".join(e.sse for e in events)
+        for sink in tuple(feeds.sinks):
+            sink.deliver(batch)
 
     def _fail(self, exc: BaseException) -> None:
         if not self.closed:
@@ -275,8 +276,7 @@ class LiveHub:
             return
         self.closed = True
         for feeds in self._feeds.values():
-            for feed in feeds:
-                feed.end()
+            feeds.end_all()
         self._feeds.clear()
         for confirmed in self._confirming.values():
             if not confirmed.done():
