@@ -54,8 +54,10 @@ CLAIM_WAIT_SECONDS = 3.0
 CLAIM_POLL_SECONDS = 0.05
 #: ``Retry-After`` of 409 ``rating_in_progress``.
 CLAIM_RETRY_AFTER_SECONDS = 2
-#: Seconds a Redis claim on a case lasts (covers the text check and the transaction).
-CLAIM_SECONDS = 30
+#: Seconds a Redis claim on a case lasts. It is taken after the text check, so it covers only
+#: the transaction; one expiring while its holder still waits is harmless (the unique index
+#: decides), and a claim left by a killed process delays its retries at most this long.
+CLAIM_SECONDS = 5
 #: The channel of the system's default rating, the one a callback may supersede.
 DEFAULT_CHANNEL = "default"
 _RELEASE_CLAIM = (
