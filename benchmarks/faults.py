@@ -84,7 +84,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load")
     parser.add_argument("--fault-at", type=float, default=2.0, help="seconds into the load")
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--wait-claims", action="store_true", help="also kill -9 leaving the claims to expire")
+    parser.add_argument(
+        "--wait-claims", action="store_true", help="also kill -9 leaving the claims to expire"
+    )
     args = parser.parse_args()
     scenarios = list(SCENARIOS.items()) + ([WAITING] if args.wait_claims else [])
     redis_server = start_redis_server(port := free_port())

@@ -104,7 +104,8 @@ class FaultServer:
 
     def expire_claims(self) -> int:
         """Expire the rating claims in Redis: those a killed process left answer
-        ``rating_in_progress`` until they expire (writer.CLAIM_SECONDS); expiring them skips that wait."""
+        ``rating_in_progress`` until they expire (writer.CLAIM_SECONDS); expiring them skips
+        that wait."""
         client = redis.Redis.from_url(self.env["WXB_REDIS_URL"])
         try:
             return sum(client.pexpire(key, 1) for key in client.scan_iter("wxb:claim:*"))
