@@ -37,6 +37,7 @@ from typing import Any
 
 import peewee
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 from models.base import utcnow
 from models.job import Job
@@ -44,15 +45,9 @@ from models.messaging import Message, MessageAttempt
 from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.services.jobs import queue as jobs
-from wxbackend.services.messaging import subscriptions
+from wxbackend.services.messaging import recipients, subscriptions
 from wxbackend.services.messaging.quiet_hours import quiet_hours
-from wxbackend.services.messaging.recipients import (
-    CONFIG_PREFIX,
-    Target,
-    Targets,
-    rectified_targets,
-    reminder_targets,
-)
+from wxbackend.services.messaging.recipients import CONFIG_PREFIX, Target, Targets
 from wxbackend.services.messaging.schedule import FINAL_STATUSES, RECTIFIED, REMINDER
 from wxbackend.services.messaging.template_data import page_for
 from wxbackend.settings import Settings
@@ -329,9 +324,10 @@ def classify(exc: Exception | None, plan: SendPlan, answer: Any = None) -> Outco
         )
     if isinstance(exc, wx.InvalidUserError):
         return Outcome("failed", code, "failed", "fail", give_back, reason=f"errcode {code}")
-    if plan.job.attempts >= MAX_ATTEMPTS:
+    ours = isinstance(exc, RedisError)  # our own outage, before any call: never gives up
+    if plan.job.attempts >= MAX_ATTEMPTS and not ours:
         return Outcome("failed", code, "failed", "fail", give_back, reason=f"gave up: {code}")
-    retry_at = utcnow() + backoff(plan.job.attempts)
+    retry_at = utcnow() + backoff(min(plan.job.attempts, 3 if ours else MAX_ATTEMPTS))
     # WeChat busy (-1), HTTP 5xx, a refused connection, another WeChat error or a failure
     # before the call: nothing was sent. A timeout or a connection lost after sending
     # (the gateway marks those ambiguous and does not resend them itself): it may have been.
@@ -436,13 +432,13 @@ async def send_batch(ctx: Context, batch: list[Job], kind: str, targets: Targets
 async def handle_reminders(ctx: Context, batch: list[Job]) -> None:
     """``reminder`` jobs (``{"case_id", "n"}``), a claimed batch at a time."""
     fields = ctx.wechat_config.config().reminder_fields
-    await send_batch(ctx, batch, REMINDER, reminder_targets(ctx.settings, fields))
+    await send_batch(ctx, batch, REMINDER, recipients.reminder_targets(ctx.settings, fields))
 
 
 async def handle_rectified(ctx: Context, batch: list[Job]) -> None:
     """``rectified`` jobs (``{"ticket_id"}``), a claimed batch at a time."""
     fields = ctx.wechat_config.config().rectified_fields
-    await send_batch(ctx, batch, RECTIFIED, rectified_targets(ctx.settings, fields))
+    await send_batch(ctx, batch, RECTIFIED, recipients.rectified_targets(ctx.settings, fields))
 
 
 handle_reminders.batch = True  # type: ignore[attr-defined]
