@@ -13,6 +13,7 @@ each hour's job once. A run first schedules the next hour's job, then does its w
   within ``alerts.before_hours`` (:mod:`wxbackend.services.alerts.deadlines`).
 - ``purge_push_receipts``: message-push receipts older than :data:`RECEIPT_RETENTION_DAYS`
   (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
+- ``optimize``: SQLite's ``PRAGMA optimize`` (statistics refreshed when they are stale).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from datetime import datetime, timedelta
 from models.base import utcnow
 from models.job import Job
 from wxbackend.context import Context
+from wxbackend.db import database
 from wxbackend.services.alerts import deadlines as alert_deadlines
 from wxbackend.services.citizens import identity
+from wxbackend.services.jobs import plans
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
 from wxbackend.services.ratings import defaults as default_ratings
@@ -49,14 +52,32 @@ def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def purge_jobs(now: datetime, days: int = JOB_RETENTION_DAYS) -> int:
-    """Delete done and cancelled jobs finished more than ``days`` ago."""
-    cutoff = now - timedelta(days=days)
-    return (
-        Job.delete()
-        .where(Job.status.in_(["done", "cancelled"]) & (Job.finished_at < cutoff))
-        .execute()
+#: Rows deleted per transaction: SQLite's write lock is held for one batch at a time.
+PURGE_BATCH = 2000
+
+
+def purge_jobs_batch(cutoff: datetime, limit: int = PURGE_BATCH) -> int:
+    """Delete up to ``limit`` done or cancelled jobs finished before ``cutoff`` (one
+    transaction, read through the partial index ``job_finished`` of migration 12)."""
+    p = database.obj.param
+    hint = ' INDEXED BY "job_finished"' if plans.is_sqlite() else ""
+    sql = (
+        f"DELETE FROM job WHERE id IN (SELECT id FROM job{hint} "
+        f"WHERE status IN ('done', 'cancelled') AND finished_at < {p} LIMIT {int(limit)})"
     )
+    with database.atomic():
+        return database.execute_sql(sql, [Job.finished_at.db_value(cutoff)]).rowcount
+
+
+def purge_jobs(now: datetime, days: int = JOB_RETENTION_DAYS) -> int:
+    """Delete done and cancelled jobs finished more than ``days`` ago, batch by batch."""
+    cutoff = now - timedelta(days=days)
+    total = 0
+    while (deleted := purge_jobs_batch(cutoff)) > 0:
+        total += deleted
+        if deleted < PURGE_BATCH:
+            break
+    return total
 
 
 async def _flag_overdue(ctx: Context) -> int:
@@ -69,7 +90,28 @@ async def _purge_face_attempts(ctx: Context) -> int:
 
 
 async def _purge_jobs(ctx: Context) -> int:
-    return await ctx.db.run(purge_jobs, utcnow())
+    """:func:`purge_jobs`, one pool call per batch (other work runs between batches)."""
+    cutoff = utcnow() - timedelta(days=JOB_RETENTION_DAYS)
+    total = 0
+    while (deleted := await ctx.db.run(purge_jobs_batch, cutoff)) > 0:
+        total += deleted
+        if deleted < PURGE_BATCH:
+            break
+    return total
+
+
+def optimize() -> int:
+    """``PRAGMA optimize`` on SQLite (its documentation: periodically in a long-lived
+    process), with a bounded analysis; plans never rely on it. 0 on PostgreSQL."""
+    if not plans.is_sqlite():
+        return 0
+    database.execute_sql("PRAGMA analysis_limit=400")
+    database.execute_sql("PRAGMA optimize")
+    return 1
+
+
+async def _optimize(ctx: Context) -> int:
+    return await ctx.db.run(optimize)
 
 
 async def _purge_push_receipts(ctx: Context) -> int:
@@ -94,6 +136,7 @@ TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "purge_push_receipts": _purge_push_receipts,
     "deadline_alerts": _deadline_alerts,
     "purge_idempotency_keys": _purge_idempotency_keys,
+    "optimize": _optimize,
 }
 
 
