@@ -399,10 +399,11 @@ class Generator:
         self.first_eval: list[int] = []  # evaluation id per rated case
         self.commented: list[int] = []
         eid = eval_start
-        follow = set(rng.sample(range(self.rated), min(self.n_follow, self.rated)))
+        citizens = [i for i in range(self.rated) if self.channel[i] != "default"]
+        follow = set(rng.sample(citizens, min(self.n_follow, len(citizens))))
         for i in range(self.rated):
             rows = [(1, self.rated_at[i], self.level[i], self.channel[i])]
-            if i in follow and self.channel[i] != "default":
+            if i in follow:
                 at = self.rated_at[i] + timedelta(days=rng.uniform(1, 30))
                 rows.append(
                     (
