@@ -27,6 +27,12 @@ bare-handler baseline measured in the same run (target ≥ 0.1).
    three thread-pool trips to SQLite, one ``msg_sec_check`` to the sandbox) and none of the
    logic. Its ratio to the bare handler is the most any implementation on this stack could
    reach; the server's pairs/s over the floor's says how much of that the product keeps.
+7. With ``--scale S`` (issue 14): the same pairs with the embedded worker ON, on an empty
+   database and on a province-shaped one (``dataset.build`` at ``S``, plus the seeded
+   citizens), side by side with their ratio (target >= 0.9) and the 500s of each (target 0).
+   With ``--backlog N`` the big database also holds N reminders due now, and the big run is
+   repeated with the worker OFF: pairs with the worker draining them over pairs without it
+   (target >= 0.8).
 """
 
 from __future__ import annotations
@@ -489,11 +495,16 @@ def main() -> int:
     ap.add_argument(
         "--processes", type=int, default=1, help="server processes (the target is for 1)"
     )
+    ap.add_argument(
+        "--scale", type=float, default=0.0, help="also compare empty vs dataset at this scale"
+    )
+    ap.add_argument("--backlog", type=int, default=0, help="reminders due now in the big db")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record the server during the load")
     ap.add_argument("--profile-gil", action="store_true", help="only the thread holding the GIL")
     args = ap.parse_args()
     try:
-        with time_limit(150), Processes(keep_tmp=args.keep) as procs:
+        limit = 150 if not args.scale else 600 + int(3000 * args.scale)
+        with time_limit(limit), Processes(keep_tmp=args.keep) as procs:
             code = run(procs, args)
             if args.keep:
                 print(f"kept {procs.tmp}")
@@ -605,8 +616,97 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         f"ratio {ratio:.3f} (target >= {TARGET}), errors {errors}, "
         f"database {'OK' if not problems else 'WRONG'}  {'PASS' if ok else 'FAIL'}"
     )
+    if args.scale:
+        ok &= compare_big(procs, args, redis_url, sandbox_port, env)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0 if ok else 1
+
+
+# ---- empty vs province-sized database, embedded worker on (issue 14) ---------------------------
+
+
+def worker_run(
+    procs: Processes,
+    redis_url: str,
+    sandbox_port: int,
+    env: dict[str, str],
+    citizens: list[Citizen],
+    args: argparse.Namespace,
+    label: str,
+) -> tuple[Result, int]:
+    """One server on ``env``'s database: warm-up, then the pairs; prints one line. The
+    result and its count of 5xx answers."""
+    port = procs.start_server(redis_url, sandbox_port, env)
+    server = [p for name, p in procs.procs if name == "server"][-1]
+    try:
+        warm = run_units(port, pair_units(port, citizens[:WARMUP]), 8, 30)
+        if warm.failed:
+            print(f"  warm-up answers: {dict(warm.statuses)}")
+        load = run_units(
+            port, pair_units(port, citizens[WARMUP:]), args.connections, args.duration, server.pid
+        )
+        procs.check_alive()
+    finally:
+        procs.stop(server)
+    fives = sum(n for (_, status), n in load.statuses.items() if status >= 500)
+    print(
+        f"{label:<34}: {load.rate:,.1f} pairs/s ({load.units} in {load.seconds:.1f} s; p50 "
+        f"{load.pct(50):.1f} ms, p99 {load.pct(99):.1f} ms; 5xx {fives}, other failures "
+        f"{load.failed - fives})"
+    )
+    return load, fives
+
+
+def compare_big(
+    procs: Processes,
+    args: argparse.Namespace,
+    redis_url: str,
+    sandbox_port: int,
+    base_env: dict[str, str],
+) -> bool:
+    """Pairs with the embedded worker on: empty database vs ``dataset`` at ``--scale``."""
+    import shutil
+
+    import dataset
+
+    from wxbackend.settings import load_settings
+
+    n = args.pairs + WARMUP
+    on = {**base_env, "WXB_WORKER_EMBEDDED": "true"}
+    empty_env = {**on, "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/empty.db"}
+    empty_citizens = seed(empty_env, n)
+    big_url = f"sqlite:///{procs.tmp}/big.db"
+    big_env = {**on, "WXB_DATABASE_URL": big_url}
+    settings = load_settings(env={k: v for k, v in big_env.items() if k.startswith("WXB_")})
+    info = dataset.build(big_url, args.scale, settings=settings, due_now=args.backlog)
+    print(info.line())
+    big_citizens = seed(big_env, n)
+    shutil.copyfile(procs.tmp / "big.db", procs.tmp / "big-off.db")
+    for group in (empty_citizens, big_citizens):
+        store_sessions(redis_url, group)
+        register_openids(sandbox_port, [c.openid for c in group])
+    empty, empty_5xx = worker_run(
+        procs, redis_url, sandbox_port, empty_env, empty_citizens, args, "empty db, worker on"
+    )
+    label = f"big db (scale {args.scale}), worker on"
+    big, big_5xx = worker_run(procs, redis_url, sandbox_port, big_env, big_citizens, args, label)
+    ratio = big.rate / empty.rate if empty.rate else 0.0
+    fives = empty_5xx + big_5xx
+    ok = ratio >= 0.9 and fives == 0
+    print(f"ratio big / empty (worker on)      : {ratio:.2f} (target >= 0.9), 5xx {fives}")
+    if args.backlog:
+        off_env = {
+            **big_env,
+            "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/big-off.db",
+            "WXB_WORKER_EMBEDDED": "false",
+        }
+        off, _ = worker_run(
+            procs, redis_url, sandbox_port, off_env, big_citizens, args, "big db, worker off"
+        )
+        share = big.rate / off.rate if off.rate else 0.0
+        ok &= share >= 0.8
+        print(f"ratio worker on (draining {args.backlog}) / off: {share:.2f} (target >= 0.8)")
+    return ok
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from wxbackend.services.ratings import defaults as default_ratings
 from wxbackend.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALE = 0.03
+SCALE = 0.025
 MASTER_KEY = base64.b64encode(b"master key of the plan test, 32b").decode()
 HASH_KEY = base64.b64encode(b"hash key of the plan test, 32 b.").decode()
 

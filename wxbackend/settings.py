@@ -321,6 +321,11 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         'like "22:00-08:00" or ""',
     )
     need(
+        0.01 <= v["worker"]["embedded_share"] <= 1,
+        "worker.embedded_share",
+        "must be 0.01–1",
+    )
+    need(
         0 <= v["reminders"]["spread_seconds"] <= 21600,
         "reminders.spread_seconds",
         "must be 0–21600",

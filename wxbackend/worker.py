@@ -78,6 +78,7 @@ class Worker:
         handlers: dict[str, Handler],
         owner: str | None = None,
         concurrency: int = CONCURRENCY,
+        share: float = 1.0,
     ):
         self.ctx = ctx
         self.handlers = handlers
@@ -89,6 +90,10 @@ class Worker:
         self.processed = 0
         self.held: set[int] = set()  # claimed jobs not finished yet (their leases are renewed)
         self._last_progress = 0.0
+        # The part of its time each claim loop may be busy: after a batch that took t s it
+        # rests t * (1 - share) / share s (a worker embedded in a server leaves the rest of
+        # the process, and of SQLite's write lock, to the requests).
+        self.share = min(max(share, 0.01), 1.0)
 
     async def run(self) -> None:
         log.info("worker %s started", self.owner)
@@ -138,6 +143,7 @@ class Worker:
             return 0
         if not batch:
             return 0
+        started = time.monotonic()
         self.held.update(job.id for job in batch)
         by_kind: dict[str, list[Job]] = {}
         for job in batch:
@@ -154,7 +160,15 @@ class Worker:
             self.held.difference_update(job.id for job in batch)
         self.processed += len(batch)
         await self._progress(len(batch))
+        await self._rest(time.monotonic() - started)
         return len(batch)
+
+    async def _rest(self, busy: float) -> None:
+        """Rest in proportion to the time the last batch took (:attr:`share`)."""
+        if self.share >= 1.0 or self.stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), busy * (1 - self.share) / self.share)
 
     async def _run_batch(self, group: list[Job]) -> None:
         """A batch handler (``handler.batch = True``) gets every claimed job of its kind at
