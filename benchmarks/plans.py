@@ -13,7 +13,9 @@ PostgreSQL side by side (issue 14: every hot statement under 5 ms at full size).
    cases, and the public stats (all time; being replaced by rollups in another branch).
 3. Times each statement again (median of 5, inside a rolled-back savepoint for writes) and
    prints ms per statement with its plan (``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN
-   ANALYZE`` on PostgreSQL with ``--plans``). A statement over 5 ms is marked SLOW.
+   ANALYZE`` on PostgreSQL with ``--plans``). A statement over 5 ms is marked SLOW. On
+   PostgreSQL the ms is EXPLAIN ANALYZE's execution time (the client's round trip through
+   psycopg on a loaded machine is noise, not plan); an INSERT's is its first run's wall time.
 """
 
 from __future__ import annotations
@@ -157,6 +159,9 @@ def measure(sql: str, args: tuple, first_ms: float, postgres: bool) -> tuple[flo
                 rows = database.execute_sql(explain + sql, args).fetchall()
                 plan = [r[0] if postgres else r[3] for r in rows]
             tx.rollback()
+    executed = [float(m[1]) for line in plan if (m := re.match(r"Execution Time: ([\d.]+)", line))]
+    if postgres and executed:  # the server's own time: the client's round trip is not the plan's
+        return executed[0], plan
     return statistics.median(times), plan
 
 

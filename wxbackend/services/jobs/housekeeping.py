@@ -53,7 +53,7 @@ def _hour(at: datetime) -> datetime:
 
 
 #: Rows deleted per transaction: SQLite's write lock is held for one batch at a time.
-PURGE_BATCH = 200
+PURGE_BATCH = 100
 
 
 def purge_jobs_batch(cutoff: datetime, limit: int = PURGE_BATCH) -> int:
