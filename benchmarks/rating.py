@@ -30,9 +30,9 @@ bare-handler baseline measured in the same run (target ≥ 0.1).
 7. With ``--scale S`` (issue 14): the same pairs with the embedded worker ON, on an empty
    database and on a province-shaped one (``dataset.build`` at ``S``, plus the seeded
    citizens), side by side with their ratio (target >= 0.9) and the 500s of each (target 0).
-   With ``--backlog N`` the big database also holds N reminders due now, and the big run is
-   repeated with the worker OFF: pairs with the worker draining them over pairs without it
-   (target >= 0.8).
+   With ``--backlog N`` a copy of the big database also holds N reminders due now, loaded with
+   the worker OFF and ON: pairs with the worker draining them over pairs without it (target
+   >= 0.8). The runs alternate for ``--rounds`` rounds, each on a fresh copy.
 """
 
 from __future__ import annotations
@@ -499,11 +499,12 @@ def main() -> int:
         "--scale", type=float, default=0.0, help="also compare empty vs dataset at this scale"
     )
     ap.add_argument("--backlog", type=int, default=0, help="reminders due now in the big db")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of --scale runs")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record the server during the load")
     ap.add_argument("--profile-gil", action="store_true", help="only the thread holding the GIL")
     args = ap.parse_args()
     try:
-        limit = 150 if not args.scale else 600 + int(3000 * args.scale)
+        limit = 150 if not args.scale else 300 + 120 * args.rounds + int(3000 * args.scale)
         with time_limit(limit), Processes(keep_tmp=args.keep) as procs:
             code = run(procs, args)
             if args.keep:
@@ -671,6 +672,20 @@ def due_now(db_path: Path, n: int) -> None:
         )
 
 
+def still_due(db_path: Path) -> int:
+    """Pending reminders due now (what is left of the backlog)."""
+    import sqlite3
+
+    from models.base import utcnow
+
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT COUNT(*) FROM job WHERE kind = 'reminder' AND status = 'pending' "
+            "AND due_at <= ?",
+            (str(utcnow()),),
+        ).fetchone()[0]
+
+
 def fresh_sessions(redis_url: str, citizens: list[Citizen]) -> None:
     """Forget what the last run left in Redis (its ratings' marks) and store the sessions."""
     import redis
@@ -690,7 +705,10 @@ def compare_big(
     sandbox_port: int,
     base_env: dict[str, str],
 ) -> bool:
-    """Pairs with the embedded worker on: empty database vs ``dataset`` at ``--scale``."""
+    """Pairs with the embedded worker on: empty database vs ``dataset`` at ``--scale`` (and,
+    with ``--backlog``, worker on vs off while it drains). The runs alternate for
+    ``--rounds`` rounds, each on a fresh copy of its database with Redis flushed, so the
+    drift of a shared machine falls on every configuration alike; rates are pooled."""
     import shutil
 
     import dataset
@@ -699,45 +717,52 @@ def compare_big(
 
     n = args.pairs + WARMUP
     on = {**base_env, "WXB_WORKER_EMBEDDED": "true"}
-    empty_env = {**on, "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/empty.db"}
-    empty_citizens = seed(empty_env, n)
+    empty_citizens = seed({**on, "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/empty.db"}, n)
     big_url = f"sqlite:///{procs.tmp}/big.db"
-    big_env = {**on, "WXB_DATABASE_URL": big_url}
-    settings = load_settings(env={k: v for k, v in big_env.items() if k.startswith("WXB_")})
+    settings = load_settings(
+        env={k: v for k, v in {**on, "WXB_DATABASE_URL": big_url}.items() if k.startswith("WXB_")}
+    )
     info = dataset.build(big_url, args.scale, settings=settings)
     print(info.line())
-    big_citizens = seed(big_env, n)
+    big_citizens = seed({**on, "WXB_DATABASE_URL": big_url}, n)
+    configs = [
+        ("empty db, worker on", "empty.db", "true", empty_citizens),
+        (f"big db (scale {args.scale}), worker on", "big.db", "true", big_citizens),
+    ]
     if args.backlog:  # the same database with N reminders due now, for the worker to drain
-        backlog_db = procs.tmp / "big-backlog.db"
-        shutil.copyfile(procs.tmp / "big.db", backlog_db)
-        due_now(backlog_db, args.backlog)
+        shutil.copyfile(procs.tmp / "big.db", procs.tmp / "backlog.db")
+        due_now(procs.tmp / "backlog.db", args.backlog)
+        configs += [
+            (f"big db + {args.backlog} due, worker off", "backlog.db", "false", big_citizens),
+            (f"big db + {args.backlog} due, worker on", "backlog.db", "true", big_citizens),
+        ]
     for group in (empty_citizens, big_citizens):
-        store_sessions(redis_url, group)
         register_openids(sandbox_port, [c.openid for c in group])
-    empty, empty_5xx = worker_run(
-        procs, redis_url, sandbox_port, empty_env, empty_citizens, args, "empty db, worker on"
-    )
-    label = f"big db (scale {args.scale}), worker on"
-    big, big_5xx = worker_run(procs, redis_url, sandbox_port, big_env, big_citizens, args, label)
-    ratio = big.rate / empty.rate if empty.rate else 0.0
-    fives = empty_5xx + big_5xx
+    units = {label: 0 for label, *_ in configs}
+    seconds = dict.fromkeys(units, 0.0)
+    fives = 0
+    for r in range(args.rounds):
+        for label, db, worker, citizens in configs:
+            fresh_sessions(redis_url, citizens)
+            run_db = procs.tmp / f"run-{db}"
+            shutil.copyfile(procs.tmp / db, run_db)
+            env = {**on, "WXB_DATABASE_URL": f"sqlite:///{run_db}", "WXB_WORKER_EMBEDDED": worker}
+            result, five = worker_run(
+                procs, redis_url, sandbox_port, env, citizens, args, f"{label} #{r + 1}"
+            )
+            units[label] += result.units
+            seconds[label] += result.seconds
+            fives += five
+            if db == "backlog.db":
+                print(f"  reminders of the backlog still due after the run: {still_due(run_db)}")
+    rate = {label: units[label] / seconds[label] for label in units}
+    for label in units:
+        print(f"{label:<34}: {rate[label]:,.1f} pairs/s over {args.rounds} round(s)")
+    ratio = rate[configs[1][0]] / rate[configs[0][0]]
     ok = ratio >= 0.9 and fives == 0
     print(f"ratio big / empty (worker on)      : {ratio:.2f} (target >= 0.9), 5xx {fives}")
     if args.backlog:
-        rates = {}
-        for worker in ("false", "true"):
-            fresh_sessions(redis_url, big_citizens)  # the same scenes again, on a fresh copy
-            run_db = procs.tmp / f"big-backlog-{worker}.db"
-            shutil.copyfile(backlog_db, run_db)
-            env = {**big_env, "WXB_DATABASE_URL": f"sqlite:///{run_db}"}
-            env["WXB_WORKER_EMBEDDED"] = worker
-            label = f"big db + {args.backlog} due, worker {'on' if worker == 'true' else 'off'}"
-            result, five = worker_run(
-                procs, redis_url, sandbox_port, env, big_citizens, args, label
-            )
-            rates[worker] = result.rate
-            ok &= five == 0
-        share = rates["true"] / rates["false"] if rates["false"] else 0.0
+        share = rate[configs[3][0]] / rate[configs[2][0]]
         ok &= share >= 0.8
         print(f"ratio worker on (draining) / off    : {share:.2f} (target >= 0.8)")
     return ok
