@@ -770,7 +770,12 @@ def build(
         for hook in AFTER_BUILD:
             hook(db, info)
     finally:
-        holder.close()
+        # Not holder.close(): its PRAGMA optimize would leave statistics behind, and the
+        # database is meant to be as the app leaves it (ANALYZEd only with ``analyze``).
+        holder.executor.shutdown(wait=True)
+        db.close()
+        if not loader.sqlite:
+            db.close_all()
     info.seconds = time.monotonic() - t0
     return info
 
