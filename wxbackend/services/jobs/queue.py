@@ -103,10 +103,12 @@ def claim(
     now = utcnow()
     lease_until = now + timedelta(seconds=lease_seconds)
     kinds = None if kinds is None else list(kinds)
+    # A plain read first: a poll that finds nothing never takes SQLite's write lock. The
+    # conditional UPDATE below decides (a job another worker took meanwhile is not ours).
+    ids = _due_ids(now, limit, kinds)
+    if not ids:
+        return []
     with database.atomic():
-        ids = _due_ids(now, limit, kinds)
-        if not ids:
-            return []
         (
             Job.update(
                 status="running",
