@@ -90,10 +90,11 @@ class Worker:
         self.processed = 0
         self.held: set[int] = set()  # claimed jobs not finished yet (their leases are renewed)
         self._last_progress = 0.0
-        # The part of its time each claim loop may be busy: after a batch that took t s it
-        # rests t * (1 - share) / share s (a worker embedded in a server leaves the rest of
-        # the process, and of SQLite's write lock, to the requests).
+        # The part of its time the worker may be busy, over its PIPELINE claim loops: after a
+        # batch that took t s a loop rests t * (PIPELINE / share - 1) s (a worker embedded in
+        # a server leaves the rest of the process, and of SQLite's write lock, to requests).
         self.share = min(max(share, 0.01), 1.0)
+        self._rest_factor = PIPELINE / self.share - 1 if self.share < 1.0 else 0.0
 
     async def run(self) -> None:
         log.info("worker %s started", self.owner)
@@ -165,10 +166,10 @@ class Worker:
 
     async def _rest(self, busy: float) -> None:
         """Rest in proportion to the time the last batch took (:attr:`share`)."""
-        if self.share >= 1.0 or self.stopping.is_set():
+        if not self._rest_factor or self.stopping.is_set():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), busy * (1 - self.share) / self.share)
+            await asyncio.wait_for(self.stopping.wait(), busy * self._rest_factor)
 
     async def _run_batch(self, group: list[Job]) -> None:
         """A batch handler (``handler.batch = True``) gets every claimed job of its kind at
