@@ -32,7 +32,9 @@ off, no sync), then put back to WAL; PostgreSQL by ``COPY``, sequences moved pas
 then ``VACUUM ANALYZE``. SQLite is left un-ANALYZEd, as the app leaves it.
 
 Time at scale 1 on the 2-core machine of the issue (shared with other work): SQLite 575 s wall
-(197 s of CPU; 2.1 GB), 0.03 in ~8 s. ``build(database_url, scale, seed)`` is the entry point for other benchmarks and tests;
+(197 s of CPU; 2.1 GB), PostgreSQL 391 s; scale 0.03 in ~8 s.
+
+``build(database_url, scale, seed)`` is the entry point for other benchmarks and tests;
 :data:`AFTER_BUILD` hooks run at its end (e.g. rebuilding a rollup table).
 """
 
