@@ -27,6 +27,12 @@ bare-handler baseline measured in the same run (target ≥ 0.1).
    three thread-pool trips to SQLite, one ``msg_sec_check`` to the sandbox) and none of the
    logic. Its ratio to the bare handler is the most any implementation on this stack could
    reach; the server's pairs/s over the floor's says how much of that the product keeps.
+7. With ``--scale S`` (issue 14): the same pairs with the embedded worker ON, on an empty
+   database and on a province-shaped one (``dataset.build`` at ``S``, plus the seeded
+   citizens), side by side with their ratio (target >= 0.9) and the 500s of each (target 0).
+   With ``--backlog N`` a copy of the big database also holds N reminders due now, loaded with
+   the worker OFF and ON: pairs with the worker draining them over pairs without it (target
+   >= 0.8). The runs alternate for ``--rounds`` rounds, each on a fresh copy.
 """
 
 from __future__ import annotations
@@ -489,11 +495,17 @@ def main() -> int:
     ap.add_argument(
         "--processes", type=int, default=1, help="server processes (the target is for 1)"
     )
+    ap.add_argument(
+        "--scale", type=float, default=0.0, help="also compare empty vs dataset at this scale"
+    )
+    ap.add_argument("--backlog", type=int, default=0, help="reminders due now in the big db")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of --scale runs")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record the server during the load")
     ap.add_argument("--profile-gil", action="store_true", help="only the thread holding the GIL")
     args = ap.parse_args()
     try:
-        with time_limit(150), Processes(keep_tmp=args.keep) as procs:
+        limit = 150 if not args.scale else 300 + 120 * args.rounds + int(3000 * args.scale)
+        with time_limit(limit), Processes(keep_tmp=args.keep) as procs:
             code = run(procs, args)
             if args.keep:
                 print(f"kept {procs.tmp}")
@@ -610,8 +622,155 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         f"ratio {ratio:.3f} (target >= {TARGET}), errors {errors}, "
         f"database {'OK' if not problems else 'WRONG'}  {'PASS' if ok else 'FAIL'}"
     )
+    if args.scale:
+        ok &= compare_big(procs, args, redis_url, sandbox_port, env)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0 if ok else 1
+
+
+# ---- empty vs province-sized database, embedded worker on (issue 14) ---------------------------
+
+
+def worker_run(
+    procs: Processes,
+    redis_url: str,
+    sandbox_port: int,
+    env: dict[str, str],
+    citizens: list[Citizen],
+    args: argparse.Namespace,
+    label: str,
+) -> tuple[Result, int]:
+    """One server on ``env``'s database: warm-up, then the pairs; prints one line. The
+    result and its count of 5xx answers."""
+    port = procs.start_server(redis_url, sandbox_port, env)
+    server = [p for name, p in procs.procs if name == "server"][-1]
+    try:
+        warm = run_units(port, pair_units(port, citizens[:WARMUP]), 8, 30)
+        if warm.failed:
+            print(f"  warm-up answers: {dict(warm.statuses)}")
+        load = run_units(
+            port, pair_units(port, citizens[WARMUP:]), args.connections, args.duration, server.pid
+        )
+        procs.check_alive()
+    finally:
+        procs.stop(server)
+    fives = sum(n for (_, status), n in load.statuses.items() if status >= 500)
+    print(
+        f"{label:<34}: {load.rate:,.1f} pairs/s ({load.units} in {load.seconds:.1f} s; p50 "
+        f"{load.pct(50):.1f} ms, p99 {load.pct(99):.1f} ms; 5xx {fives}, other failures "
+        f"{load.failed - fives})"
+    )
+    return load, fives
+
+
+def due_now(db_path: Path, n: int) -> None:
+    """Make ``n`` of the dataset's pending reminders due now (a backlog)."""
+    import sqlite3
+
+    from models.base import utcnow
+
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "UPDATE job SET due_at = ? WHERE id IN (SELECT id FROM job WHERE kind = 'reminder' "
+            "AND status = 'pending' ORDER BY id LIMIT ?)",
+            (str(utcnow() - timedelta(seconds=60)), n),
+        )
+
+
+def still_due(db_path: Path) -> int:
+    """Pending reminders due now (what is left of the backlog)."""
+    import sqlite3
+
+    from models.base import utcnow
+
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(
+            "SELECT COUNT(*) FROM job WHERE kind = 'reminder' AND status = 'pending' "
+            "AND due_at <= ?",
+            (str(utcnow()),),
+        ).fetchone()[0]
+
+
+def fresh_sessions(redis_url: str, citizens: list[Citizen]) -> None:
+    """Forget what the last run left in Redis (its ratings' marks) and store the sessions."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    store_sessions(redis_url, citizens)
+
+
+def compare_big(
+    procs: Processes,
+    args: argparse.Namespace,
+    redis_url: str,
+    sandbox_port: int,
+    base_env: dict[str, str],
+) -> bool:
+    """Pairs with the embedded worker on: empty database vs ``dataset`` at ``--scale`` (and,
+    with ``--backlog``, worker on vs off while it drains). The runs alternate for
+    ``--rounds`` rounds, each on a fresh copy of its database with Redis flushed, so the
+    drift of a shared machine falls on every configuration alike; rates are pooled."""
+    import shutil
+
+    import dataset
+
+    from wxbackend.settings import load_settings
+
+    n = args.pairs + WARMUP
+    on = {**base_env, "WXB_WORKER_EMBEDDED": "true"}
+    empty_citizens = seed({**on, "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/empty.db"}, n)
+    big_url = f"sqlite:///{procs.tmp}/big.db"
+    settings = load_settings(
+        env={k: v for k, v in {**on, "WXB_DATABASE_URL": big_url}.items() if k.startswith("WXB_")}
+    )
+    info = dataset.build(big_url, args.scale, settings=settings)
+    print(info.line())
+    big_citizens = seed({**on, "WXB_DATABASE_URL": big_url}, n)
+    configs = [
+        ("empty db, worker on", "empty.db", "true", empty_citizens),
+        (f"big db (scale {args.scale}), worker on", "big.db", "true", big_citizens),
+    ]
+    if args.backlog:  # the same database with N reminders due now, for the worker to drain
+        shutil.copyfile(procs.tmp / "big.db", procs.tmp / "backlog.db")
+        due_now(procs.tmp / "backlog.db", args.backlog)
+        configs += [
+            (f"big db + {args.backlog} due, worker off", "backlog.db", "false", big_citizens),
+            (f"big db + {args.backlog} due, worker on", "backlog.db", "true", big_citizens),
+        ]
+    for group in (empty_citizens, big_citizens):
+        register_openids(sandbox_port, [c.openid for c in group])
+    units = {label: 0 for label, *_ in configs}
+    seconds = dict.fromkeys(units, 0.0)
+    fives = 0
+    for r in range(args.rounds):
+        for label, db, worker, citizens in configs:
+            fresh_sessions(redis_url, citizens)
+            run_db = procs.tmp / f"run-{db}"
+            shutil.copyfile(procs.tmp / db, run_db)
+            env = {**on, "WXB_DATABASE_URL": f"sqlite:///{run_db}", "WXB_WORKER_EMBEDDED": worker}
+            result, five = worker_run(
+                procs, redis_url, sandbox_port, env, citizens, args, f"{label} #{r + 1}"
+            )
+            units[label] += result.units
+            seconds[label] += result.seconds
+            fives += five
+            if db == "backlog.db":
+                print(f"  reminders of the backlog still due after the run: {still_due(run_db)}")
+    rate = {label: units[label] / seconds[label] for label in units}
+    for label in units:
+        print(f"{label:<34}: {rate[label]:,.1f} pairs/s over {args.rounds} round(s)")
+    ratio = rate[configs[1][0]] / rate[configs[0][0]]
+    ok = ratio >= 0.9 and fives == 0
+    print(f"ratio big / empty (worker on)      : {ratio:.2f} (target >= 0.9), 5xx {fives}")
+    if args.backlog:
+        share = rate[configs[3][0]] / rate[configs[2][0]]
+        ok &= share >= 0.8
+        print(f"ratio worker on (draining) / off    : {share:.2f} (target >= 0.8)")
+    return ok
 
 
 if __name__ == "__main__":

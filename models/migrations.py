@@ -139,6 +139,30 @@ def _rollups(db: peewee.Database) -> None:
     rebuild(db)
 
 
+#: Partial indexes of the hot job and case statements (issue 14): each one covers only the
+#: rows its statement looks for, so a poll or a sweep that finds nothing reads nothing.
+_PLAN_INDEXES = (
+    # the worker's claim and due count: pending jobs by due time; expired leases
+    'CREATE INDEX IF NOT EXISTS "job_pending_due" ON "job" ("due_at", "id") '
+    "WHERE status = 'pending'",
+    'CREATE INDEX IF NOT EXISTS "job_running_lease" ON "job" ("lease_until", "id") '
+    "WHERE status = 'running'",
+    # purge_jobs: finished jobs by end time
+    'CREATE INDEX IF NOT EXISTS "job_finished" ON "job" ("finished_at") '
+    "WHERE status IN ('done', 'cancelled')",
+    # the default-rating sweep: unrated cases by completion
+    'CREATE INDEX IF NOT EXISTS "case_unrated" ON "case" ("completed_at") '
+    "WHERE first_rated_at IS NULL",
+    # the push-receipt prune
+    'CREATE INDEX IF NOT EXISTS "push_receipt_received_at" ON "push_receipt" ("received_at")',
+)
+
+
+def _plan_indexes(db: peewee.Database) -> None:
+    for statement in _PLAN_INDEXES:
+        db.execute_sql(statement)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -170,6 +194,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (9, "WeCom robot keys of centers, staff alerts", _staff_alerts),
     (10, "evaluator screens' device keys", _create(WindowDevice)),
     (11, "idempotency keys of rating writes", _idempotency),
+    (12, "partial indexes of job claims, purges and the default sweep", _plan_indexes),
     (13, "rollups of the figures and the staff ranking", _rollups),
     (14, "durable sessions of citizens and admins (Redis caches them)", _create(Session)),
 ]

@@ -255,7 +255,9 @@ QUIET, QUIET_END = _quiet_around_now()
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("settings_overrides", [overrides(reminders={"quiet_hours": QUIET})])
+@pytest.mark.parametrize(
+    "settings_overrides", [overrides(reminders={"quiet_hours": QUIET, "spread_seconds": 0})]
+)
 async def test_quiet_hours_defer(api, sandbox, ctx, partner):
     await templates(sandbox)
     _, openid, id_number = await citizen(api, sandbox)

@@ -15,6 +15,7 @@ COMMIT is marked (``wxb_at_commit``) so the answer can say its outcome is unknow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import importlib.util
@@ -226,6 +227,10 @@ class Database:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if not self.db.is_closed():
+            if self.is_sqlite:  # SQLite's advice for a connection about to close
+                with contextlib.suppress(peewee.PeeweeException):
+                    self.db.execute_sql("PRAGMA analysis_limit=400")
+                    self.db.execute_sql("PRAGMA optimize")
             self.db.close()
         if isinstance(self.db, PooledPostgresqlDatabase):
             self.db.close_all()

@@ -324,6 +324,16 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         "reminders.quiet_hours",
         'like "22:00-08:00" or ""',
     )
+    need(
+        0.01 <= v["worker"]["embedded_share"] <= 1,
+        "worker.embedded_share",
+        "must be 0.01–1",
+    )
+    need(
+        0 <= v["reminders"]["spread_seconds"] <= 21600,
+        "reminders.spread_seconds",
+        "must be 0–21600",
+    )
     need(v["server"]["port"] <= 65535, "server.port", "must be 1–65535")
     need(0 <= v["sandbox"]["port"] <= 65535, "sandbox.port", "must be 1–65535 (0: a free one)")
     need(

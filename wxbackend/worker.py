@@ -126,6 +126,7 @@ class Worker:
         handlers: dict[str, Handler],
         owner: str | None = None,
         concurrency: int = CONCURRENCY,
+        share: float = 1.0,
     ):
         self.ctx = ctx
         self.handlers = handlers
@@ -137,6 +138,11 @@ class Worker:
         self.processed = 0
         self.held: set[int] = set()  # claimed jobs not finished yet (their leases are renewed)
         self._last_progress = 0.0
+        # The part of its time the worker may be busy, over its PIPELINE claim loops: after a
+        # batch that took t s a loop rests t * (PIPELINE / share - 1) s (a worker embedded in
+        # a server leaves the rest of the process, and of SQLite's write lock, to requests).
+        self.share = min(max(share, 0.01), 1.0)
+        self._rest_factor = PIPELINE / self.share - 1 if self.share < 1.0 else 0.0
 
     async def run(self) -> None:
         log.info("worker %s started", self.owner)
@@ -186,6 +192,7 @@ class Worker:
             return 0
         if not batch:
             return 0
+        started = time.monotonic()
         self.held.update(job.id for job in batch)
         by_kind: dict[str, list[Job]] = {}
         for job in batch:
@@ -202,6 +209,7 @@ class Worker:
             self.held.difference_update(job.id for job in batch)
         self.processed += len(batch)
         await self._progress(len(batch))
+        await self._rest(time.monotonic() - started)
         return len(batch)
 
     async def _settle(
@@ -214,6 +222,13 @@ class Worker:
             await record_outcome(self.ctx, fn, *args, patience=patience)
         except CONNECTION_ERRORS as exc:
             log.warning("worker: a job's outcome is not recorded: %s", type(exc).__name__)
+
+    async def _rest(self, busy: float) -> None:
+        """Rest in proportion to the time the last batch took (:attr:`share`)."""
+        if not self._rest_factor or self.stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), busy * self._rest_factor)
 
     async def _run_batch(self, group: list[Job]) -> None:
         """A batch handler (``handler.batch = True``) gets every claimed job of its kind at

@@ -15,6 +15,7 @@ each hour's job once. A run first schedules the next hour's job, then does its w
   (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
 - ``purge_sessions``: expired citizen and admin sessions, in batches
   (:func:`session_store.purge_expired`).
+- ``optimize``: SQLite's ``PRAGMA optimize`` (statistics refreshed when they are stale).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from datetime import datetime, timedelta
 from models.base import utcnow
 from models.job import Job
 from wxbackend.context import Context
+from wxbackend.db import database
 from wxbackend.services.alerts import deadlines as alert_deadlines
 from wxbackend.services.citizens import identity
 from wxbackend.services.common import session_store
+from wxbackend.services.jobs import plans
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
 from wxbackend.services.ratings import defaults as default_ratings
@@ -52,14 +55,32 @@ def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def purge_jobs(now: datetime, days: int = JOB_RETENTION_DAYS) -> int:
-    """Delete done and cancelled jobs finished more than ``days`` ago."""
-    cutoff = now - timedelta(days=days)
-    return (
-        Job.delete()
-        .where(Job.status.in_(["done", "cancelled"]) & (Job.finished_at < cutoff))
-        .execute()
+#: Rows deleted per transaction: SQLite's write lock is held for one batch at a time.
+PURGE_BATCH = 100
+
+
+def purge_jobs_batch(cutoff: datetime, limit: int = PURGE_BATCH) -> int:
+    """Delete up to ``limit`` done or cancelled jobs finished before ``cutoff`` (one
+    transaction, read through the partial index ``job_finished`` of migration 12)."""
+    p = database.obj.param
+    hint = ' INDEXED BY "job_finished"' if plans.is_sqlite() else ""
+    sql = (
+        f"DELETE FROM job WHERE id IN (SELECT id FROM job{hint} "
+        f"WHERE status IN ('done', 'cancelled') AND finished_at < {p} LIMIT {int(limit)})"
     )
+    with database.atomic():
+        return database.execute_sql(sql, [Job.finished_at.db_value(cutoff)]).rowcount
+
+
+def purge_jobs(now: datetime, days: int = JOB_RETENTION_DAYS) -> int:
+    """Delete done and cancelled jobs finished more than ``days`` ago, batch by batch."""
+    cutoff = now - timedelta(days=days)
+    total = 0
+    while (deleted := purge_jobs_batch(cutoff)) > 0:
+        total += deleted
+        if deleted < PURGE_BATCH:
+            break
+    return total
 
 
 async def _flag_overdue(ctx: Context) -> int:
@@ -72,7 +93,28 @@ async def _purge_face_attempts(ctx: Context) -> int:
 
 
 async def _purge_jobs(ctx: Context) -> int:
-    return await ctx.db.run(purge_jobs, utcnow())
+    """:func:`purge_jobs`, one pool call per batch (other work runs between batches)."""
+    cutoff = utcnow() - timedelta(days=JOB_RETENTION_DAYS)
+    total = 0
+    while (deleted := await ctx.db.run(purge_jobs_batch, cutoff)) > 0:
+        total += deleted
+        if deleted < PURGE_BATCH:
+            break
+    return total
+
+
+def optimize() -> int:
+    """``PRAGMA optimize`` on SQLite (its documentation: periodically in a long-lived
+    process), with a bounded analysis; plans never rely on it. 0 on PostgreSQL."""
+    if not plans.is_sqlite():
+        return 0
+    database.execute_sql("PRAGMA analysis_limit=400")
+    database.execute_sql("PRAGMA optimize")
+    return 1
+
+
+async def _optimize(ctx: Context) -> int:
+    return await ctx.db.run(optimize)
 
 
 async def _purge_push_receipts(ctx: Context) -> int:
@@ -102,6 +144,7 @@ TASKS: dict[str, Callable[[Context], Awaitable[int]]] = {
     "deadline_alerts": _deadline_alerts,
     "purge_idempotency_keys": _purge_idempotency_keys,
     "purge_sessions": _purge_sessions,
+    "optimize": _optimize,
 }
 
 

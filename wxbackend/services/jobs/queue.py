@@ -19,6 +19,7 @@ import peewee
 from models.base import utcnow
 from models.job import Job
 from wxbackend.db import compiled_rows, database, param
+from wxbackend.services.jobs import plans
 
 
 def schedule(kind: str, key: str, due_at: datetime, payload: dict[str, Any] | None = None) -> bool:
@@ -56,10 +57,40 @@ def _cancel_query(n_keys: int) -> tuple[peewee.Query, tuple[()]]:
     query = Job.update(
         status="cancelled", finished_at=peewee.Value(param(0), converter=False)
     ).where(Job.key.in_(keys) & (Job.status == "pending"))
-    return query, ()
+    # By key alone: SQLite without statistics would otherwise take job_status_due_at
+    # (status=?) and walk every pending job inside the write lock (issue 14).
+    return plans.indexed_by(query, "job", "job_key"), ()
+
+
+#: A claim reads two index ranges, never an OR over the table (issue 14): pending jobs due
+#: now (partial index job_pending_due, migration 12), and running jobs whose lease ran out
+#: (partial index job_running_lease). The statuses are literals so the partial indexes apply.
+_DUE_SQL = {
+    "pending": (
+        "SELECT id, due_at FROM job{hint} WHERE status = 'pending' AND due_at <= {p}{kinds} "
+        "ORDER BY due_at, id LIMIT {limit}",
+        "job_pending_due",
+    ),
+    "running": (
+        "SELECT id, due_at FROM job{hint} WHERE status = 'running' AND lease_until < {p}{kinds} "
+        "ORDER BY lease_until, id LIMIT {limit}",
+        "job_running_lease",
+    ),
+}
+
+
+def _due_ids(now: datetime, limit: int, kinds: list[str] | None) -> list[int]:
+    """Up to ``limit`` claimable job ids, oldest due first (two index ranges, merged)."""
+    found: list[tuple[Any, int]] = []
+    for status in ("pending", "running"):
+        sql, args = plans.range_sql(*_DUE_SQL[status], kinds, limit)
+        rows = database.execute_sql(sql, [Job.due_at.db_value(now), *args]).fetchall()
+        found += [(Job.due_at.python_value(due), job_id) for job_id, due in rows]
+    return [job_id for _, job_id in sorted(found)[:limit]]
 
 
 def _claimable(now: datetime) -> peewee.Expression:
+    """A claimable job (only ever combined with ``id IN (…)``: the row lookups decide)."""
     pending = (Job.status == "pending") & (Job.due_at <= now)
     abandoned = (Job.status == "running") & (Job.lease_until < now)
     return pending | abandoned
@@ -71,16 +102,13 @@ def claim(
     """Claim up to ``limit`` due jobs (oldest due first) for ``owner``."""
     now = utcnow()
     lease_until = now + timedelta(seconds=lease_seconds)
-    condition = _claimable(now)
-    if kinds is not None:
-        condition &= Job.kind.in_(list(kinds))
+    kinds = None if kinds is None else list(kinds)
+    # A plain read first: a poll that finds nothing never takes SQLite's write lock. The
+    # conditional UPDATE below decides (a job another worker took meanwhile is not ours).
+    ids = _due_ids(now, limit, kinds)
+    if not ids:
+        return []
     with database.atomic():
-        ids = [
-            row.id
-            for row in Job.select(Job.id).where(condition).order_by(Job.due_at, Job.id).limit(limit)
-        ]
-        if not ids:
-            return []
         (
             Job.update(
                 status="running",
@@ -88,7 +116,7 @@ def claim(
                 lease_until=lease_until,
                 attempts=Job.attempts + 1,
             )
-            .where(Job.id.in_(ids) & condition)
+            .where(Job.id.in_(ids) & _claimable(now))
             .execute()
         )
         return list(
@@ -180,7 +208,17 @@ def release(job_ids: Iterable[int], owner: str) -> int:
 
 
 def due_count(kinds: Iterable[str] | None = None) -> int:
-    condition = _claimable(utcnow())
-    if kinds is not None:
-        condition &= Job.kind.in_(list(kinds))
-    return Job.select().where(condition).count()
+    """How many jobs are claimable now (the two index ranges of a claim, counted)."""
+    now = Job.due_at.db_value(utcnow())
+    kinds = None if kinds is None else list(kinds)
+    total = 0
+    with database.atomic():
+        if not plans.is_sqlite():
+            # PostgreSQL multiplies the selectivities of status and due_at (correlated) and
+            # would start parallel workers (~15 ms) to count a handful of rows.
+            database.execute_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+        for template, index in _DUE_SQL.values():
+            sql, args = plans.range_sql(template, index, kinds, None)
+            counted = f"SELECT COUNT(*) FROM ({sql}) AS due"
+            total += database.execute_sql(counted, [now, *args]).fetchone()[0]
+    return total

@@ -36,12 +36,13 @@ def handlers() -> dict[str, Handler]:
     }
 
 
-async def make_worker(ctx: Context, owner: str | None = None) -> Worker:
-    """A worker with every handler; housekeeping's recurring jobs are made sure of."""
+async def make_worker(ctx: Context, owner: str | None = None, share: float = 1.0) -> Worker:
+    """A worker with every handler; housekeeping's recurring jobs are made sure of.
+    ``share``: the part of its time a claim loop may be busy (:class:`Worker`)."""
     await ctx.db.run(housekeeping.ensure_scheduled)
     every = ctx.settings.transparency.checkpoint_seconds
     await ctx.db.run(transparency_jobs.ensure_scheduled, max(int(every), 1))
-    return Worker(ctx, handlers(), owner=owner)
+    return Worker(ctx, handlers(), owner=owner, share=share)
 
 
 class EmbeddedWorker:
@@ -53,7 +54,8 @@ class EmbeddedWorker:
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.worker = await make_worker(self.ctx)
+        # A server's own worker yields to the requests it shares the process with.
+        self.worker = await make_worker(self.ctx, share=self.ctx.settings.worker.embedded_share)
         self.task = asyncio.ensure_future(self.worker.run())
 
     async def stop(self) -> None:

@@ -2,11 +2,14 @@
 
 ``reminders.quiet_hours`` (``"22:00-08:00"``, Asia/Shanghai by ``reminders.timezone``): a
 reminder due inside it is scheduled for its end; a message whose job comes due inside it is
-deferred to its end.
+deferred to its end. With ``reminders.spread_seconds`` each one lands at its own instant of
+the ``spread_seconds`` after the end (fixed by its key), so the night's reminders do not all
+fall due at 08:00 at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
@@ -57,7 +60,22 @@ def quiet_hours(spec: str, tz_name: str) -> QuietHours | None:
     return QuietHours(start, end, ZoneInfo(tz_name))
 
 
-def defer_quiet(at: datetime, settings: Settings) -> datetime:
-    """``at`` moved out of the quiet hours (naive UTC)."""
+def spread_offset(key: str, spread_seconds: int) -> timedelta:
+    """Where in ``[0, spread_seconds)`` the job ``key`` lands after a quiet period: the same
+    for the same key (a rescheduled reminder keeps its place), uniform over keys."""
+    if spread_seconds <= 0 or not key:
+        return timedelta(0)
+    digest = hashlib.sha256(key.encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:8], "big") % spread_seconds)
+
+
+def defer_quiet(at: datetime, settings: Settings, key: str = "") -> datetime:
+    """``at`` moved out of the quiet hours (naive UTC); when it is moved and has a ``key``,
+    spread over ``reminders.spread_seconds`` after the quiet period's end."""
     quiet = quiet_hours(settings.reminders.quiet_hours, settings.reminders.timezone)
-    return quiet.defer(at) if quiet else at
+    if quiet is None:
+        return at
+    moved = quiet.defer(at)
+    if moved == at:
+        return at
+    return moved + spread_offset(key, settings.reminders.spread_seconds)

@@ -64,13 +64,14 @@ def rating_window_end(case: WindowCase, settings: Settings) -> datetime:
 
 
 def plan_reminders(
-    base: datetime, settings: Settings, now: datetime, catch_up: bool
+    base: datetime, settings: Settings, now: datetime, catch_up: bool, case_id: int | None = None
 ) -> list[tuple[int, datetime]]:
     """``[(n, due_at)]`` of the reminders of a case whose clock (and rating window) starts at
     ``base`` (:func:`window.window_start`).
 
     ``catch_up`` (an identity bound late): reminders already past due collapse into one
-    (the latest), due now; sending two at once would only nag.
+    (the latest), due now; sending two at once would only nag. With ``case_id``, a reminder
+    moved out of the quiet hours is spread over ``reminders.spread_seconds`` by its key.
     """
     r = settings.reminders
     window_end = window.window_end(base, base, settings.rating.window_days)  # base: its start
@@ -80,7 +81,8 @@ def plan_reminders(
         due = base + timedelta(seconds=offset)
         if catch_up and due < now:
             due = now
-        due = defer_quiet(due, settings)
+        key = reminder_key(case_id, n) if case_id is not None else ""
+        due = defer_quiet(due, settings, key)
         if due < window_end:
             planned.append((n, due))
     if catch_up:
@@ -102,7 +104,7 @@ def schedule_reminders(case: Case, settings: Settings, now: datetime, catch_up: 
     sent message — e.g. skipped for want of an identity — is scheduled again)."""
     base = window.window_start(case.completed_at, case.reported_at)
     count = 0
-    for n, due in plan_reminders(base, settings, now, catch_up):
+    for n, due in plan_reminders(base, settings, now, catch_up, case.id):
         key = reminder_key(case.id, n)
         payload = {"case_id": case.id, "n": n}
         if jobs.schedule(REMINDER, key, due, payload) or _reopen(key, due):

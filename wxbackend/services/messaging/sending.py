@@ -46,7 +46,7 @@ from wxbackend.context import Context
 from wxbackend.db import database
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import recipients, subscriptions
-from wxbackend.services.messaging.quiet_hours import quiet_hours
+from wxbackend.services.messaging.quiet_hours import defer_quiet, quiet_hours
 from wxbackend.services.messaging.recipients import CONFIG_PREFIX, Target, Targets
 from wxbackend.services.messaging.schedule import FINAL_STATUSES, RECTIFIED, REMINDER
 from wxbackend.services.messaging.template_data import page_for
@@ -145,7 +145,7 @@ def prepare_batch(
                 _set_message(message, job.key, kind, status="skipped", errcode=target)
                 done.append(job.id)
             elif quiet is not None and in_quiet:
-                jobs.defer(job.id, owner, quiet.defer(now), "quiet hours")
+                jobs.defer(job.id, owner, defer_quiet(now, settings, job.key), "quiet hours")
             elif resend or job.id in spent:
                 to_send.append((job, target, resend))
             else:

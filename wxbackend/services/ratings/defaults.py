@@ -25,6 +25,7 @@ from models.case import Case
 from models.job import Job
 from wxbackend import errors
 from wxbackend.context import Context
+from wxbackend.services.jobs import plans
 from wxbackend.services.public import live as realtime
 from wxbackend.services.ratings import levels, window, writer
 from wxbackend.services.ratings.writer import FirstRating
@@ -60,14 +61,15 @@ def apply_default_rating(
 
 
 def due_cases(window_days: int, now: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
-    """Unrated cases past their rating window, oldest first (at most ``limit``)."""
+    """Unrated cases past their rating window, oldest first (at most ``limit``), read
+    through the partial index of unrated cases (``case_unrated``, migration 12)."""
     query = (
         Case.select(Case.id)
         .where(Case.first_rated_at.is_null() & window.closed_sql(window_days, now))
         .order_by(Case.completed_at)
         .limit(limit)
     )
-    return [row.id for row in query]
+    return [row[0] for row in plans.indexed_by(query, "case", "case_unrated").execute()]
 
 
 async def rate(ctx: Context, case_id: int) -> int | None:
