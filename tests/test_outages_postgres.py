@@ -121,6 +121,8 @@ def _serve_env(layers: dict, redis_url: str, data_dir, sandbox_url: str) -> dict
         "WXB_WECHAT_APPID": APPID,
         "WXB_WECHAT_SECRET": SECRET,
         "WXB_WORKER_EMBEDDED": "false",
+        # page 1 of the public list is kept ≤1 s per process: read it from the database
+        "WXB_PUBLIC_LIST_CACHE_SECONDS": "0",
     }
     for section in ("security", "transparency"):
         for key, value in layers[section].items():

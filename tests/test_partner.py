@@ -186,7 +186,7 @@ async def second_center(ctx):
             "invalid_field",
         ),
         (
-            {"completed_at": (datetime.now(UTC) + timedelta(minutes=10)).isoformat()},
+            {"completed_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
             422,
             "invalid_field",
         ),

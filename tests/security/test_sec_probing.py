@@ -39,6 +39,7 @@ async def test_taken_codes_do_not_say_where(api, ctx):
                 "code": "exists",
                 "message": "This staff_no is taken: choose another (codes are unique everywhere).",
                 "field": "staff_no",
+                "message_zh": "已存在此代码的记录。",
             }
         }
     )
