@@ -219,6 +219,6 @@ def due_count(kinds: Iterable[str] | None = None) -> int:
             database.execute_sql("SET LOCAL max_parallel_workers_per_gather = 0")
         for template, index in _DUE_SQL.values():
             sql, args = plans.range_sql(template, index, kinds, None)
-            counted = f"SELECT COUNT(*) FROM ({sql}) AS due"
+            counted = f"SELECT COUNT(*) FROM ({sql}) AS due"  # nosec B608 - our own statement
             total += database.execute_sql(counted, [now, *args]).fetchone()[0]
     return total
