@@ -144,6 +144,7 @@ class Figures:
     doubled: int = 0
     unanswered: int = 0
     errors_5xx: int = 0
+    errors_not_503: int = 0  # 5xx other than 503 (a 500: never allowed)
     untruthful: int = 0
     stored_unanswered: int = 0  # stored by the faulted server, never answered by it
     in_progress: int = 0  # 409 rating_in_progress answers (retried)
@@ -278,6 +279,7 @@ class Load:
             f.sent += len(sent)
             f.unanswered += sum(1 for _, st, _ in sent if st is None)
             f.errors_5xx += sum(1 for _, st, _ in sent if st is not None and st >= 500)
+            f.errors_not_503 += sum(1 for _, st, _ in sent if st is not None and 503 != st >= 500)
             f.in_progress += sum(1 for _, st, a in sent if st == 409 and "retry_after" in str(a))
             acked = [str(a["evaluation"]["id"]) for _, st, a in sent if st == 201]
             f.acknowledged += bool(acked)
