@@ -22,7 +22,8 @@ from tests.conftest import APPID, SECRET
 from tests.support.admins import PASSWORD, admin_token
 from tests.support.cases import make_case, make_id_number
 from tests.support.cli import WXBACKEND, clean_env, http, wait_healthy
-from tests.support.outages import RATE, OwnPostgres, pg_bindir, rated, unavailable
+from tests.support.outages import RATE, rated, unavailable
+from tests.support.pgcluster import PgCluster, pg_bindir
 from tests.support.servers import free_port
 from wxbackend.clients.citizen import verified_user
 
@@ -32,9 +33,9 @@ def own_postgres():
     bindir = pg_bindir()
     if bindir is None:
         pytest.exit("PostgreSQL is not installed: run scripts/test.sh", returncode=3)
-    own = OwnPostgres(bindir)
+    own = PgCluster(bindir)  # its own: stopping it disturbs no other test
     yield own
-    own.remove()
+    own.stop()
 
 
 def _keys() -> dict[str, dict[str, str]]:
@@ -71,7 +72,7 @@ async def test_first_requests_after_a_postgres_fast_restart_succeed(api, ctx, ow
             *(api("GET", "/admin/api/me", token=token) for _ in range(6))
         )
         assert {s for s, _ in answers} == {200}
-    await asyncio.to_thread(own_postgres.restart_fast)
+    await asyncio.to_thread(own_postgres.restart)
     answers = await asyncio.gather(*(api("GET", "/admin/api/me", token=token) for _ in range(8)))
     assert [s for s, _ in answers] == [200] * 8, answers
     assert (await api("GET", "/api/v1/public/evaluations"))[0] == 200
@@ -185,9 +186,9 @@ async def test_postgres_stopped_under_two_server_processes(
         token = http("POST", base + "/admin/api/login", body)[1]["token"]
         assert {s for _, s, _ in await asyncio.to_thread(_poll, base, token, 0.5)} == {200}
 
-        await asyncio.to_thread(own_postgres.stop)
+        await asyncio.to_thread(own_postgres.down)
         during = await asyncio.to_thread(_poll, base, token, 10)
-        await asyncio.to_thread(own_postgres.start)
+        await asyncio.to_thread(own_postgres.up)
         after = [http("GET", base + "/admin/api/me", token=token)[0] for _ in range(8)]
         late = await asyncio.to_thread(_poll, base, token, 1.5)
     finally:

@@ -83,8 +83,17 @@ class PgCluster:
         if down_seconds <= 0:
             self._ctl("restart", "-m", "fast")
             return
-        self._ctl("stop", "-m", "fast")
+        self.down()
         time.sleep(down_seconds)
+        self.up()
+
+    def down(self) -> None:
+        """``pg_ctl stop -m fast``: every session ended (AdminShutdown), then down; its data
+        stays for :meth:`up`."""
+        self._ctl("stop", "-m", "fast")
+
+    def up(self) -> None:
+        """Start it again after :meth:`down`."""
         self._ctl("start")
 
     def stop(self) -> None:
