@@ -100,25 +100,34 @@ class Settings:
 
 
 def local_wechat_problem(settings: Settings) -> str | None:
-    """Why this configuration must not start with its WeChat base, or None.
+    """Why this configuration must not start with its WeChat (or WeCom robot) base, or None.
 
     ``"sandbox"`` and ``http://`` bases hand out logins and verified identities to anyone
-    who can reach them; they belong to a developer's machine (the embedded defaults) or to
+    who can reach them (a plain-http robot base sends each center's robot key and its ticket
+    alerts in clear); they belong to a developer's machine (the embedded defaults) or to
     tests and benchmarks (``wechat.allow_sandbox = true``), never beside PostgreSQL or a
     real Redis by accident.
     """
-    base = settings.wechat.api_base
-    if not (base == "sandbox" or base.startswith("http://")) or settings.wechat.allow_sandbox:
-        return None
     embedded = settings.database.url.startswith("sqlite") and settings.redis.url == "embedded"
-    if embedded:
+    if settings.wechat.allow_sandbox or embedded:
         return None
-    return (
-        f"wechat.api_base {base!r} is the sandbox or plain http, which hands out logins and "
-        "face passes to anyone who reaches it; with PostgreSQL or a real Redis set "
-        "wechat.api_base to https://api.weixin.qq.com/ (or wechat.allow_sandbox = true for "
-        "tests)"
-    )
+    base = settings.wechat.api_base
+    if base == "sandbox" or base.startswith("http://"):
+        return (
+            f"wechat.api_base {base!r} is the sandbox or plain http, which hands out logins "
+            "and face passes to anyone who reaches it; with PostgreSQL or a real Redis set "
+            "wechat.api_base to https://api.weixin.qq.com/ (or wechat.allow_sandbox = true "
+            "for tests)"
+        )
+    robots = settings.wecom.api_base
+    if robots == "sandbox" or robots.startswith("http://"):
+        return (
+            f"wecom.api_base {robots!r} is the sandbox or plain http, which sends the centers' "
+            "robot keys and ticket alerts in clear or nowhere; with PostgreSQL or a real Redis "
+            "set wecom.api_base to https://qyapi.weixin.qq.com/ (or wechat.allow_sandbox = "
+            "true for tests)"
+        )
+    return None
 
 
 def shown_url(url: str) -> str:

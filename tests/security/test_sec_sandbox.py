@@ -37,3 +37,20 @@ def test_sandbox_beside_a_real_redis_is_refused(tmp_path, redis_flushed, command
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr.decode()
     assert base in lines[0] and "allow_sandbox" in lines[0]
+
+
+def test_a_plain_http_robot_base_beside_a_real_redis_is_refused(tmp_path, redis_flushed):
+    """The WeCom robots' base too: plain http would carry each center's robot key in clear."""
+    result = run(
+        tmp_path,
+        "serve",
+        "--port",
+        "1",
+        WXB_REDIS_URL=redis_flushed,
+        WXB_WECHAT_API_BASE="https://api.weixin.qq.com/",
+        WXB_WECOM_API_BASE="http://qyapi.example.org/",
+    )
+    assert result.returncode == 1, result.stderr[-500:]
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr.decode()
+    assert "wecom.api_base" in lines[0] and "http://qyapi.example.org/" in lines[0]
