@@ -158,10 +158,9 @@ def _month_of(db: peewee.Database, day: peewee.Node) -> peewee.Node:
 
 
 def _rebuild_months(db: peewee.Database) -> None:
-    """The month shape as sums of the coarsest day shape."""
-    days, keys = FIGURE_SHAPES[0]
-    months, month_keys = MONTH_SHAPE
-    assert keys == month_keys
+    """The month shape as sums of the coarsest day shape (the same key columns)."""
+    days = FIGURE_SHAPES[0][0]
+    months, keys = MONTH_SHAPE
     group = [_month_of(db, days.day), *(getattr(days, k) for k in keys)]
     sums = [peewee.fn.SUM(getattr(days, c)) for c in FIGURE_COUNTERS]
     rows = days.select(*group, *sums).group_by(*group)
