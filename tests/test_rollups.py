@@ -1,9 +1,11 @@
 """The rollups of the figures (models/rollup.py) after random histories written through the
 real paths — case reports, ratings of every level and channel, defaults, callbacks superseding
 them, follow-ups, comment moderation, tickets through their states, appeals upheld and
-rejected, over several centers, items, staff and days, around Shanghai midnight — equal a
-recount from the raw rows: the rollups themselves, every grouping of the figures (against
-the count from the cases and ratings), and the staff ranking's sums (recounted here)."""
+rejected, over several centers, items, staff and days, around Shanghai midnights and the end
+of a Shanghai month — equal a recount from the raw rows: the rollups themselves (the month
+one: the sums of the day one), every grouping of the figures over ranges of days and of whole
+months with days at their ends (against the count from the cases and ratings), and the staff
+ranking's sums (recounted here)."""
 
 from __future__ import annotations
 
