@@ -31,7 +31,7 @@ from models.idempotency import IdempotentRequest
 from models.identity import FaceAttempt, Identity
 from models.job import Job
 from models.messaging import Message, MessageAttempt, PushReceipt, Subscription
-from models.rollup import ROLLUP_MODELS
+from models.rollup import ROLLUP_MODELS, RollupMonth
 from models.session import Session
 from models.settings_store import WeChatConfigVersion
 from models.ticket import Ticket, TicketEvent
@@ -139,6 +139,14 @@ def _rollups(db: peewee.Database) -> None:
     rebuild(db)
 
 
+def _month_rollup(db: peewee.Database) -> None:
+    """The month shape of the figures, summed from the day shape already kept."""
+    db.create_tables([RollupMonth], safe=True)
+    from wxbackend.services.public.rollup_rebuild import rebuild_months  # a service: late
+
+    rebuild_months(db)
+
+
 #: Partial indexes of the hot job and case statements (issue 14): each one covers only the
 #: rows its statement looks for, so a poll or a sweep that finds nothing reads nothing.
 _PLAN_INDEXES = (
@@ -197,6 +205,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (12, "partial indexes of job claims, purges and the default sweep", _plan_indexes),
     (13, "rollups of the figures and the staff ranking", _rollups),
     (14, "durable sessions of citizens and admins (Redis caches them)", _create(Session)),
+    (15, "month rollup of the figures (long ranges read whole months)", _month_rollup),
 ]
 
 

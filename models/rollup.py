@@ -13,6 +13,10 @@ it filters or groups by:
   (``upheld``: the case's 差评 appeal was upheld, staff figures leave it out; the coarser
   shapes are sums of this one).
 
+And :class:`RollupMonth` — month × center: the sums of :class:`RollupCenter` over each
+Asia/Shanghai month, so a long range reads its whole months there and only the days at its
+ends from the day shapes.
+
 And :class:`RollupRanking` — day of the **rating** × role × person × center × department:
 the sums of the monthly staff ranking. A missing clerk/approver/person is 0 (a NULL would
 defeat the unique key of the upserts).
@@ -92,6 +96,13 @@ class RollupStaff(_FigureRollup):
         )
 
 
+class RollupMonth(_FigureRollup):
+    """Figures per month × center; ``day`` is the month's first (Asia/Shanghai) day."""
+
+    class Meta:
+        indexes = ((("day", "center"), True),)
+
+
 class RollupRanking(BaseModel):
     """The ranking's sums per rating day × role × person × center × department (citizen and
     callback first ratings without an upheld appeal)."""
@@ -113,4 +124,6 @@ FIGURE_SHAPES: tuple[tuple[type[BaseModel], tuple[str, ...]], ...] = (
     (RollupItem, ("center", "item", "department")),
     (RollupStaff, ("center", "item", "department", "window_staff", "approver", "upheld")),
 )
-ROLLUP_MODELS = (RollupCenter, RollupItem, RollupStaff, RollupRanking)
+#: The month shape: the same key as the coarsest day shape, by month.
+MONTH_SHAPE: tuple[type[BaseModel], tuple[str, ...]] = (RollupMonth, ("center",))
+ROLLUP_MODELS = (RollupCenter, RollupItem, RollupStaff, RollupRanking, RollupMonth)

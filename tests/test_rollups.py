@@ -1,16 +1,18 @@
 """The rollups of the figures (models/rollup.py) after random histories written through the
 real paths — case reports, ratings of every level and channel, defaults, callbacks superseding
 them, follow-ups, comment moderation, tickets through their states, appeals upheld and
-rejected, over several centers, items, staff and days, around Shanghai midnight — equal a
-recount from the raw rows: the rollups themselves, every grouping of the figures (against
-the count from the cases and ratings), and the staff ranking's sums (recounted here)."""
+rejected, over several centers, items, staff and days, around Shanghai midnights and the end
+of a Shanghai month — equal a recount from the raw rows: the rollups themselves (the month
+one: the sums of the day one), every grouping of the figures over ranges of days and of whole
+months with days at their ends (against the count from the cases and ratings), and the staff
+ranking's sums (recounted here)."""
 
 from __future__ import annotations
 
 import random
 import sqlite3
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -46,6 +48,9 @@ from wxbackend.services.tickets import workflow
 
 #: 2026-03-10 00:00 in Shanghai, as naive UTC: the histories straddle local midnights.
 MIDNIGHT = datetime(2026, 3, 9, 16, 0, 0)
+#: 2026-03-30 00:00 in Shanghai: half the cases end around 04-01 00:00 local (still March
+#: in UTC), so the month rollup and the ranges crossing a month have both sides.
+MONTH_END = datetime(2026, 3, 29, 16, 0, 0)
 STAFF = {"440103-SY-001": ("HL001", "HL101"), "440103-MZ-001": ("HL002", "HL101")}
 ROOT = Principal(1, "root", "superadmin", None, None)
 APPELLANT, DECIDER = Actor(1, "clerk-lead"), Actor(2, "root")
@@ -56,7 +61,8 @@ def _report(ctx: Any, rng: random.Random, seed: int, n: int) -> int:
     item = rng.choice(sorted(ITEMS))
     department, center = ITEMS[item]
     clerk, approver = STAFF.get(item, ("XX001", None))
-    done = MIDNIGHT + timedelta(days=rng.randrange(4), seconds=rng.randrange(-7200, 7200))
+    anchor = MONTH_END if n % 2 else MIDNIGHT
+    done = anchor + timedelta(days=rng.randrange(4), seconds=rng.randrange(-7200, 7200))
     body = {
         "case_no": f"R{seed}-{n:06d}",
         "item_code": item,
@@ -150,6 +156,20 @@ def snapshot() -> dict[str, dict[tuple, tuple]]:
     return out
 
 
+def _local(day: str) -> datetime:
+    """00:00 of an Asia/Shanghai day as naive UTC."""
+    return datetime.fromisoformat(day) - timedelta(hours=8)
+
+
+def _months_of(days: dict[tuple, tuple]) -> dict[tuple, tuple]:
+    """The month rollup recounted here from the day × center one."""
+    sums: dict[tuple, list[int]] = defaultdict(lambda: [0] * len(FIGURE_COUNTERS))
+    for (day, center), values in days.items():
+        for i, value in enumerate(values):
+            sums[(day[:8] + "01", center)][i] += value
+    return {key: tuple(values) for key, values in sums.items() if any(values)}
+
+
 def _figures_both_ways(
     scope: figures.Scope, group_by: str | None, now: datetime
 ) -> tuple[dict, dict]:
@@ -184,6 +204,8 @@ def check_recount() -> None:
     """The rollups kept by the writers equal the rebuilt ones and an independent recount."""
     kept = snapshot()
     assert kept["rollup_staff"], "the history counted nothing"
+    assert kept["rollup_month"] == _months_of(kept["rollup_center"])
+    assert {day[:7] for day, _ in kept["rollup_month"]} >= {"2026-03", "2026-04"}
     ranking = {
         (str(r.day), r.role, r.staff, r.center, r.department): [
             r.n,
@@ -200,6 +222,11 @@ def check_recount() -> None:
         figures.Scope(start=MIDNIGHT + timedelta(days=1), end=MIDNIGHT + timedelta(days=3)),
         figures.Scope(exclude_upheld=True),
         figures.Scope(center_id=Case.select(Case.center).scalar(), exclude_upheld=True),
+        # whole months and the days at each end (Shanghai months)
+        figures.Scope(start=_local("2026-03-01"), end=_local("2026-05-01")),
+        figures.Scope(start=_local("2026-03-11"), end=_local("2026-06-02")),
+        figures.Scope(center_id=Case.select(Case.center).scalar(), start=_local("2026-03-31")),
+        figures.Scope(end=_local("2026-04-02")),
     ]
     # now: before, among (at one: not yet passed; an hour later: passed) and after the
     # rectification deadlines; a day of deadlines is split by now
@@ -207,11 +234,17 @@ def check_recount() -> None:
     middle = deadlines[len(deadlines) // 2]
     nows = [deadlines[0] - timedelta(days=1), middle, middle + timedelta(hours=1)]
     nows.append(deadlines[-1] + timedelta(days=60))
+    split = 0
     for scope in scopes:
         for group_by in (None, *figures.GROUP_COLUMNS):
             for now in nows:
+                days = [
+                    (m + timedelta(hours=8)).date() if m else None for m in (scope.start, scope.end)
+                ]
+                split += figures.month_split(*days, (now + timedelta(hours=8)).date()) is not None
                 from_rollups, from_rows = _figures_both_ways(scope, group_by, now)
                 assert from_rollups == from_rows, (scope, group_by, now)
+    assert split, "no range read whole months"
     due = [figures.tallies(figures.Scope(), now=now)[None].rectification_due for now in nows]
     assert due[0] < due[-1] and due == sorted(due), due
     rebuilt = rebuild()
@@ -267,6 +300,24 @@ async def test_a_lost_count_is_found_and_repaired(ctx):
         check_recount()
 
     await ctx.db.run(drift)
+
+
+def test_month_split():
+    """Whole Shanghai months of a range of days, none reaching into today's month."""
+    split, day = figures.month_split, date.fromisoformat
+    today = day("2026-05-20")
+    assert split(None, None, today) == (None, day("2026-05-01"))
+    assert split(day("2026-03-01"), day("2026-05-01"), today) == (
+        day("2026-03-01"),
+        day("2026-05-01"),
+    )
+    assert split(day("2026-03-02"), day("2026-04-30"), today) is None
+    assert split(day("2025-12-31"), None, today) == (day("2026-01-01"), day("2026-05-01"))
+    assert split(day("2026-02-15"), day("2026-12-31"), day("2026-04-01")) == (
+        day("2026-03-01"),
+        day("2026-04-01"),
+    )
+    assert split(day("2026-04-02"), None, today) is None
 
 
 @pytest.mark.slow  # starts OS processes

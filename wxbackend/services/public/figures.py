@@ -11,7 +11,8 @@ The one place the figures are defined: the public page, the admin statistics
 
 The counts come from the rollups (``models/rollup.py``, kept by every writer in its own
 transaction: ``wxbackend.services.public.rollups``) whenever the range is made of whole
-Asia/Shanghai days — every request's is — so a computation reads O(days × groups) rows; other
+Asia/Shanghai days — every request's is — so a computation reads O(days × groups) rows (by
+center or overall: the whole past months from the month shape, the days at each end); other
 ranges are counted from the cases, ratings and tickets themselves.
 
 A period selects **cases by completion day** (Asia/Shanghai) and counts their first ratings,
@@ -35,7 +36,7 @@ from models.base import utcnow
 from models.case import Case
 from models.catalog import Center, ServiceItem
 from models.evaluation import LEVELS, Evaluation
-from models.rollup import FIGURE_COUNTERS, FIGURE_SHAPES
+from models.rollup import FIGURE_COUNTERS, FIGURE_SHAPES, RollupMonth
 from models.ticket import Ticket
 from wxbackend.db import database
 from wxbackend.services.common import query_args
@@ -287,16 +288,51 @@ def _from_rollups(
     needed |= {"upheld"} if scope.exclude_upheld else set()
     needed |= {group_by} if group_by not in (None, "day") else set()
     model, _ = next((m, keys) for m, keys in FIGURE_SHAPES if needed <= set(keys))
-    where = [getattr(model, name) == value for name, value in filters.items() if value is not None]
-    if scope.exclude_upheld:
-        where.append(model.upheld == 0)
-    if scope.start is not None:
-        where.append(model.day >= (scope.start + SHANGHAI_OFFSET).date())
-    if scope.end is not None:
-        where.append(model.day < (scope.end + SHANGHAI_OFFSET).date())
+    today = (now + SHANGHAI_OFFSET).date()
+    first, last = ((m + SHANGHAI_OFFSET).date() if m else None for m in (scope.start, scope.end))
+    parts = [(model, first, last)]
+    months = month_split(first, last, today)
+    if model is FIGURE_SHAPES[0][0] and group_by != "day" and months:
+        low, high = months  # the whole months from the month shape, the days at each end
+        parts = [(RollupMonth, low, high), (model, high, last)]
+        parts += [(model, first, low)] if low is not None else []
+    for part, since, until in parts:
+        if since is None or until is None or since < until:
+            where = [getattr(part, n) == v for n, v in filters.items() if v is not None]
+            where += [part.upheld == 0] if scope.exclude_upheld else []
+            where += [part.day >= since] if since is not None else []
+            where += [part.day < until] if until is not None else []
+            _add_rollup_rows(result, part, where, group_by, today, extended)
+    today_start = datetime.combine(today, time(0)) - SHANGHAI_OFFSET
+    _tickets(result, scope, group_by, now, pending_since=today_start)
+    return True
+
+
+def month_split(first: date | None, last: date | None, today: date) -> tuple | None:
+    """The whole months ``[low, high)`` (first days; ``low`` None: since the beginning) of the
+    days ``[first, last)`` (None: unbounded) that ended before ``today``'s month began (the
+    month shape cannot tell a pending ticket due before today from one due later); None when
+    there is no such month."""
+    low = first if first is None or first.day == 1 else _next_month(first)
+    high = min(last or today, today).replace(day=1)
+    return None if low is not None and low >= high else (low, high)
+
+
+def _next_month(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def _add_rollup_rows(
+    result: dict[Any, Tally],
+    model: type[peewee.Model],
+    where: list,
+    group_by: str | None,
+    today: date,
+    extended: bool,
+) -> None:
+    """Add the sums of one rollup's rows matching ``where`` to their groups' tallies."""
     group = [] if group_by is None else [getattr(model, group_by)]
     sums = [peewee.fn.SUM(getattr(model, c)) for c in FIGURE_COUNTERS]
-    today = (now + SHANGHAI_OFFSET).date()
     passed = peewee.fn.SUM(peewee.Case(None, [(model.day < today, model.pending)], 0))
     counted = (sums[0] > 0) | (sums[FIGURE_COUNTERS.index("rectified")] > 0) | (passed > 0)
     query = model.select(*group, *sums, passed).group_by(*group).having(counted).tuples()
@@ -308,9 +344,6 @@ def _from_rollups(
         elif group_by is not None and not key:
             key = None  # no clerk / approver
         _add(result[key], counts, extended)
-    today_start = datetime.combine(today, time(0)) - SHANGHAI_OFFSET
-    _tickets(result, scope, group_by, now, pending_since=today_start)
-    return True
 
 
 def _add(tally: Tally, counts: dict[str, int], extended: bool) -> None:

@@ -15,6 +15,7 @@ from models.evaluation import LEVELS, Evaluation
 from models.rollup import (
     FIGURE_COUNTERS,
     FIGURE_SHAPES,
+    MONTH_SHAPE,
     RANKING_COUNTERS,
     ROLLUP_MODELS,
     RollupRanking,
@@ -149,6 +150,33 @@ def _rebuild_shapes(db: peewee.Database) -> None:
         model.insert_from(rows, targets + [getattr(model, c) for c in FIGURE_COUNTERS]).execute()
 
 
+def _month_of(db: peewee.Database, day: peewee.Node) -> peewee.Node:
+    """SQL for the first day of a rollup day's month (literals: see ``_ZERO``)."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        return peewee.fn.DATE(peewee.fn.DATE_TRUNC(peewee.SQL("'month'"), day)).coerce(False)
+    return peewee.fn.STRFTIME(peewee.SQL("'%Y-%m-01'"), day).coerce(False)
+
+
+def _rebuild_months(db: peewee.Database) -> None:
+    """The month shape as sums of the coarsest day shape (the same key columns)."""
+    days = FIGURE_SHAPES[0][0]
+    months, keys = MONTH_SHAPE
+    group = [_month_of(db, days.day), *(getattr(days, k) for k in keys)]
+    sums = [peewee.fn.SUM(getattr(days, c)) for c in FIGURE_COUNTERS]
+    rows = days.select(*group, *sums).group_by(*group)
+    fields = [months.day, *(getattr(months, k) for k in keys)]
+    months.insert_from(rows, fields + [getattr(months, c) for c in FIGURE_COUNTERS]).execute()
+
+
+def rebuild_months(db: peewee.Database) -> None:
+    """Recompute the month shape from the day shape (migration 15: the day shapes are kept
+    already)."""
+    months = MONTH_SHAPE[0]
+    with db.bind_ctx([months, FIGURE_SHAPES[0][0]]), db.atomic():
+        months.delete().execute()
+        _rebuild_months(db)
+
+
 def _ranking_rows(db: peewee.Database, role: str, target: str) -> peewee.Query:
     """The ranking sums of ``role``: citizen and callback first ratings, no upheld appeal."""
     upheld = Ticket.alias("upheld")
@@ -193,6 +221,7 @@ def rebuild(db: peewee.Database | None = None) -> dict[str, int]:
         for model in ROLLUP_MODELS:
             model.delete().execute()
         _rebuild_shapes(db)
+        _rebuild_months(db)
         names = ("day", "role", "staff", "center", "department", *RANKING_COUNTERS)
         fields = [getattr(RollupRanking, n) for n in names]
         for role, target in RANKED_ROLES:

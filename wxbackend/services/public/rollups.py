@@ -31,7 +31,9 @@ from models.evaluation import LEVELS, Evaluation
 from models.rollup import (
     FIGURE_COUNTERS,
     FIGURE_SHAPES,
+    MONTH_SHAPE,
     RANKING_COUNTERS,
+    RollupMonth,
     RollupRanking,
 )
 from models.ticket import Ticket
@@ -99,7 +101,10 @@ def _upsert_builder(model: type[peewee.Model], keys: tuple[str, ...], counters: 
     return build
 
 
-_BUILDERS = {model: _upsert_builder(model, keys, FIGURE_COUNTERS) for model, keys in FIGURE_SHAPES}
+_BUILDERS = {
+    model: _upsert_builder(model, keys, FIGURE_COUNTERS)
+    for model, keys in (*FIGURE_SHAPES, MONTH_SHAPE)
+}
 _BUILDERS[RollupRanking] = _upsert_builder(
     RollupRanking, ("role", "staff", "center", "department"), RANKING_COUNTERS
 )
@@ -137,13 +142,14 @@ def case_key(case: Any, upheld: bool = False) -> dict[str, Any]:
 
 
 def bump_figures(key: Mapping[str, Any], delta: Mapping[str, int], *, staff_only: bool = False):
-    """Add ``delta`` (counter → change) to every figure shape at ``key`` (only the finest
-    one, the one that keeps ``upheld`` apart, with ``staff_only``)."""
+    """Add ``delta`` (counter → change) to every figure shape and the month shape at ``key``
+    (only the finest one, the one that keeps ``upheld`` apart, with ``staff_only``)."""
     if not any(delta.values()):
         return
     values = [delta.get(c, 0) for c in FIGURE_COUNTERS]
-    for model, keys in FIGURE_SHAPES[-1:] if staff_only else FIGURE_SHAPES:
-        _bump(model, [_day_value(key["day"]), *(key[k] for k in keys)], values)
+    for model, keys in FIGURE_SHAPES[-1:] if staff_only else (*FIGURE_SHAPES, MONTH_SHAPE):
+        day = key["day"].replace(day=1) if model is RollupMonth else key["day"]
+        _bump(model, [_day_value(day), *(key[k] for k in keys)], values)
 
 
 def bump_ranking(
