@@ -111,22 +111,18 @@ def local_wechat_problem(settings: Settings) -> str | None:
     embedded = settings.database.url.startswith("sqlite") and settings.redis.url == "embedded"
     if settings.wechat.allow_sandbox or embedded:
         return None
-    base = settings.wechat.api_base
-    if base == "sandbox" or base.startswith("http://"):
-        return (
-            f"wechat.api_base {base!r} is the sandbox or plain http, which hands out logins "
-            "and face passes to anyone who reaches it; with PostgreSQL or a real Redis set "
-            "wechat.api_base to https://api.weixin.qq.com/ (or wechat.allow_sandbox = true "
-            "for tests)"
-        )
-    robots = settings.wecom.api_base
-    if robots == "sandbox" or robots.startswith("http://"):
-        return (
-            f"wecom.api_base {robots!r} is the sandbox or plain http, which sends the centers' "
-            "robot keys and ticket alerts in clear or nowhere; with PostgreSQL or a real Redis "
-            "set wecom.api_base to https://qyapi.weixin.qq.com/ (or wechat.allow_sandbox = "
-            "true for tests)"
-        )
+    checks = (
+        ("wechat.api_base", settings.wechat.api_base, "hands out logins and face passes to "
+         "anyone who reaches it", "https://api.weixin.qq.com/"),
+        ("wecom.api_base", settings.wecom.api_base, "sends the centers' robot keys and ticket "
+         "alerts in clear or nowhere", "https://qyapi.weixin.qq.com/"),
+    )  # fmt: skip
+    for key, base, harm, real in checks:
+        if base == "sandbox" or base.startswith("http://"):
+            return (
+                f"{key} {base!r} is the sandbox or plain http, which {harm}; with PostgreSQL "
+                f"or a real Redis set {key} to {real} (or wechat.allow_sandbox = true for tests)"
+            )
     return None
 
 
