@@ -55,14 +55,11 @@ from common import (  # noqa: E402
     run_clients,
     time_limit,
 )
-from public_list import Filler, add_second_center  # noqa: E402
+from public_list import Filler, catalogued  # noqa: E402
 
-from models.migrations import migrate  # noqa: E402
 from wxbackend.clients.admin import AdminClient  # noqa: E402
 from wxbackend.db import Database  # noqa: E402
-from wxbackend.security import LookupHasher, load_keys  # noqa: E402
 from wxbackend.services.admin.accounts import create_admin  # noqa: E402
-from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file  # noqa: E402
 from wxbackend.settings import load_settings  # noqa: E402
 
 TARGET = 1.25
@@ -192,12 +189,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         },
     )
     db = Database(settings)
-    migrate(db.db)
-    import_catalog(
-        load_catalog_file(str(ROOT / "conf" / "catalog.example.json")),
-        LookupHasher(load_keys(settings)),
-    )
-    add_second_center()
+    catalogued(db, settings)
     with db.atomic():
         create_admin("bench", PASSWORD, "superadmin")
     filler = Filler(db.db)

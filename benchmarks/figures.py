@@ -41,15 +41,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import TimeLimitExceeded, time_limit  # noqa: E402
-from public_list import Filler, add_second_center, random_key  # noqa: E402
+from public_list import Filler, catalogued, random_key  # noqa: E402
 
 from models.evaluation import Evaluation  # noqa: E402
 from models.migrations import migrate  # noqa: E402
 from wxbackend.db import Database  # noqa: E402
-from wxbackend.security import LookupHasher, load_keys  # noqa: E402
 from wxbackend.services.admin import ranking  # noqa: E402
 from wxbackend.services.admin.sessions import Principal  # noqa: E402
-from wxbackend.services.catalogue.importer import import_catalog, load_catalog_file  # noqa: E402
 from wxbackend.services.public import figures  # noqa: E402
 from wxbackend.services.public.rollup_rebuild import rebuild  # noqa: E402
 from wxbackend.services.public.rollups import local_day  # noqa: E402
@@ -108,12 +106,7 @@ def seeded(folder: str, cases: int, samples: int) -> tuple[dict[str, float], Dat
     """A SQLite database of ``cases`` cases seeded here, its rollups rebuilt; the figures."""
     settings = settings_for(f"sqlite:///{folder}/bench.db", folder)
     db = Database(settings)
-    migrate(db.db)
-    import_catalog(
-        load_catalog_file(str(ROOT / "conf" / "catalog.example.json")),
-        LookupHasher(load_keys(settings)),
-    )
-    add_second_center()
+    catalogued(db, settings)
     filler = Filler(db.db)
     grow(db, filler, cases)
     return measure(samples), db, filler

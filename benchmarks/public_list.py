@@ -198,6 +198,16 @@ def measure(last_id: int, samples: int, center_code: str) -> dict[str, float]:
     }
 
 
+def catalogued(db: Database, settings) -> str:
+    """Migrate ``db`` and load the example catalogue plus a second center (its code)."""
+    migrate(db.db)
+    import_catalog(
+        load_catalog_file(str(ROOT / "conf" / "catalog.example.json")),
+        LookupHasher(load_keys(settings)),
+    )
+    return add_second_center()
+
+
 def add_second_center() -> str:
     center = Center.create(code="440104-XX", name="荔湾区西村街政务服务中心", area_code="440104")
     department = Department.create(code="XX-GENERAL", name="综合受理", center=center)
@@ -280,12 +290,7 @@ def measure_http(settings, folder: str, args) -> None:
 
 
 def run(db: Database, settings, args) -> int:
-    migrate(db.db)
-    import_catalog(
-        load_catalog_file(str(ROOT / "conf" / "catalog.example.json")),
-        LookupHasher(load_keys(settings)),
-    )
-    other = add_second_center()
+    other = catalogued(db, settings)
     filler = Filler(db.db)
     took = filler.grow_to(args.small)
     print(f"filled {args.small:,} ratings in {took:.1f} s")
