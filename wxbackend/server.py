@@ -180,7 +180,11 @@ class DrainingServer(tornado.httpserver.HTTPServer):
         while True:
             await end_streams()  # again each round: a stream may open on a kept-alive one
             for conn in list(self._connections):
-                if conn not in self.busy:
+                # idle = still waiting for a request's headers; a header read that completed
+                # but whose request has not started yet is left for the next round: closing
+                # then would let Tornado finish reading it from its buffer and handle it
+                # with no way to answer (stored, unanswered)
+                if conn not in self.busy and conn.stream.reading():
                     conn.stream.close()
             if not self.busy or loop.time() >= deadline:
                 break

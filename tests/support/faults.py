@@ -132,6 +132,7 @@ class Submit:
     key: str
     body: dict[str, Any]
     attempts: list[tuple[float, int | None, dict]] = field(default_factory=list)  # sent, status
+    walls: list[datetime] = field(default_factory=list)  # each attempt's send, the DB's clock
 
 
 @dataclass
@@ -211,10 +212,11 @@ class Load:
             self.submits.append(submit)
             for path, payload, record in ((SCAN, {"scene": scene}, None), (RATE, body, submit)):
                 while time.monotonic() < self.give_up:  # until answered for good
-                    sent = time.monotonic()
+                    sent, wall = time.monotonic(), datetime.now(UTC).replace(tzinfo=None)
                     status, answer = await self._send(conn, token, path, payload, record)
                     if record is not None:
                         record.attempts.append((sent, status, answer))
+                        record.walls.append(wall)
                     code = (answer.get("error") or {}).get("code")
                     if status is not None and status < 500 and code != "rating_in_progress":
                         break
@@ -249,6 +251,20 @@ class Load:
             writer.close()
             conn[0] = None
         return int(raw[9:12]), json.loads(answer or b"{}")
+
+    @staticmethod
+    def _stored_unanswered(submit: Submit, row: tuple) -> bool:
+        """Whether the attempt that stored ``row`` got no answer: the last attempt sent before
+        the row's ``created_at`` (stamped while that attempt was handled). An unanswered
+        attempt the server never read, followed by a retry another process stored and
+        answered, is not one (under ``--processes 2`` one process may still serve while the
+        other drains)."""
+        sent = [
+            st
+            for wall, (_, st, a) in zip(submit.walls, submit.attempts, strict=True)
+            if not a.get("refused") and wall <= row[1]
+        ]
+        return bool(sent) and sent[-1] is None
 
     def check(self) -> Figures:
         """Every answer against the database: ``lost`` (a 201 not stored as answered),
@@ -292,8 +308,10 @@ class Load:
             f.untruthful += wrong
             if wrong and len(f.examples) < 5:
                 f.examples.append(f"stored {row}: {[(st, a) for _, st, a in s.attempts]}")
-            if row is not None and any(st is None for _, st, _ in sent):
-                f.stored_unanswered += row[1] < self.recovered_wall
+            if row is not None and row[1] < self.recovered_wall and self._stored_unanswered(s, row):
+                f.stored_unanswered += 1
+                if len(f.examples) < 5:
+                    f.examples.append(f"stored unanswered {row}: {list(zip(s.walls, s.attempts))}")
             after += [t for t, st, _ in sent if st == 201 and t >= self.recover_started]
         f.recovery_seconds = min(after) - self.fault_at if after else None
         f.fault_seconds = self.recover_started - self.fault_at
