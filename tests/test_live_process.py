@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,7 +19,8 @@ import pytest
 
 from tests.support.admins import admin_token
 from tests.support.cases import make_case, make_id_number
-from tests.support.cli import WXBACKEND, clean_env, run_cli, stop, wait_healthy
+from tests.support.cli import run_cli, stop, wait_healthy
+from tests.support.live_process import start_live
 from tests.support.public_seed import OTHER_CENTER
 from tests.support.servers import free_port
 from wxbackend.clients.citizen import rate, verified_user
@@ -78,30 +78,13 @@ class RawStream:
         self.writer.close()
 
 
-def start_live(settings, port: int, *args: str, **env: str) -> subprocess.Popen:
-    """``wxbackend live --port PORT`` on the test server's Redis, database and keys."""
-    return subprocess.Popen(
-        [WXBACKEND, "live", "--port", str(port), *args],
-        env=clean_env(
-            WXB_REDIS_URL=settings.redis.url,
-            WXB_REDIS_KEY_PREFIX=settings.redis.key_prefix,
-            WXB_DATABASE_URL=settings.database.url,
-            WXB_SERVER_DATA_DIR=settings.server.data_dir,
-            WXB_LIVE_MAX_STREAMS=str(MAX_STREAMS),
-            WXB_LIVE_MAX_STREAMS_PER_ADDRESS=str(PER_ADDRESS),
-            **env,
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
 @pytest.mark.asyncio
 async def test_the_live_process_serves_caps_and_stops_cleanly(api, ctx, sandbox, partner, settings):
     """One process's life (one start: they cost seconds): the streams of a rating submitted
     to the server and a screen's case, the caps, then SIGTERM with streams open."""
     port = free_port()
-    proc = start_live(settings, port)
+    caps = {"WXB_LIVE_MAX_STREAMS": str(MAX_STREAMS)}
+    proc = start_live(settings, port, WXB_LIVE_MAX_STREAMS_PER_ADDRESS=str(PER_ADDRESS), **caps)
     streams: list[RawStream] = []
     try:
         await asyncio.to_thread(wait_healthy, f"http://127.0.0.1:{port}", proc)
