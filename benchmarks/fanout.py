@@ -2,11 +2,13 @@
 against a bare Tornado SSE fan-out measured in the same run.
 
     .venv/bin/python benchmarks/fanout.py [--streams 2000] [--rate 50] [--seconds 10]
-                                          [--duration 6] [--connections 32]
+                                          [--duration 6] [--connections 32] [--live-process]
 
 1. Seeds verified citizens with a rateable case each (``rating.py``'s ``seed``), starts
    redis-server, the sandbox and ``wxbackend serve`` (one process, SQLite, no embedded worker,
-   ``live.max_streams`` above ``--streams``, no per-address cap).
+   ``live.max_streams`` above ``--streams``, no per-address cap). With ``--live-process`` also
+   ``wxbackend live`` (one process): the streams go there, the ratings to ``serve``, and the
+   CPU figures below are the two processes' together.
 2. **Without streams**: scan+submit pairs at full speed (``--connections`` keep-alive clients,
    ``--duration`` s): pairs/s A. Then ``--rate`` pairs/s paced for ``--seconds`` s: the server's
    CPU seconds (the cost of the ratings alone at that rate, their shapes built and published:
@@ -19,7 +21,8 @@ against a bare Tornado SSE fan-out measured in the same run.
    p50/p99, and the server's CPU seconds → µs per delivery (extra CPU / events × streams).
    Then pairs at full speed again (the clients only count bytes now): pairs/s B, ratio B/A
    (target ≥ 0.8). Ratings at full speed put ~5× the peak's events on every stream: harsher
-   than the 50/s the target names. Streams ended by the server: target 0.
+   than the 50/s the target names. Streams ended by the server: target 0. The stream
+   clients' own CPU over that run is printed too: they share the machine's cores.
 5. **Bare**: a Tornado app (own process) holding the same number of streams writes one event
    of the same size to every stream, 20 times, then 20 batches of a window's events
    (``--rate`` × ``live.coalesce_ms``); µs per delivery (its process CPU) and bytes per stream.
@@ -318,7 +321,16 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=6, help="of full-speed ratings")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--coalesce-ms", type=int, help="live.coalesce_ms (default: the setting's)")
-    ap.add_argument("--profile", metavar="FILE", help="py-spy the server (full speed)")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy the server (full speed); FILE.live: wxbackend live",
+    )
+    ap.add_argument(
+        "--live-process",
+        action="store_true",
+        help="the streams on a `wxbackend live` process beside serve (ratings on serve)",
+    )
     args = ap.parse_args()
     try:
         with time_limit(400), Processes() as procs:
@@ -345,7 +357,11 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     register_openids(sandbox_port, [c.openid for c in citizens])
     batch = max(1, round(args.rate * (args.coalesce_ms or 250) / 1000))
     bare_us, bare_batch_us, bare_bytes = measure_bare_fanout(procs, args.streams, batch)
-    print(f"{os.cpu_count()} CPU(s); {args.streams} streams; ratings paced at {args.rate:g}/s")
+    where = "a `wxbackend live` process" if args.live_process else "the serve process"
+    print(
+        f"{os.cpu_count()} CPU(s); {args.streams} streams on {where}; ratings paced at "
+        f"{args.rate:g}/s"
+    )
     print(
         f"bare Tornado SSE fan-out : {bare_us:.1f} µs per delivery one event per write, "
         f"{bare_batch_us:.1f} µs with {batch} per write; {bare_bytes / 1024:.1f} KB/stream"
@@ -353,6 +369,14 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
 
     port = procs.start_server(redis_url, sandbox_port, env)
     pid = next(p.pid for name, p in procs.procs if name == "server")
+    stream_port, fan_pids = port, [pid]  # where the streams are; the processes fanning out
+    if args.live_process:
+        stream_port = procs.start_server(redis_url, sandbox_port, env, command="live")
+        fan_pids.append(next(p.pid for name, p in procs.procs if name == "live"))
+
+    def fan_cpu() -> float:
+        return sum(cpu_seconds(p) for p in fan_pids)
+
     batches = [citizens[WARMUP:]]
     warm = run_units(port, pair_units(port, citizens[:WARMUP]), 8, 30)
     if warm.bad:
@@ -368,27 +392,33 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     listener = socket.create_connection((host, int(redis_port)))
     listener.sendall(b"SUBSCRIBE wxb:live:all\r\n")
-    cpu0 = cpu_seconds(pid)
+    cpu0 = fan_cpu()
     paced_pairs(port, take(paced), args.rate, args.seconds)
-    cpu_alone = cpu_seconds(pid) - cpu0
+    cpu_alone = fan_cpu() - cpu0
 
-    before = rss_bytes(pid)
-    outs = open_streams(procs, port, "/api/v1/public/live", args.streams, True)
+    before = rss_bytes(fan_pids[-1])
+    outs = open_streams(procs, stream_port, "/api/v1/public/live", args.streams, True)
     time.sleep(1.0)
-    per_stream = (rss_bytes(pid) - before) / args.streams
-    cpu0 = cpu_seconds(pid)
+    per_stream = (rss_bytes(fan_pids[-1]) - before) / args.streams
+    cpu0, serve0 = fan_cpu(), cpu_seconds(pid)
     sent = paced_pairs(port, take(paced), args.rate, args.seconds)
     time.sleep(1.5)  # the last window reaches every stream
-    cpu_streams = cpu_seconds(pid) - cpu0
+    cpu_streams, cpu_serve = fan_cpu() - cpu0, cpu_seconds(pid) - serve0
     listener.close()
     for out in outs:  # the clients stop parsing: full speed costs them bytes only
         Path(out + ".parse").write_text("")
     if args.profile:
-        argv = [venv_bin("py-spy"), "record", "-p", str(pid), "-r", "100", "-f", "raw"]
-        argv += ["-d", str(int(args.duration)), "-o", str(Path(args.profile).resolve())]
-        procs.start("py-spy", argv + ["--nonblocking"])
+        for n, spied in enumerate(fan_pids):  # serve, then the live process
+            argv = [venv_bin("py-spy"), "record", "-p", str(spied), "-r", "100", "-f", "raw"]
+            out = str(Path(args.profile).resolve()) + (".live" if n else "")
+            argv += ["-d", str(int(args.duration)), "-o", out, "--nonblocking"]
+            procs.start(f"py-spy{n}", argv)
         time.sleep(1.0)
+    clients = [next(p.pid for name, p in procs.procs if name == Path(o).stem) for o in outs]
+    clients0, fan0 = sum(cpu_seconds(p) for p in clients), [cpu_seconds(p) for p in fan_pids]
     loaded = run_units(port, pair_units(port, take(full)), args.connections, args.duration, pid)
+    clients_cpu = sum(cpu_seconds(p) for p in clients) - clients0
+    fan_full = [cpu_seconds(p) - c for p, c in zip(fan_pids, fan0, strict=True)]
     result = collect(procs, outs)
     lat, missing = latencies(sent, result["arrivals"], args.streams)
     deliveries = len(sent) * args.streams
@@ -403,6 +433,16 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         f"server fan-out cost      : {extra_us:.2f} µs per delivery (CPU {cpu_streams:.2f} s with "
         f"streams vs {cpu_alone:.2f} s with one Redis listener, same paced ratings); "
         f"{per_stream / 1024:.1f} KB/stream"
+    )
+    if args.live_process:
+        print(
+            f"  of which               : serve {cpu_serve:.2f} s, wxbackend live "
+            f"{cpu_streams - cpu_serve:.2f} s (the streams are on the live process)"
+        )
+    print(
+        f"CPU at full speed        : serve {fan_full[0] / args.duration:.0%} of a core"
+        + (f", wxbackend live {fan_full[1] / args.duration:.0%}" if args.live_process else "")
+        + f", the stream clients (benchmark) {clients_cpu / args.duration:.0%}"
     )
     print(
         f"ratings at full speed    : {alone.rate:.1f} pairs/s without streams, {loaded.rate:.1f} "
