@@ -220,13 +220,16 @@ def paced_pairs(port: int, citizens: list, rate: float, seconds: float) -> dict[
 
 
 def latencies(sent: dict[str, float], arrivals: dict[str, list[float]], streams: int):
-    """Delivery latencies (ms, sorted) and the deliveries missing."""
-    values, missing = [], 0
+    """Delivery latencies (ms, sorted), the deliveries missing, and each rating's latency to
+    its first stream (ms, sorted: the rating, its publication and the window, before the
+    fan-out's spread)."""
+    values, firsts, missing = [], [], 0
     for key, at in sent.items():
         got = arrivals.get(key, [])
         missing += streams - len(got)
         values += [(t - at) * 1000 for t in got]
-    return sorted(values), missing
+        firsts += [(min(got) - at) * 1000] if got else []
+    return sorted(values), missing, sorted(firsts)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -420,14 +423,15 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     clients_cpu = sum(cpu_seconds(p) for p in clients) - clients0
     fan_full = [cpu_seconds(p) - c for p, c in zip(fan_pids, fan0, strict=True)]
     result = collect(procs, outs)
-    lat, missing = latencies(sent, result["arrivals"], args.streams)
+    lat, missing, firsts = latencies(sent, result["arrivals"], args.streams)
     deliveries = len(sent) * args.streams
     extra_us = (cpu_streams - cpu_alone) / max(deliveries, 1) * 1e6
     ratio = loaded.rate / alone.rate if alone.rate else 0.0
     ok = result["ended"] == 0 and pct(lat, 99) < 1000 and ratio >= 0.8 and missing == 0
     print(
         f"server, paced {args.rate:g}/s     : delivery p50 {pct(lat, 50):.0f} ms, p99 "
-        f"{pct(lat, 99):.0f} ms ({len(lat)} deliveries, {missing} missing; from the submit sent)"
+        f"{pct(lat, 99):.0f} ms ({len(lat)} deliveries, {missing} missing; from the submit sent); "
+        f"to the first stream p50 {pct(firsts, 50):.0f} ms, p99 {pct(firsts, 99):.0f} ms"
     )
     print(
         f"server fan-out cost      : {extra_us:.2f} µs per delivery (CPU {cpu_streams:.2f} s with "

@@ -148,12 +148,13 @@ def settings_overrides():
 def live_upstream(request, settings) -> Iterator[int]:
     """The port of the example's ``wxbackend live`` upstream: nothing listens there (nginx
     falls back to the test's server, as when ``wxbackend live`` is not running), or with
-    ``indirect`` parameter ``"process"`` a real ``wxbackend live`` on the test's Redis."""
+    ``indirect`` parameter ``"process"`` a real ``wxbackend live --processes 2`` on the test's
+    Redis."""
     port = free_port()
     if getattr(request, "param", None) != "process":
         yield port
         return
-    proc = start_live(settings, port)
+    proc = start_live(settings, port, "--processes", "2")
     try:
         wait_healthy(f"http://127.0.0.1:{port}", proc)
         yield port
