@@ -452,6 +452,18 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         f"ratings at full speed    : {alone.rate:.1f} pairs/s without streams, {loaded.rate:.1f} "
         f"with {args.streams} streams: ratio {ratio:.2f} (target ≥ 0.80)"
     )
+    alone_ms = alone.server_cpu / max(alone.units, 1) * 1000
+    loaded_ms = fan_full[0] / max(loaded.units, 1) * 1000
+    live_ms = sum(fan_full[1:]) / max(loaded.units, 1) * 1000
+    print(
+        f"serve CPU per pair       : {alone_ms:.2f} ms without streams, {loaded_ms:.2f} ms with: "
+        f"ratio {alone_ms / loaded_ms:.2f} (less noisy than pairs/s on shared cores)"
+        + (
+            f"; with wxbackend live's {live_ms:.2f} ms too: {alone_ms / (loaded_ms + live_ms):.2f}"
+            if args.live_process
+            else ""
+        )
+    )
     print(f"streams ended            : {result['ended']} (target 0)")
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1

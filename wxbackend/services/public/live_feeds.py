@@ -110,7 +110,9 @@ class LiveFeed:
         self.channel = channel
         self.fell_behind = False  # ended because its backlog overflowed
         self._hub = hub
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=backlog)
+        # a SinkFeed (backlog 0) is written to, never queued: no queue for each SSE stream
+        queue = asyncio.Queue(maxsize=backlog) if backlog else None
+        self._queue: asyncio.Queue[object] = queue  # type: ignore[assignment]
         self._ended = False
         self._closed = False
 
@@ -195,7 +197,7 @@ class SinkFeed(LiveFeed):
     """
 
     def __init__(self, hub: Hub, channel: str, sink: Sink):
-        super().__init__(hub, channel, backlog=1)
+        super().__init__(hub, channel, backlog=0)
         self._sink = sink
         self._done = asyncio.Event()
 
