@@ -10,9 +10,11 @@ against a bare Tornado SSE fan-out measured in the same run.
    ``wxbackend live`` (one process): the streams go there, the ratings to ``serve``, and the
    CPU figures below are the two processes' together.
 2. **Without streams**: scan+submit pairs at full speed (``--connections`` keep-alive clients,
-   ``--duration`` s): pairs/s A. Then ``--rate`` pairs/s paced for ``--seconds`` s: the server's
-   CPU seconds (the cost of the ratings alone at that rate, their shapes built and published:
-   the benchmark listens on the all-centres channel itself).
+   ``--duration`` s): pairs/s A (nobody listens: no public shape is built). Then the
+   benchmark listens on the all-centres channel itself: full speed again (pairs/s with each
+   rating's shape built and published, what publishing costs ``serve``), and ``--rate``
+   pairs/s paced for ``--seconds`` s: the server's CPU seconds (the cost of the ratings alone
+   at that rate, their shapes built and published).
 3. Opens ``--streams`` streams (``GET /api/v1/public/live``, all centres) from two client
    processes (raw asyncio sockets; a stream reads, finds the ``id:`` lines of each chunk and
    notes when they arrived); the server's RSS before/after gives the bytes per stream.
@@ -353,7 +355,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     }
     if args.coalesce_ms is not None:
         env["WXB_LIVE_COALESCE_MS"] = str(args.coalesce_ms)
-    citizens = seed(env, WARMUP + 2 * paced + 2 * full)
+    citizens = seed(env, WARMUP + 2 * paced + 3 * full)
     redis_url = procs.start_redis()
     sandbox_port = procs.start_sandbox()
     store_sessions(redis_url, citizens)
@@ -395,6 +397,9 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     listener = socket.create_connection((host, int(redis_port)))
     listener.sendall(b"SUBSCRIBE wxb:live:all\r\n")
+    time.sleep(0.2)
+    # full speed again, a listener only: the ratings' public shapes built and published
+    heard = run_units(port, pair_units(port, take(full)), args.connections, args.duration, pid)
     cpu0 = fan_cpu()
     paced_pairs(port, take(paced), args.rate, args.seconds)
     cpu_alone = fan_cpu() - cpu0
@@ -452,12 +457,18 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         f"ratings at full speed    : {alone.rate:.1f} pairs/s without streams, {loaded.rate:.1f} "
         f"with {args.streams} streams: ratio {ratio:.2f} (target ≥ 0.80)"
     )
+    print(
+        f"  (one Redis listener    : {heard.rate:.1f} pairs/s, {heard.rate / alone.rate:.2f} of "
+        "no streams: what publishing costs serve, each rating's public shape built)"
+    )
     alone_ms = alone.server_cpu / max(alone.units, 1) * 1000
+    heard_ms = heard.server_cpu / max(heard.units, 1) * 1000
     loaded_ms = fan_full[0] / max(loaded.units, 1) * 1000
     live_ms = sum(fan_full[1:]) / max(loaded.units, 1) * 1000
     print(
         f"serve CPU per pair       : {alone_ms:.2f} ms without streams, {loaded_ms:.2f} ms with: "
-        f"ratio {alone_ms / loaded_ms:.2f} (less noisy than pairs/s on shared cores)"
+        f"ratio {alone_ms / loaded_ms:.2f} (less noisy than pairs/s on shared cores); one "
+        f"listener {heard_ms:.2f} ms ({heard_ms / loaded_ms:.2f})"
         + (
             f"; with wxbackend live's {live_ms:.2f} ms too: {alone_ms / (loaded_ms + live_ms):.2f}"
             if args.live_process
