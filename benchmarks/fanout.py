@@ -467,7 +467,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     live_ms = sum(fan_full[1:]) / max(loaded.units, 1) * 1000
     print(
         f"serve CPU per pair       : {alone_ms:.2f} ms without streams, {loaded_ms:.2f} ms with: "
-        f"ratio {alone_ms / loaded_ms:.2f} (less noisy than pairs/s on shared cores); one "
+        f"ratio {alone_ms / loaded_ms:.2f} (CPU, not the wall clock: the cores are shared); one "
         f"listener {heard_ms:.2f} ms ({heard_ms / loaded_ms:.2f})"
         + (
             f"; with wxbackend live's {live_ms:.2f} ms too: {alone_ms / (loaded_ms + live_ms):.2f}"
