@@ -228,3 +228,26 @@ async def test_a_slow_fan_out_spaces_its_writes_wider_then_narrows_back(ctx):
     finally:
         for feed in feeds:
             await feed.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+async def test_the_window_reaches_the_socket_framed_for_the_client_s_http_version(
+    api, ctx, http_server, version
+):
+    """HTTP/1.1: each window is one chunk (framed once for every stream); HTTP/1.0 has no
+    chunks: the same bytes, unframed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_server[1])
+    try:
+        writer.write(f"GET /api/v1/public/live HTTP/{version}\r\nHost: t\r\n\r\n".encode())
+        body = b""
+        while b": connected\n\n" not in body:
+            body += await asyncio.wait_for(reader.read(65536), 5)
+        await publish_json(ctx, None, {"id": "7", "comment": "好"})
+        event = f"id: 7\ndata: {json.dumps({'id': '7', 'comment': '好'})}\n\n".encode()
+        framed = b"%x\r\n%s\r\n" % (len(event), event) if version == "1.1" else event
+        while framed not in body:
+            body += await asyncio.wait_for(reader.read(65536), 5)
+        assert (b"transfer-encoding: chunked" in body.lower()) == (version == "1.1")
+    finally:
+        writer.close()
