@@ -176,8 +176,11 @@ class Processes:
         self.wait_http(port, "/_sandbox/stats", timeout=20)
         return port
 
-    def start_server(self, redis_url: str, sandbox_port: int, extra_env: dict[str, str]) -> int:
-        """``wxbackend serve`` (SQLite in the temp folder, the given Redis and sandbox)."""
+    def start_server(
+        self, redis_url: str, sandbox_port: int, extra_env: dict[str, str], command: str = "serve"
+    ) -> int:
+        """``wxbackend serve`` (SQLite in the temp folder, the given Redis and sandbox), named
+        ``server``; with ``command="live"`` a ``wxbackend live`` beside it, named ``live``."""
         port = free_port()
         env = {
             "WXB_DATABASE_URL": f"sqlite:///{self.tmp}/b.db",
@@ -187,8 +190,8 @@ class Processes:
             "WXB_WECHAT_ALLOW_SANDBOX": "true",
             **extra_env,
         }
-        argv = [venv_bin("wxbackend"), "serve", "--port", str(port), "--address", HOST]
-        self.start("server", argv, env)
+        argv = [venv_bin("wxbackend"), command, "--port", str(port), "--address", HOST]
+        self.start("server" if command == "serve" else command, argv, env)
         self.wait_http(port, "/healthz", timeout=30)
         return port
 

@@ -2,15 +2,19 @@
 against a bare Tornado SSE fan-out measured in the same run.
 
     .venv/bin/python benchmarks/fanout.py [--streams 2000] [--rate 50] [--seconds 10]
-                                          [--duration 6] [--connections 32]
+                                          [--duration 6] [--connections 32] [--live-process]
 
 1. Seeds verified citizens with a rateable case each (``rating.py``'s ``seed``), starts
    redis-server, the sandbox and ``wxbackend serve`` (one process, SQLite, no embedded worker,
-   ``live.max_streams`` above ``--streams``, no per-address cap).
+   ``live.max_streams`` above ``--streams``, no per-address cap). With ``--live-process`` also
+   ``wxbackend live`` (one process): the streams go there, the ratings to ``serve``, and the
+   CPU figures below are the two processes' together.
 2. **Without streams**: scan+submit pairs at full speed (``--connections`` keep-alive clients,
-   ``--duration`` s): pairs/s A. Then ``--rate`` pairs/s paced for ``--seconds`` s: the server's
-   CPU seconds (the cost of the ratings alone at that rate, their shapes built and published:
-   the benchmark listens on the all-centres channel itself).
+   ``--duration`` s): pairs/s A (nobody listens: no public shape is built). Then the
+   benchmark listens on the all-centres channel itself: full speed again (pairs/s with each
+   rating's shape built and published, what publishing costs ``serve``), and ``--rate``
+   pairs/s paced for ``--seconds`` s: the server's CPU seconds (the cost of the ratings alone
+   at that rate, their shapes built and published).
 3. Opens ``--streams`` streams (``GET /api/v1/public/live``, all centres) from two client
    processes (raw asyncio sockets; a stream reads, finds the ``id:`` lines of each chunk and
    notes when they arrived); the server's RSS before/after gives the bytes per stream.
@@ -18,8 +22,11 @@ against a bare Tornado SSE fan-out measured in the same run.
    latency on every stream (from the submit being sent, so it includes the rating itself),
    p50/p99, and the server's CPU seconds → µs per delivery (extra CPU / events × streams).
    Then pairs at full speed again (the clients only count bytes now): pairs/s B, ratio B/A
-   (target ≥ 0.8). Ratings at full speed put ~5× the peak's events on every stream: harsher
-   than the 50/s the target names. Streams ended by the server: target 0.
+   (target ≥ 0.8; A is the mean of a run before the streams and one after them, so the
+   drift of a shared machine counts half). Ratings at full speed put ~5× the peak's events
+   on every stream: harsher than the 50/s the target names. Streams ended by the server:
+   target 0. The stream clients' own CPU over that run is printed too: they share the
+   machine's cores.
 5. **Bare**: a Tornado app (own process) holding the same number of streams writes one event
    of the same size to every stream, 20 times, then 20 batches of a window's events
    (``--rate`` × ``live.coalesce_ms``); µs per delivery (its process CPU) and bytes per stream.
@@ -32,7 +39,6 @@ import asyncio
 import json
 import os
 import re
-import selectors
 import socket
 import sys
 import time
@@ -45,10 +51,10 @@ from common import (  # noqa: E402
     Processes,
     TimeLimitExceeded,
     cpu_seconds,
-    free_port,
     time_limit,
     venv_bin,
 )
+from fanout_streams import collect, measure_bare_fanout, open_streams, rss_bytes  # noqa: E402
 from rating import (  # noqa: E402
     WARMUP,
     pair_units,
@@ -58,118 +64,6 @@ from rating import (  # noqa: E402
     seed,
     store_sessions,
 )
-
-_ID = re.compile(rb"id: (\d+)\n")
-EVENT_BYTES = 700  # about one public shape
-
-
-def rss_bytes(pid: int) -> int:
-    """The resident memory of a process (``/proc/<pid>/status``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-# ---- the stream clients (own processes) ------------------------------------------------------
-
-
-def run_clients(port: int, path: str, streams: int, parse: bool, out: str) -> None:
-    """``streams`` SSE connections on one epoll loop (raw non-blocking sockets: a read costs
-    the client a few µs, not an asyncio task switch), noting when each event id arrives
-    (while ``parse`` and until the file ``out + ".parse"`` appears); when ``out + ".stop"``
-    appears, writes ``{"arrivals": {id: [epoch…]}, "ended": n, "bytes": n}`` to ``out``."""
-    arrivals: dict[str, list[float]] = {}
-    state = {"ended": 0, "bytes": 0, "open": 0}
-    request = f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-    selector = selectors.DefaultSelector()
-    rest: dict[socket.socket, bytes] = {}
-    for n in range(streams):
-        sock = socket.create_connection((HOST, port))
-        sock.sendall(request)
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ)
-        rest[sock] = b""
-        if n % 50 == 49:
-            time.sleep(0.02)  # the server's accept backlog
-    checked = 0.0
-    while True:
-        now = time.time()
-        if now - checked > 0.2:
-            checked = now
-            Path(out + ".open").write_text(str(state["open"]))
-            parse = parse and not os.path.exists(out + ".parse")
-            if os.path.exists(out + ".stop"):
-                break
-        for key, _ in selector.select(0.2):
-            sock = key.fileobj
-            try:
-                data = sock.recv(1 << 18)  # type: ignore[union-attr]
-            except BlockingIOError:
-                continue
-            if not data or data.endswith(b"0\r\n\r\n"):
-                state["ended"] += 1
-                selector.unregister(sock)
-                continue
-            state["bytes"] += len(data)
-            buf = rest[sock] + data  # type: ignore[index]
-            if rest[sock] is not None and b"\r\n\r\n" in buf and buf.startswith(b"HTTP/"):
-                state["open"] += 1
-                buf = buf.split(b"\r\n\r\n", 1)[1]
-            if not parse:
-                rest[sock] = b"."  # type: ignore[index]
-                continue
-            cut = buf.rfind(b"\n\n") + 2
-            for match in _ID.finditer(buf, 0, cut):
-                arrivals.setdefault(match.group(1).decode(), []).append(now)
-            rest[sock] = buf[cut:]  # type: ignore[index]
-    Path(out).write_text(json.dumps({"arrivals": arrivals, **state}))
-
-
-def open_streams(procs: Processes, port: int, path: str, n: int, parse: bool) -> list[str]:
-    """Two client processes holding ``n`` streams between them; their result files."""
-    outs = []
-    for part in range(2):
-        out = str(procs.tmp / f"{path.strip('/').replace('/', '-')}-clients{part}.json")
-        argv = [sys.executable, __file__, "--clients", str(port), path]
-        procs.start(Path(out).stem, argv + [str(n // 2 + part * (n % 2)), str(int(parse)), out])
-        outs.append(out)
-    deadline = time.monotonic() + 120
-    while sum(_opened(out) for out in outs) < n:
-        procs.check_alive()
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"only {sum(_opened(o) for o in outs)} of {n} streams opened")
-        time.sleep(0.2)
-    return outs
-
-
-def _opened(out: str) -> int:
-    try:
-        return int(Path(out + ".open").read_text() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def collect(procs: Processes, outs: list[str]) -> dict:
-    """Stop the clients and merge their results."""
-    for out in outs:
-        Path(out + ".stop").write_text("")
-    merged: dict = {"arrivals": {}, "ended": 0, "bytes": 0}
-    for out in outs:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(out):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no result from {out}")
-            time.sleep(0.1)
-        time.sleep(0.2)
-        part = json.loads(Path(out).read_text())
-        procs.stop(next(p for name, p in procs.procs if name == Path(out).stem))
-        merged["ended"] += part["ended"]
-        merged["bytes"] += part["bytes"]
-        for key, times in part["arrivals"].items():
-            merged["arrivals"].setdefault(key, []).extend(times)
-    return merged
-
 
 # ---- ratings at a fixed rate -----------------------------------------------------------------
 
@@ -217,100 +111,26 @@ def paced_pairs(port: int, citizens: list, rate: float, seconds: float) -> dict[
 
 
 def latencies(sent: dict[str, float], arrivals: dict[str, list[float]], streams: int):
-    """Delivery latencies (ms, sorted) and the deliveries missing."""
-    values, missing = [], 0
+    """Delivery latencies (ms, sorted), the deliveries missing, and each rating's latency to
+    its first stream (ms, sorted: the rating, its publication and the window, before the
+    fan-out's spread)."""
+    values, firsts, missing = [], [], 0
     for key, at in sent.items():
         got = arrivals.get(key, [])
         missing += streams - len(got)
         values += [(t - at) * 1000 for t in got]
-    return sorted(values), missing
+        firsts += [(min(got) - at) * 1000] if got else []
+    return sorted(values), missing, sorted(firsts)
 
 
 def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p / 100))] if values else float("nan")
 
 
-# ---- the bare Tornado SSE fan-out ------------------------------------------------------------
-
-
-def serve_bare(port: int) -> None:
-    """A bare SSE fan-out: ``/live`` holds streams, ``POST /fire`` writes one event to all."""
-    import tornado.web
-
-    streams: set = set()
-    event = b"id: 1\ndata: {" + b"x" * (EVENT_BYTES - 20) + b"}\n\n"
-
-    class Live(tornado.web.RequestHandler):
-        async def get(self) -> None:
-            self.set_header("Content-Type", "text/event-stream")
-            self.write(b": connected\n\n")
-            await self.flush()
-            self.done = asyncio.Event()
-            streams.add(self)
-            await self.done.wait()
-
-        def on_connection_close(self) -> None:
-            streams.discard(self)
-            self.done.set()
-
-    class Fire(tornado.web.RequestHandler):
-        def post(self) -> None:
-            batch = event * int(self.get_query_argument("events", "1"))
-            for handler in tuple(streams):
-                handler.write(batch)
-                handler.flush()
-            self.write({"streams": len(streams)})
-
-    async def main() -> None:
-        tornado.web.Application([("/live", Live), ("/fire", Fire)]).listen(port, HOST)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-def measure_bare_fanout(procs: Processes, streams: int, batch: int) -> tuple[float, float, float]:
-    """(µs per delivery one event per write, µs per delivery ``batch`` events per write, bytes
-    per stream) of the bare fan-out: the process's CPU over 20 fan-outs of each."""
-    from common import request
-
-    port = free_port()
-    proc = procs.start("bare-sse", [sys.executable, __file__, "--serve-bare", str(port)])
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            request(port, "POST", "/fire", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    before = rss_bytes(proc.pid)
-    outs = open_streams(procs, port, "/live", streams, False)
-    time.sleep(1.0)
-    per_stream = (rss_bytes(proc.pid) - before) / streams
-    costs = []
-    for events in (1, batch):
-        cpu0 = cpu_seconds(proc.pid)
-        for _ in range(20):
-            request(port, "POST", f"/fire?events={events}", timeout=30)
-            time.sleep(0.25)
-        costs.append((cpu_seconds(proc.pid) - cpu0) / (20 * streams * events) * 1e6)
-    collect(procs, outs)
-    procs.stop(proc)
-    return costs[0], costs[1], per_stream
-
-
 # ---- main ------------------------------------------------------------------------------------
 
 
 def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--clients":
-        port, path, n, parse, out = sys.argv[2:7]
-        run_clients(int(port), path, int(n), parse == "1", out)
-        return 0
-    if len(sys.argv) > 1 and sys.argv[1] == "--serve-bare":
-        serve_bare(int(sys.argv[2]))
-        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--streams", type=int, default=2000)
     ap.add_argument("--rate", type=float, default=50, help="paced ratings per second")
@@ -318,7 +138,16 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=6, help="of full-speed ratings")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--coalesce-ms", type=int, help="live.coalesce_ms (default: the setting's)")
-    ap.add_argument("--profile", metavar="FILE", help="py-spy the server (full speed)")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="py-spy the server (full speed); FILE.live: wxbackend live",
+    )
+    ap.add_argument(
+        "--live-process",
+        action="store_true",
+        help="the streams on a `wxbackend live` process beside serve (ratings on serve)",
+    )
     args = ap.parse_args()
     try:
         with time_limit(400), Processes() as procs:
@@ -338,14 +167,18 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     }
     if args.coalesce_ms is not None:
         env["WXB_LIVE_COALESCE_MS"] = str(args.coalesce_ms)
-    citizens = seed(env, WARMUP + 2 * paced + 2 * full)
+    citizens = seed(env, WARMUP + 2 * paced + 4 * full)
     redis_url = procs.start_redis()
     sandbox_port = procs.start_sandbox()
     store_sessions(redis_url, citizens)
     register_openids(sandbox_port, [c.openid for c in citizens])
     batch = max(1, round(args.rate * (args.coalesce_ms or 250) / 1000))
     bare_us, bare_batch_us, bare_bytes = measure_bare_fanout(procs, args.streams, batch)
-    print(f"{os.cpu_count()} CPU(s); {args.streams} streams; ratings paced at {args.rate:g}/s")
+    where = "a `wxbackend live` process" if args.live_process else "the serve process"
+    print(
+        f"{os.cpu_count()} CPU(s); {args.streams} streams on {where}; ratings paced at "
+        f"{args.rate:g}/s"
+    )
     print(
         f"bare Tornado SSE fan-out : {bare_us:.1f} µs per delivery one event per write, "
         f"{bare_batch_us:.1f} µs with {batch} per write; {bare_bytes / 1024:.1f} KB/stream"
@@ -353,6 +186,14 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
 
     port = procs.start_server(redis_url, sandbox_port, env)
     pid = next(p.pid for name, p in procs.procs if name == "server")
+    stream_port, fan_pids = port, [pid]  # where the streams are; the processes fanning out
+    if args.live_process:
+        stream_port = procs.start_server(redis_url, sandbox_port, env, command="live")
+        fan_pids.append(next(p.pid for name, p in procs.procs if name == "live"))
+
+    def fan_cpu() -> float:
+        return sum(cpu_seconds(p) for p in fan_pids)
+
     batches = [citizens[WARMUP:]]
     warm = run_units(port, pair_units(port, citizens[:WARMUP]), 8, 30)
     if warm.bad:
@@ -368,45 +209,87 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     host, redis_port = redis_url.removeprefix("redis://").split("/")[0].split(":")
     listener = socket.create_connection((host, int(redis_port)))
     listener.sendall(b"SUBSCRIBE wxb:live:all\r\n")
-    cpu0 = cpu_seconds(pid)
+    time.sleep(0.2)
+    # full speed again, a listener only: the ratings' public shapes built and published
+    heard = run_units(port, pair_units(port, take(full)), args.connections, args.duration, pid)
+    cpu0 = fan_cpu()
     paced_pairs(port, take(paced), args.rate, args.seconds)
-    cpu_alone = cpu_seconds(pid) - cpu0
+    cpu_alone = fan_cpu() - cpu0
 
-    before = rss_bytes(pid)
-    outs = open_streams(procs, port, "/api/v1/public/live", args.streams, True)
+    before = rss_bytes(fan_pids[-1])
+    outs = open_streams(procs, stream_port, "/api/v1/public/live", args.streams, True)
     time.sleep(1.0)
-    per_stream = (rss_bytes(pid) - before) / args.streams
-    cpu0 = cpu_seconds(pid)
+    per_stream = (rss_bytes(fan_pids[-1]) - before) / args.streams
+    cpu0, serve0 = fan_cpu(), cpu_seconds(pid)
     sent = paced_pairs(port, take(paced), args.rate, args.seconds)
     time.sleep(1.5)  # the last window reaches every stream
-    cpu_streams = cpu_seconds(pid) - cpu0
+    cpu_streams, cpu_serve = fan_cpu() - cpu0, cpu_seconds(pid) - serve0
     listener.close()
     for out in outs:  # the clients stop parsing: full speed costs them bytes only
         Path(out + ".parse").write_text("")
     if args.profile:
-        argv = [venv_bin("py-spy"), "record", "-p", str(pid), "-r", "100", "-f", "raw"]
-        argv += ["-d", str(int(args.duration)), "-o", str(Path(args.profile).resolve())]
-        procs.start("py-spy", argv + ["--nonblocking"])
+        for n, spied in enumerate(fan_pids):  # serve, then the live process
+            argv = [venv_bin("py-spy"), "record", "-p", str(spied), "-r", "100", "-f", "raw"]
+            out = str(Path(args.profile).resolve()) + (".live" if n else "")
+            argv += ["-d", str(int(args.duration)), "-o", out, "--nonblocking"]
+            procs.start(f"py-spy{n}", argv)
         time.sleep(1.0)
+    clients = [next(p.pid for name, p in procs.procs if name == Path(o).stem) for o in outs]
+    clients0, fan0 = sum(cpu_seconds(p) for p in clients), [cpu_seconds(p) for p in fan_pids]
     loaded = run_units(port, pair_units(port, take(full)), args.connections, args.duration, pid)
+    clients_cpu = sum(cpu_seconds(p) for p in clients) - clients0
+    fan_full = [cpu_seconds(p) - c for p, c in zip(fan_pids, fan0, strict=True)]
     result = collect(procs, outs)
-    lat, missing = latencies(sent, result["arrivals"], args.streams)
+    time.sleep(1.0)  # the streams' hang-ups noticed: no streams, nobody listening, as at first
+    after = run_units(port, pair_units(port, take(full)), args.connections, args.duration, pid)
+    alone_rate = (alone.rate + after.rate) / 2  # before and after: the machine's drift halved
+    lat, missing, firsts = latencies(sent, result["arrivals"], args.streams)
     deliveries = len(sent) * args.streams
     extra_us = (cpu_streams - cpu_alone) / max(deliveries, 1) * 1e6
-    ratio = loaded.rate / alone.rate if alone.rate else 0.0
+    ratio = loaded.rate / alone_rate if alone_rate else 0.0
     ok = result["ended"] == 0 and pct(lat, 99) < 1000 and ratio >= 0.8 and missing == 0
     print(
         f"server, paced {args.rate:g}/s     : delivery p50 {pct(lat, 50):.0f} ms, p99 "
-        f"{pct(lat, 99):.0f} ms ({len(lat)} deliveries, {missing} missing; from the submit sent)"
+        f"{pct(lat, 99):.0f} ms ({len(lat)} deliveries, {missing} missing; from the submit sent); "
+        f"to the first stream p50 {pct(firsts, 50):.0f} ms, p99 {pct(firsts, 99):.0f} ms"
     )
     print(
         f"server fan-out cost      : {extra_us:.2f} µs per delivery (CPU {cpu_streams:.2f} s with "
         f"streams vs {cpu_alone:.2f} s with one Redis listener, same paced ratings); "
         f"{per_stream / 1024:.1f} KB/stream"
     )
+    if args.live_process:
+        print(
+            f"  of which               : serve {cpu_serve:.2f} s, wxbackend live "
+            f"{cpu_streams - cpu_serve:.2f} s (the streams are on the live process)"
+        )
     print(
-        f"ratings at full speed    : {alone.rate:.1f} pairs/s without streams, {loaded.rate:.1f} "
-        f"with {args.streams} streams: ratio {ratio:.2f} (target ≥ 0.80)"
+        f"CPU at full speed        : serve {fan_full[0] / args.duration:.0%} of a core"
+        + (f", wxbackend live {fan_full[1] / args.duration:.0%}" if args.live_process else "")
+        + f", the stream clients (benchmark) {clients_cpu / args.duration:.0%}"
+    )
+    print(
+        f"ratings at full speed    : {alone.rate:.1f} / {after.rate:.1f} pairs/s without streams "
+        f"(before / after), {loaded.rate:.1f} with {args.streams} streams: ratio to their mean "
+        f"{ratio:.2f} (target ≥ 0.80)"
+    )
+    print(
+        f"  (one Redis listener    : {heard.rate:.1f} pairs/s, {heard.rate / alone_rate:.2f} of "
+        "no streams: what publishing costs serve, each rating's public shape built)"
+    )
+    alone_ms = (alone.server_cpu + after.server_cpu) / max(alone.units + after.units, 1) * 1000
+    heard_ms = heard.server_cpu / max(heard.units, 1) * 1000
+    loaded_ms = fan_full[0] / max(loaded.units, 1) * 1000
+    live_ms = sum(fan_full[1:]) / max(loaded.units, 1) * 1000
+    print(
+        f"serve CPU per pair       : {alone_ms:.2f} ms without streams, {loaded_ms:.2f} ms with: "
+        f"ratio {alone_ms / loaded_ms:.2f} (CPU, not the wall clock: the cores are shared); one "
+        f"listener {heard_ms:.2f} ms ({heard_ms / loaded_ms:.2f})"
+        + (
+            f"; with wxbackend live's {live_ms:.2f} ms too: {alone_ms / (loaded_ms + live_ms):.2f}"
+            if args.live_process
+            else ""
+        )
     )
     print(f"streams ended            : {result['ended']} (target 0)")
     print("PASS" if ok else "FAIL")

@@ -39,6 +39,7 @@ from handlers.base import BaseHandler, route
 from handlers.openapi import errors_of
 from wxbackend import errors
 from wxbackend.services.public import live as realtime
+from wxbackend.services.public.live_feeds import Batch, http_chunk
 from wxbackend.services.public.live_hub import LiveFeed, SinkFeed, TooFarBehind
 
 log = logging.getLogger("wxbackend.live")
@@ -175,11 +176,22 @@ class LiveHandler(BaseHandler):
         if self._gone.is_set() or self._finished:
             return False
         self._sent_at = time.monotonic()
-        self.write(batch)
+        connection = self.request.connection
+        stream = getattr(connection, "stream", None)
         try:
-            self.flush()
+            if stream is None or self._write_buffer:  # not a plain HTTP/1 connection
+                self.write(batch)
+                self.flush()
+            elif getattr(connection, "_chunking_output", False):
+                # Tornado's own framing, done once per window (Batch.chunk) instead of once
+                # per stream: straight to the socket's stream, the headers being out already
+                stream.write(batch.chunk if isinstance(batch, Batch) else http_chunk(batch))
+            else:  # HTTP/1.0: no chunks, the response ends when the connection closes
+                stream.write(batch)
         except StreamBufferFullError:
             raise TooFarBehind() from None
+        except StreamClosedError:
+            return False
         return True
 
     async def _begin(self) -> bool:

@@ -27,6 +27,7 @@ README = CONF.parent / "README.md"
 UNITS = {
     "serve": CONF / "systemd/wxbackend.service",
     "worker": CONF / "systemd/wxbackend-worker.service",
+    "live": CONF / "systemd/wxbackend-live.service",
 }
 
 

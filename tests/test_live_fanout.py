@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -77,9 +78,10 @@ async def test_a_burst_costs_each_stream_one_write_per_window(ctx):
 async def test_each_message_is_decoded_and_encoded_once_however_many_streams(
     api, ctx, base_url, monkeypatch
 ):
-    encoded = []
-    encode = live_feeds.encode_sse
+    encoded, framed = [], []
+    encode, frame = live_feeds.encode_sse, live_feeds.http_chunk
     monkeypatch.setattr(live_feeds, "encode_sse", lambda *a: encoded.append(a) or encode(*a))
+    monkeypatch.setattr(live_feeds, "http_chunk", lambda b: framed.append(b) or frame(b))
     streams = [Stream(base_url) for _ in range(12)]
     try:
         for stream in streams:
@@ -95,6 +97,7 @@ async def test_each_message_is_decoded_and_encoded_once_however_many_streams(
             assert [e["id"] for e in stream.events] == ["0", "1", "2"]
         assert len(encoded) == 3  # not 3 × 12
         assert hub.decoded - decoded_before == 3
+        assert 1 <= len(framed) <= 3  # one HTTP chunk per window, written to all 12 streams
     finally:
         await asyncio.gather(*(stream.close() for stream in streams))
 
@@ -186,3 +189,65 @@ async def test_a_sink_that_breaks_ends_alone(ctx):
     finally:
         await bad.aclose()
         await fine.aclose()
+
+
+def test_a_window_widens_with_the_cost_of_writing_it_and_never_past_twice(ctx):
+    hub = realtime.live_hub(ctx)
+    assert hub.coalesce_seconds == 0.25
+    assert hub._widened(took=0.001, late=0.0) == 0.25  # light load: the setting's window
+    assert hub._widened(took=0.1, late=0.0) == pytest.approx(0.4)  # 4 × the write
+    assert hub._widened(took=0.0, late=0.15) == pytest.approx(0.3)  # 2 × the timer's lag
+    assert hub._widened(took=1.0, late=2.0) == 0.5  # bounded: p99 stays under a second
+
+
+@pytest.mark.asyncio
+async def test_a_slow_fan_out_spaces_its_writes_wider_then_narrows_back(ctx):
+    hub = realtime.live_hub(ctx)
+    hub.coalesce_seconds = 0.1  # windows of 0.1 s, widened to 0.2 s at most
+    slow = {"seconds": 0.03}
+
+    class Slow(Recorder):
+        def __call__(self, batch: bytes) -> bool:
+            time.sleep(slow["seconds"])  # the write itself is what costs: 2 × 0.03 s a window
+            return super().__call__(batch)
+
+    sinks = [Slow(), Slow()]
+    feeds = [await realtime.subscribe(ctx, CENTER, sink=sink) for sink in sinks]
+    channel = hub._feeds[realtime.channel_name(ctx.rkeys, CENTER)]
+    try:
+        for n in range(3):
+            await publish_json(ctx, CENTER, {"id": f"s{n}"})
+            await eventually(lambda n=n: _true(len(sinks[0].ids()) == n + 1))
+            assert channel.window == pytest.approx(0.2)  # 4 × 0.06 s, capped at 2 × 0.1 s
+        times = [at for at, _ in sinks[0].batches]
+        assert all(b - a >= 0.19 for a, b in zip(times, times[1:], strict=False))
+        slow["seconds"] = 0.0
+        await publish_json(ctx, CENTER, {"id": "fast"})
+        await eventually(lambda: _true(sinks[0].ids()[-1:] == ["fast"]))
+        assert channel.window < 0.2  # the load is gone: back toward the setting's window
+    finally:
+        for feed in feeds:
+            await feed.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+async def test_the_window_reaches_the_socket_framed_for_the_client_s_http_version(
+    api, ctx, http_server, version
+):
+    """HTTP/1.1: each window is one chunk (framed once for every stream); HTTP/1.0 has no
+    chunks: the same bytes, unframed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_server[1])
+    try:
+        writer.write(f"GET /api/v1/public/live HTTP/{version}\r\nHost: t\r\n\r\n".encode())
+        body = b""
+        while b": connected\n\n" not in body:
+            body += await asyncio.wait_for(reader.read(65536), 5)
+        await publish_json(ctx, None, {"id": "7", "comment": "好"})
+        event = f"id: 7\ndata: {json.dumps({'id': '7', 'comment': '好'})}\n\n".encode()
+        framed = b"%x\r\n%s\r\n" % (len(event), event) if version == "1.1" else event
+        while framed not in body:
+            body += await asyncio.wait_for(reader.read(65536), 5)
+        assert (b"transfer-encoding: chunked" in body.lower()) == (version == "1.1")
+    finally:
+        writer.close()

@@ -1,6 +1,7 @@
 """conf/nginx.example.conf run by Debian's nginx in front of a server (issue 15 item 6): the
-client address and the Secure cookie through it, both live streams unbuffered, /metrics and
-large bodies refused, plain http redirected.
+client address and the Secure cookie through it, both live streams unbuffered (served by
+``wxbackend live`` when it runs, else by the server), /metrics and large bodies refused, plain
+http redirected.
 
 The example is used as written except for what a test cannot use: its ports become free ones,
 the upstream is the test's server, the certificate is a self-signed one made here, and there
@@ -32,7 +33,9 @@ from cryptography.x509.oid import NameOID
 
 from handlers.devices import DeviceStreamHandler
 from tests.support.admins import PASSWORD, admin_token
+from tests.support.cli import stop, wait_healthy
 from tests.support.live import Stream
+from tests.support.live_process import start_live
 from tests.support.public_seed import rated_case, seed_catalog
 from tests.support.servers import free_port
 from wxbackend.clients.device import ScreenStream, pair
@@ -142,8 +145,28 @@ def settings_overrides():
 
 
 @pytest.fixture
-def nginx(http_server, tmp_path: Path) -> Iterator[Proxy]:
-    """Debian's nginx running the example in front of the test's server."""
+def live_upstream(request, settings) -> Iterator[int]:
+    """The port of the example's ``wxbackend live`` upstream: nothing listens there (nginx
+    falls back to the test's server, as when ``wxbackend live`` is not running), or with
+    ``indirect`` parameter ``"process"`` a real ``wxbackend live --processes 2`` on the test's
+    Redis."""
+    port = free_port()
+    if getattr(request, "param", None) != "process":
+        yield port
+        return
+    proc = start_live(settings, port, "--processes", "2")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield port
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err[-2000:]
+
+
+@pytest.fixture
+def nginx(http_server, live_upstream: int, tmp_path: Path) -> Iterator[Proxy]:
+    """Debian's nginx running the example in front of the test's server (and of
+    ``live_upstream`` for the streams)."""
     folder = tmp_path / "nginx"
     folder.mkdir()
     cert, key = _self_signed(folder)
@@ -154,6 +177,8 @@ def nginx(http_server, tmp_path: Path) -> Iterator[Proxy]:
             EXAMPLE.read_text(),
             [
                 ("server 127.0.0.1:8000;", f"server 127.0.0.1:{http_server[1]};"),
+                ("server 127.0.0.1:8001;", f"server 127.0.0.1:{live_upstream};"),
+                ("server 127.0.0.1:8000 backup;", f"server 127.0.0.1:{http_server[1]} backup;"),
                 ("    listen [::]:80;\n", ""),
                 ("    listen [::]:443 ssl http2;\n", ""),
                 ("listen 80;", f"listen 127.0.0.1:{http_port};"),
@@ -249,6 +274,25 @@ async def test_live_stream_passes_an_event_promptly(api, ctx, nginx, fast_heartb
         assert stream.events[0]["id"] == str(rating)
     finally:
         await stream.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("live_upstream", ["process"], indirect=True)
+async def test_live_stream_goes_to_the_live_process_when_it_runs(api, ctx, nginx):
+    """The example's live upstream: a running ``wxbackend live`` takes the stream (the test's
+    server holds none), and a rating published by the server reaches it through nginx."""
+    stream = Stream(nginx.https, ca_certs=nginx.cert)
+    try:
+        await stream.connected()
+        assert ctx.live_streams.open == 0  # not the test's server: the live process
+        await ctx.db.run(seed_catalog, ctx)
+        rating = await ctx.db.run(rated_case, ctx, 5)
+        assert await realtime.publish_evaluation(ctx, rating) == 1  # the live process only
+        await stream.wait_for(lambda: stream.events, timeout=2)
+        assert stream.events[0]["id"] == str(rating)
+    finally:
+        stream.hang_up = True  # its heartbeat is 15 s away: stopping the process ends it
+        stream.client.close()
 
 
 @pytest.mark.asyncio

@@ -132,8 +132,11 @@ class Application(tornado.web.Application):
         return _BodyLimit(inner, request_conn, limit)
 
 
-def make_app(ctx: Context) -> tornado.web.Application:
-    rules = all_routes()
+def make_app(
+    ctx: Context, rules: list[tornado.web.URLSpec] | None = None
+) -> tornado.web.Application:
+    """The application of ``rules`` (default: every route; ``wxbackend live`` serves a few)."""
+    rules = all_routes() if rules is None else rules
     return Application(
         rules,
         ctx=ctx,

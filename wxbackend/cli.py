@@ -1,4 +1,4 @@
-"""The ``wxbackend`` command: serve, migrate, worker, sandbox, admin, partner, catalog,
+"""The ``wxbackend`` command: serve, live, migrate, worker, sandbox, admin, partner, catalog,
 rebuild-rollups, demo."""
 
 from __future__ import annotations
@@ -322,6 +322,21 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_live(settings: Settings, args: argparse.Namespace) -> int:
+    """``live``: the live streams apart from the ratings (:mod:`wxbackend.live_server`)."""
+    processes = args.processes or settings.live.processes
+    if processes > 1:
+        share_metrics_between_processes()
+    from wxbackend.live_server import run_live
+
+    return run_live(
+        settings,
+        port=args.port or settings.live.port,
+        address=args.address or settings.live.address,
+        processes=processes,
+    )
+
+
 def share_metrics_between_processes() -> None:
     """With ``--processes`` above 1 a scrape of ``/metrics`` reaches one process of several:
     each one writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics``
@@ -350,6 +365,7 @@ def cmd_verify_log(settings: Settings, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "serve": cmd_serve,
+    "live": cmd_live,
     "migrate": cmd_migrate,
     "worker": cmd_worker,
     "sandbox": cmd_sandbox,

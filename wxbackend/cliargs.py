@@ -47,6 +47,21 @@ def parser() -> argparse.ArgumentParser:
         "above 1 needs a real Redis",
     )
 
+    lv = sub.add_parser(
+        "live",
+        help="serve only the live streams (public page, evaluator screens) from Redis, "
+        "apart from the ratings; needs a real Redis",
+    )
+    lv.add_argument(
+        "--port", type=port_number, help="the port to listen on (default: live.port, 8001)"
+    )
+    lv.add_argument("--address", help="the address to listen on (default: live.address)")
+    lv.add_argument(
+        "--processes",
+        type=positive,
+        help="processes sharing the port (default: live.processes, 1)",
+    )
+
     sub.add_parser("migrate", help="create or upgrade the database schema")
 
     wk = sub.add_parser("worker", help="run due work: reminders, default ratings, housekeeping")

@@ -269,10 +269,13 @@ class AppServer:
 
 
 async def run_process(
-    settings: Settings, sockets: list[socket.socket], with_sandbox: bool = False
+    settings: Settings,
+    sockets: list[socket.socket],
+    with_sandbox: bool = False,
+    server_class: type[AppServer] = AppServer,
 ) -> None:
-    """One server process: the app on ``sockets`` until SIGTERM/SIGINT."""
-    server = AppServer(settings, sockets, with_sandbox)
+    """One server process: the app (``server_class``'s) on ``sockets`` until SIGTERM/SIGINT."""
+    server = server_class(settings, sockets, with_sandbox)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before serving: a SIGTERM while the
@@ -322,9 +325,14 @@ def _wait_for_port(address: str, port: int, seconds: float) -> None:
 
 
 def _supervise(
-    settings: Settings, sockets: list[socket.socket], processes: int, sandbox_pid: int | None
+    settings: Settings,
+    sockets: list[socket.socket],
+    processes: int,
+    sandbox_pid: int | None,
+    server_class: type[AppServer] = AppServer,
 ) -> int:
-    """Fork ``processes`` workers sharing ``sockets``; restart a crashed one; forward SIGTERM."""
+    """Fork ``processes`` workers (``server_class``) sharing ``sockets``; restart a crashed
+    one; forward SIGTERM."""
     children: dict[int, int] = {}
     stopping = False
 
@@ -334,7 +342,7 @@ def _supervise(
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
-                asyncio.run(run_process(settings, sockets))
+                asyncio.run(run_process(settings, sockets, server_class=server_class))
             except Exception:
                 log.exception("server process %d failed", task_id)
                 os._exit(1)

@@ -277,6 +277,8 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
     positive = [
         ("server", "port"),
         ("server", "processes"),
+        ("live", "port"),
+        ("live", "processes"),
         ("server", "max_body_bytes"),
         ("database", "threads"),
         ("wechat", "timeout_seconds"),
@@ -340,6 +342,7 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         "must be 0–21600",
     )
     need(v["server"]["port"] <= 65535, "server.port", "must be 1–65535")
+    need(v["live"]["port"] <= 65535, "live.port", "must be 1–65535")
     need(0 <= v["sandbox"]["port"] <= 65535, "sandbox.port", "must be 1–65535 (0: a free one)")
     need(
         _is_time_zone(v["reminders"]["timezone"]),

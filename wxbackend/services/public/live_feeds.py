@@ -42,6 +42,25 @@ def encode_sse(text: str, shape: dict[str, Any]) -> bytes:
     return f"id: {shape.get('id', '')}\ndata: {text}\n\n".encode()
 
 
+class Batch(bytes):
+    """The SSE bytes of one coalescing window of a channel, built once and handed to every
+    stream of the channel; :attr:`chunk` is the same bytes framed as one HTTP/1.1 chunk, also
+    built once (on first use), so a stream's write copies nothing of its own."""
+
+    @property
+    def chunk(self) -> bytes:
+        """``<size in hex>\\r\\n<bytes>\\r\\n`` (HTTP/1.1 chunked transfer coding)."""
+        framed = self.__dict__.get("chunk")
+        if framed is None:
+            framed = self.__dict__["chunk"] = http_chunk(self)
+        return framed
+
+
+def http_chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk (what Tornado's connection writes for a chunk)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class LiveEvent:
     """One message as every feed of this process sees it: decoded once, SSE-encoded at most
     once (on first use)."""
@@ -91,7 +110,9 @@ class LiveFeed:
         self.channel = channel
         self.fell_behind = False  # ended because its backlog overflowed
         self._hub = hub
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=backlog)
+        # a SinkFeed (backlog 0) is written to, never queued: no queue for each SSE stream
+        queue = asyncio.Queue(maxsize=backlog) if backlog else None
+        self._queue: asyncio.Queue[object] = queue  # type: ignore[assignment]
         self._ended = False
         self._closed = False
 
@@ -176,7 +197,7 @@ class SinkFeed(LiveFeed):
     """
 
     def __init__(self, hub: Hub, channel: str, sink: Sink):
-        super().__init__(hub, channel, backlog=1)
+        super().__init__(hub, channel, backlog=0)
         self._sink = sink
         self._done = asyncio.Event()
 

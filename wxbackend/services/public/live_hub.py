@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from wxbackend.services.public.live_feeds import (
     MAX_BACKLOG,
+    Batch,
     LiveEvent,
     LiveFeed,
     Sink,
@@ -40,14 +41,16 @@ class _Channel:
     """One subscribed channel's feeds: the iterated ones get each message at once; the SSE
     sinks get the messages of a coalescing window as one batch (``pending`` until then)."""
 
-    __slots__ = ("feeds", "last_flush", "pending", "sinks", "timer")
+    __slots__ = ("due", "feeds", "last_flush", "pending", "sinks", "timer", "window")
 
-    def __init__(self) -> None:
+    def __init__(self, window: float) -> None:
         self.feeds: set[LiveFeed] = set()
         self.sinks: set[SinkFeed] = set()
         self.pending: list[LiveEvent] = []
         self.timer: asyncio.TimerHandle | None = None
         self.last_flush = float("-inf")
+        self.window = window  # seconds from one write to the next (LiveHub._widened)
+        self.due = 0.0  # when the timer should fire
 
     def __len__(self) -> int:
         return len(self.feeds) + len(self.sinks)
@@ -95,6 +98,7 @@ class LiveHub:
     pong_wait_seconds = 10.0
     close_wait_seconds = 5.0
     max_backlog = MAX_BACKLOG
+    max_widening = 2.0  # a window widens under load to at most this many coalesce_seconds
 
     def __init__(
         self,
@@ -131,7 +135,9 @@ class LiveHub:
         async with self._lock:
             if self.closed:
                 raise RedisConnectionError("the live hub is closed")
-            feeds = self._feeds.setdefault(channel, _Channel())
+            feeds = self._feeds.get(channel)
+            if feeds is None:
+                feeds = self._feeds[channel] = _Channel(self.coalesce_seconds)
             feeds.add(feed)  # before SUBSCRIBE: it gets every message after the confirmation
             try:
                 if self._reader is None:
@@ -248,19 +254,33 @@ class LiveHub:
                 feeds.pending.append(event)
                 if feeds.timer is None:
                     loop = asyncio.get_running_loop()
-                    delay = max(0.0, feeds.last_flush + self.coalesce_seconds - loop.time())
-                    feeds.timer = loop.call_later(delay, self._flush, feeds)
+                    feeds.due = max(loop.time(), feeds.last_flush + feeds.window)
+                    feeds.timer = loop.call_at(feeds.due, self._flush, feeds)
 
     def _flush(self, feeds: _Channel) -> None:
-        """Write a channel's coalesced events to its sinks: the same bytes for every one."""
+        """Write a channel's coalesced events to its sinks: the same bytes for every one
+        (a :class:`Batch`: joined and chunk-framed once per window, not per stream)."""
         feeds.timer = None
         events, feeds.pending = feeds.pending, []
         if not events or self.closed:
             return
-        feeds.last_flush = asyncio.get_running_loop().time()
-        batch = events[0].sse if len(events) == 1 else b"".join(e.sse for e in events)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        late = started - feeds.due  # the loop was busy elsewhere
+        batch = Batch(b"".join(e.sse for e in events))
         for sink in tuple(feeds.sinks):
             sink.deliver(batch)
+        feeds.last_flush = started
+        feeds.window = self._widened(loop.time() - started, late)
+
+    def _widened(self, took: float, late: float) -> float:
+        """The next window of a channel: ``coalesce_seconds``, widened under load — to four
+        times what writing the last one took (the fan-out's share of the loop stays about a
+        quarter) or twice how late its timer fired (the loop is busy with requests) — and
+        never past twice ``coalesce_seconds`` (0.5 s by default: with the write itself, a
+        rating still reaches every page well within a second)."""
+        wanted = max(self.coalesce_seconds, 4 * took, 2 * late)
+        return min(wanted, self.max_widening * self.coalesce_seconds)
 
     def _fail(self, exc: BaseException) -> None:
         if not self.closed:
