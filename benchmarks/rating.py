@@ -2,6 +2,7 @@
 bare-handler baseline measured in the same run (target ≥ 0.1).
 
     .venv/bin/python benchmarks/rating.py [--pairs 3000] [--connections 32] [--duration 15]
+    .venv/bin/python benchmarks/rating.py --scale 0.1 [--database postgresql] [--processes 2]
 
 1. Generates the two keys (``WXB_SECURITY_MASTER_KEY`` / ``WXB_SECURITY_HASH_KEY``), migrates a
    fresh SQLite file and seeds ``--pairs`` + warm-up verified citizens in bulk: a user, an
@@ -33,6 +34,12 @@ bare-handler baseline measured in the same run (target ≥ 0.1).
    With ``--backlog N`` a copy of the big database also holds N reminders due now, loaded with
    the worker OFF and ON: pairs with the worker draining them over pairs without it (target
    >= 0.8). The runs alternate for ``--rounds`` rounds, each on a fresh copy.
+8. ``--database postgresql``: every database above is one of a private PostgreSQL cluster
+   (``benchmarks/stores.py``: ``tests/support/pgcluster.PgCluster``), the dataset loaded by
+   COPY and each database ``VACUUM ANALYZE``d after its bulk load (as an operator would);
+   each run's fresh copy is ``CREATE DATABASE … TEMPLATE``. ``--processes N`` applies to every
+   server of the run, the ``--scale`` ones included (``serve --processes N``: N embedded
+   workers).
 """
 
 from __future__ import annotations
@@ -766,6 +773,7 @@ def compare_big(
         ]
     for group in (empty_citizens, big_citizens):
         register_openids(sandbox_port, [c.openid for c in group])
+    store.watch()  # PostgreSQL: statements over 20 ms and lock waits, printed at the end
     units = {label: 0 for label, *_ in configs}
     seconds = dict.fromkeys(units, 0.0)
     fives = dict.fromkeys(units, 0)
@@ -790,6 +798,8 @@ def compare_big(
             f"{label:<34}: {rate[label]:,.1f} pairs/s over {args.rounds} round(s), "
             f"5xx {fives[label]} ({what})"
         )
+    for line in store.slow_statements():
+        print(f"  postgresql log: {line}")
     ratio = rate[configs[1][0]] / rate[configs[0][0]]
     total_fives = sum(fives.values())
     ok = ratio >= 0.9 and total_fives == 0

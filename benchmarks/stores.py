@@ -11,6 +11,7 @@ un-ANALYZEd).
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,8 @@ class Store:
                 f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'
             )
         else:
-            self.path(name).unlink(missing_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.path(name)}{suffix}").unlink(missing_ok=True)
         return self.url(name)
 
     def copy(self, source: str, target: str) -> str:
@@ -86,7 +88,10 @@ class Store:
                 f'CREATE DATABASE "{target}" TEMPLATE "{source}" STRATEGY FILE_COPY',
             )
         else:
-            shutil.copyfile(self.path(source), self.path(target))
+            target_path = self.path(target)
+            for suffix in ("-wal", "-shm"):  # a server killed mid-run leaves its WAL behind:
+                Path(f"{target_path}{suffix}").unlink(missing_ok=True)  # never replay it here
+            shutil.copyfile(self.path(source), target_path)
         return self.url(target)
 
     def settle(self, name: str) -> None:
@@ -107,6 +112,46 @@ class Store:
         import sqlite3
 
         return sqlite3.connect(self.path(name))
+
+    def watch(self, slow_ms: int = 20) -> None:
+        """PostgreSQL: log every statement over ``slow_ms`` and every lock wait over 100 ms
+        (read back by :meth:`slow_statements`); nothing on SQLite."""
+        if self.postgres:
+            self._admin(
+                f"ALTER SYSTEM SET log_min_duration_statement = {int(slow_ms)}",
+                "ALTER SYSTEM SET log_lock_waits = on",
+                "ALTER SYSTEM SET deadlock_timeout = '100ms'",
+                "SELECT pg_reload_conf()",
+            )
+            self._log_start = self._log().stat().st_size
+
+    def _log(self) -> Path:
+        return Path(self.cluster.folder) / "log"
+
+    def slow_statements(self, top: int = 6) -> list[str]:
+        """Since :meth:`watch`: the slowest statement shapes (count, max ms, the start of the
+        statement) and the lock waits, most frequent first."""
+        if not self.postgres:
+            return []
+        with self._log().open(errors="replace") as log:
+            log.seek(getattr(self, "_log_start", 0))
+            text = log.read()
+        shapes: dict[str, list[float]] = {}
+        waits: dict[str, int] = {}
+        for m in re.finditer(
+            r"duration: ([\d.]+) ms\s+(?:statement|execute [^:]*): (.{0,90})", text
+        ):
+            shapes.setdefault(re.sub(r"\$\d+|\d+", "?", m[2]), []).append(float(m[1]))
+        for m in re.finditer(r"still waiting for (\w+ on \w+)", text):
+            waits[m[1]] = waits.get(m[1], 0) + 1
+        lines = [
+            f"{len(ms)} x, max {max(ms):.0f} ms: {shape}"
+            for shape, ms in sorted(shapes.items(), key=lambda kv: -len(kv[1]))[:top]
+        ]
+        lines += [
+            f"lock wait {what}: {n} x" for what, n in sorted(waits.items(), key=lambda kv: -kv[1])
+        ]
+        return lines
 
     def stop(self) -> None:
         if self.cluster is not None:
