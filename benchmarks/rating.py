@@ -773,7 +773,6 @@ def compare_big(
         ]
     for group in (empty_citizens, big_citizens):
         register_openids(sandbox_port, [c.openid for c in group])
-    store.watch()  # PostgreSQL: statements over 20 ms and lock waits, printed at the end
     units = {label: 0 for label, *_ in configs}
     seconds = dict.fromkeys(units, 0.0)
     fives = dict.fromkeys(units, 0)
@@ -782,9 +781,12 @@ def compare_big(
             fresh_sessions(redis_url, citizens)
             run_db = f"run_{db}"
             env = {**on, "WXB_DATABASE_URL": store.copy(db, run_db), "WXB_WORKER_EMBEDDED": worker}
+            store.watch()  # PostgreSQL: statements over 20 ms and lock waits of this run
             result, five = worker_run(
                 procs, redis_url, sandbox_port, env, citizens, args, f"{label} #{r + 1}"
             )
+            for line in store.slow_statements(top=3):
+                print(f"  postgresql log: {line}")
             units[label] += result.units
             seconds[label] += result.seconds
             fives[label] += five
@@ -798,8 +800,6 @@ def compare_big(
             f"{label:<34}: {rate[label]:,.1f} pairs/s over {args.rounds} round(s), "
             f"5xx {fives[label]} ({what})"
         )
-    for line in store.slow_statements():
-        print(f"  postgresql log: {line}")
     ratio = rate[configs[1][0]] / rate[configs[0][0]]
     total_fives = sum(fives.values())
     ok = ratio >= 0.9 and total_fives == 0
