@@ -2,6 +2,7 @@
 bare-handler baseline measured in the same run (target ≥ 0.1).
 
     .venv/bin/python benchmarks/rating.py [--pairs 3000] [--connections 32] [--duration 15]
+    .venv/bin/python benchmarks/rating.py --scale 0.1 [--database postgresql] [--processes 2]
 
 1. Generates the two keys (``WXB_SECURITY_MASTER_KEY`` / ``WXB_SECURITY_HASH_KEY``), migrates a
    fresh SQLite file and seeds ``--pairs`` + warm-up verified citizens in bulk: a user, an
@@ -33,6 +34,12 @@ bare-handler baseline measured in the same run (target ≥ 0.1).
    With ``--backlog N`` a copy of the big database also holds N reminders due now, loaded with
    the worker OFF and ON: pairs with the worker draining them over pairs without it (target
    >= 0.8). The runs alternate for ``--rounds`` rounds, each on a fresh copy.
+8. ``--database postgresql``: every database above is one of a private PostgreSQL cluster
+   (``benchmarks/stores.py``: ``tests/support/pgcluster.PgCluster``), the dataset loaded by
+   COPY and each database ``VACUUM ANALYZE``d after its bulk load (as an operator would);
+   each run's fresh copy is ``CREATE DATABASE … TEMPLATE``. ``--processes N`` applies to every
+   server of the run, the ``--scale`` ones included (``serve --processes N``: N embedded
+   workers).
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from common import (  # noqa: E402
     time_limit,
     venv_bin,
 )
+from stores import Store  # noqa: E402
 
 TARGET = 0.1
 WARMUP = 64
@@ -198,7 +206,8 @@ def seed(env: dict[str, str], n: int) -> list[Citizen]:
                 for i in range(n)
             ],
         )
-    db.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    if settings.database.url.startswith("sqlite"):
+        db.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     from wxbackend.security import new_token
 
@@ -444,12 +453,10 @@ def measure_floor(
 # ---- verification ----------------------------------------------------------------------------
 
 
-def verify(db_path: Path, created: list[int], seeded_cases: set[int]) -> list[str]:
-    """Problems found in the database after the run (empty list: all good)."""
-    import sqlite3
-
+def verify(store: Store, name: str, created: list[int], seeded_cases: set[int]) -> list[str]:
+    """Problems found in the database ``name`` after the run (empty list: all good)."""
     problems = []
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    conn = store.connect(name)
     try:
         rows = conn.execute(
             "SELECT case_id, assess_number, channel, comment_status, overall FROM evaluation"
@@ -499,6 +506,12 @@ def main() -> int:
         "--scale", type=float, default=0.0, help="also compare empty vs dataset at this scale"
     )
     ap.add_argument("--backlog", type=int, default=0, help="reminders due now in the big db")
+    ap.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="SQLite files, or a private PostgreSQL cluster (VACUUM ANALYZE after each load)",
+    )
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of --scale runs")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record the server during the load")
     ap.add_argument("--profile-gil", action="store_true", help="only the thread holding the GIL")
@@ -506,7 +519,11 @@ def main() -> int:
     try:
         limit = 150 if not args.scale else 300 + 120 * args.rounds + int(3000 * args.scale)
         with time_limit(limit), Processes(keep_tmp=args.keep) as procs:
-            code = run(procs, args)
+            store = Store(args.database, procs.tmp)
+            try:
+                code = run(procs, store, args)
+            finally:
+                store.stop()
             if args.keep:
                 print(f"kept {procs.tmp}")
             return code
@@ -515,14 +532,15 @@ def main() -> int:
         return 2
 
 
-def pairs_env(procs: Processes) -> dict[str, str]:
-    """The server's environment for pairs: SQLite in the temp folder, fresh keys, no embedded
+def pairs_env(procs: Processes, url: str) -> dict[str, str]:
+    """The server's environment for pairs: the database at ``url``, fresh keys, no embedded
     worker, the login and face rate limits off."""
     return {
-        "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/b.db",
+        "WXB_DATABASE_URL": url,
         "WXB_SERVER_DATA_DIR": str(procs.tmp),
         "WXB_SECURITY_MASTER_KEY": random_key(),
         "WXB_SECURITY_HASH_KEY": random_key(),
+        "WXB_TRANSPARENCY_SIGNING_KEY": random_key(),  # required on PostgreSQL
         "WXB_WORKER_EMBEDDED": "false",
         "WXB_RATELIMIT_LOGIN_PER_IP_PER_MINUTE": "0",
         "WXB_RATELIMIT_LOGIN_PER_OPENID_PER_MINUTE": "0",
@@ -530,17 +548,19 @@ def pairs_env(procs: Processes) -> dict[str, str]:
     }
 
 
-def run(procs: Processes, args: argparse.Namespace) -> int:
+def run(procs: Processes, store: Store, args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     n = args.pairs + WARMUP
-    env = {**pairs_env(procs), "WXB_SERVER_PROCESSES": str(args.processes)}
+    env = {**pairs_env(procs, store.create("b")), "WXB_SERVER_PROCESSES": str(args.processes)}
     citizens = seed(env, n)
+    store.settle("b")
     redis_url = procs.start_redis()
     sandbox_port = procs.start_sandbox()
     store_sessions(redis_url, citizens)
     register_openids(sandbox_port, [c.openid for c in citizens])
     print(
-        f"{os.cpu_count()} CPU(s); seeded {n} verified citizens, cases and scenes "
+        f"{os.cpu_count()} CPU(s), {args.database}, {args.processes} server process(es); "
+        f"seeded {n} verified citizens, cases and scenes "
         f"in {time.monotonic() - t0:.1f} s"
     )
 
@@ -596,9 +616,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     for line in load.bad:
         print(f"  unexpected: {line}")
 
-    problems = verify(
-        procs.tmp / "b.db", warm.created + load.created, {c.case_id for c in citizens}
-    )
+    problems = verify(store, "b", warm.created + load.created, {c.case_id for c in citizens})
     errors = load.failed
     print(
         f"database check         : {len(warm.created) + len(load.created)} evaluations "
@@ -623,7 +641,8 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
         f"database {'OK' if not problems else 'WRONG'}  {'PASS' if ok else 'FAIL'}"
     )
     if args.scale:
-        ok &= compare_big(procs, args, redis_url, sandbox_port, env)
+        procs.stop(next(p for name, p in procs.procs if name == "server"))
+        ok &= compare_big(procs, store, args, redis_url, sandbox_port, env)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0 if ok else 1
 
@@ -663,32 +682,39 @@ def worker_run(
     return load, fives
 
 
-def due_now(db_path: Path, n: int) -> None:
+def due_now(store: Store, name: str, n: int) -> None:
     """Make ``n`` of the dataset's pending reminders due now (a backlog)."""
-    import sqlite3
-
     from models.base import utcnow
 
-    with sqlite3.connect(db_path) as conn:
+    due = utcnow() - timedelta(seconds=60)
+    p = store.param
+    conn = store.connect(name)
+    try:
         conn.execute(
-            "UPDATE job SET due_at = ? WHERE id IN (SELECT id FROM job WHERE kind = 'reminder' "
-            "AND status = 'pending' ORDER BY id LIMIT ?)",
-            (str(utcnow() - timedelta(seconds=60)), n),
+            f"UPDATE job SET due_at = {p} WHERE id IN (SELECT id FROM job WHERE kind = 'reminder' "
+            f"AND status = 'pending' ORDER BY id LIMIT {p})",
+            (due if store.postgres else str(due), n),
         )
+        conn.commit()
+    finally:
+        conn.close()
+    store.settle(name)
 
 
-def still_due(db_path: Path) -> int:
+def still_due(store: Store, name: str) -> int:
     """Pending reminders due now (what is left of the backlog)."""
-    import sqlite3
-
     from models.base import utcnow
 
-    with sqlite3.connect(db_path) as conn:
+    now = utcnow()
+    conn = store.connect(name)
+    try:
         return conn.execute(
             "SELECT COUNT(*) FROM job WHERE kind = 'reminder' AND status = 'pending' "
-            "AND due_at <= ?",
-            (str(utcnow()),),
+            f"AND due_at <= {store.param}",
+            (now if store.postgres else str(now),),
         ).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def fresh_sessions(redis_url: str, citizens: list[Citizen]) -> None:
@@ -705,6 +731,7 @@ def fresh_sessions(redis_url: str, citizens: list[Citizen]) -> None:
 
 def compare_big(
     procs: Processes,
+    store: Store,
     args: argparse.Namespace,
     redis_url: str,
     sandbox_port: int,
@@ -714,58 +741,69 @@ def compare_big(
     with ``--backlog``, worker on vs off while it drains). The runs alternate for
     ``--rounds`` rounds, each on a fresh copy of its database with Redis flushed, so the
     drift of a shared machine falls on every configuration alike; rates are pooled."""
-    import shutil
-
     import dataset
 
     from wxbackend.settings import load_settings
 
     n = args.pairs + WARMUP
     on = {**base_env, "WXB_WORKER_EMBEDDED": "true"}
-    empty_citizens = seed({**on, "WXB_DATABASE_URL": f"sqlite:///{procs.tmp}/empty.db"}, n)
-    big_url = f"sqlite:///{procs.tmp}/big.db"
+    empty_citizens = seed({**on, "WXB_DATABASE_URL": store.create("empty")}, n)
+    store.settle("empty")
+    big_url = store.create("big")
     settings = load_settings(
         env={k: v for k, v in {**on, "WXB_DATABASE_URL": big_url}.items() if k.startswith("WXB_")}
     )
     info = dataset.build(big_url, args.scale, settings=settings)
     print(info.line())
     big_citizens = seed({**on, "WXB_DATABASE_URL": big_url}, n)
+    t0 = time.monotonic()
+    store.settle("big")  # after the citizens' bulk load too, as an operator would
+    if store.postgres:
+        print(f"  VACUUM ANALYZE after the seed: {time.monotonic() - t0:.1f} s")
     configs = [
-        ("empty db, worker on", "empty.db", "true", empty_citizens),
-        (f"big db (scale {args.scale}), worker on", "big.db", "true", big_citizens),
+        ("empty db, worker on", "empty", "true", empty_citizens),
+        (f"big db (scale {args.scale}), worker on", "big", "true", big_citizens),
     ]
     if args.backlog:  # the same database with N reminders due now, for the worker to drain
-        shutil.copyfile(procs.tmp / "big.db", procs.tmp / "backlog.db")
-        due_now(procs.tmp / "backlog.db", args.backlog)
+        store.copy("big", "backlog")
+        due_now(store, "backlog", args.backlog)
         configs += [
-            (f"big db + {args.backlog} due, worker off", "backlog.db", "false", big_citizens),
-            (f"big db + {args.backlog} due, worker on", "backlog.db", "true", big_citizens),
+            (f"big db + {args.backlog} due, worker off", "backlog", "false", big_citizens),
+            (f"big db + {args.backlog} due, worker on", "backlog", "true", big_citizens),
         ]
     for group in (empty_citizens, big_citizens):
         register_openids(sandbox_port, [c.openid for c in group])
     units = {label: 0 for label, *_ in configs}
     seconds = dict.fromkeys(units, 0.0)
-    fives = 0
+    fives = dict.fromkeys(units, 0)
     for r in range(args.rounds):
         for label, db, worker, citizens in configs:
             fresh_sessions(redis_url, citizens)
-            run_db = procs.tmp / f"run-{db}"
-            shutil.copyfile(procs.tmp / db, run_db)
-            env = {**on, "WXB_DATABASE_URL": f"sqlite:///{run_db}", "WXB_WORKER_EMBEDDED": worker}
+            run_db = f"run_{db}"
+            env = {**on, "WXB_DATABASE_URL": store.copy(db, run_db), "WXB_WORKER_EMBEDDED": worker}
+            store.watch()  # PostgreSQL: statements over 20 ms and lock waits of this run
             result, five = worker_run(
                 procs, redis_url, sandbox_port, env, citizens, args, f"{label} #{r + 1}"
             )
+            for line in store.slow_statements(top=3):
+                print(f"  postgresql log: {line}")
             units[label] += result.units
             seconds[label] += result.seconds
-            fives += five
-            if db == "backlog.db":
-                print(f"  reminders of the backlog still due after the run: {still_due(run_db)}")
+            fives[label] += five
+            if db == "backlog":
+                left = still_due(store, run_db)
+                print(f"  reminders of the backlog still due after the run: {left}")
     rate = {label: units[label] / seconds[label] for label in units}
+    what = f"{args.database}, {args.processes} process(es)"
     for label in units:
-        print(f"{label:<34}: {rate[label]:,.1f} pairs/s over {args.rounds} round(s)")
+        print(
+            f"{label:<34}: {rate[label]:,.1f} pairs/s over {args.rounds} round(s), "
+            f"5xx {fives[label]} ({what})"
+        )
     ratio = rate[configs[1][0]] / rate[configs[0][0]]
-    ok = ratio >= 0.9 and fives == 0
-    print(f"ratio big / empty (worker on)      : {ratio:.2f} (target >= 0.9), 5xx {fives}")
+    total_fives = sum(fives.values())
+    ok = ratio >= 0.9 and total_fives == 0
+    print(f"ratio big / empty (worker on)      : {ratio:.2f} (target >= 0.9), 5xx {total_fives}")
     if args.backlog:
         share = rate[configs[3][0]] / rate[configs[2][0]]
         ok &= share >= 0.8

@@ -171,6 +171,19 @@ def _plan_indexes(db: peewee.Database) -> None:
         db.execute_sql(statement)
 
 
+def _pending_due_with_kind(db: peewee.Database) -> None:
+    """``job_pending_due`` also carries ``kind``, the claim's and the due count's filter: both
+    read the index alone (PostgreSQL's index-only scan, SQLite's covering index) instead of
+    one table row per due job (issue 14: ``due_count`` read ~700 rows at random on PostgreSQL
+    at scale 1, 6.7 ms). ``status`` too: SQLite before 3.42 counts a partial index as covering
+    only when it holds every column the statement names. Same name: ``INDEXED BY`` stays."""
+    db.execute_sql('DROP INDEX IF EXISTS "job_pending_due"')
+    db.execute_sql(
+        'CREATE INDEX "job_pending_due" ON "job" ("due_at", "id", "kind", "status") '
+        "WHERE status = 'pending'"
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (
         1,
@@ -206,6 +219,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
     (13, "rollups of the figures and the staff ranking", _rollups),
     (14, "durable sessions of citizens and admins (Redis caches them)", _create(Session)),
     (15, "month rollup of the figures (long ranges read whole months)", _month_rollup),
+    (
+        17,
+        "the pending jobs' partial index carries the kind (index-only claims, counts)",
+        _pending_due_with_kind,
+    ),
 ]
 
 

@@ -340,3 +340,27 @@ async def test_hot_statements_use_the_right_indexes(
         conn.close()
     assert len(captured.statements) > 40, sorted(captured.statements)
     assert not found, f"{len(found)} bad plan(s):\n" + "\n".join(found)
+
+
+@pytest.mark.asyncio
+async def test_due_jobs_are_read_from_the_index_alone(
+    ctx, captured: Captured, plan_db: Path
+) -> None:
+    """The worker's claim and due count read pending due jobs from ``job_pending_due`` alone
+    (it carries ``kind``, their filter: migration 17), never one table row per due job."""
+    captured.path = "due jobs"
+    kinds = list(handlers())
+    await ctx.db.run(jobs.due_count, kinds)
+    claimed = await ctx.db.run(jobs.claim, "plans", 60, 200, kinds)
+    await ctx.db.run(jobs.release, [job.id for job in claimed], "plans")
+    ranges = [
+        (sql, args) for sql, (_, args) in captured.statements.items() if "job_pending_due" in sql
+    ]
+    assert len(ranges) == 2, sorted(captured.statements)  # the count and the claim's read
+    conn = sqlite3.connect(plan_db)
+    try:
+        for sql, args in ranges:
+            plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
+            assert any("COVERING INDEX job_pending_due" in row for row in plan), (sql, plan)
+    finally:
+        conn.close()

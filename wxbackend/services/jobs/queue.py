@@ -63,7 +63,8 @@ def _cancel_query(n_keys: int) -> tuple[peewee.Query, tuple[()]]:
 
 
 #: A claim reads two index ranges, never an OR over the table (issue 14): pending jobs due
-#: now (partial index job_pending_due, migration 12), and running jobs whose lease ran out
+#: now (partial index job_pending_due, migrations 12 and 17: it carries kind, so both the
+#: claim and the count read the index alone), and running jobs whose lease ran out
 #: (partial index job_running_lease). The statuses are literals so the partial indexes apply.
 _DUE_SQL = {
     "pending": (
