@@ -96,7 +96,7 @@ def write(
     """
     now = first.at
     try:
-        with database.atomic():
+        with database.atomic(), rollups.batched():  # one upsert per rollup table
             read = rows.case_and_token(first.case_id, first.token_id)
             case, token = read.case, read.token
             superseded, superseded_level = False, None
