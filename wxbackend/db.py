@@ -81,12 +81,16 @@ class _Sqlite(_Marked, peewee.SqliteDatabase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._writer = threading.Lock()
+        self._writer_wait = dict(self._pragmas).get("busy_timeout", 5000) / 1000
         self._holds = threading.local()
         self.commits = 0
         self.after_commits: Callable[[], None] | None = None
 
     def begin(self, lock_type: str | None = None) -> None:
-        self._writer.acquire()
+        # As long as SQLite's busy timeout: a writer stuck that long is "database is locked"
+        # (a 503), as it was when the threads met on SQLite's lock.
+        if not self._writer.acquire(timeout=self._writer_wait):
+            raise peewee.OperationalError("database is locked")
         self._holds.writer = True
         try:
             super().begin(lock_type)
