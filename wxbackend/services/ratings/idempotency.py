@@ -109,15 +109,19 @@ def stored(key: Key) -> int | None:
     return evaluation_id
 
 
-def _replay_of(key: Key) -> dict[str, Any] | None:
+def stored_answer(key: Key | None) -> dict[str, Any] | None:
+    """The owner view of what a request with ``key`` stored (its original answer), or None
+    (no key, or nothing stored with it yet); 422 ``idempotency_mismatch`` as :func:`stored`.
+    Sync (a caller's trip to the database pool may start with it)."""
+    if key is None:
+        return None
     done = stored(key)
     return None if done is None else owner_view_of(done)
 
 
 async def replay(ctx: Context, key: Key | None) -> dict[str, Any] | None:
-    """The owner view of what a request with ``key`` stored (its original answer), or None
-    (no key, or nothing stored with it yet); 422 ``idempotency_mismatch`` as :func:`stored`."""
-    return None if key is None else await ctx.db.run(_replay_of, key)
+    """:func:`stored_answer` through the database pool (none needed without a key)."""
+    return None if key is None else await ctx.db.run(stored_answer, key)
 
 
 def remember(key: Key, evaluation_id: int) -> None:
