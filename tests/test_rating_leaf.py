@@ -59,7 +59,11 @@ async def test_the_writers_leaf_is_the_leaf_of_the_committed_rows(ctx) -> None:
             indicators=tuple(codes[:2]),
             comment="窗口人员态度差",
         )
-        citizen = {"user_id": User.create(openid="o-leaf").id, "rater_id_hash": "h" * 64, "name_masked": "黎*"}
+        citizen = {
+            "user_id": User.create(openid="o-leaf").id,
+            "rater_id_hash": "h" * 64,
+            "name_masked": "黎*",
+        }
         leaves = [
             _write_and_compare(  # a citizen's 差评 with stages, a target, reasons and a comment
                 FirstRating.of(
