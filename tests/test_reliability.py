@@ -17,6 +17,7 @@ import pytest
 
 from models.evaluation import Evaluation
 from tests.support.cases import make_case, make_id_number
+from tests.support.databases import both_databases
 from wxbackend.clients.citizen import verified_user
 from wxbackend.services.ratings import writer
 
@@ -159,3 +160,35 @@ async def test_keys_are_forgotten_after_a_day(api, sandbox, ctx):
     await ctx.db.run(lambda: IdempotentRequest.update(created_at=old).execute())
     assert await housekeeping.TASKS["purge_idempotency_keys"](ctx) == 1
     assert await ctx.db.run(IdempotentRequest.select().count) == 0
+
+
+@both_databases
+@pytest.mark.asyncio
+async def test_an_expired_key_is_replaced_by_its_next_use(api, sandbox, ctx):
+    """The key is recorded by one upsert in the rating's transaction: a key used again after
+    it expired (not purged yet) stores the new rating and now answers for that one."""
+    from datetime import timedelta
+
+    from models.base import utcnow
+    from models.idempotency import IdempotentRequest
+
+    number = make_id_number(811)
+    _, first_scene = await make_case(ctx, "黎明", number)
+    _, second_scene = await make_case(ctx, "黎明", number)
+    token = await verified_user(api, sandbox, "黎明", number)
+    first = {"scene": first_scene, "overall": 5}
+    status, answer = await api("POST", RATE, first, token=token, headers=keyed("reused-key-1"))
+    assert status == 201, answer
+    old = utcnow() - timedelta(hours=25)
+    await ctx.db.run(lambda: IdempotentRequest.update(created_at=old).execute())
+    second = {"scene": second_scene, "overall": 4}
+    status, again = await api("POST", RATE, second, token=token, headers=keyed("reused-key-1"))
+    assert status == 201, again
+    assert again["evaluation"]["id"] != answer["evaluation"]["id"]
+    rows = await ctx.db.run(lambda: list(IdempotentRequest.select().dicts()))
+    assert [r["evaluation_id"] for r in rows] == [int(again["evaluation"]["id"])]
+    assert rows[0]["created_at"] > old
+    status, replayed = await api("POST", RATE, second, token=token, headers=keyed("reused-key-1"))
+    assert (status, replayed["evaluation"]["id"]) == (201, again["evaluation"]["id"])
+    status, _ = await api("POST", RATE, first, token=token, headers=keyed("reused-key-1"))
+    assert status == 422

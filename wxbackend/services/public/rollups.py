@@ -19,8 +19,10 @@ rollup from the raw rows (``wxbackend rebuild-rollups``; the benchmarks' dataset
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -88,12 +90,18 @@ def _day_value(day: date) -> Any:
 def _upsert_builder(model: type[peewee.Model], keys: tuple[str, ...], counters: tuple[str, ...]):
     names = ("day", *keys, *counters)
 
-    def build() -> tuple[peewee.Query, tuple[()]]:
-        values = {getattr(model, name): _p(n) for n, name in enumerate(names)}
+    def build(count: int = 1) -> tuple[peewee.Query, tuple[()]]:
+        """The upsert of ``count`` rows, row ``r``'s column ``j`` bound to argument
+        ``r * len(names) + j`` (rows of one statement must have distinct keys)."""
+        width = len(names)
+        rows = [
+            {getattr(model, name): _p(r * width + n) for n, name in enumerate(names)}
+            for r in range(count)
+        ]
         update = {
             getattr(model, c): getattr(model, c) + getattr(peewee.EXCLUDED, c) for c in counters
         }
-        query = model.insert(values).on_conflict(
+        query = model.insert_many(rows).on_conflict(
             conflict_target=[getattr(model, k) for k in ("day", *keys)], update=update
         )
         return query.returning() if database.obj.returning_clause else query, ()
@@ -110,21 +118,58 @@ _BUILDERS[RollupRanking] = _upsert_builder(
 )
 
 
-#: Per database: model → (SQL, the argument index of each bound parameter) of its upsert.
+#: Per database: (model, rows) → (SQL, the argument index of each bound parameter).
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The deltas a :func:`batched` block collects on this thread: model → {key: counter values}.
+_PENDING = threading.local()
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Collect the rollup deltas of the block (the rating writer's transaction: the rating's,
+    its ticket's) and write them at its end, one upsert per table with a row per key (the
+    deltas of one key summed first). Use it inside the transaction; a block that fails writes
+    nothing (its transaction rolls back). Nested blocks belong to the outermost."""
+    if getattr(_PENDING, "rows", None) is not None:
+        yield
+        return
+    _PENDING.rows = {}
+    try:
+        yield
+        pending = _PENDING.rows
+    finally:
+        _PENDING.rows = None
+    for model, by_key in pending.items():
+        rows = [[*key, *values] for key, values in by_key.items() if any(values)]
+        if rows:
+            _upsert(model, rows)
 
 
 def _bump(model: type[peewee.Model], key: list[Any], values: list[int]) -> None:
-    """Run the model's upsert (compiled once per database; every rating runs several, so
-    the arguments are bound by position, not looked up by placeholder)."""
+    """Add ``values`` at ``key`` of the model's rollup: now, or at the end of the thread's
+    :func:`batched` block."""
+    pending = getattr(_PENDING, "rows", None)
+    if pending is None:
+        _upsert(model, [key + values])
+        return
+    by_key = pending.setdefault(model, {})
+    before = by_key.get(tuple(key))
+    if before is not None:
+        values = [a + b for a, b in zip(before, values, strict=True)]
+    by_key[tuple(key)] = values
+
+
+def _upsert(model: type[peewee.Model], rows: list[list[Any]]) -> None:
+    """Run the model's upsert of ``rows`` (key then counters, distinct keys), compiled once
+    per database and row count; arguments bound by position, not looked up by placeholder."""
     per_db = _COMPILED.setdefault(database.obj, {})
-    entry = per_db.get(model)
+    entry = per_db.get((model, len(rows)))
     if entry is None:
-        sql, params = _BUILDERS[model]()[0].sql()
+        sql, params = _BUILDERS[model](len(rows))[0].sql()
         placeholders = {param(n): n for n in range(len(params))}
-        entry = per_db[model] = (sql, [placeholders[p] for p in params])
+        entry = per_db[(model, len(rows))] = (sql, [placeholders[p] for p in params])
     sql, positions = entry
-    args = key + values
+    args = [value for row in rows for value in row]
     database.execute_sql(sql, [args[i] for i in positions])
 
 

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import peewee
+
 from models.base import utcnow
 from models.idempotency import IdempotentRequest
 from wxbackend import errors
 from wxbackend.context import Context
+from wxbackend.db import compiled_rows, param
 from wxbackend.services.ratings.views import owner_view_of
 
 KEEP_HOURS = 24
@@ -51,45 +54,82 @@ def parse(user_id: int, header: str | None, kind: str, body: Mapping[str, Any]) 
     )
 
 
+# Both statements run per keyed rating (the lookup before it, the record inside its
+# transaction): compiled once per database (``db.compiled_rows``).
+
+
+def _p(n: int) -> peewee.Value:
+    return peewee.Value(param(n), converter=False)
+
+
+_FOUND = (IdempotentRequest.body_hash, IdempotentRequest.evaluation_id)
+
+
+def _lookup_query() -> tuple[peewee.Query, tuple[peewee.Field, ...]]:
+    query = IdempotentRequest.select(*_FOUND).where(
+        (IdempotentRequest.user == _p(0))
+        & (IdempotentRequest.key_hash == _p(1))
+        & (IdempotentRequest.created_at > _p(2))
+    )
+    return query, _FOUND
+
+
+_RECORD_COLUMNS = (
+    IdempotentRequest.user,
+    IdempotentRequest.key_hash,
+    IdempotentRequest.body_hash,
+    IdempotentRequest.evaluation_id,
+    IdempotentRequest.created_at,
+)
+
+
+def _record_query() -> tuple[peewee.Query, tuple[()]]:
+    """One statement: insert the key, or replace the (expired) record of the same key."""
+    query = (
+        IdempotentRequest.insert({f: _p(n) for n, f in enumerate(_RECORD_COLUMNS)})
+        .on_conflict(
+            conflict_target=[IdempotentRequest.user, IdempotentRequest.key_hash],
+            update={f: getattr(peewee.EXCLUDED, f.column_name) for f in _RECORD_COLUMNS[2:]},
+        )
+        .as_rowcount()
+    )
+    return query, ()
+
+
 def stored(key: Key) -> int | None:
     """The evaluation id a request with this key stored within :data:`KEEP_HOURS`, or None;
     422 ``idempotency_mismatch`` when the key came with another body. Sync."""
-    since = utcnow() - timedelta(hours=KEEP_HOURS)
-    row = IdempotentRequest.get_or_none(
-        (IdempotentRequest.user == key.user_id)
-        & (IdempotentRequest.key_hash == key.key_hash)
-        & (IdempotentRequest.created_at > since)
-    )
-    if row is None:
+    since = IdempotentRequest.created_at.db_value(utcnow() - timedelta(hours=KEEP_HOURS))
+    rows = compiled_rows("idempotency.lookup", _lookup_query, (key.user_id, key.key_hash, since))
+    if not rows:
         return None
-    if row.body_hash != key.body_hash:
+    body_hash, evaluation_id = rows[0]
+    if body_hash != key.body_hash:
         raise errors.IdempotencyMismatch()
-    return row.evaluation_id
+    return evaluation_id
 
 
-def _replay_of(key: Key) -> dict[str, Any] | None:
+def stored_answer(key: Key | None) -> dict[str, Any] | None:
+    """The owner view of what a request with ``key`` stored (its original answer), or None
+    (no key, or nothing stored with it yet); 422 ``idempotency_mismatch`` as :func:`stored`.
+    Sync (a caller's trip to the database pool may start with it)."""
+    if key is None:
+        return None
     done = stored(key)
     return None if done is None else owner_view_of(done)
 
 
 async def replay(ctx: Context, key: Key | None) -> dict[str, Any] | None:
-    """The owner view of what a request with ``key`` stored (its original answer), or None
-    (no key, or nothing stored with it yet); 422 ``idempotency_mismatch`` as :func:`stored`."""
-    return None if key is None else await ctx.db.run(_replay_of, key)
+    """:func:`stored_answer` through the database pool (none needed without a key)."""
+    return None if key is None else await ctx.db.run(stored_answer, key)
 
 
 def remember(key: Key, evaluation_id: int) -> None:
     """Record the key with the rating it stored (call it inside that transaction). An old
-    record of the same key (past :data:`KEEP_HOURS`) is replaced."""
-    IdempotentRequest.delete().where(
-        (IdempotentRequest.user == key.user_id) & (IdempotentRequest.key_hash == key.key_hash)
-    ).execute()
-    IdempotentRequest.create(
-        user=key.user_id,
-        key_hash=key.key_hash,
-        body_hash=key.body_hash,
-        evaluation_id=evaluation_id,
-    )
+    record of the same key (past :data:`KEEP_HOURS`) is replaced. One statement."""
+    values = (key.user_id, key.key_hash, key.body_hash, evaluation_id, utcnow())
+    args = [f.db_value(v) for f, v in zip(_RECORD_COLUMNS, values, strict=True)]
+    compiled_rows("idempotency.record", _record_query, args)
 
 
 def purge(before_hours: int = KEEP_HOURS) -> int:

@@ -257,8 +257,9 @@ async def _store(
         )
     except errors.ContractError as exc:
         invalid = exc  # answered after the case's own errors, as the checks are ordered
-    prepared, indicator_ids = await ctx.db.run(
+    replayed, prepared, indicator_ids = await ctx.db.run(
         _prepare_with_indicators,
+        key,
         user_id,
         scene,
         case_id,
@@ -266,6 +267,8 @@ async def _store(
         rating,
         settings.window_days,
     )
+    if replayed is not None:  # a retry of a stored rating: its original answer
+        return replayed
     if rating is None:
         raise invalid or errors.InvalidRating()
     status = await comment_status(ctx, prepared.openid, rating.comment)
@@ -282,17 +285,21 @@ async def _store(
 
 
 def _prepare_with_indicators(
+    key: idempotency.Key | None,
     user_id: int,
     scene: str | None,
     case_id: Any,
     require_applicant: bool,
     rating: Rating | None,
     window_days: int,
-) -> tuple[Prepared, dict[str, int]]:
-    """:func:`prepare_first_rating`, then :func:`check_indicators` of a valid rating: one
-    trip to the database pool."""
+) -> tuple[dict[str, Any] | None, Prepared | None, dict[str, int]]:
+    """The answer stored under the request's ``Idempotency-Key`` (then nothing else), else
+    :func:`prepare_first_rating` and :func:`check_indicators` of a valid rating: one trip to
+    the database pool."""
+    if (replayed := idempotency.stored_answer(key)) is not None:
+        return replayed, None, {}
     prepared = prepare_first_rating(user_id, scene, case_id, require_applicant, window_days)
-    return prepared, check_indicators(rating.indicators) if rating is not None else {}
+    return None, prepared, check_indicators(rating.indicators) if rating is not None else {}
 
 
 async def submit(
@@ -306,9 +313,7 @@ async def submit(
     if (body.get("scene") is None) == (body.get("case_id") is None):
         raise errors.InvalidBody("Give either scene or case_id.")
     key = idempotency.parse(user_id, idempotency_key, "rating", body)
-    if (again := await idempotency.replay(ctx, key)) is not None:
-        return again
-    try:
+    try:  # a stored answer under the key is looked up in the checks' trip (_store)
         return await _store(ctx, user_id, key, **body)
     except (errors.AlreadyEvaluated, errors.TokenUsed) as exc:  # the key may have won a race
         if (again := await idempotency.replay(ctx, key)) is not None:

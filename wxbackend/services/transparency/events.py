@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import peewee
@@ -89,45 +91,94 @@ def _given(values: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> dict[s
 
 def rating(refs: Mapping[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
     """A first rating or a follow-up (any channel): ``refs = {"evaluation_id"}``. Two
-    compiled queries (it runs in every rating's transaction)."""
+    compiled queries (the rating writer skips them: it gives :func:`rating_fields` what it
+    has just written)."""
     evaluation_id = refs["evaluation_id"]
     row = compiled_rows("tlog.rating", _rating_query, (evaluation_id,))[0]
     names = [f.name for f in _RATING_COLUMNS[:-2]] + ["center_code", "item_code"]
     e = dict(zip(names, row, strict=True))
     codes = [code for (code,) in compiled_rows("tlog.codes", _codes_query, (evaluation_id,))]
-    stages, targets = _given(e, "stage_", STAGES), _given(e, "target_", TARGETS)
-    public = {
-        "evaluation": str(evaluation_id),
-        "assess_number": e["assess_number"],
-        "channel": e["channel"],
-        "center": e["center_code"],
-        "item": e["item_code"],
-        "overall": e["overall"],
-        "stages": stages,
-        "targets": targets,
-        "indicators": codes,
-        "name_masked": e["name_masked"],
-        "comment": comment_state(e["comment_status"], e["comment"]),
-    }
+    first = None
     if e["assess_number"] != 1:  # a follow-up names the first rating the public list shows
-        public["first"] = str(
+        first = (
             Evaluation.select(Evaluation.id)
             .where((Evaluation.case == e["case"]) & (Evaluation.assess_number == 1))
             .scalar()
         )
+    fields = RatingFields(
+        evaluation_id=evaluation_id,
+        assess_number=e["assess_number"],
+        channel=e["channel"],
+        center_code=e["center_code"],
+        item_code=e["item_code"],
+        overall=e["overall"],
+        stages=_given(e, "stage_", STAGES),
+        targets=_given(e, "target_", TARGETS),
+        indicators=codes,
+        name_masked=e["name_masked"],
+        comment=e["comment"],
+        comment_status=e["comment_status"],
+        user_id=e["user"],
+        created_at=e["created_at"],
+        first_id=first,
+    )
+    return rating_fields(fields)
+
+
+@dataclass(frozen=True)
+class RatingFields:
+    """What a rating's leaf states, as stored: ``stages``/``targets`` only the given levels,
+    ``indicators`` the codes in display order, ``first_id`` the first rating a follow-up
+    follows (None for a first rating)."""
+
+    evaluation_id: int
+    assess_number: int
+    channel: str
+    center_code: str
+    item_code: str
+    overall: int
+    stages: Mapping[str, int]
+    targets: Mapping[str, int]
+    indicators: list[str]
+    name_masked: str | None
+    comment: str | None
+    comment_status: str
+    user_id: int | None
+    created_at: datetime
+    first_id: int | None = None
+
+
+def rating_fields(e: RatingFields) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """The leaf of a rating from its stored values: ``(evaluation id, public fields,
+    committed fields or None)`` (see :func:`rating`)."""
+    public = {
+        "evaluation": str(e.evaluation_id),
+        "assess_number": e.assess_number,
+        "channel": e.channel,
+        "center": e.center_code,
+        "item": e.item_code,
+        "overall": e.overall,
+        "stages": dict(e.stages),
+        "targets": dict(e.targets),
+        "indicators": list(e.indicators),
+        "name_masked": e.name_masked,
+        "comment": comment_state(e.comment_status, e.comment),
+    }
+    if e.assess_number != 1:
+        public["first"] = str(e.first_id)
     committed = None
-    if e["user"] is not None:  # a citizen's own rating: their receipt opens the commitment
+    if e.user_id is not None:  # a citizen's own rating: their receipt opens the commitment
         committed = commitment_fields(
-            evaluation_id,
-            e["overall"],
-            stages,
-            targets,
-            codes,
-            e["comment"],
-            e["channel"],
-            iso(e["created_at"]),
+            e.evaluation_id,
+            e.overall,
+            e.stages,
+            e.targets,
+            e.indicators,
+            e.comment,
+            e.channel,
+            iso(e.created_at),
         )
-    return evaluation_id, public, committed
+    return e.evaluation_id, public, committed
 
 
 def commitment_fields(

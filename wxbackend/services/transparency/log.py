@@ -126,17 +126,27 @@ def _locked_head() -> tuple[int, list[bytes]]:
     return size, _split(bytes(frontier))
 
 
-def append(kind: str, refs: Mapping[str, Any], at: datetime) -> Receipt | None:
+def append(
+    kind: str,
+    refs: Mapping[str, Any],
+    at: datetime,
+    *,
+    written: events.RatingFields | None = None,
+) -> Receipt | None:
     """Append the public event ``kind`` about the rows ``refs`` names (see
     :data:`events.BUILDERS`: ``rating`` / ``follow_up`` / ``moderation`` ``{evaluation_id}``,
     ``reply`` ``{reply_id}``, ``ticket`` ``{ticket_id}``) at time ``at``; its receipt.
 
-    Call it inside the event's transaction, after the event's writes. None when the log is
-    turned off.
+    Call it inside the event's transaction, after the event's writes. ``written``: the
+    rating's values exactly as the caller has just stored them (the rating writer), so they
+    are not read back. None when the log is turned off.
     """
     if not _STATE["enabled"]:
         return None
-    evaluation_id, public, committed = events.BUILDERS[kind](refs)
+    if written is not None:
+        evaluation_id, public, committed = events.rating_fields(written)
+    else:
+        evaluation_id, public, committed = events.BUILDERS[kind](refs)
     leaf: dict[str, Any] = {"kind": kind, "at": iso(at), **public}
     salt = None
     if committed is not None:
