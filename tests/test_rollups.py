@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from tests.support.cases import make_id_number
 from tests.support.cli import run_cli
 from tests.support.databases import both_databases
 from tests.support.public_seed import ITEMS, seed_catalog
+from wxbackend.db import database
 from wxbackend.security import token_digest
 from wxbackend.services.admin.audit import Actor
 from wxbackend.services.admin.moderation import moderate
@@ -346,3 +348,43 @@ def test_rebuild_rollups_command(tmp_path):
         db.close()
     assert len(audits) == 2
     assert all(user.startswith("cli:") and "rollup_staff" in detail for user, detail in audits)
+
+
+@pytest.mark.asyncio
+async def test_every_writer_locks_the_log_head_before_the_rollup_rows(ctx) -> None:
+    """Ratings, defaults, callbacks, follow-ups, moderation and ticket steps (a random
+    history through the real paths): in every transaction that touches both, the
+    transparency log's head comes before any rollup row, so two writers never wait on each
+    other in opposite orders (a deadlock on PostgreSQL)."""
+
+    def run() -> list[list[str]]:
+        db = database.obj
+        me = threading.get_ident()
+        segments: list[list[str]] = [[]]
+        original_sql, original_begin = db.execute_sql, db.begin
+
+        def sql(query, params=None, *args, **kwargs):
+            if threading.get_ident() == me:
+                segments[-1].append(query)
+            return original_sql(query, params, *args, **kwargs)
+
+        def begin(*args, **kwargs):
+            if threading.get_ident() == me:
+                segments.append([])
+            return original_begin(*args, **kwargs)
+
+        db.execute_sql, db.begin = sql, begin
+        try:
+            history(ctx, 11, 40)
+        finally:
+            del db.execute_sql, db.begin
+        return segments
+
+    both = 0
+    for statements in await ctx.db.run(run):
+        heads = [i for i, s in enumerate(statements) if '"log_head"' in s]
+        rolls = [i for i, s in enumerate(statements) if '"rollup_' in s]
+        if heads and rolls:
+            both += 1
+            assert max(heads) < min(rolls), statements
+    assert both >= 10  # ratings, follow-ups and ticket steps were seen

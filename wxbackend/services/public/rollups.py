@@ -130,6 +130,11 @@ def batched() -> Iterator[None]:
     its ticket's) and write them at its end, one upsert per table with a row per key (the
     deltas of one key summed first). Use it inside the transaction; a block that fails writes
     nothing (its transaction rolls back). Nested blocks belong to the outermost."""
+    # The order of locks, the same in every writer: the rows a block names (case, ticket),
+    # then the transparency log's head, then the rollup rows, each table's in key order. A
+    # writer taking a shared rollup row before the log head while another held the head and
+    # waited for that row would deadlock on PostgreSQL (and the rows are the hottest of the
+    # transaction: taken last, held shortest).
     if getattr(_PENDING, "rows", None) is not None:
         yield
         return
@@ -139,8 +144,10 @@ def batched() -> Iterator[None]:
         pending = _PENDING.rows
     finally:
         _PENDING.rows = None
-    for model, by_key in pending.items():
-        rows = [[*key, *values] for key, values in by_key.items() if any(values)]
+    for model in sorted(pending, key=lambda m: m._meta.table_name):
+        by_key = pending[model]
+        ordered = sorted(by_key.items(), key=lambda kv: [(v is None, str(v)) for v in kv[0]])
+        rows = [[*key, *values] for key, values in ordered if any(values)]
         if rows:
             _upsert(model, rows)
 

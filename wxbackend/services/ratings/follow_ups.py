@@ -110,7 +110,7 @@ def store_follow_up(
     ``follow_up_exists``. Returns its id."""
     now = utcnow()
     try:
-        with database.atomic():
+        with database.atomic(), rollups.batched():  # rollups last: see rollups.batched
             original = Evaluation.get_by_id(base.evaluation_id)
             follow_up = Evaluation.create(
                 case=original.case_id,

@@ -124,7 +124,7 @@ def _apply(
 ) -> dict[str, Any]:
     """Run one step in one transaction: load (404 out of scope), plan (409
     ``invalid_transition``), compare-and-set the status, the event, the audit entry."""
-    with database.atomic():
+    with database.atomic(), rollups.batched():  # rollups last: see rollups.batched
         ticket = visible_ticket(principal, ticket_id)
         target = Target(ticket.center_id, ticket.department_id)
         authorize(principal, STEP_PERMISSIONS[step], target)
