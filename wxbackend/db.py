@@ -399,6 +399,28 @@ def compiled_rows(
     ]
 
 
+def insert_values(
+    model: type[peewee.Model], values: dict[str, Any], ignore_conflict: bool = False
+) -> int:
+    """INSERT one row of ``model`` from ``values`` (field names to python values; give every
+    column that has no NULL to fall back on: defaults are the model's, not the table's)
+    through a statement compiled once per model and column set. Answers the new row's id,
+    or with ``ignore_conflict`` how many rows it inserted (0: a unique key held it off)."""
+    names = tuple(values)
+    fields = [model._meta.fields[n] for n in names]
+    args = [None if values[f.name] is None else f.db_value(values[f.name]) for f in fields]
+    name = f"insert.{model._meta.table_name}.{','.join(names)}.{ignore_conflict}"
+
+    def build() -> peewee.Insert:
+        return model.insert(
+            {f: peewee.Value(param(n), converter=False) for n, f in enumerate(fields)}
+        )
+
+    if ignore_conflict:
+        return compiled_rows(name, lambda: (build().on_conflict_ignore().as_rowcount(), ()), args)
+    return compiled_insert(name, build, args)
+
+
 def compiled_insert(name: str, build: Callable[[], peewee.Insert], args: Sequence[Any] = ()) -> int:
     """Run the single-row INSERT ``build()`` makes (compiled as :func:`compiled_rows`; every
     column given as a :func:`param`, so no default is frozen into the SQL) and answer the new

@@ -18,7 +18,7 @@ import peewee
 
 from models.base import utcnow
 from models.job import Job
-from wxbackend.db import compiled_rows, database, param
+from wxbackend.db import compiled_rows, database, insert_values, param
 from wxbackend.services.jobs import plans
 
 
@@ -27,17 +27,16 @@ def schedule(kind: str, key: str, due_at: datetime, payload: dict[str, Any] | No
 
     Call it inside the transaction of the change that makes the work due.
     """
-    inserted = (
-        Job.insert(
-            kind=kind,
-            key=key,
-            due_at=due_at,
-            payload=json.dumps(payload or {}, ensure_ascii=False),
-        )
-        .on_conflict_ignore()
-        .as_rowcount()
-        .execute()
-    )
+    row = {
+        "kind": kind,
+        "key": key,
+        "due_at": due_at,
+        "payload": json.dumps(payload or {}, ensure_ascii=False),
+        "status": "pending",
+        "attempts": 0,
+        "created_at": utcnow(),
+    }
+    inserted = insert_values(Job, row, ignore_conflict=True)  # compiled once
     return inserted > 0
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from models.case import Case
 from models.ticket import Ticket, TicketEvent
+from wxbackend.db import insert_values
 from wxbackend.services.alerts import content as alert_content
 from wxbackend.services.alerts.sending import schedule_alert
 from wxbackend.services.public import rollups
@@ -31,19 +32,22 @@ def open_ticket(evaluation_id: int, case: Case, opened_at: datetime, settings: S
     that stores the rating. Returns the ticket id."""
     policy = settings.tickets
     calendar = _calendar(tuple(policy.extra_holidays), tuple(policy.extra_workdays))
-    ticket = Ticket.create(
-        evaluation=evaluation_id,
-        case=case.id,
-        center=case.center_id,
-        department=case.department_id,
-        status="open",
-        opened_at=opened_at,
-        verify_due=calendar.due(opened_at, policy.verify_working_days),
-        rectify_due=calendar.due(opened_at, policy.rectify_working_days),
-    )
-    TicketEvent.create(ticket=ticket.id, status="open", action="open", by="system", at=opened_at)
-    rollups.ticket_changed(case, None, ticket.__data__)
+    columns = {
+        "evaluation": evaluation_id,
+        "case": case.id,
+        "center": case.center_id,
+        "department": case.department_id,
+        "status": "open",
+        "opened_at": opened_at,
+        "verify_due": calendar.due(opened_at, policy.verify_working_days),
+        "rectify_due": calendar.due(opened_at, policy.rectify_working_days),
+        "overdue": False,
+    }
+    ticket_id = insert_values(Ticket, columns)  # compiled once: inside the write lock
+    event = {"ticket": ticket_id, "status": "open", "action": "open", "by": "system"}
+    insert_values(TicketEvent, {**event, "note": "", "at": opened_at})
+    rollups.ticket_changed(case, None, columns)
     # The center's staff hear of it through their WeCom robot (sent by the worker; a center
     # without a robot records the alert as skipped).
-    schedule_alert(alert_content.BAD, ticket.id, opened_at)
-    return ticket.id
+    schedule_alert(alert_content.BAD, ticket_id, opened_at)
+    return ticket_id
