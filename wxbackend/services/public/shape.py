@@ -184,28 +184,40 @@ def public_shapes(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_shape(e, related) for e in page]
 
 
+def public_shapes_of(evaluation_ids: list[int]) -> list[tuple[str, dict[str, Any]] | None]:
+    """``(center_code, shape)`` of the public rating each id belongs to, in the order given
+    (None for an unknown id); an id given twice, or a rating and its follow-up, get the same
+    shape.
+
+    A follow-up (追评) resolves to its first rating, whose shape then carries it. One query
+    finds every first rating (joined on the case), then :func:`public_shapes` builds them all
+    at once: the same handful of IN queries for one rating or a whole batch.
+    """
+    if not evaluation_ids:
+        return []
+    asked = Evaluation.alias()
+    firsts = (
+        Evaluation.select(*SHAPE_COLUMNS, asked.id.alias("asked_id"))
+        .join(asked, on=(asked.case == Evaluation.case))
+        .where(asked.id.in_(set(evaluation_ids)) & (Evaluation.assess_number == 1))
+    )
+    first_of: dict[int, int] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for row in firsts.dicts():
+        first_of[row.pop("asked_id")] = row["id"]
+        rows[row["id"]] = row
+    shapes = dict(zip(rows, public_shapes(list(rows.values())), strict=True))
+    answers: list[tuple[str, dict[str, Any]] | None] = []
+    for evaluation_id in evaluation_ids:
+        shape = shapes.get(first_of.get(evaluation_id, -1))
+        answers.append(None if shape is None else (shape["center"]["code"], shape))
+    return answers
+
+
 def public_shape_of(evaluation_id: int) -> tuple[str, dict[str, Any]] | None:
     """``(center_code, shape)`` of the public rating ``evaluation_id`` belongs to.
 
     A follow-up (追评) resolves to its first rating, whose shape then carries it. None when
     the id is unknown.
     """
-    found = (
-        Evaluation.select(Evaluation.case, Evaluation.assess_number)
-        .where(Evaluation.id == evaluation_id)
-        .tuples()
-        .first()
-    )
-    if found is None:
-        return None
-    case_id, assess_number = found
-    first = Evaluation.select(*SHAPE_COLUMNS)
-    if assess_number == 1:
-        first = first.where(Evaluation.id == evaluation_id)
-    else:
-        first = first.where((Evaluation.case == case_id) & (Evaluation.assess_number == 1))
-    row = first.dicts().first()
-    if row is None:
-        return None
-    shape = public_shapes([row])[0]
-    return shape["center"]["code"], shape
+    return public_shapes_of([evaluation_id])[0]
