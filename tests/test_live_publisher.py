@@ -30,7 +30,12 @@ from wxbackend.clients.citizen import rate, verified_user
 from wxbackend.services.public import live as realtime
 from wxbackend.services.public import live_publisher
 from wxbackend.services.public.live_publisher import LivePublisher
-from wxbackend.services.public.shape import public_shape_of, public_shapes_of
+from wxbackend.services.public.shape import (
+    SHAPE_COLUMNS,
+    public_shape_of,
+    public_shapes,
+    public_shapes_of,
+)
 
 
 def _seed(ctx) -> list[int]:
@@ -125,8 +130,18 @@ async def test_a_batch_costs_the_queries_of_one_rating(ctx, monkeypatch):
     monkeypatch.setattr(peewee_db, "execute_sql", counted)
     one, _ = await ctx.db.run(statements, [ids[1]])
     many, shapes = await ctx.db.run(statements, ids + [987654])
-    assert one == many <= 9  # the first ratings, then one IN query per related table
+    assert one == many <= 6  # the first ratings with their names, one IN query per table
     assert shapes[-1] is None and shapes[1] == shapes[3] == shapes[5]  # follow-up → its first
+
+    def listed() -> list:  # what the public list builds from the same first ratings
+        firsts = [ids[0], ids[1], ids[2], ids[4]]
+        rows = Evaluation.select(*SHAPE_COLUMNS).where(Evaluation.id.in_(firsts))
+        by_id = {shape["id"]: shape for shape in public_shapes(list(rows.dicts()))}
+        return [by_id[str(i)] for i in firsts]
+
+    expected = await ctx.db.run(listed)
+    assert [s for _, s in (shapes[0], shapes[1], shapes[2], shapes[4])] == expected
+    assert expected[1]["window_staff"] and expected[0]["center"]["code"] == OTHER_CENTER
 
 
 @pytest.mark.asyncio
