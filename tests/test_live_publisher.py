@@ -5,9 +5,11 @@ what is queued published when the context closes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -53,13 +55,19 @@ def _seed(ctx) -> list[int]:
     return [others[0], first, others[1], follow_up, others[2], first]
 
 
-async def _listen(url: str, ctx) -> tuple[aioredis.Redis, aioredis.client.PubSub]:
+@contextlib.asynccontextmanager
+async def _listening(url: str, ctx) -> AsyncIterator[aioredis.client.PubSub]:
+    """A plain subscriber of the all-centers channel on its own connection."""
     other = aioredis.Redis.from_url(url, decode_responses=True)
     raw = other.pubsub()
-    await raw.subscribe(ctx.rkeys("live", "all"))
-    while (await raw.get_message(timeout=5)) is None:
-        pass  # the subscribe confirmation
-    return other, raw
+    try:
+        await raw.subscribe(ctx.rkeys("live", "all"))
+        while (await raw.get_message(timeout=5)) is None:
+            pass  # the subscribe confirmation
+        yield raw
+    finally:
+        await raw.aclose()
+        await other.aclose()
 
 
 async def _received(raw: aioredis.client.PubSub, n: int) -> list[dict]:
@@ -85,8 +93,7 @@ async def test_a_batch_keeps_the_order_and_the_shapes(ctx, redis_flushed, monkey
     monkeypatch.setattr(
         live_publisher, "public_shapes_of", lambda b: batches.append(list(b)) or real(b)
     )
-    other, raw = await _listen(redis_flushed, ctx)
-    try:
+    async with _listening(redis_flushed, ctx) as raw:
         publisher = ctx.publisher
         assert isinstance(publisher, LivePublisher)
         for i in ids:
@@ -100,9 +107,6 @@ async def test_a_batch_keeps_the_order_and_the_shapes(ctx, redis_flushed, monkey
         publisher.submit(ids[2])
         publisher.submit(ids[0])
         assert [s["id"] for s in await _received(raw, 2)] == [str(ids[2]), str(ids[0])]
-    finally:
-        await raw.aclose()
-        await other.aclose()
 
 
 @both_databases
@@ -148,8 +152,7 @@ async def test_a_batch_costs_the_queries_of_one_rating(ctx, monkeypatch):
 async def test_a_full_queue_drops_with_one_log_line(ctx, redis_flushed, monkeypatch, caplog):
     ids = await ctx.db.run(_seed, ctx)
     monkeypatch.setattr(live_publisher, "QUEUE_LIMIT", 3)
-    other, raw = await _listen(redis_flushed, ctx)
-    try:
+    async with _listening(redis_flushed, ctx) as raw:
         with caplog.at_level(logging.WARNING, "wxbackend.realtime"):
             for i in ids[:5]:
                 ctx.publisher.submit(i)
@@ -160,16 +163,12 @@ async def test_a_full_queue_drops_with_one_log_line(ctx, redis_flushed, monkeypa
         assert [s["id"] for s in got] == [str(i) for i in ids[:3]]
         with pytest.raises(asyncio.TimeoutError):  # the dropped ones never come
             await _received(raw, 1)
-    finally:
-        await raw.aclose()
-        await other.aclose()
 
 
 @pytest.mark.asyncio
 async def test_closing_publishes_what_is_queued_first(ctx, redis_flushed):
     ids = await ctx.db.run(_seed, ctx)
-    other, raw = await _listen(redis_flushed, ctx)
-    try:
+    async with _listening(redis_flushed, ctx) as raw:
         for i in ids:
             ctx.publisher.submit(i)
         await ctx.publisher.aclose()  # what AppServer.stop → ctx.close does, before Redis goes
@@ -179,9 +178,6 @@ async def test_closing_publishes_what_is_queued_first(ctx, redis_flushed):
         ]
         ctx.publisher.submit(ids[0])  # after closing: ignored, never raises
         assert ctx.publisher.queued == 0
-    finally:
-        await raw.aclose()
-        await other.aclose()
 
 
 @pytest.mark.asyncio
