@@ -101,9 +101,9 @@ async def _no_live_channels(ctx) -> bool:
 async def test_last_feed_of_a_channel_unsubscribes_it(ctx, monkeypatch):
     rating = await ctx.db.run(_seed, ctx)
     shaped: list[int] = []
-    real_shape = live_publisher.public_shape_of
+    real_shapes = live_publisher.public_shapes_of
     monkeypatch.setattr(
-        live_publisher, "public_shape_of", lambda i: shaped.append(i) or real_shape(i)
+        live_publisher, "public_shapes_of", lambda ids: shaped.extend(ids) or real_shapes(ids)
     )
     channel = realtime.channel_name(ctx.rkeys, CENTER)
     pattern = live_publisher.live_pattern(ctx.rkeys)

@@ -19,13 +19,13 @@ async def test_no_listener_builds_no_shape(ctx, monkeypatch):
 
     rating = await ctx.db.run(seed)
     shaped: list[int] = []
-    real_shape = live_publisher.public_shape_of
+    real_shapes = live_publisher.public_shapes_of
 
-    def counted(evaluation_id):
-        shaped.append(evaluation_id)
-        return real_shape(evaluation_id)
+    def counted(evaluation_ids):
+        shaped.extend(evaluation_ids)
+        return real_shapes(evaluation_ids)
 
-    monkeypatch.setattr(live_publisher, "public_shape_of", counted)
+    monkeypatch.setattr(live_publisher, "public_shapes_of", counted)
     assert await realtime.publish_evaluation(ctx, rating) == 0
     assert shaped == []  # nobody listens: no queries, nothing sent
     # a subscriber of another center's channel is enough to build it (and to see it at once)

@@ -101,7 +101,10 @@ class Context:
             await hub.aclose()
 
     async def close(self) -> None:
-        """Stop the watchers and the live feeds (each bounded), then close the connections."""
+        """Stop the watchers and the live feeds (each bounded), publish the ratings still
+        queued (bounded), then close the connections."""
+        if isinstance(self.publisher, LivePublisher):
+            await self.publisher.aclose()  # while Redis and the database are open
         await self.wechat_config.stop()
         await self.partner_secrets.stop()
         await self.end_live_feeds()  # before Redis goes

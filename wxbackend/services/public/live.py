@@ -1,10 +1,11 @@
 """Live ratings (实时公开): every new public rating goes out on Redis pub/sub.
 
 Publishing (:mod:`.live_publisher`): whoever stores a rating (first rating, follow-up,
-default or callback rating) calls :func:`publish_after_commit`, which awaits
-``ctx.publisher`` when there is one. A follow-up publishes its first rating again, now
-carrying the ``follow_up``. Publishing is best effort: the rating is already stored, so a
-Redis failure is logged and never fails the request.
+default or callback rating) calls :func:`publish_after_commit`, which queues it on
+``ctx.publisher`` when there is one (the answer does not wait for the publish). A follow-up
+publishes its first rating again, now carrying the ``follow_up``. Publishing is best
+effort: the rating is already stored, so a Redis failure is logged and never fails the
+request.
 
 Receiving (:mod:`.live_hub`): every server process can :func:`subscribe` and push the
 ratings to the pages it serves, all its feeds on one Redis pub/sub connection.
@@ -31,16 +32,21 @@ async def publish_evaluation(ctx: Context, evaluation_id: int | str) -> int:
 
 
 async def publish_after_commit(ctx: Context, evaluation_id: int) -> None:
-    """Call ``ctx.publisher`` (None: nothing is published) for a rating that was
-    stored or changed; never fails the caller (the change is committed; publishing is best
-    effort): a failure is logged. This process's cached first pages of the public list are
-    dropped first, so the change shows there at once."""
+    """Hand a rating that was stored or changed to ``ctx.publisher`` (None: nothing is
+    published): a :class:`LivePublisher` queues it and this returns at once (its task
+    publishes it in a batch, in order); any other publisher is awaited. Never fails the
+    caller (the change is committed; publishing is best effort): a failure is logged. This
+    process's cached first pages of the public list are dropped first, so the change shows
+    there at once."""
     listing.forget_first_pages(ctx)
     publish = ctx.publisher
     if publish is None:
         return
     try:
-        await publish(evaluation_id)
+        if isinstance(publish, LivePublisher):
+            publish.submit(evaluation_id)
+        else:
+            await publish(evaluation_id)
     except Exception as exc:  # noqa: BLE001 - best effort, see above
         log.warning(
             "publishing an evaluation failed",

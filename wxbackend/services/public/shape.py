@@ -101,6 +101,26 @@ def _first_likers(ids: list[int]) -> peewee.Select:
     )
 
 
+#: The center, item and staff names, when the rows carry them (:func:`public_shapes_of` joins
+#: them into its one query; the three queries they would take are skipped).
+NAME_COLUMNS = (
+    Center.code.alias("center_code"),
+    Center.name.alias("center_name"),
+    ServiceItem.code.alias("item_code"),
+    ServiceItem.name.alias("item_name"),
+    Staff.name.alias("staff_name"),
+)
+_NAME_KEYS = {"center_code", "center_name", "item_code", "item_name", "staff_name"}
+
+
+def _names_of_rows(page: list[dict[str, Any]], related: _Related) -> None:
+    for e in page:
+        related.centers[e["center"]] = {"code": e["center_code"], "name": e["center_name"]}
+        related.items[e["item"]] = {"code": e["item_code"], "name": e["item_name"]}
+        if e["window_staff"] is not None and e["staff_name"] is not None:
+            related.staff[e["window_staff"]] = e["staff_name"]
+
+
 def _load_related(page: list[dict[str, Any]]) -> _Related:
     ids = [e["id"] for e in page]
     related = _Related()
@@ -127,6 +147,9 @@ def _load_related(page: list[dict[str, Any]]) -> _Related:
         related.follow_ups[first_of_case[follow_up["case"]]] = follow_up
     tickets = Ticket.select(Ticket.evaluation, Ticket.status).where(Ticket.evaluation.in_(ids))
     related.tickets = dict(tickets.tuples())
+    if page[0].keys() >= _NAME_KEYS:
+        _names_of_rows(page, related)
+        return related
     centers = Center.select(Center.id, Center.code, Center.name)
     centers = centers.where(Center.id.in_({e["center"] for e in page})).tuples()
     related.centers = {i: {"code": c, "name": n} for i, c, n in centers}
@@ -184,28 +207,47 @@ def public_shapes(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_shape(e, related) for e in page]
 
 
+def public_shapes_of(evaluation_ids: list[int]) -> list[tuple[str, dict[str, Any]] | None]:
+    """``(center_code, shape)`` of the public rating each id belongs to, in the order given
+    (None for an unknown id); an id given twice, or a rating and its follow-up, get the same
+    shape.
+
+    A follow-up (追评) resolves to its first rating, whose shape then carries it. One query
+    finds every first rating (joined on the case) with its center, item and staff names,
+    then :func:`public_shapes` builds them all at once: the same handful of IN queries for
+    one rating or a whole batch.
+    """
+    if not evaluation_ids:
+        return []
+    asked = Evaluation.alias()
+    firsts = (
+        Evaluation.select(*SHAPE_COLUMNS, *NAME_COLUMNS, asked.id.alias("asked_id"))
+        .join(asked, on=(asked.case == Evaluation.case))
+        .switch(Evaluation)
+        .join(Center, on=(Evaluation.center == Center.id))
+        .switch(Evaluation)
+        .join(ServiceItem, on=(Evaluation.item == ServiceItem.id))
+        .switch(Evaluation)
+        .join(Staff, peewee.JOIN.LEFT_OUTER, on=(Evaluation.window_staff == Staff.id))
+        .where(asked.id.in_(set(evaluation_ids)) & (Evaluation.assess_number == 1))
+    )
+    first_of: dict[int, int] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for row in firsts.dicts():
+        first_of[row.pop("asked_id")] = row["id"]
+        rows[row["id"]] = row
+    shapes = dict(zip(rows, public_shapes(list(rows.values())), strict=True))
+    answers: list[tuple[str, dict[str, Any]] | None] = []
+    for evaluation_id in evaluation_ids:
+        shape = shapes.get(first_of.get(evaluation_id, -1))
+        answers.append(None if shape is None else (shape["center"]["code"], shape))
+    return answers
+
+
 def public_shape_of(evaluation_id: int) -> tuple[str, dict[str, Any]] | None:
     """``(center_code, shape)`` of the public rating ``evaluation_id`` belongs to.
 
     A follow-up (追评) resolves to its first rating, whose shape then carries it. None when
     the id is unknown.
     """
-    found = (
-        Evaluation.select(Evaluation.case, Evaluation.assess_number)
-        .where(Evaluation.id == evaluation_id)
-        .tuples()
-        .first()
-    )
-    if found is None:
-        return None
-    case_id, assess_number = found
-    first = Evaluation.select(*SHAPE_COLUMNS)
-    if assess_number == 1:
-        first = first.where(Evaluation.id == evaluation_id)
-    else:
-        first = first.where((Evaluation.case == case_id) & (Evaluation.assess_number == 1))
-    row = first.dicts().first()
-    if row is None:
-        return None
-    shape = public_shapes([row])[0]
-    return shape["center"]["code"], shape
+    return public_shapes_of([evaluation_id])[0]
