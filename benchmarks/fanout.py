@@ -161,7 +161,7 @@ def run(procs: Processes, args: argparse.Namespace) -> int:
     paced = int(args.rate * args.seconds)
     full = int(450 * args.duration)
     env = {
-        **pairs_env(procs),
+        **pairs_env(procs, f"sqlite:///{procs.tmp}/b.db"),
         "WXB_LIVE_MAX_STREAMS": str(args.streams + 100),
         "WXB_LIVE_MAX_STREAMS_PER_ADDRESS": "0",
     }
