@@ -53,6 +53,10 @@ _REDIS_DOWN = (
 #: cancelled), 58 system error.
 _PG_DOWN_CLASSES = ("08", "53", "57", "58")
 _PG_DISK_FULL = "53100"
+#: The transaction was rolled back by PostgreSQL to break a deadlock or a serialization
+#: conflict (or cannot say how its statement ended): nothing of it was stored, and the same
+#: request again may well pass: 503 with ``retry``, as for SQLite's "database is locked".
+_PG_ROLLED_BACK = frozenset({"40001", "40P01", "40003"})
 _SQLITE_DISK = ("database or disk is full", "disk i/o error")
 _SQLITE_BUSY = (
     "database is locked",
@@ -125,7 +129,9 @@ def _classify_one(exc: BaseException) -> str | None:
     if isinstance(sqlstate, str) and sqlstate:
         if sqlstate == _PG_DISK_FULL:
             return DISK
-        return DATABASE if sqlstate[:2] in _PG_DOWN_CLASSES else None
+        if sqlstate[:2] in _PG_DOWN_CLASSES or sqlstate in _PG_ROLLED_BACK:
+            return DATABASE
+        return None
     module = type(exc).__module__
     if module.startswith("peewee") and _wrapped(exc):
         return None  # the driver's exception it wraps decides
