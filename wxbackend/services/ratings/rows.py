@@ -19,7 +19,7 @@ from models.case import Case, QrToken
 from models.catalog import Center, ServiceItem
 from models.evaluation import STAGES, TARGETS, Evaluation, EvaluationIndicator, catalogue_refs
 from wxbackend import errors
-from wxbackend.db import compiled_insert, compiled_rows, param
+from wxbackend.db import compiled_rows, insert_values, param
 from wxbackend.services.ratings.rules import Rating
 from wxbackend.services.transparency.events import RatingFields
 
@@ -205,16 +205,8 @@ def _rating_columns(first: FirstRating) -> dict[str, Any]:
     }
 
 
-#: Every column of an evaluation but its id, in the order of the compiled INSERT's params.
-_EVALUATION_COLUMNS = tuple(f for f in Evaluation._meta.sorted_fields if f.name != "id")
-
-
-def _evaluation_insert() -> peewee.Insert:
-    return Evaluation.insert({f: _p(n) for n, f in enumerate(_EVALUATION_COLUMNS)})
-
-
 def insert_evaluation(case: Case, first: FirstRating) -> int:
-    """INSERT the first rating (every column given, through a compiled statement)."""
+    """INSERT the first rating (every column given, through a statement compiled once)."""
     values: dict[str, Any] = {
         "case": case.id,
         "assess_number": 1,
@@ -222,10 +214,7 @@ def insert_evaluation(case: Case, first: FirstRating) -> int:
         **catalogue_refs(case),
         **_rating_columns(first),
     }
-    args = [
-        None if values[f.name] is None else f.db_value(values[f.name]) for f in _EVALUATION_COLUMNS
-    ]
-    return compiled_insert("ratings.insert", _evaluation_insert, args)
+    return insert_values(Evaluation, values)
 
 
 def first_rating_of(case_id: int) -> tuple[int, str, int] | None:
