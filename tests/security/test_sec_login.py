@@ -77,3 +77,21 @@ async def test_scrypt_runs_on_its_own_threads(api, ctx, monkeypatch):
     status, _ = await api("POST", LOGIN, {"username": "ghost", "password": PASSWORD})
     assert status == 401
     assert len(seen) == 2 and all(name.startswith("wxb-password") for name in seen), seen
+
+
+@pytest.mark.asyncio
+async def test_a_success_does_not_lift_a_lock_earned_after_it_was_counted(ctx):
+    """The right password counted first, its scrypt still running, while the rest of the
+    burst is counted and locks the pair: the success starts the count again but the lock
+    stays (in a sequence those attempts follow the success and lock it)."""
+    from wxbackend.services.admin.lockout import Lockout
+
+    lockout = Lockout(ctx.redis, ctx.rkeys, ctx.settings)
+    allowance = ctx.settings.admin.lockout_failures
+    assert await lockout.attempt("root", "203.0.113.9")  # the right password, counted first
+    for _ in range(allowance - 1):
+        assert await lockout.attempt("root", "203.0.113.9")
+    assert not await lockout.attempt("root", "203.0.113.9")  # beyond the allowance: locked
+    await lockout.clear("root", "203.0.113.9")  # the right password's check ends: success
+    assert not await lockout.attempt("root", "203.0.113.9")
+    assert await lockout.attempt("root", "198.51.100.7")  # another address is its own pair

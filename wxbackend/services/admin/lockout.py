@@ -78,8 +78,12 @@ class Lockout:
         await self.redis.eval(_FAILED, 3, fail, lock, index, self.failures, self.duration)
 
     async def clear(self, username: str, address: str) -> None:
-        fail, lock, _ = _keys(self.rkeys, username, address)
-        await self.redis.delete(fail, lock)
+        """A counted attempt had the right password: its pair's count starts again. A lock
+        stays: the attempt passed :meth:`attempt` unlocked, so any lock now was earned by
+        attempts counted after it (a burst's beyond the allowance), as in a sequence where
+        they follow the success (``wxbackend admin unlock`` lifts it)."""
+        fail, _, _ = _keys(self.rkeys, username, address)
+        await self.redis.delete(fail)
 
 
 async def unlock(redis_client: aioredis.Redis, rkeys: Keys, username: str) -> int:
