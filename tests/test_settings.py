@@ -64,6 +64,8 @@ def test_environment_types():
         ({"WXB_REMINDERS_QUIET_HOURS": "late"}, "reminders.quiet_hours"),
         ({"WXB_SERVER_TRUSTED_PROXIES": "not-an-ip"}, "server.trusted_proxies"),
         ({"WXB_WECHAT_API_BASE": "https://api.weixin.qq.com"}, "wechat.api_base"),
+        ({"WXB_WECOM_API_BASE": "ftp://qyapi.weixin.qq.com/"}, "wecom.api_base"),
+        ({"WXB_WECOM_API_BASE": "https://qyapi.weixin.qq.com"}, "wecom.api_base"),
     ],
 )
 def test_bad_values_name_the_key(env, named):

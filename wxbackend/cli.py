@@ -82,6 +82,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     _refuse_local_wechat(settings)
     check_surroundings(settings)
+    _warn_local_wechat(settings)
     if settings.redis.url == "embedded":
         log.warning(
             "redis.url is 'embedded': this worker gets no wake-ups from servers (it still "
@@ -296,8 +297,13 @@ def _refuse_local_wechat(settings: Settings) -> None:
     problem = local_wechat_problem(settings)
     if problem is not None:
         raise CliError(problem)
+
+
+def _warn_local_wechat(settings: Settings, sandbox: bool = True) -> None:
+    """Log (once the start can no longer be refused) that WeChat is not the real one;
+    ``sandbox=False``: only for a plain-http base (``serve`` announces its sandbox itself)."""
     base = settings.wechat.api_base
-    if base == "sandbox" or base.startswith("http://"):
+    if (sandbox and base == "sandbox") or base.startswith("http://"):
         log.warning("WeChat is %s: not real WeChat (%s)", base, _why_local(settings))
 
 
@@ -309,6 +315,7 @@ def _why_local(settings: Settings) -> str:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     _refuse_local_wechat(settings)
+    _warn_local_wechat(settings, sandbox=False)
     processes = args.processes or settings.server.processes
     if processes > 1:
         share_metrics_between_processes()  # before anything imports prometheus_client

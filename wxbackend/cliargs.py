@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 
 def port_number(text: str) -> int:
@@ -28,12 +29,36 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a refused flag prints one line naming it and its value
+    (argparse's usage block before it was noise in a service's journal), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (`{self.prog} --help` describes every flag)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wxbackend", description="政务服务好差评 backend")
-    p.add_argument("--config", help="an extra TOML file layered on conf/default.toml")
+    p = _Parser(
+        prog="wxbackend",
+        description="政务服务好差评 backend. Settings: conf/default.toml, then --config FILE, "
+        "then WXB_<SECTION>_<KEY> environment variables (later wins).",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a TOML file layered on conf/default.toml (or WXB_CONFIG); the environment "
+        "still wins over it",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="run the HTTP server")
+    s = sub.add_parser(
+        "serve",
+        help="run the HTTP server",
+        description="Run the HTTP server (API, /public/, /admin/, /device/…) and, with "
+        'worker.embedded, the worker; with wechat.api_base = "sandbox" also the WeChat '
+        "sandbox on sandbox.port. Refuses to start, in one line naming the address, URL or "
+        "setting, when a port is taken or a configured Redis or PostgreSQL does not answer.",
+    )
     s.add_argument(
         "--port", type=port_number, help="the port to listen on (default: server.port, 8000)"
     )
@@ -86,7 +111,12 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="read the password from the first line of standard input",
     )
-    ac.add_argument("--role", required=True, help="superadmin, center_admin, handler, …")
+    ac.add_argument(
+        "--role",
+        required=True,
+        help="superadmin, center_admin (with --center), handler (with --department), viewer "
+        "or auditor",
+    )
     ac.add_argument("--center", help="the center code the administrator is bound to")
     ac.add_argument("--department", help="the department of a handler")
     au = admin.add_parser(

@@ -23,13 +23,13 @@ import tornado.web
 
 from wxbackend.app import make_app, server_options
 from wxbackend.context import build_context
-from wxbackend.security import StartupError, load_keys
 from wxbackend.server import (
     AppServer,
     DrainingServer,
     _bind,
     _supervise,
     check_surroundings,
+    load_startup_keys,
     migrate_schema,
     run_process,
 )
@@ -70,12 +70,9 @@ def run_live(settings: Settings, port: int, address: str, processes: int) -> int
             "wxbackend live needs a real Redis: set redis.url (WXB_REDIS_URL); 'embedded' "
             "lives inside the serve process, whose ratings this one could never hear"
         )
-    try:
-        load_keys(settings)  # generated once (SQLite), before any fork, as serve does
-    except StartupError as exc:
-        raise SettingsError(str(exc)) from None
     check_surroundings(settings)
     sockets = _bind(address, port, "wxbackend live")
+    load_startup_keys(settings, sockets)  # as serve: generated only once nothing refuses
     migrate_schema(settings)  # a screen's stream reads windows; serve may not have run yet
     log.info("live streams on http://%s:%d/ with %d process(es)", address, port, processes)
     if processes > 1:

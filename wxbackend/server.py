@@ -35,15 +35,11 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
             "--processes above 1 needs a real Redis: set redis.url (WXB_REDIS_URL); "
             "'embedded' lives inside one process"
         )
-    try:
-        load_keys(settings)  # generate keys once, before any fork
-        load_signer(settings)  # the transparency log's key too
-    except StartupError as exc:
-        raise SettingsError(str(exc)) from None
     check_surroundings(settings)
     sockets = _bind(address, port, "the server")
     if settings.sandbox_mode and settings.sandbox.port:
         ensure_free(settings.sandbox.address, settings.sandbox.port, sockets)
+    load_startup_keys(settings, sockets, with_signer=True)
     migrate_schema(settings)
     log.info("listening on http://%s:%d/ with %d process(es)", address, port, processes)
     sandbox_pid = None
@@ -68,6 +64,22 @@ def check_surroundings(settings: Settings) -> None:
     check_database(settings)
     asyncio.run(check_redis(settings))
     asyncio.run(log_redis_persistence(settings))
+
+
+def load_startup_keys(
+    settings: Settings, sockets: Sequence[socket.socket], with_signer: bool = False
+) -> None:
+    """Load the keys (with SQLite, generated once into ``server.data_dir``) once nothing else
+    can refuse the start, so that a refused first start leaves no key files behind; before
+    any fork. A bad key refuses the start too (``sockets`` are closed then)."""
+    try:
+        load_keys(settings)
+        if with_signer:
+            load_signer(settings)  # the transparency log's key
+    except StartupError as exc:
+        for sock in sockets:
+            sock.close()
+        raise SettingsError(str(exc)) from None
 
 
 def _bind(address: str, port: int, what: str) -> list[socket.socket]:

@@ -254,12 +254,13 @@ def _validate(v: dict[str, dict[str, Any]]) -> None:
         "redis.url",
         'must be "embedded", redis://, rediss:// or redis+sentinel://',
     )
-    base = v["wechat"]["api_base"]
-    need(
-        base == "sandbox" or (base.startswith(("http://", "https://")) and base.endswith("/")),
-        "wechat.api_base",
-        '"sandbox" or an http(s) URL ending with "/"',
-    )
+    for section in ("wechat", "wecom"):  # the WeCom robot's base was once taken unchecked
+        base = v[section]["api_base"]
+        need(
+            base == "sandbox" or (base.startswith(("http://", "https://")) and base.endswith("/")),
+            f"{section}.api_base",
+            '"sandbox" or an http(s) URL ending with "/"',
+        )
     for key in ("master_key", "hash_key"):
         val = v["security"][key]
         need(val == "" or bool(_B64_32.match(val)), f"security.{key}", "base64 of 32 bytes")
