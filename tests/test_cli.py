@@ -96,6 +96,31 @@ def test_two_processes_with_real_redis(tmp_path, redis_flushed):
         )
 
 
+def test_admin_unlock_lifts_a_lock_at_once_with_a_real_redis(tmp_path, redis_flushed):
+    """The README: with a real Redis ``admin unlock`` lifts a login lockout at once."""
+    port, sandbox_port = free_port(), free_port()
+    redis_env = {"WXB_REDIS_URL": redis_flushed}
+    proc = start_serve(tmp_path, port, WXB_SANDBOX_PORT=str(sandbox_port), **redis_env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, proc)
+        create = ["admin", "create", "--username", "root", "--password-stdin", "--role"]
+        password = "a long enough password 1"
+        made = run_cli(tmp_path, *create, "superadmin", stdin=password + "\n", **redis_env)
+        assert made.returncode == 0, made.stderr.decode()
+        right = {"username": "root", "password": password}
+        for _ in range(5):
+            http("POST", base + "/admin/api/login", {**right, "password": "wrong " * 4})
+        assert http("POST", base + "/admin/api/login", right)[0] == 429  # locked out
+        unlocked = run_cli(tmp_path, "admin", "unlock", "root", **redis_env)
+        assert unlocked.returncode == 0, unlocked.stderr.decode()
+        assert "unlocked root (1 locked address(es))" in unlocked.stdout.decode()
+        assert http("POST", base + "/admin/api/login", right)[0] == 200
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err[-2000:]
+
+
 def _healthz_count(base: str) -> int:
     req = urllib.request.Request(base + "/metrics")
     with urllib.request.urlopen(req, timeout=10) as resp:
