@@ -105,6 +105,7 @@ def test_systemd_unit_runs_an_existing_command(command: str):
     assert service["WorkingDirectory"] == "/var/lib/wxbackend"
     assert service["EnvironmentFile"] == "/etc/wxbackend/env"
     assert service["Restart"] == "on-failure"
+    assert service["RestartPreventExitStatus"] == "2"  # a bad setting: retrying cannot help
     assert service["KillSignal"] == "SIGTERM"
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
     assert service["PrivateTmp"] == "yes" and service["CapabilityBoundingSet"] == ""
