@@ -195,9 +195,18 @@ def test_sqlite_backup_and_restore_as_the_readme_says(tmp_path):
             restored.stop()
 
 
-def test_sqlite_restore_without_the_keys_is_not_the_same_log(tmp_path):
-    """Why the README says to keep the keys: restored without them, the server starts with
-    new keys: the log is signed by another key and the partner's secret no longer opens."""
+def refused(result: subprocess.CompletedProcess) -> str:
+    """The one line of a start refused as a configuration error (exit 2, no traceback)."""
+    err = result.stderr.decode()
+    lines = [line for line in err.splitlines() if line and not line.startswith("{")]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    return lines[0]
+
+
+def test_a_restore_without_its_keys_is_refused_at_start(tmp_path):
+    """Why the README says to keep the keys, and what happens without them: the start is
+    refused in one line naming what is missing or wrong (it used to generate new keys, then
+    answer 500 to a partner and sign the log with a key nobody knows)."""
     old = tmp_path / "old"
     old.mkdir()
     served = Served(old)
@@ -208,14 +217,32 @@ def test_sqlite_restore_without_the_keys_is_not_the_same_log(tmp_path):
     new = tmp_path / "new"
     (new / "data").mkdir(parents=True)
     shutil.copy(old / "data/wxbackend.db", new / "data/wxbackend.db")  # stopped: a copy is fine
-    restored = Served(new)
+    port = str(free_port())
+    for command in (["serve", "--port", port], ["partner", "create", "--name", "x"], ["worker"]):
+        line = refused(run_cli(new, *command, WXB_SANDBOX_PORT=str(free_port())))
+        assert "its key files are missing" in line and "master.key" in line, line
+    assert sorted(p.name for p in (new / "data").iterdir()) == ["wxbackend.db"]  # none made
+
+    other = tmp_path / "other"  # another installation's keys: the wrong ones
+    other.mkdir()
+    for name in KEY_FILES:
+        (other / name).write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+        (other / name).chmod(0o600)
+        shutil.copy2(other / name, new / "data" / name)
+    line = refused(run_cli(new, "serve", "--port", port, WXB_SANDBOX_PORT=str(free_port())))
+    assert "security.master_key" in line and "does not open the data" in line, line
+    shutil.copy2(old / "data/master.key", new / "data/master.key")
+    shutil.copy2(old / "data/hash.key", new / "data/hash.key")
+    line = refused(run_cli(new, "serve", "--port", port, WXB_SANDBOX_PORT=str(free_port())))
+    assert "transparency.signing_key" in line and "did not sign the checkpoints" in line, line
+
+    # a master key rotated since the backup: the old one listed as retired opens the data
+    shutil.copy2(old / "data/transparency.key", new / "data/transparency.key")
+    retired = (old / "data/master.key").read_text().strip()
+    shutil.copy2(other / "master.key", new / "data/master.key")
+    restored = Served(new, WXB_SECURITY_OLD_MASTER_KEYS=json.dumps([retired]))
     try:
-        assert sorted(listed(restored)) == sorted(before["ids"])
-        assert restored.get("/api/v1/public/log/key")["vkey"] != before["vkey"]
-        partner = before["partner"]
-        # the stored secret no longer decrypts (today a 500: nothing at start compares the
-        # keys with the database)
-        assert restored.report_case(partner["key_id"], partner["secret"]) != 201
+        assert_restored(restored, before)
     finally:
         restored.stop()
 
@@ -249,6 +276,10 @@ def test_postgres_pg_dump_and_restore_as_the_readme_says(tmp_path, postgres_url)
         (dumped,) = old.glob("wxbackend-*.dump")
         shutil.copy(dumped, new / PG_DUMP)
         run_readme(restore, new, WXB_DATABASE_URL=urls[1])  # into an empty database
+        wrong = keys | {"WXB_SECURITY_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
+        ports = {"WXB_SERVER_PORT": str(free_port()), "WXB_SANDBOX_PORT": str(free_port())}
+        line = refused(run_cli(new, "serve", WXB_DATABASE_URL=urls[1], **wrong, **ports))
+        assert "security.master_key" in line and "wxb:***@" not in line, line
         restored = Served(new, WXB_DATABASE_URL=urls[1], **keys)
         try:
             assert_restored(restored, before)

@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, StartupError) as exc:
         print(f"wxbackend: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `wxbackend wechat-config show | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 class CliError(Exception):
@@ -47,13 +50,15 @@ class CliError(Exception):
 
 
 def _open_db(settings: Settings):
-    """The database for one-shot commands, migrated (keys loaded first: PostgreSQL checks)."""
+    """The database for one-shot commands, migrated, and its keys (which must fit its data)."""
     from models.migrations import migrate
     from wxbackend.db import check_database, database, make_peewee_database
+    from wxbackend.keycheck import check_keys_fit
     from wxbackend.security import load_keys
 
-    keys = load_keys(settings)
     check_database(settings)
+    check_keys_fit(settings)  # before load_keys could generate keys beside existing data
+    keys = load_keys(settings)
     db = make_peewee_database(settings)
     database.initialize(db)
     migrate(db)
@@ -77,11 +82,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run a worker until SIGTERM: then it stops claiming, lets in-flight jobs finish and
     hands unstarted ones back."""
     from wxbackend.context import build_context
+    from wxbackend.keycheck import check_keys_fit
     from wxbackend.server import check_surroundings, migrate_schema
     from wxbackend.services.jobs.registry import run_until_signalled
 
     _refuse_local_wechat(settings)
     check_surroundings(settings)
+    check_keys_fit(settings)
     _warn_local_wechat(settings)
     if settings.redis.url == "embedded":
         log.warning(

@@ -21,6 +21,7 @@ from wxbackend.app import log_redis_persistence, make_app, server_options
 from wxbackend.cache import check_redis
 from wxbackend.context import Context, build_context
 from wxbackend.db import check_database, database, make_peewee_database
+from wxbackend.keycheck import check_keys_fit
 from wxbackend.security import StartupError, load_keys
 from wxbackend.services.jobs.registry import EmbeddedWorker
 from wxbackend.services.transparency.checkpoints import load_signer
@@ -71,12 +72,14 @@ def load_startup_keys(
 ) -> None:
     """Load the keys (with SQLite, generated once into ``server.data_dir``) once nothing else
     can refuse the start, so that a refused first start leaves no key files behind; before
-    any fork. A bad key refuses the start too (``sockets`` are closed then)."""
+    any fork. A bad key, or keys that do not open the database's data (:mod:`keycheck`),
+    refuse the start too (``sockets`` are closed then)."""
     try:
+        check_keys_fit(settings)
         load_keys(settings)
         if with_signer:
             load_signer(settings)  # the transparency log's key
-    except StartupError as exc:
+    except (StartupError, SettingsError) as exc:
         for sock in sockets:
             sock.close()
         raise SettingsError(str(exc)) from None
