@@ -14,6 +14,7 @@ only its file's absence is caught.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from wxbackend.db import make_peewee_database, sqlite_path
@@ -30,6 +31,8 @@ CIPHER_COLUMNS = (
     ("user", "session_key_enc"),
     ("center", "wecom_key_enc"),
 )
+#: A ciphertext's key id (:func:`wxbackend.security.key_id`).
+_KEY_ID = re.compile(r"[0-9a-f]{8}")
 #: Each key file, and the setting that replaces it.
 KEY_FILES = (
     (MASTER_KEY_FILE, "security.master_key"),
@@ -89,8 +92,9 @@ def _evidence(settings: Settings) -> tuple[dict[str, str], str | None]:
                     f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '  # noqa: S608
                     'ORDER BY "id" DESC LIMIT 1'
                 ).fetchone()
-                if row and row[0]:
-                    kids[f"{table}.{column}"] = str(row[0]).partition(":")[0]
+                kid, sep, _ = str(row[0] if row else "").partition(":")
+                if sep and _KEY_ID.fullmatch(kid):  # a ciphertext (placeholders are skipped)
+                    kids[f"{table}.{column}"] = kid
         if "log_checkpoint" in tables:
             row = db.execute_sql(
                 'SELECT "note" FROM "log_checkpoint" ORDER BY "tree_size" DESC LIMIT 1'
