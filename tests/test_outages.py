@@ -92,6 +92,31 @@ def test_what_an_exception_means(exc: BaseException, dependency: str | None):
     assert (found.dependency if found else None) == dependency
 
 
+@pytest.mark.parametrize(
+    ("exc", "conflict"),
+    [
+        (psycopg.errors.DeadlockDetected("deadlock detected"), True),
+        (psycopg.errors.SerializationFailure("could not serialize access"), True),
+        (psycopg.errors.StatementCompletionUnknown("statement completion unknown"), True),
+        (psycopg.errors.AdminShutdown("terminating connection"), False),
+        (psycopg.OperationalError("connection failed: Connection refused"), False),
+        (_by_peewee(sqlite3.OperationalError("database is locked")), False),
+    ],
+)
+def test_a_rolled_back_transaction_is_a_conflict_not_an_outage(exc, conflict):
+    """PostgreSQL answered (it rolled the transaction back): 503 ``unavailable`` naming the
+    database with ``retry``, but no outage is opened (test_outages_postgres.py shows it)."""
+    found = outages.classify(exc)
+    assert found is not None and found.conflict is conflict
+    answer = outages.answer(found, on_postgres=True)
+    assert (answer.status, answer.extra["dependency"], answer.extra["retry"]) == (
+        503,
+        "database",
+        True,
+    )
+    assert ("conflicted" in answer.message) is conflict
+
+
 def test_reasons_never_show_a_password():
     exc = psycopg.OperationalError("connection to postgresql://wxb:s3cret@db:5432/wxb failed")
     assert "s3cret" not in outages.reason_of(exc)
