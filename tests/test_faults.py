@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ import pytest
 
 from tests.support.cli import http, wait_healthy
 from tests.support.faults import FaultServer, Figures, Load
+from tests.support.outages import Tmpfs
 from tests.support.pgcluster import PgCluster, pg_bindir
 from tests.support.servers import free_port, start_redis_server
 
@@ -133,6 +135,38 @@ def test_postgres_stopped_mid_load_under_two_processes(tmp_path, redis_flushed, 
     assert "database is back" in log, log[-3000:]  # /healthz found it answering
     assert "Traceback" not in log and "claim failed" not in log, log[-3000:]  # one line
     assert log.count("database is down") <= 2, log[-3000:]  # once per process
+
+
+def test_disk_full_mid_load(tmp_path, redis_flushed):
+    """The SQLite database on a small tmpfs, filled 1 s into the load (its WAL emptied first,
+    so the next commits must grow it) and freed 2 s later: ratings meanwhile answer 503
+    naming the disk (never 500), nothing is half-written, every retry with its key learns
+    the truth, and the server writes again without a restart."""
+    if not Tmpfs.permitted():
+        pytest.skip("mounting a tmpfs is not permitted here (test_outages.py's max_page_count)")
+    disk = Tmpfs(tmp_path / "disk", size="128m")
+
+    def fill(server: FaultServer) -> None:
+        with sqlite3.connect(disk.where / "faults.db") as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        disk.fill()
+        time.sleep(2.0)  # full under load
+
+    def free(server: FaultServer) -> None:
+        disk.free()
+        wait_healthy(server.base, server.proc, seconds=10)
+
+    try:
+        db_url = f"sqlite:///{disk.where / 'faults.db'}"
+        figures, server = scenario(tmp_path, redis_flushed, fill, free, WXB_DATABASE_URL=db_url)
+    finally:
+        disk.unmount()
+    log = server.log.read_text(errors="replace")
+    assert figures.errors_not_503 == 0, log[-3000:]
+    assert figures.errors_5xx > 0  # the full disk was seen under load
+    assert server.exit_codes == []  # never restarted
+    assert "disk is down" in log and "disk is back" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_kill_9_mid_load_and_restart(tmp_path, redis_flushed):
