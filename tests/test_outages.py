@@ -150,11 +150,17 @@ async def test_redis_killed_answers_503_then_recovers_without_restart(
     id_number = make_id_number(901)
     case_id, scene = await make_case(ctx, "黎明", id_number)
     token = await verified_user(api, sandbox, "黎明", id_number)
-    await admin_token(api, ctx)
+    admin = await admin_token(api, ctx)
     code = (await sandbox.login_code())["code"]
+    path = "/admin/api/windows/HL-W01/device-key"
+    device_key = (await api.expect("POST", path, token=admin))["device_key"]
+    pairing = {"window_code": "HL-W01", "device_key": device_key}
+    device = (await api.expect("POST", "/api/v1/device/pair", pairing))["device_token"]
 
     own_redis.kill()
     requests = {
+        "device pair": ("POST", "/api/v1/device/pair", pairing, None),
+        "device code": ("GET", "/api/v1/device/qrcode.png", None, device),
         "login": ("POST", "/api/v1/auth/login", {"code": code}, None),
         "scan": ("POST", "/api/v1/scan", {"scene": scene}, token),
         "submit": ("POST", RATE, {"scene": scene, "overall": 5}, token),

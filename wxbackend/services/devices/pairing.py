@@ -34,6 +34,7 @@ from wxbackend.services.admin import permissions, scope
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.citizens import ratelimit
+from wxbackend.services.common import outages
 from wxbackend.services.devices import events, tokens
 
 KEY_BYTES = 15  # 120 bits → 24 base32 characters, shown in groups of 4
@@ -42,6 +43,17 @@ _KEY_RE = re.compile(r"[A-Z2-7]{24}")
 WRITE = "catalogue.write"
 #: What Redis being unreachable raises.
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+def redis_unavailable(ctx: Context, exc: BaseException) -> errors.ContractError:
+    """The answer to Redis failing under a screen's request: the outage's 503 (``dependency``
+    ``redis``, ``retry``; noted once, as for every request: common.outages)."""
+    return outages.handle(ctx, exc) or errors.Unavailable(
+        "Redis (the server's shared cache) is not answering; try again shortly.",
+        retry=True,
+        dependency=outages.REDIS,
+        retry_after=outages.RETRY_AFTER_SECONDS,
+    )
 
 
 @dataclass(frozen=True)
@@ -140,8 +152,8 @@ async def pair(ctx: Context, address: str, body: dict[str, Any]) -> str:
     limit = ctx.settings.devices.pair_per_address_per_minute
     try:
         await ratelimit.hit(ctx, "device-pair", address, limit, 60)
-    except REDIS_DOWN:
-        raise errors.Unavailable("Pairing is unavailable; try again shortly.") from None
+    except REDIS_DOWN as exc:
+        raise redis_unavailable(ctx, exc) from None
     found = await ctx.db.run(device_of, window_code)
     given = token_digest(device_key) if _KEY_RE.fullmatch(device_key) else ""
     if found is None or not hmac.compare_digest(found[0], given or "-"):
@@ -160,8 +172,8 @@ async def authenticate(ctx: Context, token: str | None, renew: bool = False) -> 
     digest = token_digest(token)
     try:
         stored = await tokens.find(ctx, digest)
-    except REDIS_DOWN:
-        raise errors.Unavailable("The screen cannot be checked; try again shortly.") from None
+    except REDIS_DOWN as exc:
+        raise redis_unavailable(ctx, exc) from None
     if stored is None:
         raise errors.Unauthenticated("This screen is not paired (or no longer); pair it again.")
     found = await ctx.db.run(device_of, stored["window"])
