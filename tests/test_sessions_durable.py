@@ -226,6 +226,9 @@ async def test_screens_stay_paired_across_a_redis_restart_and_ended_pairings_sta
         assert (await api("GET", case["qr_url"], token=screen))[0] == 200
     finally:
         await stream.close()
+    await ctx.db.run(_expire_in, screen, -1)  # the housekeeping deletes the expired rows
+    assert await housekeeping.TASKS["purge_sessions"](ctx) == 2
+    assert await ctx.db.run(DeviceToken.select().count) == 2  # ended: kept until they expire
 
 
 def _count_session_reads(calls: list[str]) -> Any:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -34,6 +34,7 @@ from models.base import utcnow
 from models.catalog import Window
 from models.device import DeviceToken
 from wxbackend.context import Context
+from wxbackend.services.common import session_store
 from wxbackend.services.common.session_store import NEGATIVE, NEGATIVE_TTL_SECONDS
 
 #: How long the window's "a screen is paired" flag is trusted before the database is asked.
@@ -69,17 +70,17 @@ def _insert(digest: str, window_code: str, generation: int, ttl: int) -> None:
     )
 
 
+def _alive(now: datetime) -> Any:
+    return DeviceToken.ended_at.is_null() & (DeviceToken.expires_at > now)
+
+
 def _live(digest: str) -> tuple[dict[str, Any], int] | None:
     """``({"window", "generation"}, seconds left)`` of a live token, or None. Sync."""
     now = utcnow()
     row = (
         DeviceToken.select(Window.code, DeviceToken.generation, DeviceToken.expires_at)
         .join(Window)
-        .where(
-            (DeviceToken.digest == digest)
-            & DeviceToken.ended_at.is_null()
-            & (DeviceToken.expires_at > now)
-        )
+        .where((DeviceToken.digest == digest) & _alive(now))
         .tuples()
         .first()
     )
@@ -110,25 +111,14 @@ def _any_live(window_code: str) -> bool:
     return (
         DeviceToken.select(DeviceToken.id)
         .join(Window)
-        .where(
-            (Window.code == window_code)
-            & DeviceToken.ended_at.is_null()
-            & (DeviceToken.expires_at > now)
-        )
+        .where((Window.code == window_code) & _alive(now))
         .exists()
     )
 
 
-def purge_expired(batch: int = 1000) -> int:
-    """Delete expired tokens, ``batch`` rows per statement (the hourly housekeeping). Sync."""
-    now = utcnow()
-    total = 0
-    while True:
-        ids = DeviceToken.select(DeviceToken.id).where(DeviceToken.expires_at < now).limit(batch)
-        deleted = DeviceToken.delete().where(DeviceToken.id.in_(ids)).execute()
-        total += deleted
-        if deleted < batch:
-            return total
+def purge_expired() -> int:
+    """Delete expired tokens in batches (the hourly housekeeping). Sync."""
+    return session_store.purge_expired(model=DeviceToken)
 
 
 # --------------------------------------------------------------------------- services
