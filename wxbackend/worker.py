@@ -306,7 +306,7 @@ class Worker:
                     jobs.renew, list(self.held), self.owner, settings.lease_seconds
                 )
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
-                log.warning("worker: lease renewal failed: %s", type(exc).__name__)
+                self._log_failure("worker: lease renewal", exc)
 
     async def _progress(self, ran: int) -> None:
         now = time.monotonic()
