@@ -231,6 +231,26 @@ async def test_screens_stay_paired_across_a_redis_restart_and_ended_pairings_sta
     assert await ctx.db.run(DeviceToken.select().count) == 2  # ended: kept until they expire
 
 
+@pytest.mark.asyncio
+async def test_screens_paired_before_the_upgrade_still_work_and_are_ended(api, ctx, partner):
+    """A device token paired before migration 18 lives only in Redis (listed in its window's
+    set, as the old code wrote it): it keeps working, counts as a pairing, and a rotation's
+    end of pairings ends it too."""
+    admin = await admin_token(api, ctx)
+    await api.expect("POST", "/admin/api/windows/HL-W01/device-key", token=admin)
+    token = new_token(32)
+    digest = token_digest(token)
+    await ctx.redis.set(ctx.rkeys("device-token", digest), '{"window": "HL-W01", "generation": 1}')
+    await ctx.redis.sadd(ctx.rkeys("device-tokens", "HL-W01"), digest)
+    await ctx.redis.delete(ctx.rkeys("device-paired", "HL-W01"))  # the new code's flag: not yet
+    assert (await pairing.authenticate(ctx, token, renew=True)).window_code == "HL-W01"
+    assert await pairing.has_pairings(ctx, "HL-W01")
+    await pairing.end_pairings(ctx, "HL-W01")
+    with pytest.raises(Exception, match="not paired"):
+        await pairing.authenticate(ctx, token)
+    assert not await pairing.has_pairings(ctx, "HL-W01")
+
+
 def _count_session_reads(calls: list[str]) -> Any:
     """Counts statements reading the session table (only this test reads it now)."""
     db = database.obj
