@@ -251,6 +251,15 @@ async def test_screens_paired_before_the_upgrade_still_work_and_are_ended(api, c
     assert not await pairing.has_pairings(ctx, "HL-W01")
 
 
+@pytest.mark.asyncio
+async def test_a_screen_paired_as_its_window_is_deleted_gets_no_token(ctx):
+    """The window deleted between the key's check and the token's row: 401, not a 500."""
+    from wxbackend.services.devices import tokens
+
+    assert not await tokens.store(ctx, "d" * 64, "NO-SUCH-WINDOW", 1, 600)
+    assert await ctx.db.run(DeviceToken.select().count) == 0
+
+
 def _count_session_reads(calls: list[str]) -> Any:
     """Counts statements reading the session table (only this test reads it now)."""
     db = database.obj

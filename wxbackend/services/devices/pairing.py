@@ -160,7 +160,8 @@ async def pair(ctx: Context, address: str, body: dict[str, Any]) -> str:
         raise errors.Unauthenticated("Wrong window or device key.")
     token = secrets.token_urlsafe(32)
     ttl = ctx.settings.devices.token_days * 86400
-    await tokens.store(ctx, token_digest(token), window_code, found[1], ttl)
+    if not await tokens.store(ctx, token_digest(token), window_code, found[1], ttl):
+        raise errors.Unauthenticated("Wrong window or device key.")  # deleted meanwhile
     return token
 
 

@@ -59,15 +59,20 @@ def _legacy_set(ctx: Context, window_code: str) -> str:
 # --------------------------------------------------------------------------- database work
 
 
-def _insert(digest: str, window_code: str, generation: int, ttl: int) -> None:
+def _insert(digest: str, window_code: str, generation: int, ttl: int) -> bool:
+    """Store a token of the window; False when the window is gone (deleted meanwhile)."""
     now = utcnow()
+    window = Window.get_or_none(Window.code == window_code)
+    if window is None:
+        return False
     DeviceToken.create(
         digest=digest,
-        window=Window.get(Window.code == window_code).id,
+        window=window.id,
         generation=generation,
         created_at=now,
         expires_at=now + timedelta(seconds=ttl),
     )
+    return True
 
 
 def _alive(now: datetime) -> Any:
@@ -124,16 +129,18 @@ def purge_expired() -> int:
 # --------------------------------------------------------------------------- services
 
 
-async def store(ctx: Context, digest: str, window_code: str, generation: int, ttl: int) -> None:
+async def store(ctx: Context, digest: str, window_code: str, generation: int, ttl: int) -> bool:
     """Keep a new token (the database, then the cache: a cache left unwritten is refilled
-    from the database on the first look-up)."""
-    await ctx.db.run(_insert, digest, window_code, generation, ttl)
+    from the database on the first look-up); False when the window is gone."""
+    if not await ctx.db.run(_insert, digest, window_code, generation, ttl):
+        return False
     value = json.dumps({"window": window_code, "generation": generation})
     with contextlib.suppress(*REDIS_DOWN):
         async with ctx.redis.pipeline(transaction=False) as pipe:
             pipe.set(_cache_key(ctx, digest), value, ex=ttl)
             pipe.set(_flag_key(ctx, window_code), "1", ex=FLAG_SECONDS)
             await pipe.execute()
+    return True
 
 
 async def find(ctx: Context, digest: str) -> dict[str, Any] | None:
