@@ -18,7 +18,7 @@ from models.audit import AuditEntry
 from models.base import BaseModel, utcnow
 from models.case import Case, QrToken
 from models.catalog import Center, Department, ServiceItem, Staff, Window
-from models.device import WindowDevice
+from models.device import DeviceToken, WindowDevice
 from models.evaluation import (
     DEFAULT_INDICATORS,
     Evaluation,
@@ -224,6 +224,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[peewee.Database], None]]] = [
         "the pending jobs' partial index carries the kind (index-only claims, counts)",
         _pending_due_with_kind,
     ),
+    (18, "durable device tokens of evaluator screens (Redis caches them)", _create(DeviceToken)),
 ]
 
 

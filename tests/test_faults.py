@@ -21,13 +21,15 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.support.cli import http
+from tests.support.cli import http, wait_healthy
 from tests.support.faults import FaultServer, Figures, Load
+from tests.support.outages import Tmpfs
 from tests.support.pgcluster import PgCluster, pg_bindir
 from tests.support.servers import free_port, start_redis_server
 
@@ -97,25 +99,27 @@ def test_redis_lost_mid_load_and_back_empty(tmp_path):
 
 
 @pytest.mark.postgres
-def test_postgres_stopped_mid_load_under_two_processes(tmp_path, redis_flushed):
+@pytest.mark.parametrize("down_seconds", [3.0, 10.0])
+def test_postgres_stopped_mid_load_under_two_processes(tmp_path, redis_flushed, down_seconds):
     """PostgreSQL stopped (``-m fast``: sessions cut, commits too) 1 s into the load under
-    ``serve --processes 2`` and started 3 s later: 503 naming the database meanwhile (never
-    500), and every retry with its key learns the truth, the commits cut included."""
+    ``serve --processes 2`` and started ``down_seconds`` later (the 24 clients retrying their
+    submissions all along): 503 naming the database meanwhile (never 500), every retry with
+    its key learns the truth, the commits cut included, and no process restarts."""
     bindir = pg_bindir()
     if bindir is None:
         pytest.exit("PostgreSQL is not installed: run scripts/test.sh", returncode=3)
     cluster = PgCluster(bindir)  # its own: stopping it disturbs no other test
     keys = {k: base64.b64encode(os.urandom(32)).decode() for k in KEYS}
 
-    def stop_for_3_s(_server: FaultServer) -> None:
-        cluster.restart(down_seconds=3.0)
+    def stop_pg(_server: FaultServer) -> None:
+        cluster.restart(down_seconds=down_seconds)
 
     try:
         figures, server = scenario(
             tmp_path,
             redis_flushed,
-            stop_for_3_s,
-            lambda _s: None,
+            stop_pg,
+            lambda server: wait_healthy(server.base, server.proc, seconds=10),
             2,
             WXB_DATABASE_URL=cluster.url,
             **keys,
@@ -125,7 +129,43 @@ def test_postgres_stopped_mid_load_under_two_processes(tmp_path, redis_flushed):
     log = server.log.read_text(errors="replace")
     assert figures.errors_not_503 == 0, log[-3000:]
     assert figures.errors_5xx > 0  # the outage was seen under load: 503s, then recovery
+    assert figures.fault_seconds >= down_seconds
+    assert server.exit_codes == []  # the server was never stopped nor restarted
     assert "database is down" in log, log[-3000:]
+    assert "database is back" in log, log[-3000:]  # /healthz found it answering
+    assert "Traceback" not in log and "claim failed" not in log, log[-3000:]  # one line
+    assert log.count("database is down") <= 2, log[-3000:]  # once per process
+
+
+def test_disk_full_mid_load(tmp_path, redis_flushed):
+    """The SQLite database on a small tmpfs, filled 1 s into the load (its WAL emptied first,
+    so the next commits must grow it) and freed 2 s later: ratings meanwhile answer 503
+    naming the disk (never 500), nothing is half-written, every retry with its key learns
+    the truth, and the server writes again without a restart."""
+    if not Tmpfs.permitted():
+        pytest.skip("mounting a tmpfs is not permitted here (test_outages.py's max_page_count)")
+    disk = Tmpfs(tmp_path / "disk", size="128m")
+
+    def fill(server: FaultServer) -> None:
+        with sqlite3.connect(disk.where / "faults.db") as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        disk.fill()
+        time.sleep(2.0)  # full under load
+
+    def free(server: FaultServer) -> None:
+        disk.free()
+        wait_healthy(server.base, server.proc, seconds=10)
+
+    try:
+        db_url = f"sqlite:///{disk.where / 'faults.db'}"
+        figures, server = scenario(tmp_path, redis_flushed, fill, free, WXB_DATABASE_URL=db_url)
+    finally:
+        disk.unmount()
+    log = server.log.read_text(errors="replace")
+    assert figures.errors_not_503 == 0, log[-3000:]
+    assert figures.errors_5xx > 0  # the full disk was seen under load
+    assert server.exit_codes == []  # never restarted
+    assert "disk is down" in log and "disk is back" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
 
 

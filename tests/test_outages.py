@@ -92,6 +92,31 @@ def test_what_an_exception_means(exc: BaseException, dependency: str | None):
     assert (found.dependency if found else None) == dependency
 
 
+@pytest.mark.parametrize(
+    ("exc", "conflict"),
+    [
+        (psycopg.errors.DeadlockDetected("deadlock detected"), True),
+        (psycopg.errors.SerializationFailure("could not serialize access"), True),
+        (psycopg.errors.StatementCompletionUnknown("statement completion unknown"), True),
+        (psycopg.errors.AdminShutdown("terminating connection"), False),
+        (psycopg.OperationalError("connection failed: Connection refused"), False),
+        (_by_peewee(sqlite3.OperationalError("database is locked")), False),
+    ],
+)
+def test_a_rolled_back_transaction_is_a_conflict_not_an_outage(exc, conflict):
+    """PostgreSQL answered (it rolled the transaction back): 503 ``unavailable`` naming the
+    database with ``retry``, but no outage is opened (test_outages_postgres.py shows it)."""
+    found = outages.classify(exc)
+    assert found is not None and found.conflict is conflict
+    answer = outages.answer(found, on_postgres=True)
+    assert (answer.status, answer.extra["dependency"], answer.extra["retry"]) == (
+        503,
+        "database",
+        True,
+    )
+    assert ("conflicted" in answer.message) is conflict
+
+
 def test_reasons_never_show_a_password():
     exc = psycopg.OperationalError("connection to postgresql://wxb:s3cret@db:5432/wxb failed")
     assert "s3cret" not in outages.reason_of(exc)
@@ -125,11 +150,17 @@ async def test_redis_killed_answers_503_then_recovers_without_restart(
     id_number = make_id_number(901)
     case_id, scene = await make_case(ctx, "黎明", id_number)
     token = await verified_user(api, sandbox, "黎明", id_number)
-    await admin_token(api, ctx)
+    admin = await admin_token(api, ctx)
     code = (await sandbox.login_code())["code"]
+    path = "/admin/api/windows/HL-W01/device-key"
+    device_key = (await api.expect("POST", path, token=admin))["device_key"]
+    pairing = {"window_code": "HL-W01", "device_key": device_key}
+    device = (await api.expect("POST", "/api/v1/device/pair", pairing))["device_token"]
 
     own_redis.kill()
     requests = {
+        "device pair": ("POST", "/api/v1/device/pair", pairing, None),
+        "device code": ("GET", "/api/v1/device/qrcode.png", None, device),
         "login": ("POST", "/api/v1/auth/login", {"code": code}, None),
         "scan": ("POST", "/api/v1/scan", {"scene": scene}, token),
         "submit": ("POST", RATE, {"scene": scene, "overall": 5}, token),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from tests.conftest import APPID, SECRET
 from tests.support.admins import PASSWORD, admin_token
 from tests.support.cases import make_case, make_id_number
 from tests.support.cli import WXBACKEND, clean_env, http, wait_healthy
-from tests.support.outages import RATE, rated, unavailable
+from tests.support.outages import RATE, rated, transitions, unavailable
 from tests.support.pgcluster import PgCluster, pg_bindir
 from tests.support.servers import free_port
 from wxbackend.clients.citizen import verified_user
@@ -110,6 +111,50 @@ async def test_a_commit_cut_off_by_postgres_is_503_and_the_key_learns_the_truth(
     assert status == 201, answer
     again = await api("POST", RATE, rating, token=token, headers=key)
     assert again == (201, answer)
+    assert await ctx.db.run(rated, case_id) == (1, "used")
+
+
+_CONFLICT_ON_INSERT = """
+CREATE OR REPLACE FUNCTION wxb_test_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END $$;
+CREATE TRIGGER wxb_test_conflict BEFORE INSERT ON {table}
+FOR EACH ROW EXECUTE FUNCTION wxb_test_conflict();
+"""
+
+
+@pytest.mark.slow  # this module's PostgreSQL cluster: ~6 s to make once
+@pytest.mark.asyncio
+async def test_a_serialization_conflict_is_503_but_no_outage(
+    api, sandbox, ctx, own_postgres, caplog, http_client, base_url
+):
+    """PostgreSQL rolls the rating's transaction back (SQLSTATE 40001, as a serialization
+    conflict would): 503 ``unavailable`` naming the database with ``retry`` (nothing stored),
+    yet the database is up: no "database is down" line, the gauge stays 0, the conflict is
+    counted; the retry with the same key is stored once."""
+    caplog.set_level(logging.INFO, logger="wxbackend.outages")
+    id_number = make_id_number(905)
+    case_id, scene = await make_case(ctx, "黎明", id_number)
+    token = await verified_user(api, sandbox, "黎明", id_number)
+    rating, key = (
+        {"scene": scene, "overall": 2, "indicators": ["long_queue"]},
+        {"Idempotency-Key": "conflict-0001"},
+    )
+    with psycopg.connect(own_postgres.url, autocommit=True) as conn:
+        conn.execute(_CONFLICT_ON_INSERT.format(table=Evaluation._meta.table_name))
+    for _ in range(2):
+        status, answer = await api("POST", RATE, rating, token=token, headers=key)
+        unavailable(status, answer, "database")
+        assert "conflicted" in answer["error"]["message"], answer
+    assert await ctx.db.run(rated, case_id) == (0, "active")
+    assert transitions(caplog, "database") == []
+    metrics = (await http_client.fetch(base_url + "/metrics")).body.decode()
+    assert 'wxb_dependency_down{dependency="database"} 0.0' in metrics
+    assert "wxb_database_conflicts_total 2.0" in metrics
+    assert (await api("GET", "/healthz"))[0] == 200
+    with psycopg.connect(own_postgres.url, autocommit=True) as conn:
+        conn.execute(f"DROP TRIGGER wxb_test_conflict ON {Evaluation._meta.table_name}")
+    status, answer = await api("POST", RATE, rating, token=token, headers=key)
+    assert status == 201, answer
     assert await ctx.db.run(rated, case_id) == (1, "used")
 
 

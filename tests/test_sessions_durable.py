@@ -1,25 +1,32 @@
 """Sessions survive a Redis restarted empty (the database is their source, Redis the cache),
-revocations survive it too, and a flood of bad tokens costs one database read per token."""
+revocations survive it too, and a flood of bad tokens costs one database read per token.
+Evaluator screens' device tokens too (migration 18): a screen stays paired, an ended pairing
+stays ended."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from models.base import utcnow
+from models.device import DeviceToken
 from models.session import Session
 from tests.support.admins import admin_token
 from tests.support.databases import both_databases
 from tests.support.servers import free_port, start_redis_server
 from wxbackend.app import redis_persistence
+from wxbackend.clients.device import ScreenStream, pair
 from wxbackend.db import database
 from wxbackend.security import new_token, token_digest
 from wxbackend.services.common import session_store
+from wxbackend.services.devices import pairing
 from wxbackend.services.jobs import housekeeping
 
 
@@ -156,6 +163,101 @@ async def test_sessions_made_before_the_upgrade_still_work_and_are_revoked(ctx):
         assert await session_store.lookup(ctx, kind, prefix, token) == subject
         await revoke(ctx, subject)
         assert await session_store.lookup(ctx, kind, prefix, token) is None
+
+
+def _expire_in(token: str, seconds: int) -> None:
+    """Move a device token's row expiry to ``seconds`` from now. Sync."""
+    moved = utcnow() + timedelta(seconds=seconds)
+    DeviceToken.update(expires_at=moved).where(DeviceToken.digest == token_digest(token)).execute()
+
+
+def _live_device_tokens() -> list[str]:
+    live = DeviceToken.ended_at.is_null() & (DeviceToken.expires_at > utcnow())
+    return [d for (d,) in DeviceToken.select(DeviceToken.digest).where(live).tuples()]
+
+
+@both_databases
+@pytest.mark.asyncio
+async def test_screens_stay_paired_across_a_redis_restart_and_ended_pairings_stay_ended(
+    api, ctx, partner, base_url, own_redis, monkeypatch
+):
+    """Paired screens' tokens live in the database (Redis caches them): after Redis restarts
+    empty a paired screen still streams and gets the window's next case; a token a rotation
+    ended, one ended alone (its generation is current: only its row says so) and one expired
+    stay refused; a screen connecting renews its row's expiry."""
+    from handlers.devices import DeviceStreamHandler
+
+    monkeypatch.setattr(DeviceStreamHandler, "heartbeat_seconds", 1.0)
+    admin = await admin_token(api, ctx)
+
+    async def new_key(window: str) -> str:
+        path = f"/admin/api/windows/{window}/device-key"
+        return (await api.expect("POST", path, token=admin))["device_key"]
+
+    rotated = await pair(api, "HL-W01", await new_key("HL-W01"))
+    screen = await pair(api, "HL-W01", await new_key("HL-W01"))
+    other_key = await new_key("HL-W02")
+    ended = await pair(api, "HL-W02", other_key)
+    await pairing.end_pairings(ctx, "HL-W02")  # no rotation: the generation is current
+    expired = await pair(api, "HL-W02", other_key)
+    qr = "/api/v1/device/qrcode.png"  # 404 while no case is shown; 401 for no screen
+    assert (await api("GET", qr, token=expired))[0] == 404
+    await ctx.db.run(_expire_in, expired, -1)
+    await ctx.db.run(_expire_in, screen, 60)
+    stream = ScreenStream(base_url, screen)  # connecting renews: the row's expiry moves
+    try:
+        await stream.next_event("idle")
+    finally:
+        await stream.close()
+
+    await _restart_empty(own_redis, ctx)
+    assert (await api("GET", qr, token=screen))[0] == 404
+    for token in (rotated, ended, expired):
+        assert (await api("GET", qr, token=token))[0] == 401, token
+    assert await ctx.db.run(_live_device_tokens) == [token_digest(screen)]
+    row = await ctx.db.run(DeviceToken.get, DeviceToken.digest == token_digest(screen))
+    assert row.expires_at > utcnow() + timedelta(days=ctx.settings.devices.token_days - 1)
+
+    stream = ScreenStream(base_url, screen)
+    try:
+        await stream.next_event("idle")
+        await partner.new_case(window_code="HL-W01")  # the window is known to be paired
+        case = await stream.next_event("case", timeout=2.0)
+        assert (await api("GET", case["qr_url"], token=screen))[0] == 200
+    finally:
+        await stream.close()
+    await ctx.db.run(_expire_in, screen, -1)  # the housekeeping deletes the expired rows
+    assert await housekeeping.TASKS["purge_sessions"](ctx) == 2
+    assert await ctx.db.run(DeviceToken.select().count) == 2  # ended: kept until they expire
+
+
+@pytest.mark.asyncio
+async def test_screens_paired_before_the_upgrade_still_work_and_are_ended(api, ctx, partner):
+    """A device token paired before migration 18 lives only in Redis (listed in its window's
+    set, as the old code wrote it): it keeps working, counts as a pairing, and a rotation's
+    end of pairings ends it too."""
+    admin = await admin_token(api, ctx)
+    await api.expect("POST", "/admin/api/windows/HL-W01/device-key", token=admin)
+    token = new_token(32)
+    digest = token_digest(token)
+    await ctx.redis.set(ctx.rkeys("device-token", digest), '{"window": "HL-W01", "generation": 1}')
+    await ctx.redis.sadd(ctx.rkeys("device-tokens", "HL-W01"), digest)
+    await ctx.redis.delete(ctx.rkeys("device-paired", "HL-W01"))  # the new code's flag: not yet
+    assert (await pairing.authenticate(ctx, token, renew=True)).window_code == "HL-W01"
+    assert await pairing.has_pairings(ctx, "HL-W01")
+    await pairing.end_pairings(ctx, "HL-W01")
+    with pytest.raises(Exception, match="not paired"):
+        await pairing.authenticate(ctx, token)
+    assert not await pairing.has_pairings(ctx, "HL-W01")
+
+
+@pytest.mark.asyncio
+async def test_a_screen_paired_as_its_window_is_deleted_gets_no_token(ctx):
+    """The window deleted between the key's check and the token's row: 401, not a 500."""
+    from wxbackend.services.devices import tokens
+
+    assert not await tokens.store(ctx, "d" * 64, "NO-SUCH-WINDOW", 1, 600)
+    assert await ctx.db.run(DeviceToken.select().count) == 0
 
 
 def _count_session_reads(calls: list[str]) -> Any:

@@ -158,3 +158,7 @@ def test_postgres_restarted_mid_backlog(tmp_path, redis_flushed):
         _drain_through(tmp_path, env, lambda _url: cluster.restart(down_seconds=2.0))
     finally:
         cluster.stop()
+    log = (tmp_path / "worker.log").read_text()
+    # the outage is one line when it starts and one when it ends, not one per beat or poll
+    assert 1 <= log.count("database is down") <= 2 and "database is back" in log, log[-3000:]
+    assert "renewal failed" not in log and "claim failed" not in log, log[-3000:]

@@ -23,7 +23,7 @@ log = logging.getLogger("wxbackend.app")
 #: What lives only in Redis, so a restart of a Redis without persistence loses it.
 REDIS_ONLY = (
     "rate-limit windows and login lockouts, rating claims, single-use partner nonces, "
-    "evaluator screens' device tokens (screens pair again), caches (WeChat access token, "
+    "the case an evaluator screen shows (it idles until the next), caches (WeChat access token, "
     "figures, QR codes)"
 )
 

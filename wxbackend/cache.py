@@ -188,7 +188,8 @@ class ChannelWatcher:
             except Exception as exc:  # noqa: BLE001 - keep watching whatever happens
                 if not failing:  # one line per outage, not one per interval
                     failing = True
-                    log.warning("watching %s: %s", self.channel, type(exc).__name__)
+                    reason = " ".join(str(exc).split())[:160]  # what is down, e.g. Redis's address
+                    log.warning("watching %s: %s: %s", self.channel, type(exc).__name__, reason)
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await pubsub.aclose()

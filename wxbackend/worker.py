@@ -29,6 +29,7 @@ from models.base import utcnow
 from models.job import Job
 from wxbackend.cache import ChannelWatcher
 from wxbackend.context import Context
+from wxbackend.services.common import outages
 from wxbackend.services.jobs import queue as jobs
 
 log = logging.getLogger("wxbackend.worker")
@@ -81,13 +82,6 @@ Handler = Callable[[Context, Any], Awaitable[object]]
 
 def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** max(attempts - 1, 0), 3600))
-
-
-def _log_failure(what: str, exc: Exception) -> None:
-    if isinstance(exc, CONNECTION_ERRORS):  # an outage: one line, not a traceback per job
-        log.warning("%s failed: %s", what, type(exc).__name__)
-    else:
-        log.exception("%s failed", what)
 
 
 async def record_outcome(
@@ -144,6 +138,16 @@ class Worker:
         self.share = min(max(share, 0.01), 1.0)
         self._rest_factor = PIPELINE / self.share - 1 if self.share < 1.0 else 0.0
 
+    def _log_failure(self, what: str, exc: Exception) -> None:
+        """An outage (the database, Redis, the disk) is one line per outage and process, and
+        one when it ends (common.outages), not a line per poll or job; anything else is
+        logged with its traceback."""
+        found = outages.classify(exc)
+        if found is not None:
+            outages.outages(self.ctx).down(found)
+        else:
+            log.exception("%s failed", what)
+
     async def run(self) -> None:
         log.info("worker %s started", self.owner)
 
@@ -187,7 +191,7 @@ class Worker:
                 list(self.handlers),
             )
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the worker
-            log.warning("worker: claim failed: %s", type(exc).__name__)
+            self._log_failure("worker: claim", exc)
             await asyncio.sleep(settings.poll_seconds)
             return 0
         if not batch:
@@ -245,7 +249,7 @@ class Worker:
         try:
             await self.handlers[group[0].kind](self.ctx, group)
         except Exception as exc:  # noqa: BLE001 - record it, retry later
-            _log_failure(f"batch of {len(group)} {group[0].kind} job(s)", exc)
+            self._log_failure(f"batch of {len(group)} {group[0].kind} job(s)", exc)
             for job in group:
                 reason = type(exc).__name__
                 if job.attempts >= MAX_ATTEMPTS:
@@ -277,7 +281,7 @@ class Worker:
                 await self._settle(jobs.fail, job.id, self.owner, str(exc))
                 return
             except Exception as exc:  # noqa: BLE001 - record it, retry later
-                _log_failure(f"job {job.id} ({job.kind})", exc)
+                self._log_failure(f"job {job.id} ({job.kind})", exc)
                 reason = f"{type(exc).__name__}"
                 if job.attempts >= MAX_ATTEMPTS:
                     await self._settle(jobs.fail, job.id, self.owner, reason)
@@ -302,7 +306,7 @@ class Worker:
                     jobs.renew, list(self.held), self.owner, settings.lease_seconds
                 )
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
-                log.warning("worker: lease renewal failed: %s", type(exc).__name__)
+                self._log_failure("worker: lease renewal", exc)
 
     async def _progress(self, ran: int) -> None:
         now = time.monotonic()

@@ -6,6 +6,11 @@ SQLite's ``database or disk is full`` — often hidden behind the ``cannot rollb
 followed it) is answered 503 ``unavailable`` with ``retry: true`` and the dependency named,
 never 500. The first such failure logs one line and starts a probe that logs one more when the
 dependency answers again; the gauge ``wxb_dependency_down`` says which are down meanwhile.
+
+A transaction PostgreSQL rolled back to break a deadlock or a serialization conflict (SQLSTATE
+40P01, 40001, 40003) is a conflict, not an outage: the database answered. It gets the same 503
+(naming the database, ``retry: true``, nothing was stored) but opens no outage, logs no
+transition and leaves the gauge alone; ``wxb_database_conflicts_total`` counts them.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import peewee
 import redis.asyncio as aioredis
 import redis.exceptions
 from playhouse.pool import MaxConnectionsExceeded
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from wxbackend import errors
 from wxbackend.db import Database
@@ -55,7 +60,7 @@ _PG_DOWN_CLASSES = ("08", "53", "57", "58")
 _PG_DISK_FULL = "53100"
 #: The transaction was rolled back by PostgreSQL to break a deadlock or a serialization
 #: conflict (or cannot say how its statement ended): nothing of it was stored, and the same
-#: request again may well pass: 503 with ``retry``, as for SQLite's "database is locked".
+#: request again may well pass: 503 with ``retry``, but the database is up (a conflict).
 _PG_ROLLED_BACK = frozenset({"40001", "40P01", "40003"})
 _SQLITE_DISK = ("database or disk is full", "disk i/o error")
 _SQLITE_BUSY = (
@@ -91,6 +96,9 @@ class Down:
     dependency: str
     reason: str
     at_commit: bool = False
+    #: PostgreSQL rolled the transaction back (a deadlock, a serialization conflict): it
+    #: answered, so this is no outage (no transition, no gauge)
+    conflict: bool = False
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -116,6 +124,11 @@ def reason_of(exc: BaseException) -> str:
     """A one-line reason for logs and answers, with any credentials of a URL removed."""
     text = " ".join(str(exc).split())[:200] or type(exc).__name__
     return _CREDENTIALS.sub(r"\1***@", text)
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return sqlstate in _PG_ROLLED_BACK
 
 
 def _classify_one(exc: BaseException) -> str | None:
@@ -159,7 +172,7 @@ def classify(exc: BaseException) -> Down | None:
         if dependency == DISK:
             return Down(DISK, reason_of(current), at_commit)
         if dependency is not None and found is None:
-            found = Down(dependency, reason_of(current), at_commit)
+            found = Down(dependency, reason_of(current), at_commit, _is_conflict(current))
     return found
 
 
@@ -168,6 +181,10 @@ _MESSAGES = {
     DATABASE: "The database is not answering; try again shortly.",
     DISK: "The database's disk is full (or failing); nothing was stored. Try again later.",
 }
+_CONFLICT = (
+    "The database rolled this request back (it conflicted with another one); nothing was "
+    "stored. Try again."
+)
 _COMMIT_CUT = (
     "The database connection was lost while committing: the outcome is unknown. Retry with "
     "the same Idempotency-Key to learn it."
@@ -178,8 +195,8 @@ def answer(down: Down, on_postgres: bool) -> errors.ContractError:
     """503 ``unavailable`` (``retry: true``, ``dependency``) for ``down``. A commit cut off
     by PostgreSQL may have been stored: the message says so (SQLite's failed COMMIT rolls
     back, so nothing was)."""
-    message = _MESSAGES[down.dependency]
-    if down.at_commit and on_postgres and down.dependency == DATABASE:
+    message = _CONFLICT if down.conflict else _MESSAGES[down.dependency]
+    if down.at_commit and on_postgres and down.dependency == DATABASE and not down.conflict:
         message = _COMMIT_CUT
     return errors.Unavailable(
         message, retry=True, dependency=down.dependency, retry_after=RETRY_AFTER_SECONDS
@@ -204,6 +221,12 @@ class Outages:
         )
         for dependency in DEPENDENCIES:
             self.gauge.labels(dependency).set(0)
+        self.conflicts = Counter(
+            "wxb_database_conflicts",
+            "Transactions the database rolled back to break a deadlock or serialization "
+            "conflict (answered 503, retry; not an outage)",
+            registry=registry,
+        )
 
     def is_down(self, dependency: str) -> bool:
         return dependency in self.since
@@ -310,5 +333,8 @@ def handle(ctx: Any, exc: BaseException) -> errors.ContractError | None:
     found = classify(exc)
     if found is None:
         return None
-    outages(ctx).down(found)
+    if found.conflict:
+        outages(ctx).conflicts.inc()
+    else:
+        outages(ctx).down(found)
     return answer(found, not ctx.db.is_sqlite)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
 from models.base import utcnow
 from models.session import Session
@@ -151,13 +152,14 @@ async def revoke_all(
     return live + len(older)
 
 
-def purge_expired(batch: int = PURGE_BATCH) -> int:
-    """Delete expired sessions, ``batch`` rows per statement (the hourly housekeeping). Sync."""
+def purge_expired(batch: int = PURGE_BATCH, model: Any = Session) -> int:
+    """Delete expired sessions (rows of ``model``, which has ``expires_at``: also the screens'
+    device tokens), ``batch`` rows per statement (the hourly housekeeping). Sync."""
     now = utcnow()
     total = 0
     while True:
-        ids = Session.select(Session.id).where(Session.expires_at < now).limit(batch)
-        deleted = Session.delete().where(Session.id.in_(ids)).execute()
+        ids = model.select(model.id).where(model.expires_at < now).limit(batch)
+        deleted = model.delete().where(model.id.in_(ids)).execute()
         total += deleted
         if deleted < batch:
             return total

@@ -7,16 +7,15 @@ it: the window's ``generation`` grows, so every device token paired under the ol
 from then on, and :func:`end_pairings` drops those tokens and ends the open streams.
 
 A **device token** is what the screen keeps (``localStorage``) after pairing: 256 random bits,
-kept in Redis under its digest as ``{"window", "generation"}`` for ``devices.token_days``
-(renewed on each connection), and listed in the window's set so a rotation can drop them.
+kept as its digest with the window and generation for ``devices.token_days`` (renewed on each
+connection): in the database, cached in Redis (:mod:`.tokens`), so a Redis restarted empty
+unpairs no screen; a rotation ends the window's tokens there too.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from wxbackend.services.admin import permissions, scope
 from wxbackend.services.admin.audit import Actor, record
 from wxbackend.services.admin.sessions import Principal
 from wxbackend.services.citizens import ratelimit
-from wxbackend.services.devices import events
+from wxbackend.services.common import outages
+from wxbackend.services.devices import events, tokens
 
 KEY_BYTES = 15  # 120 bits → 24 base32 characters, shown in groups of 4
 WINDOW_CODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -43,6 +43,17 @@ _KEY_RE = re.compile(r"[A-Z2-7]{24}")
 WRITE = "catalogue.write"
 #: What Redis being unreachable raises.
 REDIS_DOWN = (RedisError, OSError, TimeoutError)
+
+
+def redis_unavailable(ctx: Context, exc: BaseException) -> errors.ContractError:
+    """The answer to Redis failing under a screen's request: the outage's 503 (``dependency``
+    ``redis``, ``retry``; noted once, as for every request: common.outages)."""
+    return outages.handle(ctx, exc) or errors.Unavailable(
+        "Redis (the server's shared cache) is not answering; try again shortly.",
+        retry=True,
+        dependency=outages.REDIS,
+        retry_after=outages.RETRY_AFTER_SECONDS,
+    )
 
 
 @dataclass(frozen=True)
@@ -107,14 +118,6 @@ def device_of(window_code: str) -> tuple[str, int] | None:
 # --------------------------------------------------------------------------- services
 
 
-def _token_key(ctx: Context, digest: str) -> str:
-    return ctx.rkeys("device-token", digest)
-
-
-def _window_tokens(ctx: Context, window_code: str) -> str:
-    return ctx.rkeys("device-tokens", window_code)
-
-
 async def create_key(ctx: Context, actor: Actor, principal: Principal, window_code: str) -> str:
     """``POST /admin/api/windows/{code}/device-key``: a new key, shown once; the screens
     paired with the old one lose their pairing at once."""
@@ -126,14 +129,8 @@ async def create_key(ctx: Context, actor: Actor, principal: Principal, window_co
 
 
 async def end_pairings(ctx: Context, window_code: str) -> None:
-    """Drop the window's device tokens (best effort: their generation is stale anyway)."""
-    listed = _window_tokens(ctx, window_code)
-    try:
-        digests = await ctx.redis.smembers(listed)
-        keys = [_token_key(ctx, d if isinstance(d, str) else d.decode()) for d in digests]
-        await ctx.redis.delete(*keys, listed)
-    except REDIS_DOWN:
-        pass  # the generation check refuses those tokens all the same
+    """End the window's device tokens (the database, then Redis's copies)."""
+    await tokens.end_window(ctx, window_code)
 
 
 def _pair_body(body: dict[str, Any]) -> tuple[str, str]:
@@ -155,53 +152,39 @@ async def pair(ctx: Context, address: str, body: dict[str, Any]) -> str:
     limit = ctx.settings.devices.pair_per_address_per_minute
     try:
         await ratelimit.hit(ctx, "device-pair", address, limit, 60)
-    except REDIS_DOWN:
-        raise errors.Unavailable("Pairing is unavailable; try again shortly.") from None
+    except REDIS_DOWN as exc:
+        raise redis_unavailable(ctx, exc) from None
     found = await ctx.db.run(device_of, window_code)
     given = token_digest(device_key) if _KEY_RE.fullmatch(device_key) else ""
     if found is None or not hmac.compare_digest(found[0], given or "-"):
         raise errors.Unauthenticated("Wrong window or device key.")
     token = secrets.token_urlsafe(32)
-    digest = token_digest(token)
     ttl = ctx.settings.devices.token_days * 86400
-    value = json.dumps({"window": window_code, "generation": found[1]})
-    try:
-        async with ctx.redis.pipeline(transaction=True) as pipe:
-            pipe.set(_token_key(ctx, digest), value, ex=ttl)
-            pipe.sadd(_window_tokens(ctx, window_code), digest)
-            pipe.expire(_window_tokens(ctx, window_code), ttl)
-            await pipe.execute()
-    except REDIS_DOWN:
-        raise errors.Unavailable("Pairing is unavailable; try again shortly.") from None
+    if not await tokens.store(ctx, token_digest(token), window_code, found[1], ttl):
+        raise errors.Unauthenticated("Wrong window or device key.")  # deleted meanwhile
     return token
 
 
 async def authenticate(ctx: Context, token: str | None, renew: bool = False) -> DeviceSession:
     """The screen a device token pairs (401 ``unauthenticated`` otherwise: unknown, expired,
-    or paired under a key since rotated). ``renew`` restarts the token's life."""
+    ended, or paired under a key since rotated). ``renew`` restarts the token's life."""
     if not token or len(token) > 128:
         raise errors.Unauthenticated("Pair this screen with the window's device key.")
-    key = _token_key(ctx, token_digest(token))
+    digest = token_digest(token)
     try:
-        raw = await ctx.redis.get(key)
-    except REDIS_DOWN:
-        raise errors.Unavailable("The screen cannot be checked; try again shortly.") from None
-    if raw is None:
+        stored = await tokens.find(ctx, digest)
+    except REDIS_DOWN as exc:
+        raise redis_unavailable(ctx, exc) from None
+    if stored is None:
         raise errors.Unauthenticated("This screen is not paired (or no longer); pair it again.")
-    stored = json.loads(raw)
     found = await ctx.db.run(device_of, stored["window"])
     if found is None or found[1] != stored["generation"]:
         raise errors.Unauthenticated("The window's device key was changed; pair it again.")
     if renew:
-        ttl = ctx.settings.devices.token_days * 86400
-        with contextlib.suppress(*REDIS_DOWN):  # it lives on until its old expiry
-            async with ctx.redis.pipeline(transaction=False) as pipe:
-                pipe.expire(key, ttl)
-                pipe.expire(_window_tokens(ctx, stored["window"]), ttl)  # see has_pairings
-                await pipe.execute()
+        await tokens.renew(ctx, digest, ctx.settings.devices.token_days * 86400)
     return DeviceSession(stored["window"])
 
 
 async def has_pairings(ctx: Context, window_code: str) -> bool:
-    """Some screen is paired with the window (one Redis call, no database)."""
-    return bool(await ctx.redis.scard(_window_tokens(ctx, window_code)))
+    """Some screen is paired with the window (one Redis call; the database on a miss)."""
+    return await tokens.paired(ctx, window_code)

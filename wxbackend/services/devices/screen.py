@@ -235,8 +235,8 @@ async def qrcode(ctx: Context, session: pairing.DeviceSession) -> bytes:
     when idle; 410 once the code is used, revoked or expired)."""
     try:
         state = await current(ctx, session.window_code)
-    except pairing.REDIS_DOWN:
-        raise errors.Unavailable("The code cannot be read; try again shortly.") from None
+    except pairing.REDIS_DOWN as exc:
+        raise pairing.redis_unavailable(ctx, exc) from None
     if state is None:
         raise errors.NotFound("No case is on this screen.")
     try:

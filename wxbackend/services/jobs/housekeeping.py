@@ -13,8 +13,8 @@ each hour's job once. A run first schedules the next hour's job, then does its w
   within ``alerts.before_hours`` (:mod:`wxbackend.services.alerts.deadlines`).
 - ``purge_push_receipts``: message-push receipts older than :data:`RECEIPT_RETENTION_DAYS`
   (a receipt only has to outlive WeChat's retries of one delivery, seconds apart).
-- ``purge_sessions``: expired citizen and admin sessions, in batches
-  (:func:`session_store.purge_expired`).
+- ``purge_sessions``: expired citizen and admin sessions and screens' device tokens, in
+  batches (:func:`session_store.purge_expired`, :func:`devices.tokens.purge_expired`).
 - ``optimize``: SQLite's ``PRAGMA optimize`` (statistics refreshed when they are stale).
 """
 
@@ -32,6 +32,7 @@ from wxbackend.db import database
 from wxbackend.services.alerts import deadlines as alert_deadlines
 from wxbackend.services.citizens import identity
 from wxbackend.services.common import session_store
+from wxbackend.services.devices import tokens as device_tokens
 from wxbackend.services.jobs import plans
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.services.messaging import subscriptions
@@ -126,7 +127,8 @@ async def _purge_idempotency_keys(ctx: Context) -> int:
 
 
 async def _purge_sessions(ctx: Context) -> int:
-    return await ctx.db.run(session_store.purge_expired)
+    sessions = await ctx.db.run(session_store.purge_expired)
+    return sessions + await ctx.db.run(device_tokens.purge_expired)
 
 
 async def _deadline_alerts(ctx: Context) -> int:
