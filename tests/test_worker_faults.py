@@ -32,13 +32,14 @@ import pytest
 from models.messaging import Message
 from tests.support.backlog import (
     SEND,
-    hang_sends,
+    hold_sends,
     kill_all,
     rows,
     sandbox_post,
     start,
     start_sandbox,
     wait_done,
+    wait_held,
     wait_sent,
 )
 from tests.support.pgcluster import PgCluster, pg_bindir
@@ -77,10 +78,11 @@ def _drain_through(
         procs.append(start_sandbox(sandbox_port, env, tmp_path / "sandbox.log"))
         case_ids = seed_backlog(settings_for(env), url, N, wechat_quota=2)
         seeded = time.monotonic()
+        hold_sends(url, 1.0, 2 * BATCH, after=N // 3)
         worker = start(["worker", "--owner", "W"], env, tmp_path / "worker.log")
         procs.append(worker)
-        assert wait_sent(url, N // 3, 30, [worker]) >= N // 3
-        hang_sends(url, 1.0, 2 * BATCH)
+        wait_held(url, 30, [worker])
+        assert sandbox_stats(url)["messages_sent"] >= N // 3
         struck = time.monotonic()
         fault(url)
         wait_sent(url, N, 30, [worker])

@@ -29,6 +29,19 @@ async def test_fault_errcode_once(sandbox: Sandbox) -> None:
 
 
 @pytest.mark.asyncio
+async def test_fault_after_lets_calls_through_first(sandbox: Sandbox) -> None:
+    fault = {"path": "cgi-bin/token", "http_status": 503, "after": 2, "times": 1}
+    assert await sandbox.post("_sandbox/faults", fault) == {"ok": True}
+    assert [(await sandbox.raw("GET", "cgi-bin/token")).code for _ in range(4)] == [
+        *(200, 200),  # let through (a token call without credentials still answers 200)
+        503,
+        200,
+    ]
+    assert (await sandbox.get("_sandbox/faults"))["items"] == []
+    assert (await sandbox.raw("POST", "_sandbox/faults", {"path": "*", "after": -1})).code == 400
+
+
+@pytest.mark.asyncio
 async def test_fault_http_500_until_cleared(sandbox: Sandbox) -> None:
     await sandbox.post("_sandbox/faults", {"path": "*", "http_status": 500})
     for _ in range(2):

@@ -67,17 +67,26 @@ def sandbox_post(url: str, path: str, body: Any = None) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-def hang_sends(url: str, seconds: float, times: int) -> None:
-    """The sandbox holds the next ``times`` sends for ``seconds`` (then accepts them), and
-    this returns once one is held: sends are in flight, their outcomes not yet recorded."""
-    sandbox_post(url, "_sandbox/faults", {"path": SEND, "hang_seconds": seconds, "times": times})
-    deadline = time.monotonic() + 10
+def hold_sends(url: str, seconds: float, times: int, after: int) -> None:
+    """Arm the sandbox to hold ``times`` sends for ``seconds`` each (then accept them), once
+    ``after`` sends went through: armed before the load starts, so a fast worker cannot finish
+    its backlog before the hold is in force (a race an armed-when-seen fault loses)."""
+    fault = {"path": SEND, "hang_seconds": seconds, "times": times, "after": after}
+    sandbox_post(url, "_sandbox/faults", fault)
+
+
+def wait_held(url: str, seconds: float, procs: list) -> None:
+    """Return once a send is held (sends in flight, their outcomes not yet recorded); every
+    process in ``procs`` must stay alive meanwhile."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         stats = sandbox_stats(url)
         if stats["calls"].get(SEND, 0) > stats["messages_sent"]:
             return
+        for proc in procs:
+            assert proc.poll() is None, f"a worker exited early ({proc.returncode})"
         time.sleep(0.02)
-    raise AssertionError("no send reached the sandbox")
+    raise AssertionError(f"no send was held: {sandbox_stats(url)}")
 
 
 def rows(env: dict[str, str], query: Callable[[], Any]) -> Any:

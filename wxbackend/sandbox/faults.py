@@ -3,8 +3,10 @@
 For calls to one WeChat path (or ``"*"``, every WeChat endpoint; never the control API): first
 hang ``hang_seconds`` (asynchronous; ends early when the client disconnects or the sandbox
 stops), then answer ``errcode`` (with WeChat's errmsg) or HTTP ``http_status`` with a text body;
-a hang alone then answers normally. With none of the three the call hangs 3600 s. ``times``:
-how many calls it affects (default: until cleared). An exact path wins over ``"*"``; older
+a hang alone then answers normally. With none of the three the call hangs 3600 s. ``after``:
+how many matching calls it lets through untouched first (so a test can arm a fault before the
+load starts, instead of racing it); ``times``: how many calls it affects after those (default:
+until cleared). An exact path wins over ``"*"``; older
 faults first. The waiting itself is done by `wxbackend.sandbox.base.WeChatHandler`.
 """
 
@@ -26,6 +28,7 @@ class Fault:
     http_status: int | None = None
     hang_seconds: float | None = None
     times: int | None = None
+    after: int = 0
 
     def as_dict(self) -> JSONDict:
         """The fault as the control API lists it."""
@@ -35,6 +38,7 @@ class Fault:
             "http_status": self.http_status,
             "hang_seconds": self.hang_seconds,
             "times": self.times,
+            "after": self.after,
         }
 
     def hang(self) -> float | None:
@@ -59,11 +63,15 @@ class FaultState:
         self.items.clear()
 
     def take(self, path: str) -> Fault | None:
-        """The fault that applies to this call (using up one of its ``times``), if any."""
+        """The fault that applies to this call (using up one of its ``after`` calls let through,
+        else one of its ``times``), if any."""
         for wanted in (path, "*"):
             for fault in self.items:
                 if fault.path != wanted:
                     continue
+                if fault.after > 0:
+                    fault.after -= 1
+                    return None
                 if fault.times is not None:
                     fault.times -= 1
                     if fault.times <= 0:
