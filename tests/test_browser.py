@@ -21,7 +21,7 @@ from playwright.async_api import expect
 
 from models.base import utcnow
 from tests.support.admins import PASSWORD, admin_token
-from tests.support.browser import Chromium
+from tests.support.browser import Chromium, english_words
 from tests.support.cases import make_case, make_id_number
 from tests.support.tickets import seed_rating
 from wxbackend.clients.citizen import rate, verified_user
@@ -41,6 +41,17 @@ STATUS = {
     "closed": "已办结",
     "invalid": "核实为无效差评",
 }
+#: Latin words the console may show: WeChat's and formats' own names, the command line, the
+#: test's usernames and configuration values shown beside their Chinese names. Anything else
+#: in Latin letters on a console page is an English leftover (codes and ids hold a digit, a
+#: dot, a dash or an underscore and are not words).
+LATIN_ALLOWED = {
+    *("AppID", "AppSecret", "Token", "EncodingAESKey", "Webhook", "key", "ID", "JSON", "JSONL"),
+    *("CSV", "HTTP", "https", "Ctrl", "wxbackend", "catalog", "import", "root", "sandbox"),
+    *("release", "trial", "develop", "access_token", "key_id"),
+    # the values a subscribe-message template's fields take (the configuration's vocabulary)
+    *("item_name", "completed_at", "center_name", "outcome", "outcome_text", "closed_at"),
+}
 
 
 @pytest.fixture
@@ -56,6 +67,8 @@ async def test_console_public_page_and_screen_in_chromium(
     token = await admin_token(api, ctx)  # root, a superadmin
     await admin_token(api, ctx, "root2")  # the second person of a two-person decision
     marked = await seed_rating(ctx, overall=1, comment=f"{MARKUP} 窗口排队太久")
+    appealed = [await seed_rating(ctx, overall=2, comment="态度不好") for _ in range(2)]
+    await admin_token(api, ctx, "hl-admin", "center_admin", "440103-HL")  # files appeals
     callback_case_no = f"CB{datetime.now(UTC):%H%M%S%f}"
     completed = utcnow() - timedelta(days=2)  # a callback comes 24 h after completion at least
     await make_case(
@@ -73,6 +86,7 @@ async def test_console_public_page_and_screen_in_chromium(
         await browser.shot(admin, "01-console")
         await ticket_through_every_state(admin, browser, api, token, marked.case_no)
         await callback_rating_then_invalid(admin, browser, api, token, callback_case_no)
+        await appeals_and_a_refused_proposal(admin, browser, [t.case_no for t in appealed])
         await wechat_config_changed(admin, browser, api, token)
         await stats_open_on_this_month(admin, browser)
         await every_section_opens(admin, browser)
@@ -83,7 +97,8 @@ async def test_console_public_page_and_screen_in_chromium(
         await code_appears_on_the_screen(device, browser, api, ctx, partner, token, base_url)
     assert not browser.problems, "\n".join(browser.problems)
     assert browser.refusals == []  # the wanted refusal was seen (and only it was let pass)
-    assert len(list(browser.shots.glob("*.png"))) == 9 + 9  # the journey, then each section
+    assert browser.dialogs == ["停用 root2 并结束其所有会话？"]  # a confirm, in Chinese
+    assert len(list(browser.shots.glob("*.png"))) == 11 + 9 + 4  # journey, sections, catalogue
 
 
 async def log_in(page: Any, base_url: str, username: str) -> None:
@@ -105,18 +120,20 @@ def ticket_row(page: Any, case_no: str) -> Any:
 
 
 async def step(page: Any, case_no: str, button: str, then: str, **choices: str) -> None:
-    """Click a ticket's step button, fill its form (selects by name; ``note``) and submit;
-    the row then shows the status ``then``."""
+    """Click a ticket's step button, fill its form (selects by name; ``note``, ``reason``)
+    and submit; once the list is shown again (no form open) the row shows the status ``then``."""
     row = ticket_row(page, case_no)
     await row.get_by_role("button", name=button, exact=True).click()
     form = row.locator("form")
     for name, value in choices.items():
         field = form.locator(f"[name={name}]")
-        if name == "note":
+        if name in ("note", "reason"):
             await field.fill(value)
         else:
             await field.select_option(value)
     await form.get_by_role("button", name="提交" + button).click()
+    await expect(form.locator(".status")).to_have_text(f"{button}已提交。")
+    await expect(ticket_row(page, case_no).locator("form")).to_have_count(0)  # listed again
     await expect(ticket_row(page, case_no).locator("span.ticket")).to_have_text(STATUS[then])
 
 
@@ -209,6 +226,47 @@ async def callback_rating_then_invalid(
     await browser.shot(page, "05-ticket-invalid")
 
 
+async def switch_admin(page: Any, username: str) -> None:
+    await page.locator("#logout").click()
+    await expect(page.locator("#login-view")).to_be_visible()
+    await log_in(page, page.url.split("/admin/")[0], username)
+    await open_section(page, "差评工单")
+
+
+async def appeals_and_a_refused_proposal(page: Any, browser: Chromium, case_nos: list[str]) -> None:
+    """The center's admin files two appeals (申诉) and proposes one 差评 invalid, and asks for
+    an applicant's phone (联系群众); a superadmin upholds one appeal (the ticket ends
+    ``invalid``), rejects the other and refuses the proposal (the ticket goes on: verified)."""
+    rejected, upheld = case_nos
+    await switch_admin(page, "hl-admin")
+    for case_no in case_nos:
+        await step(page, case_no, "申诉", "open", reason="群众误评：当日该窗口无人排队")
+        await expect(ticket_row(page, case_no)).to_contain_text("申诉待裁决")
+        again = ticket_row(page, case_no).get_by_role("button", name="申诉", exact=True)
+        await expect(again).to_have_count(0)  # one appeal a ticket
+    await step(page, rejected, "核实", "open", valid="false", note="评价与事实不符")
+    row = ticket_row(page, rejected)
+    await expect(row).to_contain_text("无效差评待确认（hl-admin 提出）")
+    await row.get_by_role("button", name="联系群众").click()
+    await row.locator("form [name=reason]").fill("核实差评需联系群众")
+    await row.get_by_role("button", name="查看群众电话").click()
+    await expect(row.locator("form .status")).to_have_text("该办件未登记联系电话。")
+    await browser.shot(page, "05b-tickets-appealed")
+
+    await switch_admin(page, "root")
+    await step(page, upheld, "申诉裁决", "invalid", upheld="true", note="经核实为误评")
+    await expect(ticket_row(page, upheld)).to_contain_text("申诉成立")
+    await step(page, rejected, "申诉裁决", "open", upheld="false", note="差评属实")
+    await step(page, rejected, "无效差评确认", "open", confirm="false", note="继续核实")
+    await expect(row).to_contain_text("申诉不成立")
+    await expect(row.get_by_role("button", name="无效差评确认")).to_have_count(0)
+    await step(page, rejected, "核实", "verified", valid="true", note="属实，已约谈")
+    await row.get_by_role("button", name="处理记录").click()
+    for action in ("提出申诉", "提出无效差评", "申诉不成立", "驳回无效差评", "核实属实"):
+        await expect(row.locator("ol.history")).to_contain_text(action)
+    await browser.shot(page, "05c-tickets-appeals-decided")
+
+
 async def wechat_config_changed(page: Any, browser: Chromium, api: Any, token: str) -> None:
     await open_section(page, "微信配置")
     form = page.locator("section.box").filter(has_text="修改配置").locator("form")
@@ -242,12 +300,49 @@ async def every_section_opens(page: Any, browser: Chromium) -> None:
     for number, label in enumerate(labels, start=1):
         await open_section(page, label)
         await page.wait_for_load_state("networkidle")
+        await expect(page.locator("#content")).not_to_contain_text("加载中")
         assert await page.locator("#content .error:visible").count() == 0, label
+        await no_english_leftovers(page, label)
         await browser.shot(page, f"10-section-{number}")
+        if label == "目录管理":
+            await every_catalogue_tab(page, browser)
+        if label == "管理员":
+            row = page.locator("#content tbody tr").filter(has_text="root2")
+            browser.expect_dialog("停用 root2")
+            await row.get_by_role("button", name="停用").click()
+            await expect(row).to_contain_text("否")  # dismissed: still enabled
     await expect(page.locator("#content tbody tr").first).to_contain_text(
         "（wechat_config.update）"
     )
     await expect(page.locator("#content tbody")).to_contain_text("工单 · 无效差评确认")
+
+
+async def no_english_leftovers(page: Any, where: str) -> None:
+    """The visible text of the console (comments and notes, which citizens and admins wrote,
+    left out) holds no Latin word outside :data:`LATIN_ALLOWED`."""
+    text = await page.evaluate(
+        """() => {
+            const copy = document.querySelector("#console-view").cloneNode(true);
+            copy.querySelectorAll(".comment, .note, [hidden]").forEach((n) => n.remove());
+            document.body.appendChild(copy);
+            const text = copy.innerText;
+            copy.remove();
+            return document.querySelector(".topbar").innerText + "\\n" + text;
+        }"""
+    )
+    assert english_words(text, LATIN_ALLOWED) == set(), (where, english_words(text, LATIN_ALLOWED))
+
+
+async def every_catalogue_tab(page: Any, browser: Chromium) -> None:
+    tabs = page.locator("#content .tabs button")
+    names = await tabs.all_inner_texts()
+    assert names[0] == "服务中心" and len(names) == 5, names
+    for number, name in enumerate(names[1:], start=2):
+        await tabs.filter(has_text=name).click()
+        await expect(page.locator("#content h3").first).to_contain_text(name.split(" ")[0])
+        await page.wait_for_load_state("networkidle")
+        await no_english_leftovers(page, f"目录管理 · {name}")
+        await browser.shot(page, f"11-catalogue-{number}")
 
 
 async def rating_appears_live(
