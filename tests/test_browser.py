@@ -88,7 +88,7 @@ async def test_console_public_page_and_screen_in_chromium(
         await callback_rating_then_invalid(admin, browser, api, token, callback_case_no)
         await appeals_and_a_refused_proposal(admin, browser, [t.case_no for t in appealed])
         await wechat_config_changed(admin, browser, api, token)
-        await stats_open_on_this_month(admin, browser)
+        await stats_open_on_this_month(admin, browser, api, token)
         await every_section_opens(admin, browser)
 
         public = await browser.page("public")
@@ -282,13 +282,24 @@ async def wechat_config_changed(page: Any, browser: Chromium, api: Any, token: s
     await browser.shot(page, "06-wechat-config")
 
 
-async def stats_open_on_this_month(page: Any, browser: Chromium) -> None:
+async def stats_open_on_this_month(page: Any, browser: Chromium, api: Any, token: str) -> None:
     today = datetime.now(SHANGHAI).date()
+    first = today.replace(day=1).isoformat()
     await open_section(page, "统计分析")
-    await expect(page.locator("[name=from]")).to_have_value(today.replace(day=1).isoformat())
+    await expect(page.locator("[name=from]")).to_have_value(first)
     await expect(page.locator("[name=to]")).to_have_value(today.isoformat())
     await expect(page.locator("[name=month]")).to_have_value(today.strftime("%Y-%m"))
-    await expect(page.locator("#content table.data").first).to_contain_text("满意率")
+    figures = page.locator("#content table.data").first
+    await expect(figures).to_contain_text("满意率")
+    query = f"?group_by=center&from={first}&to={today.isoformat()}"
+    rows = (await api.expect("GET", "/admin/api/stats" + query, token=token))["rows"]
+    shown = figures.locator("tbody tr")
+    await expect(shown).to_have_count(len(rows))  # this month's figures, row by row
+    for number, row in enumerate(rows):
+        cells = shown.nth(number).locator("td")
+        await expect(cells.nth(0)).to_contain_text(row["key"]["name"])
+        await expect(cells.nth(1)).to_have_text(str(row["finished_cases"]))
+        await expect(cells.nth(2)).to_have_text(str(row["total"]))
     await expect(page.locator(".ranking-method")).to_contain_text("得分 = (C×m + 星级合计)")
     await browser.shot(page, "07-stats")
 
@@ -305,6 +316,7 @@ async def every_section_opens(page: Any, browser: Chromium) -> None:
         await no_english_leftovers(page, label)
         await browser.shot(page, f"10-section-{number}")
         if label == "目录管理":
+            await a_refusal_names_the_field_by_its_label(page, browser)
             await every_catalogue_tab(page, browser)
         if label == "管理员":
             row = page.locator("#content tbody tr").filter(has_text="root2")
@@ -331,6 +343,18 @@ async def no_english_leftovers(page: Any, where: str) -> None:
         }"""
     )
     assert english_words(text, LATIN_ALLOWED) == set(), (where, english_words(text, LATIN_ALLOWED))
+
+
+async def a_refusal_names_the_field_by_its_label(page: Any, browser: Chromium) -> None:
+    form = page.locator("section.box").filter(has_text="新增服务中心").locator("form")
+    await form.locator("[name=code]").fill("HL-NEW")
+    await form.locator("[name=name]").fill("新建服务中心")
+    await form.locator("[name=area_code]").fill("abc")
+    browser.expect_refusal("/admin/api/centers")
+    await form.get_by_role("button", name="新增").click()
+    await expect(form.locator(".status.error")).to_have_text(
+        "行政区划代码：字段取值无效。（invalid_field，HTTP 422）"
+    )
 
 
 async def every_catalogue_tab(page: Any, browser: Chromium) -> None:

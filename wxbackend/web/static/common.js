@@ -138,6 +138,8 @@ var WXB = (function () {
           var err = new Error(describeError(response.status, data));
           err.status = response.status;
           err.code = data && data.error ? data.error.code : null;
+          // the request's field or parameter at fault (a form names it by its label)
+          err.field = data && data.error ? data.error.field || data.error.parameter || null : null;
           throw err;
         }
         return data;
