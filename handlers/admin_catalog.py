@@ -10,6 +10,7 @@ is 404, a write naming a center beyond the writer's reach 403); partners ``partn
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from handlers.admin_base import AdminHandler, admin_security
@@ -23,6 +24,7 @@ from wxbackend.services.catalogue import admin as admin_catalog
 from wxbackend.services.catalogue import admin_partners
 from wxbackend.services.catalogue.admin import ListQuery
 from wxbackend.services.catalogue.admin_rows import write_action
+from wxbackend.services.common import query_args
 
 _STR = {"type": "string"}
 #: The path parameter naming one row, per section (default ``code``).
@@ -112,9 +114,28 @@ def _schema(section: str) -> dict[str, Any]:
     return out
 
 
+#: A catalogue list's cursor is the last code (or staff_no) shown, not the opaque cursor of
+#: the other lists: a code may hold a dot.
+_CODE_CURSOR = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CODE_CURSOR_SCHEMA = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_.-]*$",
+    "maxLength": 64,
+    "description": "next_cursor of the previous page (the last code shown)",
+}
+
+
 def _list_params(section: str) -> list[dict[str, Any]]:
     names = (*_LIST_FILTERS[section], "cursor", "limit")
-    return [{"name": n, "in": "query", "required": False, "schema": _STR} for n in names]
+    return [
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "schema": _CODE_CURSOR_SCHEMA if n == "cursor" else _STR,
+        }
+        for n in names
+    ]
 
 
 def _collection_openapi(section: str, writers: str) -> dict[str, Any]:
@@ -172,16 +193,21 @@ class CatalogHandler(AdminHandler):
         filters = _LIST_FILTERS[self.section]
 
         def arg(name: str) -> str | None:
-            return self.get_query_argument(name, None) if name in filters else None
+            if name not in filters:
+                return None
+            return query_args.text(self.get_query_argument(name, None), name)  # ≤ 64 chars
 
         active = arg("active")
         if active not in (None, "", "true", "false"):
             raise errors.InvalidQuery("active must be true or false.", field="active")
+        cursor = self.get_query_argument("cursor", None) or None
+        if cursor is not None and not _CODE_CURSOR.fullmatch(cursor):
+            raise query_args.invalid("cursor", "The cursor is not valid.")
         return ListQuery(
-            center=arg("center") or None,
-            department=arg("department") or None,
+            center=arg("center"),
+            department=arg("department"),
             active=None if not active else active == "true",
-            cursor=self.get_query_argument("cursor", None) or None,
+            cursor=cursor,
             limit=parse_limit(
                 self.get_query_argument("limit", None),
                 admin_catalog.DEFAULT_LIMIT,
