@@ -1,12 +1,17 @@
 """Schemathesis against the served /openapi.json of a running server (issue 15, item 7).
 
-A citizen token and an admin session are sent where the document asks for them. Every answer
-must be no 5xx, carry a documented status and content type, and match the documented schema;
-schema-valid requests (positive mode) must not be refused as malformed (400), and requests
-outside the schema (negative mode) must be refused, with documented answers. The run is
+A citizen token, an admin session and a paired evaluator's device token are sent where the
+document asks for them (a negative case that leaves the ``Authorization`` header out goes
+without one: 401). Every answer must be no 5xx, carry a documented status and content type,
+and match the documented schema (the errors' and, through handlers/openapi_shapes.py, every
+success the contract describes in its notation); schema-valid requests (positive mode) must
+not be refused as malformed (400), and requests outside the schema (negative mode) must be
+refused, with documented answers. Operations with a path parameter are also aimed at rows that
+exist (a seeded 差评, the example catalogue), so their successes are checked too. The run is
 derandomized (fixed examples per operation, no example database), so CI sends the same
-requests every time: ~750 of them, ~20 s of CPU. Every 405's ``Allow`` is checked in
-tests/test_openapi_document.py.
+requests every time: ~2100 of them in ~17 s. Every 405's ``Allow`` is checked in
+tests/test_openapi_document.py. Partner (signed) calls only meet 401 here: their signatures
+are tests/test_partner.py's.
 """
 
 from __future__ import annotations
@@ -34,11 +39,23 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.admins import admin_token
+from tests.support.tickets import seed_rating
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.asyncio]
 
-#: Examples per operation and mode (107 operations: ~750 requests in all).
-EXAMPLES = {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 3}
+#: Examples per operation and mode (107 operations), then per operation with a path
+#: parameter aimed at rows that exist (``REAL``): ~2000 requests in all.
+EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
+REAL_EXAMPLES = 6
+#: Path parameters naming rows that exist (the example catalogue, a seeded 差评, an extra
+#: admin): a random id only ever finds 404, these reach the handlers' answers. A code names
+#: the row of the section in its path.
+CODES = {
+    "/admin/api/centers/": "440103-HL",
+    "/admin/api/departments/": "HL-GENERAL",
+    "/admin/api/items/": "440103-SB-002",
+    "/admin/api/windows/": "HL-W03",
+}
 #: Server-Sent Events never end: tests/test_live.py and tests/test_devices.py cover them.
 STREAMS = {"/api/v1/public/live", "/api/v1/device/stream"}
 #: Ending the session would leave the rest of the run without one (they still get 401s).
@@ -97,8 +114,31 @@ CHECKS = [
 ]
 
 
-def _fuzz(document: dict, base_url: str, tokens: dict[str, str]) -> tuple[list[str], int]:
-    """Every operation of ``document`` in both modes: the failures and the request count."""
+def _credentials(case: Any, mode: GenerationMode, headers: dict[str, str]) -> dict[str, str]:
+    """The real token in place of the generated one, except where a negative case leaves the
+    ``Authorization`` header out on purpose: that request goes without one (401 expected)."""
+    if mode is GenerationMode.NEGATIVE and "Authorization" not in (case.headers or {}):
+        return {}
+    return headers
+
+
+def _aimed(case: Any, real: dict[str, str]) -> None:
+    """The case's path parameters replaced by rows that exist (those ``real`` names)."""
+    values = dict(case.path_parameters or {})
+    for name in values:
+        code = next((c for prefix, c in CODES.items() if case.path.startswith(prefix)), None)
+        if name == "code" and code:
+            values[name] = code
+        elif name in real:
+            values[name] = real[name]
+    case.path_parameters = values
+
+
+def _fuzz(
+    document: dict, base_url: str, tokens: dict[str, str], real: dict[str, str]
+) -> tuple[list[str], int]:
+    """Every operation of ``document`` in both modes, and aimed at real rows: the failures
+    and the request count."""
     schema = schemathesis.openapi.from_dict(document)
     session = requests.Session()
     failures: list[str] = []
@@ -112,7 +152,10 @@ def _fuzz(document: dict, base_url: str, tokens: dict[str, str]) -> tuple[list[s
         if operation.path not in LOGOUTS and schemes and schemes[0] in tokens:
             headers["Authorization"] = f"Bearer {tokens[schemes[0]]}"
         negatable = operation.body or operation.query or operation.headers
-        for mode, examples in EXAMPLES.items():
+        passes = [(mode, examples, False) for mode, examples in EXAMPLES.items()]
+        if "{" in operation.path:
+            passes.append((GenerationMode.POSITIVE, REAL_EXAMPLES, True))
+        for mode, examples, aimed in passes:
             if mode is GenerationMode.NEGATIVE and not negatable:
                 continue  # nothing the client sends could break the schema
 
@@ -128,8 +171,11 @@ def _fuzz(document: dict, base_url: str, tokens: dict[str, str]) -> tuple[list[s
             def one(case: Any) -> None:
                 nonlocal sent
                 sent += 1
+                if aimed:
+                    _aimed(case, real)
+                sent_headers = _credentials(case, mode, headers)
                 response = case.call(
-                    base_url=base_url, session=session, headers=headers, timeout=10
+                    base_url=base_url, session=session, headers=sent_headers, timeout=10
                 )
                 case.validate_response(response, checks=CHECKS)
 
@@ -141,7 +187,8 @@ def _fuzz(document: dict, base_url: str, tokens: dict[str, str]) -> tuple[list[s
                 Exception,
                 BaseExceptionGroup,
             ) as exc:  # one finding per operation and mode is enough to act on
-                failures.append(f"{operation.label} [{mode.value}]: {str(exc)[:1500]}")
+                label = f"{mode.value}, real rows" if aimed else mode.value
+                failures.append(f"{operation.label} [{label}]: {str(exc)[:1500]}")
     session.close()
     return failures, sent
 
@@ -150,11 +197,27 @@ async def test_the_api_answers_every_generated_request_as_documented(
     api, ctx, sandbox, partner, base_url, http_client, without_local_constants
 ):
     citizen, _ = await api.login(sandbox)
-    tokens = {"citizen": citizen, "admin": await admin_token(api, ctx)}
+    admin = await admin_token(api, ctx)
+    await admin_token(api, ctx, "fuzzed", "viewer")  # the one /admins/{username} may change
+    paired = await api.expect("POST", "/admin/api/windows/HL-W02/device-key", token=admin)
+    device = await api.expect("POST", "/api/v1/device/pair", {"window_code": "HL-W02", **paired})
+    tokens = {"citizen": citizen, "admin": admin, "device": device["device_token"]}
+    seeded = await seed_rating(ctx, overall=1)
+    real = {
+        "case_no": seeded.case_no,
+        "case_id": seeded.case_id,
+        "evaluation_id": seeded.evaluation_id,
+        "ticket_id": str(seeded.ticket_id),
+        "staff_no": "HL004",
+        "window_code": "HL-W03",
+        "username": "fuzzed",
+        "key_id": partner.key_id,  # its revocation leaves the run's requests as they were
+        "path": "site.css",
+    }
     served = await http_client.fetch(base_url + "/openapi.json")
     document = json.loads(served.body)
 
     started = time.monotonic()
-    failures, sent = await asyncio.to_thread(_fuzz, document, base_url, tokens)
+    failures, sent = await asyncio.to_thread(_fuzz, document, base_url, tokens, real)
     print(f"\nfuzz: {sent} requests in {time.monotonic() - started:.1f} s")
     assert not failures, "\n\n".join(failures)
