@@ -98,7 +98,18 @@ _CHECKED: dict[str, dict[str, Any]] = {
     "name": {"maxLength": 64, "pattern": f"^{_PLAIN}*[^\\s{_CONTROL}]{_PLAIN}*$"},
     "area_code": {"pattern": "^[0-9]{6,12}$"},
     "role": {"enum": list(STAFF_ROLES)},
-    "photo_url": {"pattern": "^https?://"},
+    # an http(s) URL naming a host, without spaces or control characters (catalogue.rows)
+    "photo_url": {
+        "pattern": f"^(?!.*[{_CONTROL}])https?://([^\\s/?#@]*@)?[^\\s/?#@:\\[\\]]+"
+        "(:[0-9]*)?([/?#]\\S*)?$",
+        "maxLength": 500,
+    },
+    "credit_code": {"pattern": f"^{_PLAIN}*$", "maxLength": 64},  # its check digit: beyond
+    # the robot's key, or its whole webhook address as WeCom shows it (admin_rows); "" clears
+    "wecom_webhook_key": {
+        "pattern": "^[ \t\n\r]*((https://qyapi[.]weixin[.]qq[.]com/cgi-bin/webhook/send[?]key=)?"
+        "[A-Za-z0-9-]{8,64})?[ \t\n\r]*$"
+    },
 }
 
 
@@ -315,7 +326,12 @@ class PartnersHandler(AdminHandler):
             "summary": "Create a partner key; the answer shows its secret this once",
             **admin_security(),
             "requestBody": json_body(
-                {"name": _STR, "centers": {"type": "array", "items": _STR}}, required=["name"]
+                {
+                    # trimmed, then 1–200 characters (services.admin.accounts.create_partner)
+                    "name": {"type": "string", "maxLength": 200, "pattern": r"\S"},
+                    "centers": {"type": "array", "items": _STR},
+                },
+                required=["name"],
             ),
             "responses": {
                 "201": {"description": "{key_id, name, centers, created_at, revoked_at, secret}"},

@@ -108,6 +108,16 @@ SCHEMA_CASES = [
     (("/wechat/push", "post", "encrypt_type"), "rot13", False),
     (("/api/v1/evaluations/{evaluation_id}/follow-up", "post", "Idempotency-Key"), "short", False),
 ]
+_CENTER = {"code": "C", "name": "中心", "area_code": "440103"}
+_STAFF = {"staff_no": "S1", "name": "张三", "role": "window", "department": "D", "center": "C"}
+_ROBOT = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key="
+_CALL = {
+    "case_no": "C1",
+    "channel": "phone",
+    "overall": 2,
+    "contact_at": "2026-12-01T10:00:00+08:00",
+    "reference": "CALL-1",
+}
 BODY_CASES = [
     (("/api/v1/evaluations", "post"), {"overall": 1}, False),  # neither scene nor case_id
     (("/api/v1/evaluations", "post"), {"overall": 1, "scene": "s", "case_id": "1"}, False),
@@ -118,6 +128,50 @@ BODY_CASES = [
     (("/admin/api/wechat-config", "put"), {"env_version": "beta"}, False),
     (("/admin/api/windows", "post"), {"code": "W1", "name": "1\x9f", "center": "C"}, False),
     (("/admin/api/windows", "post"), {"code": "W1", "name": "1号窗口", "center": "C"}, True),
+    # found by the fuzz run once schema-valid input refused as malformed counted for 422 too
+    (("/admin/api/partners", "post"), {"name": "  "}, False),
+    (("/admin/api/partners", "post"), {"name": "x" * 201}, False),
+    (("/admin/api/partners", "post"), {"name": "办件系统"}, True),
+    (("/admin/api/centers", "post"), {"code": "C", "name": "中", "area_code": "440103"}, True),
+    (("/admin/api/centers", "post"), {**_CENTER, "wecom_webhook_key": "short"}, False),
+    (
+        ("/admin/api/centers", "post"),
+        {**_CENTER, "wecom_webhook_key": _ROBOT + "abcd-1234-efgh"},
+        True,
+    ),
+    (("/admin/api/staff", "post"), {**_STAFF, "photo_url": "https://a b"}, False),
+    (("/admin/api/staff", "post"), {**_STAFF, "photo_url": "https://example.org/p.png"}, True),
+    (
+        ("/admin/api/departments", "post"),
+        {"code": "D", "name": "部门", "center": "C", "credit_code": "91\x05"},
+        False,
+    ),
+    (("/api/v1/identity/face/start", "post"), {"name": "John", "id_number": "x"}, False),
+    (
+        ("/api/v1/identity/face/start", "post"),
+        {"name": "迪丽热巴·迪力木拉提", "id_number": "x"},
+        True,
+    ),
+    (("/admin/api/wechat-config", "put"), {"api_base": "sandbox"}, False),
+    (("/admin/api/wechat-config", "put"), {"templates": {"reminder_fields": {}}}, False),
+    (
+        ("/admin/api/wechat-config", "put"),
+        {"templates": {"reminder_fields": {"x": "case_no"}}},
+        False,
+    ),
+    (
+        ("/admin/api/wechat-config", "put"),
+        {"templates": {"reminder_fields": {"thing1": "outcome"}}},
+        False,
+    ),
+    (
+        ("/admin/api/wechat-config", "put"),
+        {"templates": {"rectified_fields": {"thing1": "outcome"}}},
+        True,
+    ),
+    (("/admin/api/callback-evaluations", "post"), {**_CALL, "stages": {"TG": 1}}, False),
+    (("/admin/api/callback-evaluations", "post"), {**_CALL, "reference": "\x05"}, False),
+    (("/admin/api/callback-evaluations", "post"), {**_CALL, "stages": {"handling": 1}}, True),
 ]
 
 
