@@ -75,23 +75,33 @@
         options: Object.keys(ENV_VERSIONS).map(function (k) { return [k, ENV_VERSIONS[k] + "（" + k + "）"]; }) },
       { name: "check_path", label: "校验页面路径", type: "checkbox", value: cfg ? cfg.check_path : true },
     ];
+    // Only what the admin changed is sent: the history and the audit log then name just that.
+    var was = cfg || {};
+    var wasTemplates = was.templates || {};
     return A.form(fields, "保存配置", function (v) {
       var body = {};
-      ["appid", "secret", "push_token", "aes_key", "miniprogram_page", "env_version"].forEach(function (k) {
+      ["appid", "miniprogram_page", "env_version"].forEach(function (k) {
+        if (v[k] !== undefined && v[k] !== was[k]) body[k] = v[k];
+      });
+      ["secret", "push_token", "aes_key"].forEach(function (k) { // write-only: typed = changed
         if (v[k] !== undefined) body[k] = v[k];
       });
-      body.check_path = v.check_path;
+      if (v.check_path !== Boolean(was.check_path)) body.check_path = v.check_path;
       var templates = {};
-      if (v.reminder !== undefined) templates.reminder = v.reminder;
-      if (v.rectified !== undefined) templates.rectified = v.rectified;
+      ["reminder", "rectified"].forEach(function (k) {
+        if (v[k] !== undefined && v[k] !== wasTemplates[k]) templates[k] = v[k];
+      });
       var bad = null;
       ["reminder_fields", "rectified_fields"].forEach(function (k) {
-        if (!v[k] || v[k] === fieldMap(cfg, k)) return;
+        if (!v[k] || v[k] === fieldMap(was, k)) return;
         try { templates[k] = JSON.parse(v[k]); } catch (e) { bad = k; }
       });
       if (bad) return Promise.reject(new Error((bad === "reminder_fields" ? "提醒模板字段" : "整改反馈模板字段") + "不是有效的 JSON。"));
       if (Object.keys(templates).length) body.templates = templates;
+      if (!Object.keys(body).length) return "没有修改。";
       return A.api("PUT", "/wechat-config", body).then(function (saved) {
+        was = saved; // the form stays (its message with it): what it shows is now in force
+        wasTemplates = saved.templates || {};
         reload(true);
         return "已保存，配置版本 " + saved.version + "，各进程无需重启即生效。";
       });
