@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from wxbackend.timefmt import SHANGHAI
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WINDOW = "HL-W01"
+TENTH = Decimal("0.1")
 MARKUP = "<img src=x onerror=alert(1)>"
 STATUS = {
     "open": "差评待核实",
@@ -82,6 +84,7 @@ async def test_console_public_page_and_screen_in_chromium(
 
     async with Chromium(tmp_path) as browser:
         admin = await browser.page("admin")
+        await refused_log_in(admin, browser, base_url)
         await log_in(admin, base_url, "root")
         await browser.shot(admin, "01-console")
         await ticket_through_every_state(admin, browser, api, token, marked.case_no)
@@ -98,7 +101,7 @@ async def test_console_public_page_and_screen_in_chromium(
     assert not browser.problems, "\n".join(browser.problems)
     assert browser.refusals == []  # the wanted refusal was seen (and only it was let pass)
     assert browser.dialogs == ["停用 root2 并结束其所有会话？"]  # a confirm, in Chinese
-    assert len(list(browser.shots.glob("*.png"))) == 11 + 9 + 4  # journey, sections, catalogue
+    assert len(list(browser.shots.glob("*.png"))) == 12 + 9 + 4  # journey, sections, catalogue
 
 
 async def log_in(page: Any, base_url: str, username: str) -> None:
@@ -108,6 +111,17 @@ async def log_in(page: Any, base_url: str, username: str) -> None:
     await form.locator("[name=password]").fill(PASSWORD)
     await form.get_by_role("button", name="登录").click()
     await expect(page.locator("#who-name")).to_contain_text(username)
+
+
+async def refused_log_in(page: Any, browser: Chromium, base_url: str) -> None:
+    await page.goto(base_url + "/admin/")
+    form = page.locator("#login-form")
+    await form.locator("[name=username]").fill("root")
+    await form.locator("[name=password]").fill("not-the-password")
+    browser.expect_refusal("/admin/api/login")
+    await form.get_by_role("button", name="登录").click()
+    await expect(page.locator("#login-error")).to_have_text("用户名或密码错误。")
+    await browser.shot(page, "00-login-refused")
 
 
 async def open_section(page: Any, label: str) -> None:
@@ -374,6 +388,27 @@ async def every_catalogue_tab(page: Any, browser: Chromium) -> None:
         await browser.shot(page, f"11-catalogue-{number}")
 
 
+#: The public page's figures: element id → the /api/v1/public/stats key it shows.
+FIGURES = {
+    "fig-satisfaction": "satisfaction_rate",
+    "fig-bad": "bad_rate",
+    "fig-active-rate": "active_rate",
+    "fig-active": "active_good_rate",
+    "fig-unrated": "unrated_rate",
+    "fig-on-time": "on_time_rectification_rate",
+}
+
+
+async def figures_shown(page: Any, api: Any) -> None:
+    """Each figure on /public/ as the stats API gives it now (a rate as ``12.5%``, none ``—``)."""
+    stats = await api.expect("GET", "/api/v1/public/stats")
+    await expect(page.locator("#fig-total")).to_have_text(str(stats["total"]))
+    for element, key in FIGURES.items():
+        rate = stats[key]
+        shown = "—" if rate is None else f"{Decimal(rate * 100).quantize(TENTH, ROUND_HALF_UP)}%"
+        await expect(page.locator(f"#{element}")).to_have_text(shown)
+
+
 async def rating_appears_live(
     page: Any, browser: Chromium, api: Any, ctx: Any, sandbox: Any, base_url: str
 ) -> None:
@@ -383,7 +418,7 @@ async def rating_appears_live(
     marked = page.locator("#ratings .comment").filter(has_text=MARKUP)
     await expect(marked).to_have_text(f"{MARKUP} 窗口排队太久")
     before = (await api.expect("GET", "/api/v1/public/stats"))["total"]
-    await expect(page.locator("#fig-total")).to_have_text(str(before))
+    await figures_shown(page, api)
 
     id_number = make_id_number(4343)
     _, scene = await make_case(ctx, "黎明", id_number)
@@ -396,6 +431,7 @@ async def rating_appears_live(
         "data-id", answer["evaluation"]["id"]
     )
     await expect(page.locator("#fig-total")).to_have_text(str(before + 1))
+    await figures_shown(page, api)  # every rate updated with it
     assert await page.locator("#ratings img, #ratings b").count() == 0
     await browser.shot(page, "08-public-live")
 
