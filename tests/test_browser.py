@@ -22,7 +22,7 @@ from playwright.async_api import expect
 
 from models.base import utcnow
 from tests.support.admins import PASSWORD, admin_token
-from tests.support.browser import Chromium, english_words
+from tests.support.browser import Chromium, no_english_leftovers
 from tests.support.cases import make_case, make_id_number
 from tests.support.tickets import seed_rating
 from wxbackend.clients.citizen import rate, verified_user
@@ -42,17 +42,6 @@ STATUS = {
     "called_back": "已回访",
     "closed": "已办结",
     "invalid": "核实为无效差评",
-}
-#: Latin words the console may show: WeChat's and formats' own names, the command line, the
-#: test's usernames and configuration values shown beside their Chinese names. Anything else
-#: in Latin letters on a console page is an English leftover (codes and ids hold a digit, a
-#: dot, a dash or an underscore and are not words).
-LATIN_ALLOWED = {
-    *("AppID", "AppSecret", "Token", "EncodingAESKey", "Webhook", "key", "ID", "JSON", "JSONL"),
-    *("CSV", "HTTP", "https", "Ctrl", "wxbackend", "catalog", "import", "root", "sandbox"),
-    *("release", "trial", "develop", "access_token", "key_id"),
-    # the values a subscribe-message template's fields take (the configuration's vocabulary)
-    *("item_name", "completed_at", "center_name", "outcome", "outcome_text", "closed_at"),
 }
 
 
@@ -346,22 +335,6 @@ async def every_section_opens(page: Any, browser: Chromium) -> None:
         "（wechat_config.update）"
     )
     await expect(page.locator("#content tbody")).to_contain_text("工单 · 无效差评确认")
-
-
-async def no_english_leftovers(page: Any, where: str) -> None:
-    """The visible text of the console (comments and notes, which citizens and admins wrote,
-    left out) holds no Latin word outside :data:`LATIN_ALLOWED`."""
-    text = await page.evaluate(
-        """() => {
-            const copy = document.querySelector("#console-view").cloneNode(true);
-            copy.querySelectorAll(".comment, .note, [hidden]").forEach((n) => n.remove());
-            document.body.appendChild(copy);
-            const text = copy.innerText;
-            copy.remove();
-            return document.querySelector(".topbar").innerText + "\\n" + text;
-        }"""
-    )
-    assert english_words(text, LATIN_ALLOWED) == set(), (where, english_words(text, LATIN_ALLOWED))
 
 
 async def a_refusal_names_the_field_by_its_label(page: Any, browser: Chromium) -> None:

@@ -159,3 +159,32 @@ def english_words(text: str, allowed: set[str]) -> set[str]:
         for token in _TOKEN.findall(text)
         if _WORD.fullmatch(token) and len(token) > 1 and token not in allowed
     }
+
+
+#: Latin words the console may show: WeChat's and formats' own names, the command line, the
+#: test's usernames and configuration values shown beside their Chinese names. Anything else
+#: in Latin letters on a console page is an English leftover, snake_case field names included
+#: (codes and ids hold a digit, a dot or a dash and are not words).
+LATIN_ALLOWED = {
+    *("AppID", "AppSecret", "Token", "EncodingAESKey", "Webhook", "key", "ID", "JSON", "JSONL"),
+    *("CSV", "HTTP", "https", "Ctrl", "wxbackend", "catalog", "import", "root", "sandbox"),
+    *("release", "trial", "develop", "access_token", "key_id"),
+    # the values a subscribe-message template's fields take (the configuration's vocabulary)
+    *("item_name", "completed_at", "center_name", "outcome", "outcome_text", "closed_at"),
+}
+
+
+async def no_english_leftovers(page: Any, where: str) -> None:
+    """The visible text of the console (comments and notes, which citizens and admins wrote,
+    left out) holds no Latin word outside :data:`LATIN_ALLOWED`."""
+    text = await page.evaluate(
+        """() => {
+            const copy = document.querySelector("#console-view").cloneNode(true);
+            copy.querySelectorAll(".comment, .note, [hidden]").forEach((n) => n.remove());
+            document.body.appendChild(copy);
+            const text = copy.innerText;
+            copy.remove();
+            return document.querySelector(".topbar").innerText + "\\n" + text;
+        }"""
+    )
+    assert english_words(text, LATIN_ALLOWED) == set(), (where, english_words(text, LATIN_ALLOWED))
