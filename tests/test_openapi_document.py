@@ -118,6 +118,16 @@ _CALL = {
     "contact_at": "2026-12-01T10:00:00+08:00",
     "reference": "CALL-1",
 }
+_WHO = {"name": "黎明", "id_number": "110105199001010011"}
+_CASE = {
+    "case_no": "CASE-1.a",
+    "item_code": "I",
+    "center_code": "C",
+    "department_code": "D",
+    "applicant": _WHO,
+    "accepted_at": "2026-12-01T09:00:00+08:00",
+    "completed_at": "2026-12-01T10:00:00+08:00",
+}
 BODY_CASES = [
     (("/api/v1/evaluations", "post"), {"overall": 1}, False),  # neither scene nor case_id
     (("/api/v1/evaluations", "post"), {"overall": 1, "scene": "s", "case_id": "1"}, False),
@@ -172,6 +182,18 @@ BODY_CASES = [
     (("/admin/api/callback-evaluations", "post"), {**_CALL, "stages": {"TG": 1}}, False),
     (("/admin/api/callback-evaluations", "post"), {**_CALL, "reference": "\x05"}, False),
     (("/admin/api/callback-evaluations", "post"), {**_CALL, "stages": {"handling": 1}}, True),
+    (("/api/v1/device/pair", "post"), {"window_code": "W1", "device_key": "k" * 65}, False),
+    (("/api/v1/partner/cases", "post"), {**_CASE, "case_no": "NO 1"}, False),
+    (("/api/v1/partner/cases", "post"), {**_CASE, "window_code": ""}, True),
+    (("/api/v1/partner/cases", "post"), {**_CASE, "accepted_at": "yesterday"}, False),
+    (
+        ("/api/v1/partner/cases", "post"),
+        {**_CASE, "applicant": {"name": " ", "id_number": "x"}},
+        False,
+    ),
+    (("/api/v1/partner/cases", "post"), {**_CASE, "applicant": {**_WHO, "phone": "12"}}, False),
+    (("/api/v1/partner/cases", "post"), {**_CASE, "applicant": {**_WHO, "phone": None}}, True),
+    (("/api/v1/partner/cases", "post"), _CASE, True),
 ]
 
 
