@@ -1,13 +1,17 @@
 """The pages in a real browser: Debian's chromium (with fonts-noto-cjk) driven by Playwright
 against a real server and the WeChat sandbox (``tests.support.browser``).
 
-One journey, one browser: log in to the console, take a 差评 ticket through every state (and
-another one to ``invalid``, confirmed by a second admin), record a callback rating with a
-reason picked from the catalogue's list, change the WeChat configuration, open the figures on
-this month, see a citizen's new rating appear live on ``/public/`` with the figures, and a
-new case's code on a paired evaluator screen. A comment with markup renders as text, nowhere
-as markup; no page logs an error. Screenshots: ``<tmp_path>/screenshots`` (``WXB_SCREENSHOTS``
-copies them to ``test-output/screenshots``).
+One journey, one browser (~25 s): a refused login, then log in to the console; take a 差评
+ticket through every state (a dissatisfied callback back to ``verified`` included), another to
+``invalid`` proposed by one admin and confirmed by a second, and two appealed by the center's
+admin (one upheld: ``invalid``; one rejected, its invalid proposal refused: on to
+``verified``), asking for the applicant's phone; record a callback rating with a reason picked
+from the catalogue's list; change the WeChat configuration; open the figures on this month;
+open every section and catalogue tab (no English leftover in any, a refusal naming its field
+by label, a confirm dialog in Chinese); see a citizen's new rating appear live on ``/public/``
+with every figure, and a new case's code on a paired evaluator screen. A comment with markup
+renders as text, nowhere as markup; no page logs an error. Screenshots:
+``<tmp_path>/screenshots`` (``WXB_SCREENSHOTS=1`` copies them to ``test-output/screenshots``).
 """
 
 from __future__ import annotations
