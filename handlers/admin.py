@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from handlers.admin_base import ADMIN_COOKIE, ANY_ADMIN, AdminHandler, admin_security
 from handlers.base import BaseHandler, Field, route
 from handlers.openapi import errors_of, field_schema, json_body
@@ -9,6 +11,7 @@ from wxbackend import errors
 from wxbackend.services.admin import accounts, wechat_config
 from wxbackend.services.admin import messages as messages_admin
 from wxbackend.services.admin import sessions as admin_auth
+from wxbackend.services.messaging import template_data
 from wxbackend.wechat import errors as wx
 
 
@@ -118,6 +121,19 @@ CONFIG_FIELDS = {
 }
 
 
+def _field_map(attributes: tuple[str, ...]) -> dict[str, Any]:
+    """A template's field map as template_data.check_field_map takes it: 1–20 fields named
+    ``<type><n>`` of a type it can fill, each naming one of ``attributes``."""
+    kinds = "|".join(template_data.RULES)
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 20,
+        "propertyNames": {"pattern": f"^({kinds})[0-9]+$"},
+        "additionalProperties": {"enum": list(attributes)},
+    }
+
+
 #: What services.admin.wechat_config checks of each value (400 invalid_config otherwise).
 _CONFIG_CHECKED: dict[str, dict] = {
     "appid": {"pattern": "^wx[0-9a-f]{16}$"},
@@ -126,13 +142,14 @@ _CONFIG_CHECKED: dict[str, dict] = {
     "aes_key": {"pattern": "^[A-Za-z0-9]{43}$"},
     "miniprogram_page": {"pattern": "^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$"},
     "env_version": {"enum": ["release", "trial", "develop"]},
+    "api_base": {"not": {}, "description": "read-only here: set it in the file or the environment"},
     "templates": {
         "properties": {
             **{
                 key: {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
                 for key in wechat_config.TEMPLATE_KEYS
             },
-            **{key: {"type": "object"} for key in wechat_config.FIELD_MAPS},
+            **{key: _field_map(attributes) for key, attributes in wechat_config.FIELD_MAPS.items()},
         },
         "additionalProperties": False,
     },

@@ -10,6 +10,7 @@ is 404, a write naming a center beyond the writer's reach 403); partners ``partn
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from handlers.admin_base import AdminHandler, admin_security
@@ -23,6 +24,7 @@ from wxbackend.services.catalogue import admin as admin_catalog
 from wxbackend.services.catalogue import admin_partners
 from wxbackend.services.catalogue.admin import ListQuery
 from wxbackend.services.catalogue.admin_rows import write_action
+from wxbackend.services.common import query_args
 
 _STR = {"type": "string"}
 #: The path parameter naming one row, per section (default ``code``).
@@ -96,7 +98,18 @@ _CHECKED: dict[str, dict[str, Any]] = {
     "name": {"maxLength": 64, "pattern": f"^{_PLAIN}*[^\\s{_CONTROL}]{_PLAIN}*$"},
     "area_code": {"pattern": "^[0-9]{6,12}$"},
     "role": {"enum": list(STAFF_ROLES)},
-    "photo_url": {"pattern": "^https?://"},
+    # an http(s) URL naming a host, without spaces or control characters (catalogue.rows)
+    "photo_url": {
+        "pattern": f"^(?!.*[{_CONTROL}])https?://([^\\s/?#@]*@)?[^\\s/?#@:\\[\\]]+"
+        "(:[0-9]*)?([/?#]\\S*)?$",
+        "maxLength": 500,
+    },
+    "credit_code": {"pattern": f"^{_PLAIN}*$", "maxLength": 64},  # its check digit: beyond
+    # the robot's key, or its whole webhook address as WeCom shows it (admin_rows); "" clears
+    "wecom_webhook_key": {
+        "pattern": "^[ \t\n\r]*((https://qyapi[.]weixin[.]qq[.]com/cgi-bin/webhook/send[?]key=)?"
+        "[A-Za-z0-9-]{8,64})?[ \t\n\r]*$"
+    },
 }
 
 
@@ -112,9 +125,28 @@ def _schema(section: str) -> dict[str, Any]:
     return out
 
 
+#: A catalogue list's cursor is the last code (or staff_no) shown, not the opaque cursor of
+#: the other lists: a code may hold a dot.
+_CODE_CURSOR = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_CODE_CURSOR_SCHEMA = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_.-]*$",
+    "maxLength": 64,
+    "description": "next_cursor of the previous page (the last code shown)",
+}
+
+
 def _list_params(section: str) -> list[dict[str, Any]]:
     names = (*_LIST_FILTERS[section], "cursor", "limit")
-    return [{"name": n, "in": "query", "required": False, "schema": _STR} for n in names]
+    return [
+        {
+            "name": n,
+            "in": "query",
+            "required": False,
+            "schema": _CODE_CURSOR_SCHEMA if n == "cursor" else _STR,
+        }
+        for n in names
+    ]
 
 
 def _collection_openapi(section: str, writers: str) -> dict[str, Any]:
@@ -172,16 +204,21 @@ class CatalogHandler(AdminHandler):
         filters = _LIST_FILTERS[self.section]
 
         def arg(name: str) -> str | None:
-            return self.get_query_argument(name, None) if name in filters else None
+            if name not in filters:
+                return None
+            return query_args.text(self.get_query_argument(name, None), name)  # ≤ 64 chars
 
         active = arg("active")
         if active not in (None, "", "true", "false"):
             raise errors.InvalidQuery("active must be true or false.", field="active")
+        cursor = self.get_query_argument("cursor", None) or None
+        if cursor is not None and not _CODE_CURSOR.fullmatch(cursor):
+            raise query_args.invalid("cursor", "The cursor is not valid.")
         return ListQuery(
-            center=arg("center") or None,
-            department=arg("department") or None,
+            center=arg("center"),
+            department=arg("department"),
             active=None if not active else active == "true",
-            cursor=self.get_query_argument("cursor", None) or None,
+            cursor=cursor,
             limit=parse_limit(
                 self.get_query_argument("limit", None),
                 admin_catalog.DEFAULT_LIMIT,
@@ -289,7 +326,12 @@ class PartnersHandler(AdminHandler):
             "summary": "Create a partner key; the answer shows its secret this once",
             **admin_security(),
             "requestBody": json_body(
-                {"name": _STR, "centers": {"type": "array", "items": _STR}}, required=["name"]
+                {
+                    # trimmed, then 1–200 characters (services.admin.accounts.create_partner)
+                    "name": {"type": "string", "maxLength": 200, "pattern": r"\S"},
+                    "centers": {"type": "array", "items": _STR},
+                },
+                required=["name"],
             ),
             "responses": {
                 "201": {"description": "{key_id, name, centers, created_at, revoked_at, secret}"},

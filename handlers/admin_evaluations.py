@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from handlers.admin_base import AdminHandler, admin_security
 from handlers.base import Field, route
+from handlers.evaluations import RATING_PARTS
 from handlers.openapi import NOT_BLANK, errors_of, json_body
 from wxbackend.services.admin import callbacks
 from wxbackend.services.admin import moderation as admin_evaluations
@@ -168,12 +169,16 @@ class CallbackEvaluationsHandler(AdminHandler):
                     "case_no": _STR,
                     "channel": {"type": "string", "enum": ["phone", "sms"]},
                     "overall": {"type": "integer", "minimum": 1, "maximum": 5},
-                    "stages": {"type": "object"},
-                    "targets": {"type": "object"},
+                    **RATING_PARTS,
                     "indicators": {"type": "array", "items": _STR},
                     "comment": {"type": ["string", "null"]},
                     "contact_at": {"type": "string", "format": "date-time"},
-                    "reference": {"type": "string", "minLength": 1, "maxLength": 64},
+                    # trimmed, then 1–64 characters, no control character (admin.callbacks)
+                    "reference": {
+                        "type": "string",
+                        "maxLength": 64,
+                        "pattern": r"^(?=.*\S)[^\x00-\x1f\x7f]*$",
+                    },
                 },
                 required=["case_no", "channel", "overall", "contact_at", "reference"],
             ),

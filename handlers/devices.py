@@ -66,7 +66,7 @@ class PairHandler(BaseHandler):
             "summary": "Pair an evaluator screen with its window's device key → {device_token} "
             "(401 for a wrong window or key; rate-limited per address)",
             "requestBody": json_body(
-                {"window_code": _WINDOW_CODE, "device_key": _STR},
+                {"window_code": _WINDOW_CODE, "device_key": {"type": "string", "maxLength": 64}},
                 required=["window_code", "device_key"],
             ),
             "responses": {

@@ -21,6 +21,19 @@ _RATING_PROPERTIES: dict[str, Any] = {
     "indicators": {"type": "array", "items": {"type": "string"}},
     "comment": {"type": "string", "maxLength": 500},
 }
+#: A rating's parts (api.md): the stages and targets it may rate, each 1–5.
+RATING_PARTS: dict[str, Any] = {
+    "stages": {
+        "type": "object",
+        "properties": {"appointment": _LEVEL, "handling": _LEVEL, "delivery": _LEVEL},
+        "additionalProperties": False,
+    },
+    "targets": {
+        "type": "object",
+        "properties": {"window_staff": _LEVEL, "approver": _LEVEL, "department": _LEVEL},
+        "additionalProperties": False,
+    },
+}
 _RATING_FIELDS = {
     # Any JSON value (bool included): the service answers 422 invalid_rating, not 400.
     "overall": Field(object, bool, required=True, nullable=True),
@@ -98,24 +111,7 @@ class EvaluationsHandler(CitizenHandler):
                     "scene": {"type": "string"},
                     "case_id": {"type": "string"},
                     **_RATING_PROPERTIES,
-                    "stages": {
-                        "type": "object",
-                        "properties": {
-                            "appointment": _LEVEL,
-                            "handling": _LEVEL,
-                            "delivery": _LEVEL,
-                        },
-                        "additionalProperties": False,
-                    },
-                    "targets": {
-                        "type": "object",
-                        "properties": {
-                            "window_staff": _LEVEL,
-                            "approver": _LEVEL,
-                            "department": _LEVEL,
-                        },
-                        "additionalProperties": False,
-                    },
+                    **RATING_PARTS,
                 },
                 required=["overall"],
                 one_of=[["scene"], ["case_id"]],

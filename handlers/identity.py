@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from handlers.base import CitizenHandler, Field, route
 from handlers.openapi import bearer, errors_of, json_body
-from wxbackend.services.citizens import identity
+from wxbackend.services.citizens import face_checks, identity
 
 
 class FaceStartHandler(CitizenHandler):
@@ -17,7 +17,13 @@ class FaceStartHandler(CitizenHandler):
             **bearer(),
             "requestBody": json_body(
                 {
-                    "name": {"type": "string", "minLength": 2, "maxLength": 32},
+                    "name": {
+                        "type": "string",
+                        "minLength": 2,
+                        "maxLength": 32,
+                        "pattern": face_checks.NAME_PATTERN,
+                        "description": "CJK characters, parts joined by a middle dot (·)",
+                    },
                     "id_number": {"type": "string", "description": "18 characters, GB 11643"},
                 },
                 required=["name", "id_number"],

@@ -7,6 +7,8 @@ from typing import Any
 
 import tornado.web
 
+from handlers.openapi_shapes import answer_schema
+
 HTTP_METHODS = ("get", "post", "put", "delete", "patch")
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -152,6 +154,17 @@ def _always_possible(op: dict[str, Any], has_path_params: bool) -> list[int]:
     return statuses
 
 
+def _with_shape(answer: dict[str, Any]) -> dict[str, Any]:
+    """A success described in the contract's notation gets its JSON schema (a copy: the
+    handler's own description stays as written)."""
+    if "content" in answer:
+        return answer
+    schema = answer_schema(answer.get("description", ""))
+    if schema is None:
+        return answer
+    return {**answer, "content": {"application/json": {"schema": schema}}}
+
+
 def build_document(rules: list[tornado.web.URLSpec], version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for rule in rules:
@@ -170,7 +183,10 @@ def build_document(rules: list[tornado.web.URLSpec], version: str) -> dict[str, 
             if parameters:
                 op["parameters"] = [_described_query(p) for p in parameters]
             op.setdefault("responses", {"200": {"description": "ok"}})
-            op["responses"] = {**errors_of(*_always_possible(op, bool(params))), **op["responses"]}
+            op["responses"] = {
+                **errors_of(*_always_possible(op, bool(params))),
+                **{c: _with_shape(a) if c[0] == "2" else a for c, a in op["responses"].items()},
+            }
             entry[method] = op
         paths[template] = entry
     return {

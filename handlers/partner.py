@@ -41,6 +41,25 @@ class PartnerHandler(BaseHandler):
 
 
 _TEXT = {"type": "string"}
+#: What services.cases.reports checks (422 invalid_field otherwise), said in the document too.
+_CODE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}
+_OPTIONAL_CODE = {"type": ["string", "null"], "pattern": "^([A-Za-z0-9_.-]{1,64})?$"}
+_TIME = {"type": "string", "format": "date-time"}
+
+
+def _words(most: int) -> dict[str, Any]:
+    """Trimmed, then 1–``most`` characters without a control character."""
+    return {"type": "string", "maxLength": most, "pattern": r"^(?=.*\S)[^\x00-\x1f\x7f]*$"}
+
+
+_CHECKED = {
+    "case_no": _CODE,
+    "window_code": _OPTIONAL_CODE,
+    "window_staff_no": _OPTIONAL_CODE,
+    "approver_staff_no": _OPTIONAL_CODE,
+    "accepted_at": _TIME,
+    "completed_at": _TIME,
+}
 _CASE_FIELDS = {
     "case_no": Field(str, required=True),
     "item_code": Field(str, required=True),
@@ -62,20 +81,27 @@ class CasesHandler(PartnerHandler):
             **signed(),
             "requestBody": json_body(
                 {
-                    **{name: _TEXT for name in _CASE_FIELDS if name != "applicant"},
+                    **{
+                        name: _CHECKED.get(name, _TEXT)
+                        for name in _CASE_FIELDS
+                        if name != "applicant"
+                    },
                     "applicant": {
                         "type": "object",
                         "additionalProperties": False,
                         "required": ["name", "id_number"],
                         "properties": {
-                            "name": _TEXT,
+                            "name": _words(64),
                             "id_number": _TEXT,
-                            "phone": _TEXT,
+                            "phone": {
+                                "type": ["string", "null"],
+                                "pattern": "^[ \t\n\r]*([0-9+-]{5,20})?[ \t\n\r]*$",
+                            },
                             "enterprise": {
                                 "type": "object",
                                 "additionalProperties": False,
                                 "required": ["name", "credit_code"],
-                                "properties": {"name": _TEXT, "credit_code": _TEXT},
+                                "properties": {"name": _words(200), "credit_code": _TEXT},
                             },
                         },
                     },

@@ -1,19 +1,24 @@
 """The pages in a real browser: Debian's chromium (with fonts-noto-cjk) driven by Playwright
 against a real server and the WeChat sandbox (``tests.support.browser``).
 
-One journey, one browser: log in to the console, take a 差评 ticket through every state (and
-another one to ``invalid``, confirmed by a second admin), record a callback rating with a
-reason picked from the catalogue's list, change the WeChat configuration, open the figures on
-this month, see a citizen's new rating appear live on ``/public/`` with the figures, and a
-new case's code on a paired evaluator screen. A comment with markup renders as text, nowhere
-as markup; no page logs an error. Screenshots: ``<tmp_path>/screenshots`` (``WXB_SCREENSHOTS``
-copies them to ``test-output/screenshots``).
+One journey, one browser (~25 s): a refused login, then log in to the console; take a 差评
+ticket through every state (a dissatisfied callback back to ``verified`` included), another to
+``invalid`` proposed by one admin and confirmed by a second, and two appealed by the center's
+admin (one upheld: ``invalid``; one rejected, its invalid proposal refused: on to
+``verified``), asking for the applicant's phone; record a callback rating with a reason picked
+from the catalogue's list; change the WeChat configuration; open the figures on this month;
+open every section and catalogue tab (no English leftover in any, a refusal naming its field
+by label, a confirm dialog in Chinese); see a citizen's new rating appear live on ``/public/``
+with every figure, and a new case's code on a paired evaluator screen. A comment with markup
+renders as text, nowhere as markup; no page logs an error. Screenshots:
+``<tmp_path>/screenshots`` (``WXB_SCREENSHOTS=1`` copies them to ``test-output/screenshots``).
 """
 
 from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -21,7 +26,7 @@ from playwright.async_api import expect
 
 from models.base import utcnow
 from tests.support.admins import PASSWORD, admin_token
-from tests.support.browser import Chromium
+from tests.support.browser import Chromium, no_english_leftovers
 from tests.support.cases import make_case, make_id_number
 from tests.support.tickets import seed_rating
 from wxbackend.clients.citizen import rate, verified_user
@@ -32,6 +37,7 @@ from wxbackend.timefmt import SHANGHAI
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WINDOW = "HL-W01"
+TENTH = Decimal("0.1")
 MARKUP = "<img src=x onerror=alert(1)>"
 STATUS = {
     "open": "差评待核实",
@@ -56,6 +62,8 @@ async def test_console_public_page_and_screen_in_chromium(
     token = await admin_token(api, ctx)  # root, a superadmin
     await admin_token(api, ctx, "root2")  # the second person of a two-person decision
     marked = await seed_rating(ctx, overall=1, comment=f"{MARKUP} 窗口排队太久")
+    appealed = [await seed_rating(ctx, overall=2, comment="态度不好") for _ in range(2)]
+    await admin_token(api, ctx, "hl-admin", "center_admin", "440103-HL")  # files appeals
     callback_case_no = f"CB{datetime.now(UTC):%H%M%S%f}"
     completed = utcnow() - timedelta(days=2)  # a callback comes 24 h after completion at least
     await make_case(
@@ -69,12 +77,14 @@ async def test_console_public_page_and_screen_in_chromium(
 
     async with Chromium(tmp_path) as browser:
         admin = await browser.page("admin")
+        await refused_log_in(admin, browser, base_url)
         await log_in(admin, base_url, "root")
         await browser.shot(admin, "01-console")
         await ticket_through_every_state(admin, browser, api, token, marked.case_no)
         await callback_rating_then_invalid(admin, browser, api, token, callback_case_no)
+        await appeals_and_a_refused_proposal(admin, browser, [t.case_no for t in appealed])
         await wechat_config_changed(admin, browser, api, token)
-        await stats_open_on_this_month(admin, browser)
+        await stats_open_on_this_month(admin, browser, api, token)
         await every_section_opens(admin, browser)
 
         public = await browser.page("public")
@@ -83,7 +93,8 @@ async def test_console_public_page_and_screen_in_chromium(
         await code_appears_on_the_screen(device, browser, api, ctx, partner, token, base_url)
     assert not browser.problems, "\n".join(browser.problems)
     assert browser.refusals == []  # the wanted refusal was seen (and only it was let pass)
-    assert len(list(browser.shots.glob("*.png"))) == 9 + 9  # the journey, then each section
+    assert browser.dialogs == ["停用 root2 并结束其所有会话？"]  # a confirm, in Chinese
+    assert len(list(browser.shots.glob("*.png"))) == 12 + 9 + 4  # journey, sections, catalogue
 
 
 async def log_in(page: Any, base_url: str, username: str) -> None:
@@ -93,6 +104,17 @@ async def log_in(page: Any, base_url: str, username: str) -> None:
     await form.locator("[name=password]").fill(PASSWORD)
     await form.get_by_role("button", name="登录").click()
     await expect(page.locator("#who-name")).to_contain_text(username)
+
+
+async def refused_log_in(page: Any, browser: Chromium, base_url: str) -> None:
+    await page.goto(base_url + "/admin/")
+    form = page.locator("#login-form")
+    await form.locator("[name=username]").fill("root")
+    await form.locator("[name=password]").fill("not-the-password")
+    browser.expect_refusal("/admin/api/login")
+    await form.get_by_role("button", name="登录").click()
+    await expect(page.locator("#login-error")).to_have_text("用户名或密码错误。")
+    await browser.shot(page, "00-login-refused")
 
 
 async def open_section(page: Any, label: str) -> None:
@@ -105,18 +127,20 @@ def ticket_row(page: Any, case_no: str) -> Any:
 
 
 async def step(page: Any, case_no: str, button: str, then: str, **choices: str) -> None:
-    """Click a ticket's step button, fill its form (selects by name; ``note``) and submit;
-    the row then shows the status ``then``."""
+    """Click a ticket's step button, fill its form (selects by name; ``note``, ``reason``)
+    and submit; once the list is shown again (no form open) the row shows the status ``then``."""
     row = ticket_row(page, case_no)
     await row.get_by_role("button", name=button, exact=True).click()
     form = row.locator("form")
     for name, value in choices.items():
         field = form.locator(f"[name={name}]")
-        if name == "note":
+        if name in ("note", "reason"):
             await field.fill(value)
         else:
             await field.select_option(value)
     await form.get_by_role("button", name="提交" + button).click()
+    await expect(form.locator(".status")).to_have_text(f"{button}已提交。")
+    await expect(ticket_row(page, case_no).locator("form")).to_have_count(0)  # listed again
     await expect(ticket_row(page, case_no).locator("span.ticket")).to_have_text(STATUS[then])
 
 
@@ -209,6 +233,47 @@ async def callback_rating_then_invalid(
     await browser.shot(page, "05-ticket-invalid")
 
 
+async def switch_admin(page: Any, username: str) -> None:
+    await page.locator("#logout").click()
+    await expect(page.locator("#login-view")).to_be_visible()
+    await log_in(page, page.url.split("/admin/")[0], username)
+    await open_section(page, "差评工单")
+
+
+async def appeals_and_a_refused_proposal(page: Any, browser: Chromium, case_nos: list[str]) -> None:
+    """The center's admin files two appeals (申诉) and proposes one 差评 invalid, and asks for
+    an applicant's phone (联系群众); a superadmin upholds one appeal (the ticket ends
+    ``invalid``), rejects the other and refuses the proposal (the ticket goes on: verified)."""
+    rejected, upheld = case_nos
+    await switch_admin(page, "hl-admin")
+    for case_no in case_nos:
+        await step(page, case_no, "申诉", "open", reason="群众误评：当日该窗口无人排队")
+        await expect(ticket_row(page, case_no)).to_contain_text("申诉待裁决")
+        again = ticket_row(page, case_no).get_by_role("button", name="申诉", exact=True)
+        await expect(again).to_have_count(0)  # one appeal a ticket
+    await step(page, rejected, "核实", "open", valid="false", note="评价与事实不符")
+    row = ticket_row(page, rejected)
+    await expect(row).to_contain_text("无效差评待确认（hl-admin 提出）")
+    await row.get_by_role("button", name="联系群众").click()
+    await row.locator("form [name=reason]").fill("核实差评需联系群众")
+    await row.get_by_role("button", name="查看群众电话").click()
+    await expect(row.locator("form .status")).to_have_text("该办件未登记联系电话。")
+    await browser.shot(page, "05b-tickets-appealed")
+
+    await switch_admin(page, "root")
+    await step(page, upheld, "申诉裁决", "invalid", upheld="true", note="经核实为误评")
+    await expect(ticket_row(page, upheld)).to_contain_text("申诉成立")
+    await step(page, rejected, "申诉裁决", "open", upheld="false", note="差评属实")
+    await step(page, rejected, "无效差评确认", "open", confirm="false", note="继续核实")
+    await expect(row).to_contain_text("申诉不成立")
+    await expect(row.get_by_role("button", name="无效差评确认")).to_have_count(0)
+    await step(page, rejected, "核实", "verified", valid="true", note="属实，已约谈")
+    await row.get_by_role("button", name="处理记录").click()
+    for action in ("提出申诉", "提出无效差评", "申诉不成立", "驳回无效差评", "核实属实"):
+        await expect(row.locator("ol.history")).to_contain_text(action)
+    await browser.shot(page, "05c-tickets-appeals-decided")
+
+
 async def wechat_config_changed(page: Any, browser: Chromium, api: Any, token: str) -> None:
     await open_section(page, "微信配置")
     form = page.locator("section.box").filter(has_text="修改配置").locator("form")
@@ -218,19 +283,35 @@ async def wechat_config_changed(page: Any, browser: Chromium, api: Any, token: s
     current = page.locator("section.box").filter(has_text="当前生效的配置")
     await expect(current).to_contain_text("TPL-browser-0001")
     history = page.locator("section.box").filter(has_text="修改历史")
-    await expect(history.locator("tbody tr").first).to_contain_text("评价提醒模板 ID")
+    # only what was changed is sent, so the history names only that
+    await expect(history.locator("tbody tr").first.locator("td").nth(1)).to_have_text(
+        "评价提醒模板 ID"
+    )
+    await form.get_by_role("button", name="保存配置").click()
+    await expect(form.locator(".status")).to_have_text("没有修改。")
     config = await api.expect("GET", "/admin/api/wechat-config", token=token)
     assert config["templates"]["reminder"] == "TPL-browser-0001"
     await browser.shot(page, "06-wechat-config")
 
 
-async def stats_open_on_this_month(page: Any, browser: Chromium) -> None:
+async def stats_open_on_this_month(page: Any, browser: Chromium, api: Any, token: str) -> None:
     today = datetime.now(SHANGHAI).date()
+    first = today.replace(day=1).isoformat()
     await open_section(page, "统计分析")
-    await expect(page.locator("[name=from]")).to_have_value(today.replace(day=1).isoformat())
+    await expect(page.locator("[name=from]")).to_have_value(first)
     await expect(page.locator("[name=to]")).to_have_value(today.isoformat())
     await expect(page.locator("[name=month]")).to_have_value(today.strftime("%Y-%m"))
-    await expect(page.locator("#content table.data").first).to_contain_text("满意率")
+    figures = page.locator("#content table.data").first
+    await expect(figures).to_contain_text("满意率")
+    query = f"?group_by=center&from={first}&to={today.isoformat()}"
+    rows = (await api.expect("GET", "/admin/api/stats" + query, token=token))["rows"]
+    shown = figures.locator("tbody tr")
+    await expect(shown).to_have_count(len(rows))  # this month's figures, row by row
+    for number, row in enumerate(rows):
+        cells = shown.nth(number).locator("td")
+        await expect(cells.nth(0)).to_contain_text(row["key"]["name"])
+        await expect(cells.nth(1)).to_have_text(str(row["finished_cases"]))
+        await expect(cells.nth(2)).to_have_text(str(row["total"]))
     await expect(page.locator(".ranking-method")).to_contain_text("得分 = (C×m + 星级合计)")
     await browser.shot(page, "07-stats")
 
@@ -242,12 +323,67 @@ async def every_section_opens(page: Any, browser: Chromium) -> None:
     for number, label in enumerate(labels, start=1):
         await open_section(page, label)
         await page.wait_for_load_state("networkidle")
+        await expect(page.locator("#content")).not_to_contain_text("加载中")
         assert await page.locator("#content .error:visible").count() == 0, label
+        await no_english_leftovers(page, label)
         await browser.shot(page, f"10-section-{number}")
+        if label == "目录管理":
+            await a_refusal_names_the_field_by_its_label(page, browser)
+            await every_catalogue_tab(page, browser)
+        if label == "管理员":
+            row = page.locator("#content tbody tr").filter(has_text="root2")
+            browser.expect_dialog("停用 root2")
+            await row.get_by_role("button", name="停用").click()
+            await expect(row).to_contain_text("否")  # dismissed: still enabled
     await expect(page.locator("#content tbody tr").first).to_contain_text(
         "（wechat_config.update）"
     )
     await expect(page.locator("#content tbody")).to_contain_text("工单 · 无效差评确认")
+
+
+async def a_refusal_names_the_field_by_its_label(page: Any, browser: Chromium) -> None:
+    form = page.locator("section.box").filter(has_text="新增服务中心").locator("form")
+    await form.locator("[name=code]").fill("HL-NEW")
+    await form.locator("[name=name]").fill("新建服务中心")
+    await form.locator("[name=area_code]").fill("abc")
+    browser.expect_refusal("/admin/api/centers")
+    await form.get_by_role("button", name="新增").click()
+    await expect(form.locator(".status.error")).to_have_text(
+        "行政区划代码：字段取值无效。（invalid_field，HTTP 422）"
+    )
+
+
+async def every_catalogue_tab(page: Any, browser: Chromium) -> None:
+    tabs = page.locator("#content .tabs button")
+    names = await tabs.all_inner_texts()
+    assert names[0] == "服务中心" and len(names) == 5, names
+    for number, name in enumerate(names[1:], start=2):
+        await tabs.filter(has_text=name).click()
+        await expect(page.locator("#content h3").first).to_contain_text(name.split(" ")[0])
+        await page.wait_for_load_state("networkidle")
+        await no_english_leftovers(page, f"目录管理 · {name}")
+        await browser.shot(page, f"11-catalogue-{number}")
+
+
+#: The public page's figures: element id → the /api/v1/public/stats key it shows.
+FIGURES = {
+    "fig-satisfaction": "satisfaction_rate",
+    "fig-bad": "bad_rate",
+    "fig-active-rate": "active_rate",
+    "fig-active": "active_good_rate",
+    "fig-unrated": "unrated_rate",
+    "fig-on-time": "on_time_rectification_rate",
+}
+
+
+async def figures_shown(page: Any, api: Any) -> None:
+    """Each figure on /public/ as the stats API gives it now (a rate as ``12.5%``, none ``—``)."""
+    stats = await api.expect("GET", "/api/v1/public/stats")
+    await expect(page.locator("#fig-total")).to_have_text(str(stats["total"]))
+    for element, key in FIGURES.items():
+        rate = stats[key]
+        shown = "—" if rate is None else f"{Decimal(rate * 100).quantize(TENTH, ROUND_HALF_UP)}%"
+        await expect(page.locator(f"#{element}")).to_have_text(shown)
 
 
 async def rating_appears_live(
@@ -259,7 +395,7 @@ async def rating_appears_live(
     marked = page.locator("#ratings .comment").filter(has_text=MARKUP)
     await expect(marked).to_have_text(f"{MARKUP} 窗口排队太久")
     before = (await api.expect("GET", "/api/v1/public/stats"))["total"]
-    await expect(page.locator("#fig-total")).to_have_text(str(before))
+    await figures_shown(page, api)
 
     id_number = make_id_number(4343)
     _, scene = await make_case(ctx, "黎明", id_number)
@@ -272,6 +408,7 @@ async def rating_appears_live(
         "data-id", answer["evaluation"]["id"]
     )
     await expect(page.locator("#fig-total")).to_have_text(str(before + 1))
+    await figures_shown(page, api)  # every rate updated with it
     assert await page.locator("#ratings img, #ratings b").count() == 0
     await browser.shot(page, "08-public-live")
 

@@ -43,3 +43,28 @@ async def test_error_answers_carry_message_zh(api):
     assert status == 400 and body["error"]["message_zh"] == errors.InvalidBody.message_zh
     status, body = await api("GET", "/api/v1/no-such-route")
     assert status == 404 and CHINESE.search(body["error"]["message_zh"])
+
+
+def _every_error_class() -> set[type[errors.ContractError]]:
+    """Every ContractError subclass of the served code, wherever it is defined."""
+    import handlers.routes
+
+    handlers.routes.all_routes()  # imports every handler module (and the services they use)
+    found: set[type[errors.ContractError]] = set()
+    todo = [errors.ContractError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.add(sub)
+            todo.append(sub)
+    return found
+
+
+def test_errors_defined_beside_their_handlers_have_their_own_chinese_message():
+    """An answer's ``message_zh`` comes from the code's table entry: a code missing from it
+    (handlers.live's ``too_many_streams`` once was) would answer the generic 无法处理此请求."""
+    generic = errors.ContractError.message_zh
+    outside = [c for c in _every_error_class() if c.__module__ != errors.__name__]
+    assert any(c.code == "too_many_streams" for c in outside)
+    for cls in _every_error_class():
+        if cls.code != "bad_request":
+            assert errors.message_zh(cls.code) != generic, (cls.__module__, cls.code)

@@ -29,12 +29,14 @@ class ContractError(Exception):
         return {"error": error}
 
 
-#: Chinese messages of the codes the server answers without a ContractError (tornado's own
-#: 404/405, an unexpected failure); the others come from the table below.
+#: Chinese messages of the codes the server answers without a ContractError of this module
+#: (tornado's own 404/405, an unexpected failure, an error defined beside its handler); the
+#: others come from the table below. An answer's ``message_zh`` is looked up by its code here.
 _PLAIN_ZH = {
     "bad_request": ContractError.message_zh,
     "method_not_allowed": "不支持此请求方法。",
     "internal_error": "服务器内部错误，请稍后再试。",
+    "too_many_streams": "实时连接过多，请稍后再试。",  # handlers.live.TooManyStreams
 }
 _ZH: dict[str, str] = dict(_PLAIN_ZH)
 

@@ -15,6 +15,7 @@ Screenshots go to ``<tmp_path>/screenshots``; with ``WXB_SCREENSHOTS`` set they 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class Chromium:
         self.shots = out / "screenshots"
         self.problems: list[str] = []  # console errors, page errors, dialogs (an alert = XSS)
         self.refusals: list[str] = []  # paths whose next error answer is the test's intent
+        self.wanted_dialogs: list[str] = []  # how the next dialogs the test causes begin
+        self.dialogs: list[str] = []  # the messages of those dialogs (each then dismissed)
         self._playwright: Any = None
         self.context: Any = None
 
@@ -104,7 +107,12 @@ class Chromium:
             self.problems.append(f"{name}: console error: {message.text} {url}")
 
         async def on_dialog(dialog: Any) -> None:
-            self.problems.append(f"{name}: dialog {dialog.type}: {dialog.message}")
+            wanted = [start for start in self.wanted_dialogs if dialog.message.startswith(start)]
+            if wanted:
+                self.wanted_dialogs.remove(wanted[0])
+                self.dialogs.append(dialog.message)
+            else:
+                self.problems.append(f"{name}: dialog {dialog.type}: {dialog.message}")
             await dialog.dismiss()
 
         page.on("console", on_console)
@@ -116,6 +124,11 @@ class Chromium:
         """The next error answer of ``path`` is wanted by the test: the browser logs every
         4xx as a console error, that one is not a problem."""
         self.refusals.append(path)
+
+    def expect_dialog(self, start: str) -> None:
+        """The next dialog beginning with ``start`` is the test's doing (a confirm): it is
+        dismissed and kept in ``dialogs``, not a problem."""
+        self.wanted_dialogs.append(start)
 
     async def shot(self, page: Any, name: str) -> Path:
         """A full-page screenshot ``<name>.png``."""
@@ -130,3 +143,48 @@ class Chromium:
         target.mkdir(parents=True, exist_ok=True)
         for shot in self.shots.glob("*.png"):
             shutil.copy2(shot, target / shot.name)
+
+
+#: A run of characters a code, id, path or address is made of.
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-/:@#*+=%&?]+")
+_WORD = re.compile(r"[A-Za-z_]+")
+
+
+def english_words(text: str, allowed: set[str]) -> set[str]:
+    """The words of ``text`` made of Latin letters (and ``_``: a field name is English too)
+    that are not in ``allowed``; codes, ids, paths and numbers, which hold a digit, a dot or a
+    dash, are not words."""
+    return {
+        token
+        for token in _TOKEN.findall(text)
+        if _WORD.fullmatch(token) and len(token) > 1 and token not in allowed
+    }
+
+
+#: Latin words the console may show: WeChat's and formats' own names, the command line, the
+#: test's usernames and configuration values shown beside their Chinese names. Anything else
+#: in Latin letters on a console page is an English leftover, snake_case field names included
+#: (codes and ids hold a digit, a dot or a dash and are not words).
+LATIN_ALLOWED = {
+    *("AppID", "AppSecret", "Token", "EncodingAESKey", "Webhook", "key", "ID", "JSON", "JSONL"),
+    *("CSV", "HTTP", "https", "Ctrl", "wxbackend", "catalog", "import", "root", "sandbox"),
+    *("release", "trial", "develop", "access_token", "key_id"),
+    # the values a subscribe-message template's fields take (the configuration's vocabulary)
+    *("item_name", "completed_at", "center_name", "outcome", "outcome_text", "closed_at"),
+}
+
+
+async def no_english_leftovers(page: Any, where: str) -> None:
+    """The visible text of the console (comments and notes, which citizens and admins wrote,
+    left out) holds no Latin word outside :data:`LATIN_ALLOWED`."""
+    text = await page.evaluate(
+        """() => {
+            const copy = document.querySelector("#console-view").cloneNode(true);
+            copy.querySelectorAll(".comment, .note, [hidden]").forEach((n) => n.remove());
+            document.body.appendChild(copy);
+            const text = copy.innerText;
+            copy.remove();
+            return document.querySelector(".topbar").innerText + "\\n" + text;
+        }"""
+    )
+    assert english_words(text, LATIN_ALLOWED) == set(), (where, english_words(text, LATIN_ALLOWED))

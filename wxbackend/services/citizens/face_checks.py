@@ -24,6 +24,9 @@ _MIDDLE_DOT = "\u00b7"
 _DOT_VARIANTS = str.maketrans(dict.fromkeys("\u30fb\u2022\u2027\u2219\uff0e", _MIDDLE_DOT))
 _CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _NAME_RE = re.compile(rf"[{_CJK}]+(?:{_MIDDLE_DOT}[{_CJK}]+)*")
+#: The same rule for /openapi.json: a name as sent, look-alike dots included, untrimmed.
+_DOTS = _MIDDLE_DOT + "\u30fb\u2022\u2027\u2219\uff0e"
+NAME_PATTERN = rf"^[{_CJK}]+(?:[{_DOTS}][{_CJK}]+)*$"
 
 
 def normalize_name(name: str) -> str:

@@ -12,6 +12,8 @@
     ["updated_at", "更新时间"], ["updated_by", "更新人"],
   ];
 
+  var ENV_VERSIONS = { release: "正式版", trial: "体验版", develop: "开发版" };
+
   function current(box) {
     var holder = el("div", null, el("p", { className: "hint", text: "加载中…" }));
     box.appendChild(holder);
@@ -19,6 +21,8 @@
       var rows = LABELS.map(function (l) {
         var v = cfg[l[0]];
         if (l[0] === "updated_at") v = WXB.fmtTime(v);
+        if (l[0] === "env_version" && ENV_VERSIONS[v]) v = ENV_VERSIONS[v] + "（" + v + "）";
+        if (l[0] === "api_base" && v === "sandbox") v = "微信沙箱（sandbox）";
         return { name: l[1], value: v };
       });
       rows.push({ name: "提醒模板 ID", value: cfg.templates && cfg.templates.reminder });
@@ -43,6 +47,7 @@
     reminder_fields: "提醒模板字段", rectified_fields: "整改反馈模板字段",
   };
   LABELS.forEach(function (l) { FIELD_NAMES[l[0]] = l[1]; });
+  A.configFieldNames = FIELD_NAMES; // the audit log names a change of the configuration so too
 
   /* A changed field of the history by its name on this page (the stored name otherwise). */
   function fieldName(field) {
@@ -67,26 +72,36 @@
       { name: "rectified_fields", label: "整改反馈模板字段（JSON，可用 outcome、outcome_text、closed_at）", type: "textarea", value: fieldMap(cfg, "rectified_fields") },
       { name: "miniprogram_page", label: "评价页面路径", value: cfg ? cfg.miniprogram_page : "" },
       { name: "env_version", label: "小程序版本", type: "select", value: cfg ? cfg.env_version : "release",
-        options: [["release", "正式版 release"], ["trial", "体验版 trial"], ["develop", "开发版 develop"]] },
+        options: Object.keys(ENV_VERSIONS).map(function (k) { return [k, ENV_VERSIONS[k] + "（" + k + "）"]; }) },
       { name: "check_path", label: "校验页面路径", type: "checkbox", value: cfg ? cfg.check_path : true },
     ];
+    // Only what the admin changed is sent: the history and the audit log then name just that.
+    var was = cfg || {};
+    var wasTemplates = was.templates || {};
     return A.form(fields, "保存配置", function (v) {
       var body = {};
-      ["appid", "secret", "push_token", "aes_key", "miniprogram_page", "env_version"].forEach(function (k) {
+      ["appid", "miniprogram_page", "env_version"].forEach(function (k) {
+        if (v[k] !== undefined && v[k] !== was[k]) body[k] = v[k];
+      });
+      ["secret", "push_token", "aes_key"].forEach(function (k) { // write-only: typed = changed
         if (v[k] !== undefined) body[k] = v[k];
       });
-      body.check_path = v.check_path;
+      if (v.check_path !== Boolean(was.check_path)) body.check_path = v.check_path;
       var templates = {};
-      if (v.reminder !== undefined) templates.reminder = v.reminder;
-      if (v.rectified !== undefined) templates.rectified = v.rectified;
+      ["reminder", "rectified"].forEach(function (k) {
+        if (v[k] !== undefined && v[k] !== wasTemplates[k]) templates[k] = v[k];
+      });
       var bad = null;
       ["reminder_fields", "rectified_fields"].forEach(function (k) {
-        if (!v[k] || v[k] === fieldMap(cfg, k)) return;
+        if (!v[k] || v[k] === fieldMap(was, k)) return;
         try { templates[k] = JSON.parse(v[k]); } catch (e) { bad = k; }
       });
       if (bad) return Promise.reject(new Error((bad === "reminder_fields" ? "提醒模板字段" : "整改反馈模板字段") + "不是有效的 JSON。"));
       if (Object.keys(templates).length) body.templates = templates;
+      if (!Object.keys(body).length) return "没有修改。";
       return A.api("PUT", "/wechat-config", body).then(function (saved) {
+        was = saved; // the form stays (its message with it): what it shows is now in force
+        wasTemplates = saved.templates || {};
         reload(true);
         return "已保存，配置版本 " + saved.version + "，各进程无需重启即生效。";
       });

@@ -6,7 +6,7 @@
 (function () {
   var el = WXB.el;
   var A = ADMIN;
-  var COMMENT_STATUS = { visible: "公开", pending_review: "待审核", hidden: "已隐藏" };
+  var COMMENT_STATUS = WXB.COMMENT_STATUS;
   function levelOptions() {
     return WXB.LEVEL_ORDER.map(function (n) { return [String(n), n + " " + WXB.levelLabel(n)]; });
   }

@@ -1,5 +1,5 @@
-/* 统计分析 (GET /admin/api/stats?group_by=, /staff-ranking?month=), 数据导出 (/export links),
- * 审计日志 (GET /admin/api/audit-log). */
+/* 统计分析 (GET /admin/api/stats?group_by=, /staff-ranking?month=), 数据导出 (/export links).
+ * 审计日志 is admin-audit.js. */
 "use strict";
 
 (function () {
@@ -122,54 +122,6 @@
     update({});
   }
 
-  var OBJECTS = {
-    ticket: "工单", evaluation: "评价", evaluations: "评价", wechat_config: "微信配置", admin: "管理员",
-    partner: "合作方密钥", center: "服务中心", department: "部门", item: "服务事项", staff: "工作人员",
-    window: "窗口", catalog: "目录",
-  };
-  var VERBS = {
-    create: "新增", update: "修改", "delete": "删除", verify: "核实", rectify: "整改反馈", callback: "回访",
-    close: "办结", appeal: "申诉", appeal_decide: "申诉裁决", invalidation_decide: "无效差评确认",
-    contact: "查看群众电话", moderate: "审核评论", reply: "公开回复", reveal: "查看实名", "export": "导出",
-    disable: "停用", revoke: "吊销", deactivate: "停用", id_number: "登记身份证号", device_key: "生成设备密钥",
-    "import": "导入",
-  };
-
-  /* "工单 · 核实（ticket.verify）": the audit action in words, its code kept for searching. */
-  function actionText(action) {
-    var parts = String(action || "").split(".");
-    var object = OBJECTS[parts[0]];
-    var verb = VERBS[parts.slice(1).join(".")];
-    return object && verb ? object + " · " + verb + "（" + action + "）" : action;
-  }
-
-  function renderAudit(content) {
-    content.appendChild(A.heading("审计日志", "谁在何时、从何处做了什么。"));
-    var out = el("div");
-    var filters = {};
-    content.appendChild(A.form([
-      { name: "action", label: "操作代码（如 ticket.verify）", maxlength: 64 },
-      { name: "username", label: "用户名", maxlength: 64 },
-      { name: "from", label: "开始日期", type: "date" },
-      { name: "to", label: "结束日期", type: "date" },
-    ], "查询", function (v) { filters = v; reload(); return ""; }, { inline: true }));
-    content.appendChild(out);
-    function reload() {
-      A.pagedTable(WXB.clear(out), [
-        { label: "时间", value: function (r) { return WXB.fmtTime(r.at); } },
-        { label: "用户", key: "username" },
-        { label: "操作", value: function (r) { return actionText(r.action); } },
-        { label: "对象", value: function (r) { return [OBJECTS[r.target_type] || r.target_type, r.target_id].filter(Boolean).join(" "); } },
-        { label: "详情", value: function (r) { return r.detail ? el("code", { className: "detail", text: typeof r.detail === "string" ? r.detail : JSON.stringify(r.detail) }) : null; } },
-        { label: "来源地址", key: "client_ip" },
-      ], function (cursor) {
-        return A.api("GET", "/audit-log", null, Object.assign({}, filters, { cursor: cursor }));
-      });
-    }
-    reload();
-  }
-
   A.section({ id: "stats", label: "统计分析", permission: "stats.read", render: renderStats });
   A.section({ id: "export", label: "数据导出", permission: "export", render: renderExport });
-  A.section({ id: "audit", label: "审计日志", permission: "audit.read", render: renderAudit });
 })();

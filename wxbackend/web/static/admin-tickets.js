@@ -49,6 +49,7 @@
     if (action.appeal) return ticket.appeal_status === "pending";
     if (action.proposal) return ticket.status === "open" && Boolean(ticket.pending_invalidation);
     if (action.path === "verify" && ticket.pending_invalidation) return false;
+    if (action.path === "appeal" && ticket.appeal_status) return false; // one appeal a ticket
     return action.states.indexOf(ticket.status) >= 0;
   }
   var APPEAL = { pending: "申诉待裁决", upheld: "申诉成立", rejected: "申诉不成立" };

@@ -138,10 +138,18 @@ var ADMIN = (function () {
         say(note, typeof message === "string" ? message : "已完成。");
         if (options.reset) node.reset();
       }, function (err) {
-        say(note, err.message, true);
+        say(note, faultyField(fields, err) + err.message, true);
       }).then(function () { button.disabled = false; });
     };
     return node;
+  }
+
+  /* "行政区划代码：" when a refusal names a field of the form (its label without the hint in
+   * brackets), "字段 code：" for another field, "" when it names none. */
+  function faultyField(fields, err) {
+    if (!err.field) return "";
+    var field = fields.filter(function (f) { return f.name === err.field; })[0];
+    return field ? String(field.label).split("（")[0].trim() + "：" : "字段 " + err.field + "：";
   }
 
   /* A list with "加载更多": load(cursor) → {items, next_cursor}. */

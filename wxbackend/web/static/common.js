@@ -19,6 +19,7 @@ var WXB = (function () {
     closed: "已办结",
     invalid: "核实为无效差评",
   };
+  var COMMENT_STATUS = { visible: "公开", pending_review: "待审核", hidden: "已隐藏" };
 
   /* Fill the label tables in place (the exported objects are these same ones). */
   function fillLabels(catalogue) {
@@ -137,6 +138,8 @@ var WXB = (function () {
           var err = new Error(describeError(response.status, data));
           err.status = response.status;
           err.code = data && data.error ? data.error.code : null;
+          // the request's field or parameter at fault (a form names it by its label)
+          err.field = data && data.error ? data.error.field || data.error.parameter || null : null;
           throw err;
         }
         return data;
@@ -306,7 +309,7 @@ var WXB = (function () {
 
   return {
     LEVELS: LEVELS, LEVEL_ORDER: LEVEL_ORDER, STAGES: STAGES, TARGETS: TARGETS,
-    TICKET_STATUS: TICKET_STATUS, CHANNELS: CHANNELS, ready: ready, isBad: isBad,
+    TICKET_STATUS: TICKET_STATUS, COMMENT_STATUS: COMMENT_STATUS, CHANNELS: CHANNELS, ready: ready, isBad: isBad,
     el: el, append: append, clear: clear, safeUrl: safeUrl, stars: stars, levelLabel: levelLabel,
     fmtTime: fmtTime, pct: pct, getJSON: getJSON, query: query, showError: showError,
     ratingCard: ratingCard, live: live, upsertCard: upsertCard,
