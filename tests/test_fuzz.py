@@ -1,17 +1,16 @@
 """Schemathesis against the served /openapi.json of a running server (issue 15, item 7).
 
 A citizen token, an admin session and a paired evaluator's device token are sent where the
-document asks for them, and partner operations are signed as a partner signs them (a negative case that leaves the ``Authorization`` header out goes
-without one: 401). Every answer must be no 5xx, carry a documented status and content type,
-and match the documented schema (the errors' and, through handlers/openapi_shapes.py, every
-success the contract describes in its notation); schema-valid requests (positive mode) must
-not be refused as malformed (400), and requests outside the schema (negative mode) must be
-refused, with documented answers. Operations with a path parameter are also aimed at rows that
-exist (a seeded 差评, the example catalogue), so their successes are checked too. The run is
-derandomized (fixed examples per operation, no example database), so CI sends the same
-requests every time: ~2100 of them in 20–30 s. Every 405's ``Allow`` is checked in
-tests/test_openapi_document.py.
-"""
+document asks for them, and partner operations are signed as a partner signs them (a negative
+case that leaves the ``Authorization`` header out goes without one: 401). Every answer must be
+no 5xx, carry a documented status and content type, and match the documented schema (the errors'
+and, through handlers/openapi_shapes.py, every success the contract describes in its notation);
+schema-valid requests (positive mode) must not be refused as malformed (400), and requests
+outside the schema (negative mode) must be refused, with documented answers. Operations with a
+path parameter are also aimed at rows that exist (a seeded 差评, the example catalogue), so their
+successes are checked too. The run is derandomized (fixed examples per operation, no example
+database), so CI sends the same requests every time: ~2100 of them in 20–30 s. Every 405's
+``Allow`` is checked in tests/test_openapi_document.py."""
 
 from __future__ import annotations
 

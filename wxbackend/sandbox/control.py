@@ -23,14 +23,16 @@ pending|finished|expired, verify_ret, created_at, expires_at}]}``
     one-time quota for the template.
 ``GET /_sandbox/messages?openid=&template_id=`` → ``{items: [{msgid, touser, template_id, page,
 data, miniprogram_state, lang, at}]}``; ``DELETE /_sandbox/messages`` → ``{ok: true}``.
-``POST /_sandbox/faults {path, errcode?, http_status?, hang_seconds?, times?, after?}`` → ``{ok: true}``
+``POST /_sandbox/faults {path, errcode?, http_status?, hang_seconds?, times?, after?}``
+→ ``{ok: true}``
     For calls to the WeChat ``path`` (``"sns/jscode2session"``..., or ``"*"`` for every WeChat
     endpoint; never the control API): first hang ``hang_seconds`` (asynchronous; ends early
     when the client disconnects or the sandbox stops), then answer ``errcode`` (with WeChat's
     errmsg) or HTTP ``http_status`` with a text body; a hang alone then answers normally.
     With none of the three the call hangs 3600 s. ``after``: how many matching calls it lets
     through first (arm a fault before a load, not racing it); ``times``: how many calls it
-    affects after those (default: until cleared). An exact path wins over ``"*"``; older faults first.
+    affects after those (default: until cleared). An exact path wins over ``"*"``; older
+    faults first.
     ``GET /_sandbox/faults`` lists them; ``DELETE /_sandbox/faults`` clears them.
 ``POST /_sandbox/tokens/invalidate`` / ``POST /_sandbox/tokens/expire`` → ``{ok: true}``
     Every issued access token becomes invalid (40001) / expired (42001); the next token fetch
@@ -354,7 +356,8 @@ Read what was sent: <code>GET {base}_sandbox/messages?openid=</code>.</li>
 <code>POST /_sandbox/quota/bulk</code> {template_id, openids, count?}</li>
 <li><code>GET|DELETE /_sandbox/messages</code> ?openid=&amp;template_id=</li>
 <li><code>POST|GET|DELETE /_sandbox/faults</code>
-{path ("*" or e.g. "sns/jscode2session"), errcode?, http_status?, hang_seconds?, times?, after?}</li>
+{path ("*" or e.g. "sns/jscode2session"), errcode?, http_status?, hang_seconds?, times?,
+after?}</li>
 <li><code>POST /_sandbox/tokens/invalidate</code>, <code>POST /_sandbox/tokens/expire</code></li>
 <li><code>POST|GET /_sandbox/sec-words</code> {risky?, review?}</li>
 <li><code>GET /_sandbox/stats</code>, <code>POST /_sandbox/reset</code></li>
