@@ -88,10 +88,9 @@ def _evidence(settings: Settings) -> tuple[dict[str, str], str | None]:
         tables = set(db.get_tables())
         for table, column in CIPHER_COLUMNS:
             if table in tables and column in {c.name for c in db.get_columns(table)}:
-                row = db.execute_sql(
-                    f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '  # noqa: S608
-                    'ORDER BY "id" DESC LIMIT 1'
-                ).fetchone()
+                # names from CIPHER_COLUMNS (constants) checked against the schema
+                sql = f'SELECT "{column}" FROM "{table}" WHERE "{column}" IS NOT NULL '  # noqa: S608  # nosec B608
+                row = db.execute_sql(sql + 'ORDER BY "id" DESC LIMIT 1').fetchone()
                 kid, sep, _ = str(row[0] if row else "").partition(":")
                 if sep and _KEY_ID.fullmatch(kid):  # a ciphertext (placeholders are skipped)
                     kids[f"{table}.{column}"] = kid

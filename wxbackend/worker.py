@@ -140,13 +140,13 @@ class Worker:
 
     def _log_failure(self, what: str, exc: Exception) -> None:
         """An outage (the database, Redis, the disk) is one line per outage and process, and
-        one when it ends (common.outages), not a line per poll or job; anything else is
-        logged with its traceback."""
-        found = outages.classify(exc)
-        if found is not None:
-            outages.outages(self.ctx).down(found)
-        else:
+        one when it ends (common.outages), not a line per poll or job; a PostgreSQL conflict
+        (deadlock, serialization) one line, no outage; anything else its traceback."""
+        found = outages.note(self.ctx, exc)
+        if found is None:
             log.exception("%s failed", what)
+        elif found.conflict:  # the database answered: the job is retried (its backoff)
+            log.warning("%s: the database rolled it back (a conflict)", what)
 
     async def run(self) -> None:
         log.info("worker %s started", self.owner)

@@ -328,8 +328,9 @@ def outages(ctx: Any) -> Outages:
     return ctx.outages
 
 
-def handle(ctx: Any, exc: BaseException) -> errors.ContractError | None:
-    """The 503 answer for ``exc`` when it means an outage (noted once), else None."""
+def note(ctx: Any, exc: BaseException) -> Down | None:
+    """What ``exc`` means (None: not an outage nor a conflict), noted: an outage opens once
+    (one log line, the gauge, a probe), a conflict is counted."""
     found = classify(exc)
     if found is None:
         return None
@@ -337,4 +338,10 @@ def handle(ctx: Any, exc: BaseException) -> errors.ContractError | None:
         outages(ctx).conflicts.inc()
     else:
         outages(ctx).down(found)
-    return answer(found, not ctx.db.is_sqlite)
+    return found
+
+
+def handle(ctx: Any, exc: BaseException) -> errors.ContractError | None:
+    """The 503 answer for ``exc`` when it means an outage or a conflict (noted), else None."""
+    found = note(ctx, exc)
+    return None if found is None else answer(found, not ctx.db.is_sqlite)
