@@ -8,6 +8,7 @@ import pytest
 
 from models.base import utcnow
 from models.job import Job
+from tests.support.databases import both_databases
 from wxbackend.db import database
 from wxbackend.services.jobs import queue as jobs
 from wxbackend.worker import Fail, Retry, Worker
@@ -44,6 +45,24 @@ async def test_two_workers_run_each_job_once(ctx):
     assert all(w.processed > 0 for w in workers)
     statuses = await ctx.db.run(lambda: {j.status for j in Job.select()})
     assert statuses == {"done"}
+
+
+@both_databases
+@pytest.mark.asyncio
+async def test_simultaneous_claims_each_get_a_full_batch(ctx):
+    # Every claim's plain read finds the same oldest due jobs; the claims that lose some of
+    # them to another read again inside their transaction instead of coming back short (or
+    # empty, and idling a poll interval while work is due).
+    await ctx.db.run(_schedule_many, 240)
+    for _ in range(3):  # rounds of 8 simultaneous claims of 10 (the database's 8 threads)
+        batches = await asyncio.gather(
+            *(ctx.db.run(jobs.claim, f"w{i}", 60, 10, ["test"]) for i in range(8))
+        )
+        if not all(len(batch) == 10 for batch in batches):
+            break
+    assert [len(batch) for batch in batches] == [10] * 8
+    ids = [job.id for batch in batches for job in batch]
+    assert len(set(ids)) == len(ids)
 
 
 @pytest.mark.asyncio

@@ -79,11 +79,17 @@ _DUE_SQL = {
 }
 
 
-def _due_ids(now: datetime, limit: int, kinds: list[str] | None) -> list[int]:
-    """Up to ``limit`` claimable job ids, oldest due first (two index ranges, merged)."""
+def _due_ids(
+    now: datetime, limit: int, kinds: list[str] | None, skip_locked: bool = False
+) -> list[int]:
+    """Up to ``limit`` claimable job ids, oldest due first (two index ranges, merged).
+    ``skip_locked`` (inside a claim's transaction): on PostgreSQL, lock the rows read and skip
+    those another claim is taking (SQLite's write lock already keeps other claims out)."""
     found: list[tuple[Any, int]] = []
     for status in ("pending", "running"):
         sql, args = plans.range_sql(*_DUE_SQL[status], kinds, limit)
+        if skip_locked and not plans.is_sqlite():
+            sql += " FOR UPDATE SKIP LOCKED"
         rows = database.execute_sql(sql, [Job.due_at.db_value(now), *args]).fetchall()
         found += [(Job.due_at.python_value(due), job_id) for job_id, due in rows]
     return [job_id for _, job_id in sorted(found)[:limit]]
@@ -109,21 +115,28 @@ def claim(
     if not ids:
         return []
     with database.atomic():
-        (
-            Job.update(
-                status="running",
-                lease_owner=owner,
-                lease_until=lease_until,
-                attempts=Job.attempts + 1,
-            )
-            .where(Job.id.in_(ids) & _claimable(now))
-            .execute()
-        )
+        taken = _take(ids, owner, now, lease_until)
+        if taken < len(ids):
+            # Another worker took some of them meanwhile (every claim's plain read finds the
+            # same oldest jobs): read again inside the transaction (under SQLite's write lock
+            # the read is exact) instead of running a short batch, or none and idling a poll.
+            again = _due_ids(now, limit - taken, kinds, skip_locked=True)
+            if again:
+                _take(again, owner, now, lease_until)
+                ids += again
         return list(
             Job.select().where(
                 Job.id.in_(ids) & (Job.lease_owner == owner) & (Job.lease_until == lease_until)
             )
         )
+
+
+def _take(ids: list[int], owner: str, now: datetime, lease_until: datetime) -> int:
+    """Lease the jobs of ``ids`` still claimable to ``owner``; how many it took."""
+    query = Job.update(
+        status="running", lease_owner=owner, lease_until=lease_until, attempts=Job.attempts + 1
+    ).where(Job.id.in_(ids) & _claimable(now))
+    return query.execute()
 
 
 def _mine(job_id: int, owner: str) -> peewee.Expression:
