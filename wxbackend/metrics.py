@@ -7,6 +7,7 @@ prometheus_client is imported) every process writes its values to files in that 
 
 from __future__ import annotations
 
+import glob
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -66,6 +67,24 @@ class Metrics:
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()
-            multiprocess.MultiProcessCollector(merged)
+            FilesCollector(merged)
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+class FilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus_client's collector of the processes' files, skipping a file that holds
+    nothing yet: another process creates its file empty and sizes it just after, so a scrape
+    in between raised ``struct.error`` (``/metrics`` answered 500), and a process killed in
+    that moment left the empty file for good (prometheus/client_python#1199). A file gone
+    meanwhile is skipped too."""
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's signature
+        files = []
+        for name in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(name) >= 8:  # the header: how much of the file is used
+                    files.append(name)
+            except OSError:
+                continue
+        return self.merge(files, accumulate=True)
