@@ -108,8 +108,13 @@ def optimize() -> int:
     process), with a bounded analysis; plans never rely on it. 0 on PostgreSQL."""
     if not plans.is_sqlite():
         return 0
-    database.execute_sql("PRAGMA analysis_limit=400")
-    database.execute_sql("PRAGMA optimize")
+    # A write transaction like every writer's (BEGIN IMMEDIATE, after the process's writers):
+    # run bare, its reads took a snapshot before ANALYZE asked for the write lock, and a
+    # commit in between made SQLite answer "database is locked" at once (a stale snapshot
+    # is not waited out by the busy timeout).
+    with database.atomic():
+        database.execute_sql("PRAGMA analysis_limit=400")
+        database.execute_sql("PRAGMA optimize")
     return 1
 
 
