@@ -14,10 +14,11 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.support.cli import ROOT, clean_env, run_cli
+from tests.support.cli import ROOT, WXBACKEND, clean_env, run_cli
 from tests.support.servers import free_port
 from wxbackend.cliargs import parser
 
@@ -72,6 +73,43 @@ def test_sandbox_port_in_use_is_refused_before_listening(tmp_path, taken_port):
     line = refusal(result)
     assert "sandbox.port" in line and f"http://127.0.0.1:{taken_port}/" in line
     assert not (tmp_path / "data").exists()
+
+
+def test_two_servers_starting_at_once_on_one_sandbox_port(tmp_path):
+    """The sandbox's port is bound before "listening", not only probed: of two servers
+    started at the same moment with the same sandbox port, one serves and the other is
+    refused in one line (both used to pass the probe; the loser crashed with a traceback
+    after announcing itself)."""
+    sandbox_port = free_port()
+    procs = []
+    for n in range(2):
+        folder = tmp_path / f"s{n}"
+        folder.mkdir()
+        procs.append(
+            subprocess.Popen(
+                [WXBACKEND, "serve", "--port", str(free_port())],
+                cwd=folder,
+                env=clean_env(WXB_SANDBOX_PORT=str(sandbox_port)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+    try:
+        deadline = time.monotonic() + 20  # the loser exits at once; the winner serves on
+        while not (exited := [p for p in procs if p.poll() is not None]):
+            assert time.monotonic() < deadline, "both servers started on one sandbox port"
+            time.sleep(0.05)
+        refused = exited[0]
+        result = subprocess.CompletedProcess([], refused.returncode, b"", refused.stderr.read())
+        line = refusal(result)
+        assert "sandbox.port" in line and f"http://127.0.0.1:{sandbox_port}/" in line
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(20)
+            proc.stderr.close()
+    winner = next(proc for proc in procs if proc is not refused)
+    assert winner.returncode == 0
 
 
 def test_sandbox_command_port_in_use(tmp_path, taken_port):

@@ -113,15 +113,16 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from wxbackend.sandbox import run_sandbox_forever
-    from wxbackend.server import ensure_free
+    from wxbackend.server import bind_sandbox
 
     address, port = args.address or settings.sandbox.address, args.port or settings.sandbox.port
-    ensure_free(address, port)
+    sockets = bind_sandbox(address, port) if port else None
     run_sandbox_forever(
         address,
         port,
         settings.wechat.appid,
         settings.wechat.secret,
+        sockets=sockets,
     )
     return 0
 

@@ -38,9 +38,10 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
         )
     check_surroundings(settings)
     sockets = _bind(address, port, "the server")
+    sandbox_sockets: list[socket.socket] = []
     if settings.sandbox_mode and settings.sandbox.port:
-        ensure_free(settings.sandbox.address, settings.sandbox.port, sockets)
-    load_startup_keys(settings, sockets, with_signer=True)
+        sandbox_sockets = bind_sandbox(settings.sandbox.address, settings.sandbox.port, sockets)
+    load_startup_keys(settings, [*sockets, *sandbox_sockets], with_signer=True)
     migrate_schema(settings)
     log.info("listening on http://%s:%d/ with %d process(es)", address, port, processes)
     sandbox_pid = None
@@ -52,10 +53,11 @@ def serve(settings: Settings, port: int, address: str, processes: int) -> int:
             settings.sandbox.port,
         )
         if processes > 1:
-            sandbox_pid = _fork_sandbox(settings, sockets)
+            sandbox_pid = _fork_sandbox(settings, sockets, sandbox_sockets)
     if processes > 1:
         return _supervise(settings, sockets, processes, sandbox_pid)
-    asyncio.run(run_process(settings, sockets, with_sandbox=settings.sandbox_mode))
+    with_sandbox = settings.sandbox_mode
+    asyncio.run(run_process(settings, sockets, with_sandbox, sandbox_sockets=sandbox_sockets))
     return 0
 
 
@@ -94,12 +96,15 @@ def _bind(address: str, port: int, what: str) -> list[socket.socket]:
         ) from None
 
 
-def ensure_free(address: str, port: int, opened: Sequence[socket.socket] = ()) -> None:
-    """StartupError when the sandbox's port is taken: it binds only once the server runs, so
-    try it now, before announcing anything (``opened`` is closed when it is taken)."""
+def bind_sandbox(
+    address: str, port: int, opened: Sequence[socket.socket] = ()
+) -> list[socket.socket]:
+    """The sandbox's sockets, bound now, before anything is announced, and handed to whoever
+    serves it (a port only probed here could be taken before the sandbox bound it, by a
+    second server starting at the same moment): StartupError when the port is taken
+    (``opened`` is closed then)."""
     try:
-        for probe in _bind(address, port, "the WeChat sandbox (sandbox.port)"):
-            probe.close()
+        return _bind(address, port, "the WeChat sandbox (sandbox.port)")
     except StartupError:
         for sock in opened:
             sock.close()
@@ -224,11 +229,13 @@ class AppServer:
         sockets: list[socket.socket],
         with_sandbox: bool = False,
         sandbox_port: int | None = None,
+        sandbox_sockets: list[socket.socket] | None = None,
     ):
         self.settings = settings
         self.sockets = sockets
         self.with_sandbox = with_sandbox
         self.sandbox_port = settings.sandbox.port if sandbox_port is None else sandbox_port
+        self.sandbox_sockets = sandbox_sockets or None  # bound by serve before "listening"
         self.sandbox_server: tornado.httpserver.HTTPServer | None = None
         self.sandbox_state = None  # a wxbackend.sandbox.SandboxState when running
         self.ctx: Context | None = None  # once started
@@ -248,6 +255,7 @@ class AppServer:
                 self.settings.sandbox.address,
                 self.sandbox_port,
                 SandboxState(self.settings.wechat.appid, self.settings.wechat.secret),
+                self.sandbox_sockets,
             )
             api_base = self.sandbox_state.base_url
         self.ctx = build_context(self.settings, api_base=api_base)
@@ -288,9 +296,11 @@ async def run_process(
     sockets: list[socket.socket],
     with_sandbox: bool = False,
     server_class: type[AppServer] = AppServer,
+    sandbox_sockets: list[socket.socket] | None = None,
 ) -> None:
-    """One server process: the app (``server_class``'s) on ``sockets`` until SIGTERM/SIGINT."""
-    server = server_class(settings, sockets, with_sandbox)
+    """One server process: the app (``server_class``'s) on ``sockets`` until SIGTERM/SIGINT
+    (with the sandbox on ``sandbox_sockets`` when they were bound already)."""
+    server = server_class(settings, sockets, with_sandbox, sandbox_sockets=sandbox_sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before serving: a SIGTERM while the
@@ -306,7 +316,9 @@ async def run_process(
     log.info("stopped in %.2f s", time.monotonic() - started)
 
 
-def _fork_sandbox(settings: Settings, sockets: Sequence[socket.socket]) -> int:
+def _fork_sandbox(
+    settings: Settings, sockets: Sequence[socket.socket], sandbox_sockets: list[socket.socket]
+) -> int:
     pid = os.fork()
     if pid == 0:  # child
         from wxbackend.sandbox import run_sandbox_forever
@@ -321,9 +333,12 @@ def _fork_sandbox(settings: Settings, sockets: Sequence[socket.socket]) -> int:
                 settings.sandbox.port,
                 settings.wechat.appid,
                 settings.wechat.secret,
+                sockets=sandbox_sockets,
             )
         finally:
             os._exit(0)
+    for sock in sandbox_sockets:  # the child serves them
+        sock.close()
     _wait_for_port(settings.sandbox.address, settings.sandbox.port, seconds=10.0)
     return pid
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 
 import tornado.httpserver
@@ -57,11 +58,15 @@ def make_sandbox_app(state: SandboxState | None = None) -> tornado.web.Applicati
 
 
 async def start_sandbox(
-    address: str = "127.0.0.1", port: int = 8900, state: SandboxState | None = None
+    address: str = "127.0.0.1",
+    port: int = 8900,
+    state: SandboxState | None = None,
+    sockets: list[socket.socket] | None = None,
 ) -> tuple[tornado.httpserver.HTTPServer, SandboxState]:
-    """Bind and start serving on the running loop; port 0 picks a free port (``state.port``)."""
+    """Bind (unless ``sockets`` were bound already) and start serving on the running loop;
+    port 0 picks a free port (``state.port``)."""
     state = state or SandboxState()
-    sockets = tornado.netutil.bind_sockets(port, address=address)
+    sockets = sockets or tornado.netutil.bind_sockets(port, address=address)
     server = tornado.httpserver.HTTPServer(make_sandbox_app(state))
     server.add_sockets(sockets)
     state.address = address
@@ -86,14 +91,16 @@ def run_sandbox_forever(
     secret: str = DEFAULT_SECRET,
     *,
     published_pages: tuple[str, ...] = DEFAULT_PAGES,
+    sockets: list[socket.socket] | None = None,
 ) -> None:
-    """Run the sandbox until interrupted (``wxbackend sandbox`` and forked child processes)."""
+    """Run the sandbox until interrupted (``wxbackend sandbox`` and forked child processes),
+    on ``sockets`` when the caller bound them already."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
     async def serve() -> None:
         state = SandboxState(appid, secret, published_pages)
-        await start_sandbox(address, port, state)
+        await start_sandbox(address, port, state, sockets)
         log.info("WeChat sandbox listening on %s", state.base_url)
         await asyncio.Event().wait()
 
