@@ -21,8 +21,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from models.base import utcnow
 from models.catalog import Window
 from models.device import WindowDevice
@@ -41,8 +39,8 @@ KEY_BYTES = 15  # 120 bits → 24 base32 characters, shown in groups of 4
 WINDOW_CODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _KEY_RE = re.compile(r"[A-Z2-7]{24}")
 WRITE = "catalogue.write"
-#: What Redis being unreachable raises.
-REDIS_DOWN = (RedisError, OSError, TimeoutError)
+#: What Redis being unreachable raises (one definition, beside the tokens' cache).
+REDIS_DOWN = tokens.REDIS_DOWN
 
 
 def redis_unavailable(ctx: Context, exc: BaseException) -> errors.ContractError:
